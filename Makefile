@@ -1,0 +1,39 @@
+# LedgerCore Realtime. `make run` serves the embedded stack; `make test` runs
+# the suite (embedded stack, then PostgreSQL + Redis when they answer).
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HOST PORT
+
+.PHONY: install run test test-embedded test-scaled lint format bench clean
+
+.venv/.installed: requirements.txt requirements-dev.txt scripts/bootstrap.sh
+	scripts/bootstrap.sh
+
+install: .venv/.installed
+
+run: install
+	scripts/run.sh
+
+test: install
+	scripts/test.sh
+
+test-embedded: install
+	scripts/test.sh embedded
+
+test-scaled: install
+	scripts/test.sh scaled
+
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy .
+
+format: install
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+bench: install
+	.venv/bin/python bench/realtime.py
+
+clean:
+	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,120 @@
+"""Reading settings from the environment, failing loudly on bad values.
+
+Every reader names the variable in its error so that a typo in a deployment
+stops the process at startup with a message an operator can act on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+_env = environ.Env()
+
+RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(ms|s|sec|m|min|h|hour|d|day)\s*$")
+_PERIOD_SECONDS = {
+    "ms": 0.001,
+    "s": 1,
+    "sec": 1,
+    "m": 60,
+    "min": 60,
+    "h": 3600,
+    "hour": 3600,
+    "d": 86400,
+    "day": 86400,
+}
+
+
+def _read[T](name: str, reader: Callable[[], T]) -> T:
+    try:
+        return reader()
+    except ImproperlyConfigured as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ImproperlyConfigured(f"{name}: invalid value ({exc})") from None
+
+
+def text(name: str, default: str = "") -> str:
+    return _read(name, lambda: _env.str(name, default=default))
+
+
+def flag(name: str, default: bool) -> bool:
+    raw = _env.str(name, default="").strip().lower()
+    if raw == "":
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}: expected true/false, got {raw!r}")
+
+
+def integer(name: str, default: int, minimum: int | None = None) -> int:
+    value = _read(name, lambda: _env.int(name, default=default))
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def number(name: str, default: float, minimum: float = 0.0) -> float:
+    value = _read(name, lambda: _env.float(name, default=default))
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def items(name: str, default: list[str]) -> list[str]:
+    values = _read(name, lambda: _env.list(name, default=default))
+    return [v.strip() for v in values if v.strip()]
+
+
+def database(name: str, default: str) -> dict[str, Any]:
+    raw = _env.str(name, default=default)
+    scheme = urlparse(raw).scheme
+    if scheme not in {"sqlite", "postgres", "postgresql", "pgsql"}:
+        raise ImproperlyConfigured(
+            f"{name}: unsupported database URL scheme {scheme!r} (use sqlite:// or postgres://)"
+        )
+    return _read(name, lambda: environ.Env.db_url_config(raw))
+
+
+def redis_url(name: str) -> str:
+    raw = _env.str(name, default="").strip()
+    if raw and urlparse(raw).scheme not in {"redis", "rediss", "unix"}:
+        raise ImproperlyConfigured(f"{name}: expected redis://, rediss:// or unix:// URL, got {raw!r}")
+    return raw
+
+
+def parse_rate(value: str) -> tuple[int, float]:
+    """'20/s' -> (capacity 20, refill period 1.0 s); '100/5m' -> (100, 300.0)."""
+    match = RATE_RE.match(value)
+    if not match:
+        raise ValueError(f"rate {value!r} is not of the form N/period, e.g. 20/s or 100/5m")
+    count, multiplier, unit = match.groups()
+    capacity = int(count)
+    period = (int(multiplier) if multiplier else 1) * _PERIOD_SECONDS[unit]
+    if capacity <= 0 or period <= 0:
+        raise ValueError(f"rate {value!r} must be positive")
+    return capacity, float(period)
+
+
+def rates(name: str, default: dict[str, str]) -> dict[str, str]:
+    raw = _env.str(name, default="").strip()
+    result = dict(default)
+    if raw:
+        for part in raw.split(","):
+            if "=" not in part:
+                raise ImproperlyConfigured(f"{name}: expected class=N/period pairs, got {part!r}")
+            key, value = (p.strip() for p in part.split("=", 1))
+            result[key] = value
+    for key, value in result.items():
+        try:
+            parse_rate(value)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{name}: class {key!r}: {exc}") from None
+    return result

@@ -1,0 +1,200 @@
+"""LedgerCore Realtime settings.
+
+Configured only from the environment (see README "Settings"). Every default
+is the embedded stack: SQLite in WAL mode, in-memory channel layer, in-process
+presence and throttles. Setting DATABASE_URL and REDIS_URL switches to the
+scaled stack (PostgreSQL, Redis).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ledgercore import config
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(config.text("LEDGERCORE_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = config.flag("DJANGO_DEBUG", False)
+SECRET_KEY = config.text(
+    "DJANGO_SECRET_KEY", "insecure-embedded-default-change-me-in-production-4d1f8a"
+)
+ALLOWED_HOSTS = config.items("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+# Origins whose browsers may use a Django session cookie on the WebSocket and
+# post forms to admin. Token-authenticated clients are not origin-restricted.
+LEDGERCORE_ALLOWED_ORIGINS = config.items(
+    "LEDGERCORE_ALLOWED_ORIGINS",
+    ["http://127.0.0.1:8000", "http://localhost:8000"],
+)
+CSRF_TRUSTED_ORIGINS = LEDGERCORE_ALLOWED_ORIGINS
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "accounts",
+    "realtime",
+    "credits",
+    "marketdata",
+    "compliance",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "ledgercore.urls"
+ASGI_APPLICATION = "ledgercore.asgi.application"
+AUTH_USER_MODEL = "accounts.User"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- database -------------------------------------------------------------
+DATABASES = {
+    "default": config.database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            # WAL lets readers run while one writer commits; busy timeout
+            # makes concurrent writers wait instead of failing.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+        }
+    )
+    # Tests use a real file too, so that server threads see committed rows.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- channel layer, presence, throttles -----------------------------------
+REDIS_URL = config.redis_url("REDIS_URL")
+LEDGERCORE_REDIS_PREFIX = config.text("LEDGERCORE_REDIS_PREFIX", "lc")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": f"{LEDGERCORE_REDIS_PREFIX}:asgi",
+                "capacity": 1000,
+                "expiry": 60,
+            },
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": 1000, "expiry": 60},
+        }
+    }
+
+# Token buckets: capacity N refilled over the period. "connection" is charged
+# for every inbound frame of a connection; the other classes are per user,
+# shared by all of that user's connections (across processes on Redis).
+LEDGERCORE_THROTTLE_RATES = config.rates(
+    "LEDGERCORE_THROTTLE_RATES",
+    {"connection": "30/s", "user": "60/s", "expensive": "20/min"},
+)
+LEDGERCORE_MAX_FRAME_BYTES = config.integer("LEDGERCORE_MAX_FRAME_BYTES", 65536, minimum=256)
+# A process that has not refreshed its heartbeat for this long is considered
+# dead and its connections leave their rooms (Redis stack only).
+LEDGERCORE_PRESENCE_TIMEOUT_SECONDS = config.number(
+    "LEDGERCORE_PRESENCE_TIMEOUT_SECONDS", 15.0, minimum=1.0
+)
+
+# --- authentication -------------------------------------------------------
+LEDGERCORE_DEV_JWT_SECRET = config.text("LEDGERCORE_DEV_JWT_SECRET", "")
+CLERK_JWKS_URL = config.text("CLERK_JWKS_URL", "")
+CLERK_JWT_KEY = config.text("CLERK_JWT_KEY", "").replace("\\n", "\n")
+CLERK_ISSUER = config.text("CLERK_ISSUER", "")
+CLERK_AUTHORIZED_PARTIES = config.items("CLERK_AUTHORIZED_PARTIES", [])
+CLERK_LEEWAY_SECONDS = config.integer("CLERK_LEEWAY_SECONDS", 5, minimum=0)
+CLERK_JWKS_CACHE_SECONDS = config.integer("CLERK_JWKS_CACHE_SECONDS", 300, minimum=0)
+if CLERK_JWT_KEY and "BEGIN PUBLIC KEY" not in CLERK_JWT_KEY:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("CLERK_JWT_KEY: expected a PEM public key (-----BEGIN PUBLIC KEY-----)")
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- HTTP API -------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "realtime.rest.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+WHITENOISE_USE_FINDERS = True
+
+# --- logging --------------------------------------------------------------
+LOG_LEVEL = config.text("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"LOG_LEVEL: unknown level {LOG_LEVEL!r}")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "realtime.logs.RedactSecrets"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,300 @@
+"""The WebSocket consumer: decode, look up, validate, throttle, call, send.
+
+It knows the protocol and nothing of any domain: every event goes through the
+registry (realtime.registry), every room through its namespace
+(realtime.rooms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from rest_framework import serializers
+
+from accounts import services as accounts
+from realtime import auth, presence, push, rooms
+from realtime.context import RequestContext
+from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, ValidationFailed
+from realtime.protocol import RequestId, decode, encode, now_ms, peek_id
+from realtime.registry import InboundEvent, registry
+from realtime.throttles import connection_bucket, retry_after_seconds, user_buckets
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHORIZED = 4401
+MAX_CONCURRENT_TASKS = 16
+
+
+class RealtimeConsumer(AsyncWebsocketConsumer):
+    user_id: str
+    user_pk: int
+    application_id: str
+    sid: str
+
+    async def connect(self) -> None:
+        self.sid = uuid.uuid4().hex
+        self.authenticated = False
+        self.rooms: dict[str, rooms.Namespace] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.bucket = connection_bucket()
+        await self.accept()
+        try:
+            user = await self._authenticate()
+        except Unauthorized as exc:
+            await self.send_event("error", exc.payload())
+            await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        self.user_id = user.username
+        self.user_pk = user.pk
+        self.authenticated = True
+        store = presence.store()
+        store.start(_on_departures)
+        await self.join_room(f"user:{self.user_id}", rooms.namespaces["user"])
+        await self.send_event("connected", {"userId": self.user_id, "sid": self.sid, "timestamp": now_ms()})
+        for hook in registry.connect_hooks:
+            await self._guarded(RequestContext(self, "connected", None), hook, "error")
+
+    async def _authenticate(self) -> Any:
+        requested_app = _query_param(self.scope, "applicationId")
+        token = auth.token_from_scope(self.scope)
+        if token is not None:
+            try:
+                identity = await sync_to_async(auth.verify_token, thread_sensitive=False)(token)
+            except auth.AuthenticationFailed as exc:
+                raise Unauthorized(str(exc)) from None
+            user = await database_sync_to_async(_bind_user)(
+                identity.user_id, requested_app or identity.application_id
+            )
+        else:
+            session_user = self.scope.get("user")
+            if session_user is None or not session_user.is_authenticated:
+                raise Unauthorized("authentication required: pass ?token= or an Authorization header")
+            if not session_user.is_staff or not _origin_allowed(self.scope):
+                raise Unauthorized("session authentication is for staff on an allowed origin")
+            user = await database_sync_to_async(_bind_user)(session_user.username, requested_app)
+        if isinstance(user, str):
+            raise Unauthorized(user)
+        self.application_id = user.bound_application_id
+        return user
+
+    async def disconnect(self, code: int) -> None:
+        for task in list(getattr(self, "tasks", ())):
+            task.cancel()
+        if getattr(self, "authenticated", False):
+            for room in list(self.rooms):
+                await self.leave_room(room)
+
+    # --- sending -----------------------------------------------------------
+
+    async def send_event(self, event: str, data: dict[str, Any], request_id: RequestId | None = None) -> None:
+        await self.send(text_data=encode(event, data, request_id))
+
+    async def room_event(self, message: dict[str, Any]) -> None:
+        """A broadcast to one of this connection's rooms (realtime.push)."""
+        if message.get("skip_user") == getattr(self, "user_id", None):
+            return
+        if message["room"] not in getattr(self, "rooms", {}):
+            return
+        await self.send_event(message["event"], message["data"])
+
+    # --- rooms -------------------------------------------------------------
+
+    async def join_room(self, room: str, namespace: rooms.Namespace) -> int:
+        await self.channel_layer.group_add(rooms.group_name(room), self.channel_name)
+        self.rooms[room] = namespace
+        count, first = await presence.store().join(room, self.channel_name, self.user_id)
+        if first and namespace.presence_events:
+            await push.broadcast(
+                room,
+                "user_joined_room",
+                {"userId": self.user_id, "room": room, "joinedAt": now_ms()},
+                skip_user=self.user_id,
+            )
+        return count
+
+    async def leave_room(self, room: str) -> None:
+        namespace = self.rooms.pop(room, None)
+        if namespace is None:
+            return
+        await self.channel_layer.group_discard(rooms.group_name(room), self.channel_name)
+        _, last = await presence.store().leave(room, self.channel_name, self.user_id)
+        if last and namespace.presence_events:
+            await push.broadcast(
+                room, "user_left_room", {"userId": self.user_id, "room": room, "leftAt": now_ms()}
+            )
+
+    # --- receiving ---------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if not getattr(self, "authenticated", False):
+            return
+        frame, parsed, error = decode(text_data, bytes_data, settings.LEDGERCORE_MAX_FRAME_BYTES)
+        request_id = frame.id if frame else peek_id(parsed)
+        wait = self.bucket.take()
+        if wait:
+            await self._send_error(
+                RateLimited("too many frames on this connection", retry_after=retry_after_seconds(wait)),
+                "rate_limit_error",
+                request_id,
+                None,
+            )
+            return
+        if error is not None or frame is None:
+            event_name = parsed.get("event") if isinstance(parsed, dict) else None
+            await self._send_error(error or Internal("undecodable frame"), "error", request_id, event_name)
+            return
+        spec = registry.get(frame.event)
+        ctx = RequestContext(self, frame.event, frame.id)
+        if spec is None:
+            await ctx.send("error", {"code": "NOT_FOUND", "message": f"unknown event {frame.event[:100]!r}"})
+            return
+        payload = spec.serializer(data=frame.data)
+        if not payload.is_valid():
+            errors = _flatten_errors(payload.errors)
+            await self._send_error(
+                ValidationFailed(f"invalid {spec.name} payload", errors), spec.error_event, frame.id, spec.name
+            )
+            return
+        wait = await user_buckets().take(spec.throttle, self.user_id)
+        if wait:
+            await self._send_error(
+                RateLimited(f"too many {spec.throttle} requests for this user", retry_after=retry_after_seconds(wait)),
+                "rate_limit_error",
+                frame.id,
+                spec.name,
+            )
+            return
+        if spec.concurrent:
+            if len(self.tasks) >= MAX_CONCURRENT_TASKS:
+                await self._send_error(
+                    RateLimited("too many requests in flight on this connection", retry_after=1),
+                    "rate_limit_error",
+                    frame.id,
+                    spec.name,
+                )
+                return
+            task = asyncio.create_task(self._guarded(ctx, _bind(spec, payload.validated_data), spec.error_event))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        else:
+            await self._guarded(ctx, _bind(spec, payload.validated_data), spec.error_event)
+
+    async def _guarded(self, ctx: RequestContext, call: Any, error_event: str) -> None:
+        try:
+            await call(ctx)
+        except ProtocolError as exc:
+            await self._send_error(exc, error_event, ctx.request_id, ctx.event)
+        except serializers.ValidationError as exc:
+            await self._send_error(
+                ValidationFailed(f"invalid {ctx.event} request", _flatten_errors(exc.detail)),
+                error_event,
+                ctx.request_id,
+                ctx.event,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception(
+                "unhandled error in %s (request id %r, sid %s, user %s)", ctx.event, ctx.request_id, self.sid, self.user_id
+            )
+            await self._send_error(
+                Internal("the server failed to handle this request; nothing was charged"),
+                error_event,
+                ctx.request_id,
+                ctx.event,
+            )
+
+    async def _send_error(
+        self, exc: ProtocolError, event: str, request_id: RequestId | None, event_name: Any
+    ) -> None:
+        if isinstance(exc, ValidationFailed):
+            data = exc.payload()
+            data["errors"] = exc.errors
+            data["event"] = event_name if isinstance(event_name, str) else None
+            await self.send_event("validation_error", data, request_id)
+        else:
+            await self.send_event(event, exc.payload(), request_id)
+
+
+def _bind(spec: InboundEvent, data: dict[str, Any]) -> Any:
+    async def call(ctx: RequestContext) -> None:
+        await spec.handler(ctx, data)
+
+    return call
+
+
+def _flatten_errors(detail: Any, path: str = "") -> dict[str, list[str]]:
+    """DRF error detail -> {"field" or "field.sub" or "list.0.field": [messages]}."""
+    out: dict[str, list[str]] = {}
+
+    def merge(more: dict[str, list[str]]) -> None:
+        for key, messages in more.items():
+            out.setdefault(key, []).extend(messages)
+
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            sub = path if key == "non_field_errors" else (f"{path}.{key}" if path else str(key))
+            merge(_flatten_errors(value, sub))
+    elif isinstance(detail, list):
+        for index, value in enumerate(detail):
+            if isinstance(value, (dict, list)):
+                merge(_flatten_errors(value, f"{path}.{index}" if path else str(index)))
+            else:
+                merge({path or "data": [str(value)]})
+    else:
+        merge({path or "data": [str(detail)]})
+    return out
+
+
+def _query_param(scope: dict[str, Any], name: str) -> str | None:
+    from urllib.parse import parse_qs
+
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
+    return values[0] if values else None
+
+
+def _origin_allowed(scope: dict[str, Any]) -> bool:
+    for name, value in scope.get("headers", []):
+        if name == b"origin":
+            return value.decode("latin-1") in settings.LEDGERCORE_ALLOWED_ORIGINS
+    return True
+
+
+def _bind_user(user_id: str, requested_app: str | None) -> Any:
+    """The connection's user with ``bound_application_id`` set, or an error
+    message (str) that is safe to send to the client."""
+    try:
+        user = accounts.get_or_create_user(user_id)
+        application = accounts.resolve_application(user, requested_app)
+    except accounts.TenancyError as exc:
+        return str(exc)
+    if not user.is_active:
+        return "user is deactivated"
+    user.bound_application_id = application.id
+    return user
+
+
+async def _on_departures(departures: list[presence.Departure]) -> None:
+    """Connections of a dead process: drop them from groups, announce leaves."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    for departure in departures:
+        await layer.group_discard(rooms.group_name(departure.room), departure.channel)
+        try:
+            namespace, _ = rooms.parse_room(departure.room)
+        except ProtocolError:
+            continue
+        if departure.last and namespace.presence_events:
+            await push.broadcast(
+                departure.room,
+                "user_left_room",
+                {"userId": departure.user_id, "room": departure.room, "leftAt": now_ms()},
+            )

@@ -1,0 +1,38 @@
+"""What a handler knows about the request it serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from realtime.protocol import RequestId
+
+if TYPE_CHECKING:
+    from realtime.consumers import RealtimeConsumer
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    connection: RealtimeConsumer
+    event: str
+    request_id: RequestId | None
+
+    @property
+    def user_id(self) -> str:
+        return self.connection.user_id
+
+    @property
+    def user_pk(self) -> int:
+        return self.connection.user_pk
+
+    @property
+    def application_id(self) -> str:
+        return self.connection.application_id
+
+    @property
+    def sid(self) -> str:
+        return self.connection.sid
+
+    async def send(self, event: str, data: dict[str, Any]) -> None:
+        """Send an event caused by this request (it carries the request id)."""
+        await self.connection.send_event(event, data, self.request_id)

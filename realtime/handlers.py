@@ -1,0 +1,152 @@
+"""System events (section "System" of the event reference) and the rooms
+that belong to no domain: ``user:`` and ``application:``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from rest_framework import serializers
+
+from accounts import services as accounts
+from realtime.context import RequestContext
+from realtime.errors import Unauthorized, ValidationFailed
+from realtime.payloads import EmptyPayload, Payload, RoomPayload
+from realtime.protocol import now_ms
+from realtime.registry import registry
+from realtime.rooms import Namespace, parse_room, register_namespace
+
+# --- outbound payloads -------------------------------------------------------
+
+
+class ConnectedPayload(Payload):
+    userId = serializers.CharField(help_text="The authenticated user id (token subject).")
+    sid = serializers.CharField(help_text="This connection's id.")
+    timestamp = serializers.IntegerField(help_text="Epoch milliseconds.")
+
+
+class PongPayload(Payload):
+    timestamp = serializers.IntegerField(help_text="Epoch milliseconds.")
+
+
+class SubscribedPayload(Payload):
+    room = serializers.CharField()
+    subscriberCount = serializers.IntegerField(
+        min_value=1, help_text="Connections in the room across every server process, this one included."
+    )
+
+
+class UnsubscribedPayload(Payload):
+    room = serializers.CharField()
+
+
+class UserJoinedPayload(Payload):
+    userId = serializers.CharField()
+    room = serializers.CharField()
+    joinedAt = serializers.IntegerField(help_text="Epoch milliseconds.")
+
+
+class UserLeftPayload(Payload):
+    userId = serializers.CharField()
+    room = serializers.CharField()
+    leftAt = serializers.IntegerField(help_text="Epoch milliseconds.")
+
+
+class ErrorPayload(Payload):
+    code = serializers.ChoiceField(
+        ["RATE_LIMITED", "UNAUTHORIZED", "NOT_FOUND", "INTERNAL", "VALIDATION_FAILED", "TIMEOUT", "CANCELLED"]
+    )
+    message = serializers.CharField()
+    retryAfter = serializers.IntegerField(required=False, help_text="Seconds; set where retrying later helps.")
+
+
+class ValidationErrorPayload(ErrorPayload):
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    event = serializers.CharField(allow_null=True, help_text="The event whose payload failed, if known.")
+
+
+registry.outbound("connected", ConnectedPayload, summary="First event of an authenticated connection.")
+registry.outbound("pong", PongPayload, summary="Answer to ping.")
+registry.outbound("subscribed", SubscribedPayload, summary="The connection joined the room.")
+registry.outbound("unsubscribed", UnsubscribedPayload, summary="The connection left the room.")
+registry.outbound(
+    "user_joined_room",
+    UserJoinedPayload,
+    pushed=True,
+    summary="A user's first connection joined the room (application: and chat: rooms).",
+)
+registry.outbound(
+    "user_left_room",
+    UserLeftPayload,
+    pushed=True,
+    summary="A user's last connection left the room (unsubscribe, close or dead server process).",
+)
+registry.outbound("error", ErrorPayload, category="Errors", summary="Standard error envelope.")
+registry.outbound(
+    "rate_limit_error", ErrorPayload, category="Errors", summary="A per-connection or per-user throttle was hit."
+)
+registry.outbound(
+    "validation_error", ValidationErrorPayload, category="Errors", summary="A frame or payload failed validation."
+)
+
+# --- inbound events ------------------------------------------------------------
+
+
+@registry.on("ping", EmptyPayload, summary="Liveness check.", replies=("pong",))
+async def ping(ctx: RequestContext, data: dict[str, Any]) -> None:
+    await ctx.send("pong", {"timestamp": now_ms()})
+
+
+@registry.on("subscribe", RoomPayload, summary="Join a room.", replies=("subscribed",))
+async def subscribe(ctx: RequestContext, data: dict[str, Any]) -> None:
+    room = data["room"]
+    namespace, rest = parse_room(room)
+    await namespace.authorize(ctx, rest)
+    count = await ctx.connection.join_room(room, namespace)
+    await ctx.send("subscribed", {"room": room, "subscriberCount": count})
+    if namespace.on_join is not None:
+        await namespace.on_join(ctx, rest)
+
+
+@registry.on("unsubscribe", RoomPayload, summary="Leave a room.", replies=("unsubscribed",))
+async def unsubscribe(ctx: RequestContext, data: dict[str, Any]) -> None:
+    room = data["room"]
+    namespace, rest = parse_room(room)
+    if namespace.name == "user" and rest == ctx.user_id:
+        raise ValidationFailed(
+            "the personal room cannot be left", {"room": ["The personal room is joined for the connection's life."]}
+        )
+    await ctx.connection.leave_room(room)
+    await ctx.send("unsubscribed", {"room": room})
+
+
+# --- rooms ---------------------------------------------------------------------
+
+
+async def _authorize_user_room(ctx: RequestContext, user_id: str) -> None:
+    if user_id != ctx.user_id:
+        raise Unauthorized("a user room is open only to its user", room=f"user:{user_id}")
+
+
+async def _authorize_application_room(ctx: RequestContext, application_id: str) -> None:
+    if not await database_sync_to_async(accounts.is_member)(ctx.user_pk, application_id):
+        raise Unauthorized("not a member of this application", room=f"application:{application_id}")
+
+
+register_namespace(
+    Namespace(
+        "user",
+        _authorize_user_room,
+        presence_events=False,
+        description="A user's personal room, joined automatically: credit events and job results.",
+    )
+)
+register_namespace(
+    Namespace(
+        "application",
+        _authorize_application_room,
+        presence_events=True,
+        description="Members of an application: application broadcasts and presence.",
+    )
+)
+

@@ -1,0 +1,95 @@
+"""Payload serializers: DRF serializers that reject unknown fields, and their
+JSON Schema (for the AsyncAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+
+class Payload(serializers.Serializer):  # type: ignore[type-arg]
+    """A wire payload. Unknown fields are errors, not silently dropped."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = set(data) - set(self.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {str(key)[:100]: ["Unknown field."] for key in sorted(unknown, key=str)[:10]}
+                )
+        return super().to_internal_value(data)
+
+
+class EmptyPayload(Payload):
+    pass
+
+
+class RoomPayload(Payload):
+    room = serializers.CharField(max_length=300, trim_whitespace=False)
+
+
+def json_schema(field: Any) -> dict[str, Any]:
+    """JSON Schema of a serializer or field, enough to document the wire."""
+    if isinstance(field, serializers.ListSerializer):
+        return {"type": "array", "items": json_schema(field.child)}
+    if isinstance(field, serializers.BaseSerializer):
+        fields = field.fields if hasattr(field, "fields") else {}
+        schema: dict[str, Any] = {
+            "type": "object",
+            "properties": {name: json_schema(f) for name, f in fields.items()},
+            "additionalProperties": False,
+        }
+        required = [name for name, f in fields.items() if f.required]
+        if required:
+            schema["required"] = required
+        return _describe(schema, field)
+    schema = _field_schema(field)
+    if getattr(field, "allow_null", False):
+        schema = {"oneOf": [schema, {"type": "null"}]}
+    return _describe(schema, field)
+
+
+def _describe(schema: dict[str, Any], field: Any) -> dict[str, Any]:
+    text = getattr(field, "help_text", None)
+    if text:
+        schema["description"] = str(text)
+    return schema
+
+
+def _field_schema(field: Any) -> dict[str, Any]:
+    s = serializers
+    if isinstance(field, s.ChoiceField):
+        return {"enum": list(field.choices)}
+    if isinstance(field, s.BooleanField):
+        return {"type": "boolean"}
+    if isinstance(field, s.IntegerField):
+        return _bounds({"type": "integer"}, field)
+    if isinstance(field, (s.FloatField, s.DecimalField)):
+        return _bounds({"type": "number"}, field)
+    if isinstance(field, s.CharField):
+        schema: dict[str, Any] = {"type": "string"}
+        if field.max_length is not None:
+            schema["maxLength"] = field.max_length
+        if field.min_length is not None:
+            schema["minLength"] = field.min_length
+        return schema
+    if isinstance(field, s.ListField):
+        schema = {"type": "array", "items": json_schema(field.child)}
+        if field.max_length is not None:
+            schema["maxItems"] = field.max_length
+        return schema
+    if isinstance(field, s.DictField):
+        return {"type": "object", "additionalProperties": json_schema(field.child)}
+    schema_hint = getattr(field, "json_schema", None)
+    if schema_hint is not None:
+        return dict(schema_hint)
+    return {}
+
+
+def _bounds(schema: dict[str, Any], field: Any) -> dict[str, Any]:
+    if getattr(field, "min_value", None) is not None:
+        schema["minimum"] = field.min_value
+    if getattr(field, "max_value", None) is not None:
+        schema["maximum"] = field.max_value
+    return schema

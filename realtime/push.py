@@ -1,0 +1,33 @@
+"""Events out to rooms, from any app (async or sync code).
+
+Callers that change the database must call these after commit
+(``transaction.on_commit``) so that nothing is announced that may roll back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from realtime.rooms import group_name
+
+ROOM_EVENT = "room.event"
+
+
+async def broadcast(room: str, event: str, data: dict[str, Any], *, skip_user: str | None = None) -> None:
+    layer = get_channel_layer()
+    assert layer is not None, "CHANNEL_LAYERS is not configured"
+    await layer.group_send(
+        group_name(room),
+        {"type": ROOM_EVENT, "room": room, "event": event, "data": data, "skip_user": skip_user},
+    )
+
+
+def broadcast_sync(room: str, event: str, data: dict[str, Any]) -> None:
+    async_to_sync(broadcast)(room, event, data)
+
+
+async def send_to_user(user_id: str, event: str, data: dict[str, Any]) -> None:
+    await broadcast(f"user:{user_id}", event, data)

@@ -1,0 +1,30 @@
+"""One asyncio Redis client per event loop (Redis stack only)."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+import redis.asyncio as aioredis
+from django.conf import settings
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def enabled() -> bool:
+    return bool(settings.REDIS_URL)
+
+
+def client() -> aioredis.Redis:
+    loop = asyncio.get_running_loop()
+    existing = _clients.get(loop)
+    if existing is None:
+        existing = aioredis.from_url(settings.REDIS_URL, decode_responses=True)
+        _clients[loop] = existing
+    return existing
+
+
+def key(*parts: str) -> str:
+    return ":".join((settings.LEDGERCORE_REDIS_PREFIX, *parts))

@@ -1,0 +1,64 @@
+"""Health probes and the AsyncAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+
+from realtime import redis as lcredis
+from realtime.asyncapi import build_document
+
+log = logging.getLogger(__name__)
+READY_TIMEOUT_SECONDS = 3.0
+
+
+async def healthz(request: HttpRequest) -> JsonResponse:
+    """The process is up and its event loop answers."""
+    return JsonResponse({"status": "ok"})
+
+
+def _database_answers() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+async def _channel_layer_answers() -> None:
+    layer = get_channel_layer()
+    assert layer is not None
+    channel = await layer.new_channel()
+    token = uuid.uuid4().hex
+    await layer.send(channel, {"type": "readyz.probe", "token": token})
+    message = await layer.receive(channel)
+    if message.get("token") != token:
+        raise RuntimeError("channel layer returned another message")
+
+
+async def readyz(request: HttpRequest) -> JsonResponse:
+    """The database and the channel layer (and Redis, if configured) answer."""
+    checks = {
+        "database": sync_to_async(_database_answers, thread_sensitive=False)(),
+        "channel_layer": _channel_layer_answers(),
+    }
+    if lcredis.enabled():
+        checks["redis"] = lcredis.client().ping()
+    results: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            await asyncio.wait_for(check, READY_TIMEOUT_SECONDS)
+            results[name] = "ok"
+        except Exception as exc:
+            log.warning("readiness check %s failed: %s", name, type(exc).__name__)
+            results[name] = f"failed: {type(exc).__name__}"
+    ready = all(v == "ok" for v in results.values())
+    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": results}, status=200 if ready else 503)
+
+
+async def asyncapi_document(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(build_document(), json_dumps_params={"indent": 2})
