@@ -57,7 +57,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         store = presence.store()
         store.start(_on_departures)
         await self.join_room(f"user:{self.user_id}", rooms.namespaces["user"])
-        await self.send_event("connected", {"userId": self.user_id, "sid": self.sid, "timestamp": now_ms()})
+        await self.send_event(
+            "connected",
+            {"userId": self.user_id, "sid": self.sid, "timestamp": now_ms(), "applicationId": self.application_id},
+        )
         for hook in registry.connect_hooks:
             await self._guarded(RequestContext(self, "connected", None), hook, "error")
 

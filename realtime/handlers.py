@@ -23,6 +23,7 @@ class ConnectedPayload(Payload):
     userId = serializers.CharField(help_text="The authenticated user id (token subject).")
     sid = serializers.CharField(help_text="This connection's id.")
     timestamp = serializers.IntegerField(help_text="Epoch milliseconds.")
+    applicationId = serializers.CharField(help_text="The application this connection is bound to.")
 
 
 class PongPayload(Payload):

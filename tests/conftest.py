@@ -1,0 +1,85 @@
+"""Fixtures: a real ASGI server on a real socket, development tokens, stacks.
+
+The same suite runs on the embedded stack (SQLite, in-memory layer) and on
+the scaled stack (PostgreSQL, Redis) depending on DATABASE_URL/REDIS_URL;
+scripts/test.sh runs both.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings as django_settings
+
+from tests.wsclient import DEV_SECRET
+
+
+def scaled_stack() -> bool:
+    return bool(django_settings.REDIS_URL) and django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    db = django_settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    layer = "redis" if django_settings.REDIS_URL else "in-memory"
+    return f"LedgerCore stack: database={db}, channel layer/presence/throttles={layer}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if scaled_stack():
+        return
+    skip = pytest.mark.skip(reason="needs the scaled stack (DATABASE_URL=postgres://..., REDIS_URL=redis://...)")
+    for item in items:
+        if "redis_stack" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def dev_jwt_secret(settings: pytest.FixtureRequest) -> None:
+    settings.LEDGERCORE_DEV_JWT_SECRET = DEV_SECRET  # type: ignore[attr-defined]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def live_server_url() -> Iterator[str]:
+    """The project's ASGI application served by uvicorn on a real socket in a
+    background thread (same process, so tests share its settings and test
+    database). End-to-end tests use daphne in a subprocess instead."""
+    import uvicorn
+
+    from ledgercore.asgi import application
+
+    port = free_port()
+    config = uvicorn.Config(application, host="127.0.0.1", port=port, lifespan="off", log_level="warning", ws="websockets-sansio")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="asgi-test-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test ASGI server did not start")
+        time.sleep(0.02)
+    yield f"ws://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def clean_redis_prefix() -> Iterator[None]:
+    yield
+    if not django_settings.REDIS_URL:
+        return
+    import redis
+
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    keys = list(client.scan_iter(f"{django_settings.LEDGERCORE_REDIS_PREFIX}:*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
