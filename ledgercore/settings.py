@@ -142,6 +142,9 @@ CLERK_ISSUER = config.text("CLERK_ISSUER", "")
 CLERK_AUTHORIZED_PARTIES = config.items("CLERK_AUTHORIZED_PARTIES", [])
 CLERK_LEEWAY_SECONDS = config.integer("CLERK_LEEWAY_SECONDS", 5, minimum=0)
 CLERK_JWKS_CACHE_SECONDS = config.integer("CLERK_JWKS_CACHE_SECONDS", 300, minimum=0)
+# Minimum time between refetches caused by an unknown kid, so that tokens
+# with made-up kids cannot make the server hammer the identity provider.
+CLERK_JWKS_REFRESH_COOLDOWN_SECONDS = config.number("CLERK_JWKS_REFRESH_COOLDOWN_SECONDS", 10.0)
 if CLERK_JWT_KEY and "BEGIN PUBLIC KEY" not in CLERK_JWT_KEY:
     from django.core.exceptions import ImproperlyConfigured
 

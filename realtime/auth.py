@@ -37,7 +37,8 @@ _jwks_clients: dict[str, jwt.PyJWKClient] = {}
 
 def _jwks_client(url: str) -> jwt.PyJWKClient:
     # PyJWKClient caches the key set for CLERK_JWKS_CACHE_SECONDS and
-    # refetches it when a token names a kid it has not seen (key rotation).
+    # refetches it when a token names a kid it has not seen (key rotation),
+    # at most once per CLERK_JWKS_REFRESH_COOLDOWN_SECONDS.
     with _jwks_lock:
         client = _jwks_clients.get(url)
         if client is None:
@@ -46,6 +47,7 @@ def _jwks_client(url: str) -> jwt.PyJWKClient:
                 cache_jwk_set=settings.CLERK_JWKS_CACHE_SECONDS > 0,
                 lifespan=max(settings.CLERK_JWKS_CACHE_SECONDS, 1),
                 timeout=5,
+                cooldown_duration=settings.CLERK_JWKS_REFRESH_COOLDOWN_SECONDS,
             )
             _jwks_clients[url] = client
         return client

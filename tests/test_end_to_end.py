@@ -1,0 +1,110 @@
+"""The real server as a subprocess (daphne, as ``make run`` runs it), driven
+with a plain WebSocket client; and two server processes sharing Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from contextlib import ExitStack
+
+import pytest
+from websockets.sync.client import connect
+
+from tests.conftest import scaled_stack
+from tests.servers import DaphneProcess, manage, server_environment
+from tests.wsclient import dev_token
+
+
+def recv(ws, timeout: float = 10.0) -> dict:
+    return json.loads(ws.recv(timeout=timeout))
+
+
+def expect(ws, event: str, timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = recv(ws, max(deadline - time.monotonic(), 0.01))
+        if frame["event"] == event:
+            return frame
+
+
+def test_daphne_serves_the_protocol_end_to_end_and_never_logs_tokens(tmp_path):
+    with server_environment(tmp_path, scaled_stack()) as env:
+        token = manage(env, "issue_token", "demo_user", "--app", "app_demo").strip()
+        teammate = dev_token("demo_teammate")
+        server = DaphneProcess(env, tmp_path / "daphne.log").start()
+        try:
+            with connect(f"{server.url}/ws?token={token}") as alice, connect(
+                f"{server.url}/ws", additional_headers={"Authorization": f"Bearer {teammate}"}
+            ) as bob:
+                hello = recv(alice)
+                assert hello["event"] == "connected" and hello["data"]["userId"] == "demo_user"
+                assert hello["data"]["applicationId"] == "app_demo"
+                assert recv(bob)["event"] == "connected"
+
+                alice.send(json.dumps({"event": "ping", "id": "p1"}))
+                pong = recv(alice)
+                assert pong["event"] == "pong" and pong["id"] == "p1"
+
+                alice.send(json.dumps({"event": "subscribe", "data": {"room": "application:app_demo"}, "id": 1}))
+                assert recv(alice)["data"] == {"room": "application:app_demo", "subscriberCount": 1}
+                bob.send(json.dumps({"event": "subscribe", "data": {"room": "application:app_demo"}, "id": 2}))
+                assert recv(bob)["data"]["subscriberCount"] == 2
+                joined = expect(alice, "user_joined_room")
+                assert joined["data"]["userId"] == "demo_teammate"
+
+                alice.send("{not json")
+                assert recv(alice)["event"] == "validation_error"
+            with connect(f"{server.url}/ws?token=expired.{token[7:]}") as rejected:
+                assert recv(rejected)["data"]["code"] == "UNAUTHORIZED"
+            with urllib.request.urlopen(f"{server.http}/readyz", timeout=10) as response:  # noqa: S310
+                assert json.loads(response.read())["status"] == "ok"
+        finally:
+            server.stop()
+        logs = server.logs()
+        assert "WSCONNECT" in logs  # the access log is on...
+        assert token not in logs and teammate not in logs  # ...and carries no token
+        assert token.split(".")[2] not in logs
+
+
+@pytest.mark.redis_stack
+def test_two_processes_share_rooms_counts_and_presence_through_redis(tmp_path):
+    with server_environment(tmp_path, True, LEDGERCORE_PRESENCE_TIMEOUT_SECONDS="2") as env:
+        a = DaphneProcess(env, tmp_path / "a.log").start()
+        b = DaphneProcess(env, tmp_path / "b.log").start()
+        room = "application:app_demo"
+        try:
+            with ExitStack() as sockets, connect(f"{a.url}/ws?token={dev_token('demo_user')}") as on_a:
+                assert recv(on_a)["event"] == "connected"
+                on_a.send(json.dumps({"event": "subscribe", "data": {"room": room}}))
+                assert recv(on_a)["data"]["subscriberCount"] == 1
+
+                on_b = sockets.enter_context(connect(f"{b.url}/ws?token={dev_token('demo_teammate')}"))
+                assert recv(on_b)["event"] == "connected"
+                on_b.send(json.dumps({"event": "subscribe", "data": {"room": room}}))
+                assert recv(on_b)["data"]["subscriberCount"] == 2  # counts both processes
+
+                # a broadcast sent through process B reaches the subscriber on A
+                joined = expect(on_a, "user_joined_room")
+                assert joined["data"] == {"userId": "demo_teammate", "room": room, "joinedAt": joined["data"]["joinedAt"]}
+
+                on_b2 = sockets.enter_context(connect(f"{b.url}/ws?token={dev_token('demo_teammate')}"))
+                recv(on_b2)
+                on_b2.send(json.dumps({"event": "subscribe", "data": {"room": room}}))
+                assert recv(on_b2)["data"]["subscriberCount"] == 3
+
+                # process B dies without closing anything: its connections
+                # leave within the presence timeout, announced once per user
+                b.kill()
+                killed_at = time.monotonic()
+                left = expect(on_a, "user_left_room", timeout=30)
+                assert left["data"]["userId"] == "demo_teammate"
+                assert time.monotonic() - killed_at < 30
+                on_a.send(json.dumps({"event": "subscribe", "data": {"room": room}}))
+                assert expect(on_a, "subscribed")["data"]["subscriberCount"] == 1
+                on_a.send(json.dumps({"event": "ping", "id": "after"}))
+                frame = expect(on_a, "pong")
+                assert frame["id"] == "after"
+        finally:
+            a.stop()
+            b.stop()

@@ -1,0 +1,162 @@
+"""HTTP endpoints, the AsyncAPI document, settings validation, commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import jwt
+import pytest
+from django.core.management import call_command
+
+from accounts.models import Application, User
+from realtime.asyncapi import build_document
+from realtime.rooms import group_name
+from tests.wsclient import DEV_SECRET
+
+ROOT = Path(__file__).resolve().parent.parent
+SYSTEM_EVENTS = {
+    "connected": ["userId", "sid", "timestamp"],
+    "ping": [],
+    "pong": ["timestamp"],
+    "subscribe": ["room"],
+    "unsubscribe": ["room"],
+    "subscribed": ["room", "subscriberCount"],
+    "unsubscribed": ["room"],
+    "user_joined_room": ["userId", "room", "joinedAt"],
+    "user_left_room": ["userId", "room", "leftAt"],
+    "rate_limit_error": ["code", "message", "retryAfter"],
+    "validation_error": ["code", "message", "errors", "event"],
+}
+
+
+def http_get(live_server_url: str, path: str) -> tuple[int, dict]:
+    url = live_server_url.replace("ws://", "http://") + path
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - local test server
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_healthz_and_readyz_answer_on_the_real_server(live_server_url):
+    assert http_get(live_server_url, "/healthz") == (200, {"status": "ok"})
+    status, body = http_get(live_server_url, "/readyz")
+    assert status == 200, body
+    assert body["checks"]["database"] == "ok" and body["checks"]["channel_layer"] == "ok"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_reports_a_database_that_does_not_answer(live_server_url, monkeypatch):
+    from realtime import views
+
+    def down() -> None:
+        raise ConnectionError("database is down")
+
+    monkeypatch.setattr(views, "_database_answers", down)
+    status, body = http_get(live_server_url, "/readyz")
+    assert status == 503 and body["checks"]["database"].startswith("failed")
+
+
+def test_asyncapi_document_lists_every_system_event_with_its_fields(live_server_url):
+    status, document = http_get(live_server_url, "/api/asyncapi.json")
+    assert status == 200
+    assert document["asyncapi"] == "3.0.0"
+    messages = document["channels"]["ws"]["messages"]
+    for name, fields in SYSTEM_EVENTS.items():
+        assert name in messages, name
+        data = messages[name]["payload"]["properties"]["data"]
+        assert set(fields) <= set(data["properties"]), (name, data)
+    assert messages["subscribe"]["payload"]["properties"]["data"]["required"] == ["room"]
+    assert document["operations"]["receive_subscribe"]["reply"]["messages"] == [
+        {"$ref": "#/channels/ws/messages/subscribed"}
+    ]
+    assert document == json.loads(json.dumps(build_document()))
+
+
+def test_asyncapi_management_command_prints_the_same_document(capsys):
+    call_command("asyncapi")
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(build_document()))
+
+
+def test_group_names_are_valid_short_and_distinct():
+    rooms = [
+        "user:abc",
+        "user:ab_c",
+        "user:ab.c",
+        "user:ab-c",
+        "market:BTC-USD:1s",
+        "market:BTC-USD:1m",
+        "address:ethereum:0x" + "a" * 40,
+        "application:app_" + "x" * 200,
+        "application:app_" + "x" * 201,
+        "chat:ünïcødé",
+    ]
+    names = [group_name(room) for room in rooms]
+    assert len(set(names)) == len(rooms)
+    for name in names:
+        assert len(name) < 100
+        assert all(ch.isascii() and (ch.isalnum() or ch in "._-") for ch in name), name
+
+
+def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "mysql://nope/db"),
+        ("REDIS_URL", "http://127.0.0.1:6379"),
+        ("LEDGERCORE_THROTTLE_RATES", "connection=fast"),
+        ("LEDGERCORE_MAX_FRAME_BYTES", "lots"),
+        ("DJANGO_DEBUG", "perhaps"),
+        ("CLERK_JWT_KEY", "not a pem"),
+        ("CLERK_LEEWAY_SECONDS", "-3"),
+        ("LOG_LEVEL", "CHATTY"),
+    ],
+)
+def test_bad_setting_fails_at_startup_naming_the_variable(variable, value):
+    result = run_manage("check", env={variable: value})
+    assert result.returncode != 0
+    assert variable in result.stderr, result.stderr[-2000:]
+
+
+def test_good_settings_start(tmp_path):
+    result = run_manage(
+        "check",
+        env={
+            "LEDGERCORE_VAR_DIR": str(tmp_path),
+            "LEDGERCORE_THROTTLE_RATES": "connection=10/s,expensive=5/min",
+            "DJANGO_ALLOWED_HOSTS": "example.com,api.example.com",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.django_db
+def test_issue_token_prints_a_dev_token_for_the_user_and_app(capsys):
+    call_command("issue_token", "someone", "--app", "app_x", "--ttl", "120")
+    token = capsys.readouterr().out.strip()
+    claims = jwt.decode(token, DEV_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "someone" and claims["app"] == "app_x"
+    assert claims["exp"] - claims["iat"] == 120
+
+
+@pytest.mark.django_db
+def test_seed_demo_is_idempotent():
+    call_command("seed_demo")
+    call_command("seed_demo")
+    app = Application.objects.get(id="app_demo")
+    assert sorted(app.members.values_list("username", flat=True)) == ["demo_teammate", "demo_user"]
+    assert User.objects.get(username="demo_user").default_application_id == "app_demo"
+    assert Application.objects.filter(id="app_demo").count() == 1
