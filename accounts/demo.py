@@ -22,9 +22,7 @@ class DemoData:
 
 @transaction.atomic
 def seed_demo() -> DemoData:
-    application, _ = Application.objects.get_or_create(
-        id=DEMO_APPLICATION_ID, defaults={"name": "Demo trading desk"}
-    )
+    application, _ = Application.objects.get_or_create(id=DEMO_APPLICATION_ID, defaults={"name": "Demo trading desk"})
     members = []
     for user_id, role in ((DEMO_USER, Membership.Role.OWNER), (DEMO_TEAMMATE, Membership.Role.MEMBER)):
         user, created = User.objects.get_or_create(username=user_id)

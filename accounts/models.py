@@ -36,9 +36,7 @@ class Application(models.Model):
 
     id = models.CharField(primary_key=True, max_length=64, default=new_application_id, editable=False)
     name = models.CharField(max_length=200)
-    members = models.ManyToManyField(
-        settings.AUTH_USER_MODEL, through="Membership", related_name="applications"
-    )
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="applications")
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -53,6 +53,24 @@ def ensure_default_application(user: User) -> Application:
     return application
 
 
+def may_administer(user_pk: int, application_id: str) -> bool:
+    return Membership.objects.filter(
+        user_id=user_pk,
+        application_id=application_id,
+        application__is_active=True,
+        role__in=[Membership.Role.OWNER, Membership.Role.ADMIN],
+    ).exists()
+
+
+def memberships_of(user_pk: int) -> list[dict[str, str]]:
+    return [
+        {"applicationId": m.application_id, "name": m.application.name, "role": m.role}
+        for m in Membership.objects.filter(user_id=user_pk, application__is_active=True)
+        .select_related("application")
+        .order_by("created_at")
+    ]
+
+
 def is_member(user_pk: int, application_id: str) -> bool:
     return Membership.objects.filter(
         user_id=user_pk, application_id=application_id, application__is_active=True
@@ -64,18 +82,23 @@ def resolve_application(user: User, requested: str | None) -> Application:
     (query parameter or token claim) if the user is a member, else the
     user's default."""
     if requested:
-        application = Application.objects.filter(
-            id=requested, is_active=True, memberships__user=user
-        ).first()
+        application = Application.objects.filter(id=requested, is_active=True, memberships__user=user).first()
         if application is None:
             raise TenancyError("not a member of that application")
         return application
     return ensure_default_application(user)
 
 
+def bind(user_id: str, requested_application: str | None) -> tuple[User, Application]:
+    """The user of an authenticated subject and the application its
+    connection or request acts in; TenancyError if it may not."""
+    user = get_or_create_user(user_id)
+    if not user.is_active:
+        raise TenancyError("user is deactivated")
+    return user, resolve_application(user, requested_application)
+
+
 @transaction.atomic
 def add_member(application: Application, user: User, role: str = Membership.Role.MEMBER) -> Membership:
-    membership, _ = Membership.objects.get_or_create(
-        application=application, user=user, defaults={"role": role}
-    )
+    membership, _ = Membership.objects.get_or_create(application=application, user=user, defaults={"role": role})
     return membership

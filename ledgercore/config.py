@@ -77,9 +77,7 @@ def database(name: str, default: str) -> dict[str, Any]:
     raw = _env.str(name, default=default)
     scheme = urlparse(raw).scheme
     if scheme not in {"sqlite", "postgres", "postgresql", "pgsql"}:
-        raise ImproperlyConfigured(
-            f"{name}: unsupported database URL scheme {scheme!r} (use sqlite:// or postgres://)"
-        )
+        raise ImproperlyConfigured(f"{name}: unsupported database URL scheme {scheme!r} (use sqlite:// or postgres://)")
     return _read(name, lambda: environ.Env.db_url_config(raw))
 
 

@@ -17,9 +17,7 @@ VAR_DIR = Path(config.text("LEDGERCORE_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = config.flag("DJANGO_DEBUG", False)
-SECRET_KEY = config.text(
-    "DJANGO_SECRET_KEY", "insecure-embedded-default-change-me-in-production-4d1f8a"
-)
+SECRET_KEY = config.text("DJANGO_SECRET_KEY", "insecure-embedded-default-change-me-in-production-4d1f8a")
 ALLOWED_HOSTS = config.items("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 # Origins whose browsers may use a Django session cookie on the WebSocket and
 # post forms to admin. Token-authenticated clients are not origin-restricted.
@@ -130,9 +128,7 @@ LEDGERCORE_THROTTLE_RATES = config.rates(
 LEDGERCORE_MAX_FRAME_BYTES = config.integer("LEDGERCORE_MAX_FRAME_BYTES", 65536, minimum=256)
 # A process that has not refreshed its heartbeat for this long is considered
 # dead and its connections leave their rooms (Redis stack only).
-LEDGERCORE_PRESENCE_TIMEOUT_SECONDS = config.number(
-    "LEDGERCORE_PRESENCE_TIMEOUT_SECONDS", 15.0, minimum=1.0
-)
+LEDGERCORE_PRESENCE_TIMEOUT_SECONDS = config.number("LEDGERCORE_PRESENCE_TIMEOUT_SECONDS", 15.0, minimum=1.0)
 
 # --- authentication -------------------------------------------------------
 LEDGERCORE_DEV_JWT_SECRET = config.text("LEDGERCORE_DEV_JWT_SECRET", "")

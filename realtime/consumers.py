@@ -65,6 +65,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self._guarded(RequestContext(self, "connected", None), hook, "error")
 
     async def _authenticate(self) -> Any:
+        """The connection's user and bound application, or Unauthorized."""
         requested_app = _query_param(self.scope, "applicationId")
         token = auth.token_from_scope(self.scope)
         if token is not None:
@@ -72,19 +73,19 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 identity = await sync_to_async(auth.verify_token, thread_sensitive=False)(token)
             except auth.AuthenticationFailed as exc:
                 raise Unauthorized(str(exc)) from None
-            user = await database_sync_to_async(_bind_user)(
-                identity.user_id, requested_app or identity.application_id
-            )
+            subject, requested_app = identity.user_id, requested_app or identity.application_id
         else:
             session_user = self.scope.get("user")
             if session_user is None or not session_user.is_authenticated:
                 raise Unauthorized("authentication required: pass ?token= or an Authorization header")
             if not session_user.is_staff or not _origin_allowed(self.scope):
                 raise Unauthorized("session authentication is for staff on an allowed origin")
-            user = await database_sync_to_async(_bind_user)(session_user.username, requested_app)
-        if isinstance(user, str):
-            raise Unauthorized(user)
-        self.application_id = user.bound_application_id
+            subject = session_user.username
+        try:
+            user, application = await database_sync_to_async(accounts.bind)(subject, requested_app)
+        except accounts.TenancyError as exc:
+            raise Unauthorized(str(exc)) from None
+        self.application_id = application.id
         return user
 
     async def disconnect(self, code: int) -> None:
@@ -129,9 +130,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_discard(rooms.group_name(room), self.channel_name)
         _, last = await presence.store().leave(room, self.channel_name, self.user_id)
         if last and namespace.presence_events:
-            await push.broadcast(
-                room, "user_left_room", {"userId": self.user_id, "room": room, "leftAt": now_ms()}
-            )
+            await push.broadcast(room, "user_left_room", {"userId": self.user_id, "room": room, "leftAt": now_ms()})
 
     # --- receiving ---------------------------------------------------------
 
@@ -205,7 +204,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             raise
         except Exception:
             log.exception(
-                "unhandled error in %s (request id %r, sid %s, user %s)", ctx.event, ctx.request_id, self.sid, self.user_id
+                "unhandled error in %s (request id %r, sid %s, user %s)",
+                ctx.event,
+                ctx.request_id,
+                self.sid,
+                self.user_id,
             )
             await self._send_error(
                 Internal("the server failed to handle this request; nothing was charged"),
@@ -214,9 +217,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 ctx.event,
             )
 
-    async def _send_error(
-        self, exc: ProtocolError, event: str, request_id: RequestId | None, event_name: Any
-    ) -> None:
+    async def _send_error(self, exc: ProtocolError, event: str, request_id: RequestId | None, event_name: Any) -> None:
         if isinstance(exc, ValidationFailed):
             data = exc.payload()
             data["errors"] = exc.errors
@@ -268,20 +269,6 @@ def _origin_allowed(scope: dict[str, Any]) -> bool:
         if name == b"origin":
             return value.decode("latin-1") in settings.LEDGERCORE_ALLOWED_ORIGINS
     return True
-
-
-def _bind_user(user_id: str, requested_app: str | None) -> Any:
-    """The connection's user with ``bound_application_id`` set, or an error
-    message (str) that is safe to send to the client."""
-    try:
-        user = accounts.get_or_create_user(user_id)
-        application = accounts.resolve_application(user, requested_app)
-    except accounts.TenancyError as exc:
-        return str(exc)
-    if not user.is_active:
-        return "user is deactivated"
-    user.bound_application_id = application.id
-    return user
 
 
 async def _on_departures(departures: list[presence.Departure]) -> None:

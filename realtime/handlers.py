@@ -150,4 +150,3 @@ register_namespace(
         description="Members of an application: application broadcasts and presence.",
     )
 )
-

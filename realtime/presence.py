@@ -192,10 +192,7 @@ class RedisPresence:
         flat = await lcredis.client().eval(
             _SWEEP, 1, lcredis.key("procs"), int(self.timeout * 1000), settings.LEDGERCORE_REDIS_PREFIX
         )
-        return [
-            Departure(flat[i], flat[i + 1], flat[i + 2], bool(int(flat[i + 3])))
-            for i in range(0, len(flat), 4)
-        ]
+        return [Departure(flat[i], flat[i + 1], flat[i + 2], bool(int(flat[i + 3]))) for i in range(0, len(flat), 4)]
 
     async def _run(self, on_departures: OnDepartures) -> None:
         interval = max(self.timeout / 3, 0.2)

@@ -57,9 +57,13 @@ def decode(text: str | None, raw: bytes | None, max_bytes: int) -> tuple[Frame |
     """
     if text is None:
         if raw is not None:
-            return None, None, ValidationFailed(
-                "binary frames are not supported; send JSON text frames",
-                {"frame": ["Binary frame."]},
+            return (
+                None,
+                None,
+                ValidationFailed(
+                    "binary frames are not supported; send JSON text frames",
+                    {"frame": ["Binary frame."]},
+                ),
             )
         return None, None, ValidationFailed("empty frame", {"frame": ["Empty frame."]})
     try:
@@ -67,20 +71,20 @@ def decode(text: str | None, raw: bytes | None, max_bytes: int) -> tuple[Frame |
     except UnicodeError:
         size = len(text) * 4
     if size > max_bytes:
-        return None, None, ValidationFailed(
-            f"frame of {size} bytes exceeds the {max_bytes}-byte limit",
-            {"frame": [f"Larger than {max_bytes} bytes."]},
+        return (
+            None,
+            None,
+            ValidationFailed(
+                f"frame of {size} bytes exceeds the {max_bytes}-byte limit",
+                {"frame": [f"Larger than {max_bytes} bytes."]},
+            ),
         )
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError) as exc:
-        return None, None, ValidationFailed(
-            "frame is not valid JSON", {"frame": [f"Invalid JSON: {exc}"[:200]]}
-        )
+        return None, None, ValidationFailed("frame is not valid JSON", {"frame": [f"Invalid JSON: {exc}"[:200]]})
     if not isinstance(obj, dict):
-        return None, obj, ValidationFailed(
-            "frame must be a JSON object", {"frame": ["Expected a JSON object."]}
-        )
+        return None, obj, ValidationFailed("frame must be a JSON object", {"frame": ["Expected a JSON object."]})
     errors: dict[str, list[str]] = {}
     event = obj.get("event")
     if not isinstance(event, str) or not event:
@@ -99,7 +103,7 @@ def decode(text: str | None, raw: bytes | None, max_bytes: int) -> tuple[Frame |
         errors[str(key)[:100]] = ["Unknown field."]
     if errors:
         return None, obj, ValidationFailed("frame does not match {event, data, id}", errors)
-    return Frame(event=event, data=data, id=obj.get("id")), obj, None
+    return Frame(event=str(event), data=data, id=obj.get("id")), obj, None
 
 
 def encode(event: str, data: dict[str, Any], request_id: RequestId | None = None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rest_framework import authentication, exceptions
@@ -11,22 +12,28 @@ from accounts import services as accounts
 from realtime import auth
 
 
+@dataclass(frozen=True)
+class RequestBinding:
+    """``request.auth`` of a token-authenticated REST request."""
+
+    identity: auth.Identity
+    application_id: str
+
+
 class BearerTokenAuthentication(authentication.BaseAuthentication):
-    def authenticate(self, request: Request) -> tuple[Any, auth.Identity] | None:
+    def authenticate(self, request: Request) -> tuple[Any, RequestBinding] | None:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
         try:
             identity = auth.verify_token(token.strip())
-            user = accounts.get_or_create_user(identity.user_id)
-            application = accounts.resolve_application(
-                user, request.query_params.get("applicationId") or identity.application_id
+            user, application = accounts.bind(
+                identity.user_id, request.query_params.get("applicationId") or identity.application_id
             )
         except (auth.AuthenticationFailed, accounts.TenancyError) as exc:
             raise exceptions.AuthenticationFailed(str(exc)) from None
-        user.bound_application_id = application.id
-        return user, identity
+        return user, RequestBinding(identity, application.id)
 
     def authenticate_header(self, request: Request) -> str:
         return "Bearer"

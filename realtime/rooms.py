@@ -50,9 +50,7 @@ def parse_room(room: str) -> tuple[Namespace, str]:
         raise ValidationFailed("room name too long", {"room": [f"At most {MAX_ROOM_LENGTH} characters."]})
     match = _ROOM_RE.match(room)
     if not match:
-        raise ValidationFailed(
-            "room must be namespace:name", {"room": ["Expected 'namespace:name' without spaces."]}
-        )
+        raise ValidationFailed("room must be namespace:name", {"room": ["Expected 'namespace:name' without spaces."]})
     prefix, rest = match.groups()
     namespace = namespaces.get(prefix)
     if namespace is None:
@@ -62,9 +60,7 @@ def parse_room(room: str) -> tuple[Namespace, str]:
 
 def group_name(room: str) -> str:
     """An injective mapping of a room name to a valid group name."""
-    escaped = "".join(
-        ch if _GROUP_SAFE.match(ch) else ("_" + format(ord(ch), "x") + "_") for ch in room
-    )
+    escaped = "".join(ch if _GROUP_SAFE.match(ch) else ("_" + format(ord(ch), "x") + "_") for ch in room)
     name = "room." + escaped
     if len(name) < 100:
         return name

@@ -23,9 +23,7 @@ def rate(throttle_class: str) -> tuple[int, float]:
     try:
         return parse_rate(settings.LEDGERCORE_THROTTLE_RATES[throttle_class])
     except KeyError:
-        raise RuntimeError(
-            f"throttle class {throttle_class!r} has no rate in LEDGERCORE_THROTTLE_RATES"
-        ) from None
+        raise RuntimeError(f"throttle class {throttle_class!r} has no rate in LEDGERCORE_THROTTLE_RATES") from None
 
 
 class TokenBucket:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable
 
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -42,8 +43,8 @@ async def _channel_layer_answers() -> None:
 
 async def readyz(request: HttpRequest) -> JsonResponse:
     """The database and the channel layer (and Redis, if configured) answer."""
-    checks = {
-        "database": sync_to_async(_database_answers, thread_sensitive=False)(),
+    checks: dict[str, Awaitable[object]] = {
+        "database": database_sync_to_async(_database_answers)(),
         "channel_layer": _channel_layer_answers(),
     }
     if lcredis.enabled():

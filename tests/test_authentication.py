@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import jwt
 import pytest
 import websockets
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
@@ -33,7 +33,7 @@ async def assert_rejected(base_url: str, token: str | None = None, **kwargs) -> 
     assert frame["data"]["message"]
     with pytest.raises(websockets.ConnectionClosed) as closed:
         await client.ws.recv()
-    assert closed.value.rcvd.code == 4401
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
     return frame
 
 
@@ -56,7 +56,7 @@ async def test_alg_none_token_is_rejected(live_server_url):
 
     token = b64({"alg": "none", "typ": "JWT"}) + "." + b64({"sub": "mallory", "exp": int(time.time()) + 600}) + "."
     await assert_rejected(live_server_url, token)
-    assert not await sync_to_async(User.objects.filter(username="mallory").exists)()
+    assert not await database_sync_to_async(User.objects.filter(username="mallory").exists)()
 
 
 async def test_garbage_token_is_rejected(live_server_url):
@@ -89,7 +89,7 @@ async def test_unknown_subject_creates_user_with_default_application(live_server
     user = unique("newbie")
     client = await Client.connect(live_server_url, dev_token(user))
     frame = await client.recv()
-    record = await sync_to_async(User.objects.select_related("default_application").get)(username=user)
+    record = await database_sync_to_async(User.objects.select_related("default_application").get)(username=user)
     assert record.default_application_id == frame["data"]["applicationId"]
     assert not record.has_usable_password()
     await client.close()
@@ -264,7 +264,7 @@ async def test_clerk_token_verified_with_pem_key(live_server_url, settings):
 # --- staff sessions -------------------------------------------------------------
 
 
-@sync_to_async
+@database_sync_to_async
 def session_cookie(username: str, is_staff: bool) -> str:
     from django.test import Client as HttpClient
 

@@ -34,9 +34,10 @@ def test_daphne_serves_the_protocol_end_to_end_and_never_logs_tokens(tmp_path):
         teammate = dev_token("demo_teammate")
         server = DaphneProcess(env, tmp_path / "daphne.log").start()
         try:
-            with connect(f"{server.url}/ws?token={token}") as alice, connect(
-                f"{server.url}/ws", additional_headers={"Authorization": f"Bearer {teammate}"}
-            ) as bob:
+            with (
+                connect(f"{server.url}/ws?token={token}") as alice,
+                connect(f"{server.url}/ws", additional_headers={"Authorization": f"Bearer {teammate}"}) as bob,
+            ):
                 hello = recv(alice)
                 assert hello["event"] == "connected" and hello["data"]["userId"] == "demo_user"
                 assert hello["data"]["applicationId"] == "app_demo"
@@ -86,7 +87,11 @@ def test_two_processes_share_rooms_counts_and_presence_through_redis(tmp_path):
 
                 # a broadcast sent through process B reaches the subscriber on A
                 joined = expect(on_a, "user_joined_room")
-                assert joined["data"] == {"userId": "demo_teammate", "room": room, "joinedAt": joined["data"]["joinedAt"]}
+                assert joined["data"] == {
+                    "userId": "demo_teammate",
+                    "room": room,
+                    "joinedAt": joined["data"]["joinedAt"],
+                }
 
                 on_b2 = sockets.enter_context(connect(f"{b.url}/ws?token={dev_token('demo_teammate')}"))
                 recv(on_b2)

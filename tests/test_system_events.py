@@ -6,7 +6,7 @@ import json
 import time
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from accounts import services as accounts
 from accounts.models import Application, Membership
@@ -15,7 +15,7 @@ from tests.wsclient import Client, connected, unique
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@sync_to_async
+@database_sync_to_async
 def make_application(*user_ids: str) -> str:
     application = Application.objects.create(name=unique("team"))
     for user_id in user_ids:
@@ -322,3 +322,35 @@ async def test_frames_are_utf8_json_objects(live_server_url):
     assert isinstance(raw, str)
     assert json.loads(raw)["id"] == "ünïcødé"
     await client.close()
+
+
+@pytest.mark.parametrize(
+    ("room", "expected"),
+    [
+        ("market:BTC-USD:1s", "subscribed"),
+        ("market:BTC-USD:100ms", "subscribed"),
+        ("market:BTC-USD:7s", "validation_error"),
+        ("market:btcusd:1m", "validation_error"),
+        ("address:ethereum:0x" + "ab" * 20, "subscribed"),
+        ("address:bitcoin:bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "subscribed"),
+        ("address:ethereum:0x123", "validation_error"),
+        ("address:dogechain:abc", "error"),
+    ],
+)
+async def test_public_rooms_are_open_to_any_user_with_well_formed_names(live_server_url, room, expected):
+    client = await connected(live_server_url, unique("pub"))
+    frame = await client.request("subscribe", {"room": room})
+    assert frame["event"] == expected, frame
+    await client.close()
+
+
+async def test_public_rooms_count_subscribers_without_presence_events(live_server_url):
+    room = f"market:{unique('X').upper().replace('_', '')[:12]}-USD:1m"
+    a = await connected(live_server_url, unique("pa"))
+    b = await connected(live_server_url, unique("pb"))
+    assert (await a.request("subscribe", {"room": room}))["data"]["subscriberCount"] == 1
+    assert (await b.request("subscribe", {"room": room}))["data"]["subscriberCount"] == 2
+    await a.nothing()
+    await b.close()
+    await a.nothing()
+    await a.close()

@@ -30,14 +30,14 @@ async def test_connection_budget_counts_every_frame_and_reports_retry_after(live
 
 
 async def test_throttled_request_is_not_executed(live_server_url, settings):
-    from asgiref.sync import sync_to_async
+    from channels.db import database_sync_to_async
 
     from accounts import services as accounts
     from accounts.models import Application
 
     watcher_id, user = unique("watch"), unique("thr")
 
-    @sync_to_async
+    @database_sync_to_async
     def make_app() -> str:
         app = Application.objects.create(name="t")
         accounts.add_member(app, accounts.get_or_create_user(watcher_id))
@@ -97,7 +97,13 @@ def test_token_bucket_allows_capacity_then_waits_for_refill():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("20/s", (20, 1.0)), ("100/5m", (100, 300.0)), ("10/min", (10, 60.0)), ("1/h", (1, 3600.0)), ("50/100ms", (50, 0.1))],
+    [
+        ("20/s", (20, 1.0)),
+        ("100/5m", (100, 300.0)),
+        ("10/min", (10, 60.0)),
+        ("1/h", (1, 3600.0)),
+        ("50/100ms", (50, 0.1)),
+    ],
 )
 def test_rate_strings_parse(text, expected):
     capacity, period = parse_rate(text)

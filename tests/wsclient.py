@@ -14,7 +14,9 @@ import websockets
 DEV_SECRET = "test-dev-secret-that-is-at-least-32-bytes-long"
 
 
-def dev_token(user_id: str, app: str | None = None, *, exp_in: int = 3600, secret: str = DEV_SECRET, **claims: Any) -> str:
+def dev_token(
+    user_id: str, app: str | None = None, *, exp_in: int = 3600, secret: str = DEV_SECRET, **claims: Any
+) -> str:
     now = int(time.time())
     body: dict[str, Any] = {"sub": user_id, "iat": now, "nbf": now, "exp": now + exp_in, **claims}
     if app:
@@ -32,7 +34,9 @@ class Client:
         self.backlog: list[dict[str, Any]] = []
 
     @classmethod
-    async def connect(cls, base_url: str, token: str | None = None, *, query: str = "", headers: dict[str, str] | None = None) -> Client:
+    async def connect(
+        cls, base_url: str, token: str | None = None, *, query: str = "", headers: dict[str, str] | None = None
+    ) -> Client:
         url = f"{base_url}/ws"
         params = []
         if token is not None:
@@ -94,7 +98,9 @@ class Client:
         await self.send(event, data, request_id)
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
-            frame = json.loads(await asyncio.wait_for(self.ws.recv(), max(deadline - asyncio.get_running_loop().time(), 0.01)))
+            frame = json.loads(
+                await asyncio.wait_for(self.ws.recv(), max(deadline - asyncio.get_running_loop().time(), 0.01))
+            )
             if frame.get("id") == request_id:
                 return frame
             self.backlog.append(frame)

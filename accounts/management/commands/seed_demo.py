@@ -11,6 +11,5 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         result = seed_demo()
         self.stdout.write(
-            f"demo application {result.application.id} with members "
-            + ", ".join(u.username for u in result.members)
+            f"demo application {result.application.id} with members " + ", ".join(u.username for u in result.members)
         )

@@ -1,0 +1,61 @@
+"""REST endpoints of the tenancy layer."""
+
+from __future__ import annotations
+
+import json
+
+from asgiref.sync import async_to_sync
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import services
+from accounts.serializers import BroadcastRequest
+from realtime import push
+from realtime.protocol import now_ms
+
+MAX_BROADCAST_DATA_BYTES = 16384
+
+
+class MeView(APIView):
+    """The caller, the application the request is bound to, and its memberships."""
+
+    def get(self, request: Request) -> Response:
+        user = request.user
+        bound = getattr(request.auth, "application_id", None) or user.default_application_id  # type: ignore[union-attr]
+        memberships = services.memberships_of(user.pk)
+        return Response({"userId": user.username, "applicationId": bound, "applications": memberships})
+
+
+class ApplicationBroadcastView(APIView):
+    """Send ``application_broadcast`` to the room ``application:<id>``; owners
+    and admins of the application (and staff) only."""
+
+    def post(self, request: Request, application_id: str) -> Response:
+        if not (request.user.is_staff or services.may_administer(request.user.pk, application_id)):
+            return Response(
+                {"code": "UNAUTHORIZED", "message": "only owners and admins of the application may broadcast"},
+                status=status.HTTP_403_FORBIDDEN,
+            )
+        body = BroadcastRequest(data=request.data)
+        if not body.is_valid():
+            return Response(
+                {"code": "VALIDATION_FAILED", "message": "invalid broadcast", "errors": body.errors},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        data = body.validated_data.get("data", {})
+        if len(json.dumps(data)) > MAX_BROADCAST_DATA_BYTES:
+            return Response(
+                {"code": "VALIDATION_FAILED", "message": "data too large", "errors": {"data": ["At most 16 KiB."]}},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        payload = {
+            "applicationId": application_id,
+            "message": body.validated_data["message"],
+            "data": data,
+            "sentBy": request.user.username,
+            "timestamp": now_ms(),
+        }
+        async_to_sync(push.broadcast)(f"application:{application_id}", "application_broadcast", payload)
+        return Response(payload, status=status.HTTP_202_ACCEPTED)
