@@ -7,7 +7,6 @@ scripts/test.sh runs both.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from django.conf import settings as django_settings
 
+from devtools.servers import free_port
 from tests.wsclient import DEV_SECRET
 
 
@@ -40,12 +40,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def dev_jwt_secret(settings: pytest.FixtureRequest) -> None:
     settings.LEDGERCORE_DEV_JWT_SECRET = DEV_SECRET  # type: ignore[attr-defined]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

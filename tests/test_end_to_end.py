@@ -11,9 +11,27 @@ from contextlib import ExitStack
 import pytest
 from websockets.sync.client import connect
 
+from devtools.servers import DaphneProcess, manage, server_environment
 from tests.conftest import scaled_stack
-from tests.servers import DaphneProcess, manage, server_environment
-from tests.wsclient import dev_token
+from tests.wsclient import DEV_SECRET, dev_token
+
+
+def stack_env(tmp_path, scaled: bool, **extra: str):
+    if not scaled:
+        return server_environment(tmp_path, dev_secret=DEV_SECRET, LOG_LEVEL="DEBUG", **extra)
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    maintenance = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/postgres"
+    return server_environment(
+        tmp_path,
+        dev_secret=DEV_SECRET,
+        postgres_url=maintenance,
+        redis_url=settings.REDIS_URL,
+        redis_prefix=settings.LEDGERCORE_REDIS_PREFIX,
+        LOG_LEVEL="DEBUG",
+        **extra,
+    )
 
 
 def recv(ws, timeout: float = 10.0) -> dict:
@@ -29,7 +47,7 @@ def expect(ws, event: str, timeout: float = 10.0) -> dict:
 
 
 def test_daphne_serves_the_protocol_end_to_end_and_never_logs_tokens(tmp_path):
-    with server_environment(tmp_path, scaled_stack()) as env:
+    with stack_env(tmp_path, scaled_stack()) as env:
         token = manage(env, "issue_token", "demo_user", "--app", "app_demo").strip()
         teammate = dev_token("demo_teammate")
         server = DaphneProcess(env, tmp_path / "daphne.log").start()
@@ -70,7 +88,7 @@ def test_daphne_serves_the_protocol_end_to_end_and_never_logs_tokens(tmp_path):
 
 @pytest.mark.redis_stack
 def test_two_processes_share_rooms_counts_and_presence_through_redis(tmp_path):
-    with server_environment(tmp_path, True, LEDGERCORE_PRESENCE_TIMEOUT_SECONDS="2") as env:
+    with stack_env(tmp_path, True, LEDGERCORE_PRESENCE_TIMEOUT_SECONDS="2") as env:
         a = DaphneProcess(env, tmp_path / "a.log").start()
         b = DaphneProcess(env, tmp_path / "b.log").start()
         room = "application:app_demo"

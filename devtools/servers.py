@@ -1,9 +1,11 @@
-"""Real server processes for end-to-end tests: daphne, as ``make run`` runs it."""
+"""Real server processes for end-to-end tests and benchmarks: daphne, as
+``make run`` runs it, on a fresh database of either stack."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,10 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.conftest import free_port
-from tests.wsclient import DEV_SECRET
-
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def manage(env: dict[str, str], *args: str) -> str:
@@ -29,8 +34,9 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 class DaphneProcess:
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, app: str = "ledgercore.asgi:application") -> None:
         self.port = free_port()
+        self.app = app
         self.env = env
         self.log_path = log_path
         self.url = f"ws://127.0.0.1:{self.port}"
@@ -40,7 +46,7 @@ class DaphneProcess:
     def start(self) -> DaphneProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "ledgercore.asgi:application"],
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.app],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -77,32 +83,38 @@ class DaphneProcess:
 
 
 @contextmanager
-def server_environment(tmp_path: Path, scaled: bool, **extra: str) -> Iterator[dict[str, str]]:
-    """Environment for server subprocesses: a fresh migrated database of the
-    current stack (SQLite file, or a new PostgreSQL database) with demo data."""
+def server_environment(
+    tmp_path: Path,
+    *,
+    dev_secret: str,
+    postgres_url: str | None = None,
+    redis_url: str | None = None,
+    redis_prefix: str = "lc",
+    **extra: str,
+) -> Iterator[dict[str, str]]:
+    """Environment for server subprocesses: a fresh migrated database with demo
+    data: a SQLite file under tmp_path (embedded stack), or, given
+    postgres_url (a maintenance database URL) and redis_url, a new PostgreSQL
+    database dropped afterwards (scaled stack)."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(
         {
             "LEDGERCORE_VAR_DIR": str(tmp_path),
-            "LEDGERCORE_DEV_JWT_SECRET": DEV_SECRET,
+            "LEDGERCORE_DEV_JWT_SECRET": dev_secret,
             "PYTHONUNBUFFERED": "1",
-            "LOG_LEVEL": "DEBUG",
             **extra,
         }
     )
     database = None
-    if scaled:
+    if postgres_url:
         import psycopg
-        from django.conf import settings
 
-        database = f"lc_e2e_{uuid.uuid4().hex[:12]}"
-        db = settings.DATABASES["default"]
-        admin_url = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/postgres"
-        with psycopg.connect(admin_url, autocommit=True) as conn:
+        database = f"lc_tmp_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{database}"')
-        env["DATABASE_URL"] = admin_url.rsplit("/", 1)[0] + f"/{database}"
-        env["REDIS_URL"] = settings.REDIS_URL
-        env["LEDGERCORE_REDIS_PREFIX"] = f"{settings.LEDGERCORE_REDIS_PREFIX}-{uuid.uuid4().hex[:8]}"
+        env["DATABASE_URL"] = postgres_url.rsplit("/", 1)[0] + f"/{database}"
+        env["REDIS_URL"] = redis_url or "redis://127.0.0.1:6379/0"
+        env["LEDGERCORE_REDIS_PREFIX"] = f"{redis_prefix}-{uuid.uuid4().hex[:8]}"
     try:
         manage(env, "migrate", "--noinput", "-v", "0")
         manage(env, "seed_demo")
@@ -111,5 +123,5 @@ def server_environment(tmp_path: Path, scaled: bool, **extra: str) -> Iterator[d
         if database is not None:
             import psycopg
 
-            with psycopg.connect(admin_url, autocommit=True) as conn:
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
