@@ -1,0 +1,252 @@
+"""Realtime benchmark: connections held, ping/pong throughput and latency,
+and fan-out of a broadcast to one room of many subscribers.
+
+Each run starts, in the same run, the real server (daphne, as ``make run``)
+and a baseline: a bare ASGI echo/fan-out app on the same daphne
+(bench/echo_app.py). It prints absolute figures and ratios against the
+baseline. Not a test: figures depend on the machine; see docs/benchmarks.md.
+
+    .venv/bin/python bench/realtime.py [--stack embedded|scaled|both]
+        [--connections 1000] [--pings 20] [--broadcasts 20]
+
+Client and servers share the machine, so absolute figures include the
+client's own cost; ratios compare like with like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import jwt
+import websockets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from devtools.servers import DaphneProcess, manage, server_environment  # noqa: E402
+
+SECRET = uuid.uuid4().hex + uuid.uuid4().hex
+TABS_PER_USER = 10
+CONNECT_BATCH = 50
+
+
+def token(user_id: str) -> str:
+    now = int(time.time())
+    return jwt.encode({"sub": user_id, "iat": now, "exp": now + 3600}, SECRET, algorithm="HS256")
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+async def open_connections(url: str, users: list[str]) -> list[Any]:
+    """Open one connection per entry of ``users``, CONNECT_BATCH at a time."""
+    sockets: list[Any] = []
+
+    async def one(user: str) -> Any:
+        ws = await websockets.connect(f"{url}/ws?token={token(user)}", max_size=None, open_timeout=60)
+        hello = json.loads(await ws.recv())
+        assert hello["event"] == "connected", hello
+        return ws
+
+    for start in range(0, len(users), CONNECT_BATCH):
+        sockets.extend(await asyncio.gather(*(one(u) for u in users[start : start + CONNECT_BATCH])))
+    return sockets
+
+
+async def drain(ws: Any, quiet: float = 0.3) -> None:
+    while True:
+        try:
+            await asyncio.wait_for(ws.recv(), quiet)
+        except TimeoutError:
+            return
+
+
+async def ping_round(sockets: list[Any], pings: int) -> dict[str, float]:
+    latencies: list[float] = []
+
+    async def worker(ws: Any) -> None:
+        for n in range(pings):
+            sent = time.perf_counter()
+            await ws.send(json.dumps({"event": "ping", "id": n}))
+            while True:
+                frame = json.loads(await ws.recv())
+                if frame.get("event") == "pong" and frame.get("id") == n:
+                    break
+            latencies.append((time.perf_counter() - sent) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(ws) for ws in sockets))
+    elapsed = time.perf_counter() - started
+    return {
+        "pings_per_s": len(latencies) / elapsed,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+    }
+
+
+async def fanout_rounds(subscribers: list[Any], broadcasts: int, trigger: Any) -> dict[str, float]:
+    latencies: list[float] = []
+    delivered = 0
+    busy = 0.0
+    for n in range(broadcasts):
+        marker = f"b{n}-{uuid.uuid4().hex[:6]}"
+
+        async def wait_for(ws: Any) -> float:
+            while True:
+                frame = json.loads(await ws.recv())
+                if frame.get("event") == "application_broadcast" and frame["data"].get("data", {}).get("marker") == marker:
+                    return time.perf_counter()
+
+        waiters = [asyncio.create_task(wait_for(ws)) for ws in subscribers]
+        await asyncio.sleep(0)
+        sent = time.perf_counter()
+        await trigger(marker)
+        done = await asyncio.wait_for(asyncio.gather(*waiters), 60)
+        busy += max(done) - sent
+        delivered += len(done)
+        latencies.extend((t - sent) * 1000 for t in done)
+    return {
+        "deliveries_per_s": delivered / busy,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "max_ms": max(latencies),
+    }
+
+
+def http_post(url: str, body: dict[str, Any], bearer: str) -> None:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {bearer}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - local server
+        assert response.status == 202
+
+
+async def measure(url: str, http: str, users: list[str], args: argparse.Namespace, baseline: bool) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    sockets = await open_connections(url, users)
+    # every connection answers: the server really holds them
+    await ping_round(sockets, 1)
+    result["connections_held"] = len(sockets)
+    result["ping"] = await ping_round(sockets, args.pings)
+
+    subscribers = sockets[: args.subscribers]
+    if baseline:
+        sender = sockets[-1]
+
+        async def trigger(marker: str) -> None:
+            await sender.send(json.dumps({"event": "fanout", "data": {"message": "bench", "data": {"marker": marker}}}))
+
+    else:
+        for ws in subscribers:
+            await ws.send(json.dumps({"event": "subscribe", "data": {"room": "application:app_bench"}}))
+        await asyncio.gather(*(drain(ws, 1.0) for ws in subscribers))
+        owner = token("bench_owner")
+
+        async def trigger(marker: str) -> None:
+            await asyncio.to_thread(
+                http_post,
+                f"{http}/api/applications/app_bench/broadcast",
+                {"message": "bench", "data": {"marker": marker}},
+                owner,
+            )
+
+    result["fanout"] = await fanout_rounds(subscribers, args.broadcasts, trigger)
+    result["fanout"]["subscribers"] = len(subscribers)
+    await asyncio.gather(*(ws.close() for ws in sockets))
+    return result
+
+
+SEED_BENCH = """
+from accounts import services
+from accounts.models import Application, Membership
+app, _ = Application.objects.get_or_create(id="app_bench", defaults={{"name": "bench"}})
+services.add_member(app, services.get_or_create_user("bench_owner"), Membership.Role.OWNER)
+for i in range({users}):
+    services.add_member(app, services.get_or_create_user(f"bench_u{{i}}"))
+"""
+
+
+def run_stack(stack: str, args: argparse.Namespace) -> dict[str, Any]:
+    users = [f"bench_u{i // TABS_PER_USER}" for i in range(args.connections)]
+    extra = {
+        # Throttles are exercised but set out of the way of the load.
+        "LEDGERCORE_THROTTLE_RATES": "connection=100000/s,user=100000/s",
+        "LOG_LEVEL": "WARNING",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        kwargs: dict[str, Any] = {"dev_secret": SECRET, **extra}
+        if stack == "scaled":
+            kwargs.update(postgres_url=args.postgres, redis_url=args.redis, redis_prefix="lcbench")
+        with server_environment(Path(tmp), **kwargs) as env:
+            manage(env, "shell", "-c", SEED_BENCH.format(users=len(set(users))))
+            results = {}
+            for name, app in (("baseline", "bench.echo_app:application"), ("ledgercore", "ledgercore.asgi:application")):
+                server = DaphneProcess(env, Path(tmp) / f"{name}.log", app=app).start()
+                try:
+                    results[name] = asyncio.run(measure(server.url, server.http, users, args, name == "baseline"))
+                finally:
+                    server.stop()
+            return results
+
+
+def report(stack: str, results: dict[str, Any]) -> None:
+    ours, base = results["ledgercore"], results["baseline"]
+    print(f"\n== {stack} stack ==")
+    print(f"{'':28}{'ledgercore':>14}{'baseline':>14}{'ratio':>10}")
+
+    def row(label: str, a: float, b: float, fmt: str = "{:.1f}") -> None:
+        print(f"{label:28}{fmt.format(a):>14}{fmt.format(b):>14}{a / b if b else float('nan'):>10.2f}")
+
+    row("connections held", ours["connections_held"], base["connections_held"], "{:.0f}")
+    row("pings/s", ours["ping"]["pings_per_s"], base["ping"]["pings_per_s"], "{:.0f}")
+    row("ping p50 ms", ours["ping"]["p50_ms"], base["ping"]["p50_ms"])
+    row("ping p99 ms", ours["ping"]["p99_ms"], base["ping"]["p99_ms"])
+    row("fan-out deliveries/s", ours["fanout"]["deliveries_per_s"], base["fanout"]["deliveries_per_s"], "{:.0f}")
+    row("fan-out p50 ms", ours["fanout"]["p50_ms"], base["fanout"]["p50_ms"])
+    row("fan-out p99 ms", ours["fanout"]["p99_ms"], base["fanout"]["p99_ms"])
+    row("fan-out max ms", ours["fanout"]["max_ms"], base["fanout"]["max_ms"])
+    print("json " + json.dumps({"stack": stack, **results}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stack", choices=["embedded", "scaled", "both"], default="both")
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--pings", type=int, default=20, help="sequential pings per connection")
+    parser.add_argument("--broadcasts", type=int, default=20)
+    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    args.subscribers = min(args.subscribers, args.connections)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.connections + 1024)), hard))
+    stacks = ["embedded", "scaled"] if args.stack == "both" else [args.stack]
+    print(
+        f"bench/realtime.py: {args.connections} connections ({TABS_PER_USER} per user), {args.pings} pings each, "
+        f"{args.broadcasts} broadcasts to {args.subscribers} subscribers; one daphne process per server"
+    )
+    for stack in stacks:
+        report(stack, run_stack(stack, args))
+
+
+if __name__ == "__main__":
+    main()
