@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -68,6 +67,13 @@ async def open_connections(url: str, users: list[str]) -> list[Any]:
     return sockets
 
 
+async def reply_to(ws: Any, request_id: str) -> dict[str, Any]:
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
+        if frame.get("id") == request_id:
+            return frame
+
+
 async def drain(ws: Any, quiet: float = 0.3) -> None:
     while True:
         try:
@@ -106,17 +112,25 @@ async def fanout_rounds(subscribers: list[Any], broadcasts: int, trigger: Any) -
     for n in range(broadcasts):
         marker = f"b{n}-{uuid.uuid4().hex[:6]}"
 
-        async def wait_for(ws: Any) -> float:
+        async def wait_for(ws: Any, marker: str = marker) -> float:
             while True:
                 frame = json.loads(await ws.recv())
-                if frame.get("event") == "application_broadcast" and frame["data"].get("data", {}).get("marker") == marker:
+                if (
+                    frame.get("event") == "application_broadcast"
+                    and frame["data"].get("data", {}).get("marker") == marker
+                ):
                     return time.perf_counter()
 
         waiters = [asyncio.create_task(wait_for(ws)) for ws in subscribers]
         await asyncio.sleep(0)
         sent = time.perf_counter()
         await trigger(marker)
-        done = await asyncio.wait_for(asyncio.gather(*waiters), 60)
+        finished, pending = await asyncio.wait(waiters, timeout=60)
+        if pending:
+            for task in pending:
+                task.cancel()
+            raise RuntimeError(f"broadcast {n}: {len(pending)} of {len(waiters)} subscribers got nothing in 60 s")
+        done = [task.result() for task in finished]
         busy += max(done) - sent
         delivered += len(done)
         latencies.extend((t - sent) * 1000 for t in done)
@@ -156,7 +170,11 @@ async def measure(url: str, http: str, users: list[str], args: argparse.Namespac
 
     else:
         for ws in subscribers:
-            await ws.send(json.dumps({"event": "subscribe", "data": {"room": "application:app_bench"}}))
+            await ws.send(json.dumps({"event": "subscribe", "data": {"room": "application:app_bench"}, "id": "sub"}))
+        replies = await asyncio.gather(*(reply_to(ws, "sub") for ws in subscribers))
+        failed = [r for r in replies if r["event"] != "subscribed"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} subscribes failed, e.g. {failed[0]}")
         await asyncio.gather(*(drain(ws, 1.0) for ws in subscribers))
         owner = token("bench_owner")
 
@@ -198,7 +216,11 @@ def run_stack(stack: str, args: argparse.Namespace) -> dict[str, Any]:
         with server_environment(Path(tmp), **kwargs) as env:
             manage(env, "shell", "-c", SEED_BENCH.format(users=len(set(users))))
             results = {}
-            for name, app in (("baseline", "bench.echo_app:application"), ("ledgercore", "ledgercore.asgi:application")):
+            for name, app in (
+                ("baseline", "bench.echo_app:application"),
+                ("ledgercore", "ledgercore.asgi:application"),
+            ):
+                print(f"  {stack}: measuring {name}", file=sys.stderr, flush=True)
                 server = DaphneProcess(env, Path(tmp) / f"{name}.log", app=app).start()
                 try:
                     results[name] = asyncio.run(measure(server.url, server.http, users, args, name == "baseline"))

@@ -113,7 +113,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "BACKEND": "realtime.layers.EmbeddedChannelLayer",
             "CONFIG": {"capacity": 1000, "expiry": 60},
         }
     }

@@ -11,6 +11,7 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from realtime.protocol import encode
 from realtime.rooms import group_name
 
 ROOM_EVENT = "room.event"
@@ -19,9 +20,10 @@ ROOM_EVENT = "room.event"
 async def broadcast(room: str, event: str, data: dict[str, Any], *, skip_user: str | None = None) -> None:
     layer = get_channel_layer()
     assert layer is not None, "CHANNEL_LAYERS is not configured"
+    # Encoded once here rather than once per receiving connection.
     await layer.group_send(
         group_name(room),
-        {"type": ROOM_EVENT, "room": room, "event": event, "data": data, "skip_user": skip_user},
+        {"type": ROOM_EVENT, "room": room, "text": encode(event, data), "skip_user": skip_user},
     )
 
 
