@@ -120,7 +120,7 @@ def server_environment(
         manage(env, "seed_demo")
         yield env
     finally:
-        if database is not None:
+        if database is not None and postgres_url:
             import psycopg
 
             with psycopg.connect(postgres_url, autocommit=True) as conn:
