@@ -224,6 +224,10 @@ def run_stack(stack: str, args: argparse.Namespace) -> dict[str, Any]:
                 server = DaphneProcess(env, Path(tmp) / f"{name}.log", app=app).start()
                 try:
                     results[name] = asyncio.run(measure(server.url, server.http, users, args, name == "baseline"))
+                except Exception:
+                    errors = [line for line in server.logs().splitlines() if '"WS' not in line]
+                    print(f"--- {name} server log, access lines left out ---", *errors[-60:], sep="\n", file=sys.stderr)
+                    raise
                 finally:
                     server.stop()
             return results

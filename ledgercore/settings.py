@@ -103,7 +103,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # channels-redis waits on BZPOPMIN for 5 s; redis-py 8's default
+                # 5 s read timeout would race it and kill idle connections.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
                 "prefix": f"{LEDGERCORE_REDIS_PREFIX}:asgi",
                 "capacity": 1000,
                 "expiry": 60,

@@ -30,6 +30,7 @@ from realtime.throttles import connection_bucket, retry_after_seconds, user_buck
 log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_INTERNAL = 1011
 MAX_CONCURRENT_TASKS = 16
 
 
@@ -51,6 +52,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         except Unauthorized as exc:
             await self.send_event("error", exc.payload())
             await self.close(code=CLOSE_UNAUTHORIZED)
+            return
+        except Exception:
+            log.exception("authentication failed unexpectedly (sid %s)", self.sid)
+            await self.send_event("error", Internal("the server could not authenticate this connection").payload())
+            await self.close(code=CLOSE_INTERNAL)
             return
         self.user_id = user.username
         self.user_pk = user.pk
@@ -149,6 +155,15 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if not getattr(self, "authenticated", False):
             return
+        try:
+            await self._receive(text_data, bytes_data)
+        except Exception:
+            # Infrastructure failures outside a handler (a throttle store that
+            # does not answer, say) must not take the connection down.
+            log.exception("failed to process a frame (sid %s, user %s)", self.sid, self.user_id)
+            await self.send_event("error", Internal("the server failed to process this frame").payload())
+
+    async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         frame, parsed, error = decode(text_data, bytes_data, settings.LEDGERCORE_MAX_FRAME_BYTES)
         request_id = frame.id if frame else peek_id(parsed)
         wait = self.bucket.take()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -10,7 +11,7 @@ from channels.db import database_sync_to_async
 
 from accounts import services as accounts
 from accounts.models import Application, Membership
-from tests.wsclient import Client, connected, unique
+from tests.wsclient import Client, connected, dev_token, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -354,3 +355,52 @@ async def test_public_rooms_count_subscribers_without_presence_events(live_serve
     await b.close()
     await a.nothing()
     await a.close()
+
+
+async def test_idle_connection_stays_up_and_receives_room_events(live_server_url):
+    """Idle for longer than the channel layer's blocking-receive timeout."""
+    watcher_id, guest_id = unique("idle"), unique("late")
+    app = await make_application(watcher_id, guest_id)
+    room = f"application:{app}"
+    watcher = await connected(live_server_url, watcher_id)
+    await watcher.request("subscribe", {"room": room})
+    await asyncio.sleep(12)
+    guest = await connected(live_server_url, guest_id)
+    await guest.request("subscribe", {"room": room})
+    assert (await watcher.expect("user_joined_room"))["data"]["userId"] == guest_id
+    assert (await watcher.request("ping"))["event"] == "pong"
+    await watcher.close(), await guest.close()
+
+
+async def test_a_failing_throttle_store_is_internal_and_the_connection_stays(live_server_url, monkeypatch):
+    from realtime import throttles
+
+    class Broken:
+        async def take(self, throttle_class, user_id):
+            raise ConnectionError("throttle store down")
+
+    client = await connected(live_server_url, unique("store"))
+    monkeypatch.setattr(throttles, "_users", Broken())
+    await client.send("ping", id="x")
+    frame = await client.recv()
+    assert frame["event"] == "error" and frame["data"]["code"] == "INTERNAL"
+    monkeypatch.undo()
+    assert (await client.request("ping"))["event"] == "pong"
+    await client.close()
+
+
+async def test_authentication_infrastructure_failure_is_internal_close(live_server_url, monkeypatch):
+    from accounts import services
+
+    def down(*args, **kwargs):
+        raise ConnectionError("database down")
+
+    monkeypatch.setattr(services, "bind", down)
+    client = await Client.connect(live_server_url, dev_token(unique("db")))
+    frame = await client.recv()
+    assert frame["event"] == "error" and frame["data"]["code"] == "INTERNAL"
+    import websockets
+
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        await client.ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
