@@ -90,8 +90,10 @@ async def ping_round(sockets: list[Any], pings: int) -> dict[str, float]:
             sent = time.perf_counter()
             await ws.send(json.dumps({"event": "ping", "id": n}))
             while True:
-                frame = json.loads(await ws.recv())
-                if frame.get("event") == "pong" and frame.get("id") == n:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
+                if frame.get("id") == n:
+                    if frame.get("event") != "pong":
+                        raise RuntimeError(f"ping answered with {frame}")
                     break
             latencies.append((time.perf_counter() - sent) * 1000)
 

@@ -98,6 +98,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- channel layer, presence, throttles -----------------------------------
 REDIS_URL = config.redis_url("REDIS_URL")
 LEDGERCORE_REDIS_PREFIX = config.text("LEDGERCORE_REDIS_PREFIX", "lc")
+# Connections per process for presence and throttles (the channel layer has
+# its own pool); callers wait for a free one rather than fail.
+LEDGERCORE_REDIS_MAX_CONNECTIONS = config.integer("LEDGERCORE_REDIS_MAX_CONNECTIONS", 50, minimum=1)
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {

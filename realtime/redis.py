@@ -19,7 +19,16 @@ def client() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     existing = _clients.get(loop)
     if existing is None:
-        existing = aioredis.from_url(settings.REDIS_URL, decode_responses=True)
+        # A bounded pool that makes callers wait for a free connection
+        # instead of failing when many connections throttle at once.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL,
+            max_connections=settings.LEDGERCORE_REDIS_MAX_CONNECTIONS,
+            timeout=10,
+            socket_timeout=10,
+            decode_responses=True,
+        )
+        existing = aioredis.Redis(connection_pool=pool)
         _clients[loop] = existing
     return existing
 

@@ -1,0 +1,53 @@
+"""Django admin for users, applications and memberships."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from accounts import services
+from accounts.models import Application, Membership, User
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff_client(client):
+    admin = User.objects.create_superuser("root_admin", "root@example.test", "a-long-test-password")
+    client.force_login(admin)
+    return client
+
+
+def test_staff_see_users_and_applications(staff_client):
+    user = services.get_or_create_user("user_listed")
+    for name in ("accounts_user_changelist", "accounts_application_changelist"):
+        response = staff_client.get(reverse(f"admin:{name}"))
+        assert response.status_code == 200
+    response = staff_client.get(reverse("admin:accounts_application_change", args=[user.default_application_id]))
+    assert response.status_code == 200
+    assert "user_listed" in response.content.decode()
+
+
+def test_staff_add_a_member_to_an_application(staff_client):
+    app = Application.objects.create(name="desk")
+    user = services.get_or_create_user("joiner")
+    response = staff_client.post(
+        reverse("admin:accounts_application_change", args=[app.id]),
+        {
+            "name": "desk",
+            "is_active": "on",
+            "memberships-TOTAL_FORMS": "1",
+            "memberships-INITIAL_FORMS": "0",
+            "memberships-0-user": str(user.pk),
+            "memberships-0-role": "admin",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert Membership.objects.get(application=app, user=user).role == "admin"
+
+
+def test_non_staff_are_sent_to_login(client):
+    user = services.get_or_create_user("plain_user")
+    client.force_login(user)
+    response = client.get(reverse("admin:accounts_application_changelist"))
+    assert response.status_code == 302 and "login" in response["Location"]
