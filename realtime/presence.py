@@ -160,27 +160,27 @@ class RedisPresence:
 
     async def join(self, room: str, channel: str, user_id: str) -> tuple[int, bool]:
         self._mine[(room, channel)] = user_id
-        count, first = await lcredis.client().eval(
-            _JOIN, 3, *self._keys(room), channel, user_id, f"{channel}|{user_id}|{room}"
+        count, first = await lcredis.run_script(
+            _JOIN, self._keys(room), [channel, user_id, f"{channel}|{user_id}|{room}"]
         )
         return int(count), bool(first)
 
     async def leave(self, room: str, channel: str, user_id: str) -> tuple[int, bool]:
         self._mine.pop((room, channel), None)
-        count, last = await lcredis.client().eval(
-            _LEAVE, 3, *self._keys(room), channel, user_id, f"{channel}|{user_id}|{room}"
+        count, last = await lcredis.run_script(
+            _LEAVE, self._keys(room), [channel, user_id, f"{channel}|{user_id}|{room}"]
         )
         return int(count), bool(last)
 
     async def count(self, room: str) -> int:
-        return int(await lcredis.client().hlen(lcredis.key("room", room, "conns")))
+        return int(await lcredis.command("HLEN", lcredis.key("room", room, "conns")))
 
     def start(self, on_departures: OnDepartures) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(on_departures))
 
     async def heartbeat(self) -> None:
-        swept = await lcredis.client().eval(_HEARTBEAT, 1, lcredis.key("procs"), self.process_id)
+        swept = await lcredis.run_script(_HEARTBEAT, [lcredis.key("procs")], [self.process_id])
         if swept and self._mine:
             # We were presumed dead (event loop stalled past the timeout):
             # put back the memberships of connections that are still open.
@@ -189,8 +189,8 @@ class RedisPresence:
                 await self.join(room, channel, user_id)
 
     async def sweep(self) -> list[Departure]:
-        flat = await lcredis.client().eval(
-            _SWEEP, 1, lcredis.key("procs"), int(self.timeout * 1000), settings.LEDGERCORE_REDIS_PREFIX
+        flat = await lcredis.run_script(
+            _SWEEP, [lcredis.key("procs")], [int(self.timeout * 1000), settings.LEDGERCORE_REDIS_PREFIX]
         )
         return [Departure(flat[i], flat[i + 1], flat[i + 2], bool(int(flat[i + 3]))) for i in range(0, len(flat), 4)]
 

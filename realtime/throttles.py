@@ -94,8 +94,8 @@ return wait
 class RedisUserBuckets:
     async def take(self, throttle_class: str, user_id: str) -> float:
         capacity, period = rate(throttle_class)
-        wait_ms = await lcredis.client().eval(
-            _TAKE, 1, lcredis.key("throttle", throttle_class, user_id), capacity, int(period * 1000)
+        wait_ms = await lcredis.run_script(
+            _TAKE, [lcredis.key("throttle", throttle_class, user_id)], [capacity, int(period * 1000)]
         )
         return int(wait_ms) / 1000.0
 
