@@ -107,11 +107,11 @@ async def ping_round(sockets: list[Any], pings: int) -> dict[str, float]:
     }
 
 
-async def fanout_rounds(subscribers: list[Any], broadcasts: int, trigger: Any) -> dict[str, float]:
+async def fanout_rounds(subscribers: list[Any], broadcasts: int, trigger: Any, warmup: int) -> dict[str, float]:
     latencies: list[float] = []
     delivered = 0
     busy = 0.0
-    for n in range(broadcasts):
+    for n in range(-warmup, broadcasts):
         marker = f"b{n}-{uuid.uuid4().hex[:6]}"
 
         async def wait_for(ws: Any, marker: str = marker) -> float:
@@ -133,6 +133,8 @@ async def fanout_rounds(subscribers: list[Any], broadcasts: int, trigger: Any) -
                 task.cancel()
             raise RuntimeError(f"broadcast {n}: {len(pending)} of {len(waiters)} subscribers got nothing in 60 s")
         done = [task.result() for task in finished]
+        if n < 0:
+            continue  # warm-up round: first use of the HTTP path, not counted
         busy += max(done) - sent
         delivered += len(done)
         latencies.extend((t - sent) * 1000 for t in done)
@@ -188,7 +190,7 @@ async def measure(url: str, http: str, users: list[str], args: argparse.Namespac
                 owner,
             )
 
-    result["fanout"] = await fanout_rounds(subscribers, args.broadcasts, trigger)
+    result["fanout"] = await fanout_rounds(subscribers, args.broadcasts, trigger, args.warmup)
     result["fanout"]["subscribers"] = len(subscribers)
     await asyncio.gather(*(ws.close() for ws in sockets))
     return result
@@ -261,6 +263,7 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--pings", type=int, default=20, help="sequential pings per connection")
     parser.add_argument("--broadcasts", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=1, help="uncounted broadcasts before the measured ones")
     parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()

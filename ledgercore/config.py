@@ -88,6 +88,19 @@ def redis_url(name: str) -> str:
     return raw
 
 
+def gc_thresholds(name: str, default: tuple[int, int, int]) -> tuple[int, ...]:
+    raw = _env.str(name, default=",".join(map(str, default))).strip()
+    if not raw:
+        return ()
+    try:
+        values = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}: expected three integers like 100000,50,1000, got {raw!r}") from None
+    if len(values) != 3 or min(values) < 1:
+        raise ImproperlyConfigured(f"{name}: expected three positive integers, got {raw!r}")
+    return values
+
+
 def parse_rate(value: str) -> tuple[int, float]:
     """'20/s' -> (capacity 20, refill period 1.0 s); '100/5m' -> (100, 300.0)."""
     match = RATE_RE.match(value)

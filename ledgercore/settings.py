@@ -135,6 +135,10 @@ LEDGERCORE_MAX_FRAME_BYTES = config.integer("LEDGERCORE_MAX_FRAME_BYTES", 65536,
 # dead and its connections leave their rooms (Redis stack only).
 LEDGERCORE_PRESENCE_TIMEOUT_SECONDS = config.number("LEDGERCORE_PRESENCE_TIMEOUT_SECONDS", 15.0, minimum=1.0)
 
+# Garbage-collector thresholds of server processes (gen0,gen1,gen2); empty
+# keeps Python's defaults.
+LEDGERCORE_GC_THRESHOLDS = config.gc_thresholds("LEDGERCORE_GC_THRESHOLDS", (100_000, 50, 1000))
+
 # --- authentication -------------------------------------------------------
 LEDGERCORE_DEV_JWT_SECRET = config.text("LEDGERCORE_DEV_JWT_SECRET", "")
 CLERK_JWKS_URL = config.text("CLERK_JWKS_URL", "")

@@ -123,6 +123,7 @@ def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
         ("CLERK_JWT_KEY", "not a pem"),
         ("CLERK_LEEWAY_SECONDS", "-3"),
         ("LOG_LEVEL", "CHATTY"),
+        ("LEDGERCORE_GC_THRESHOLDS", "1,2"),
     ],
 )
 def test_bad_setting_fails_at_startup_naming_the_variable(variable, value):
