@@ -88,6 +88,17 @@ def redis_url(name: str) -> str:
     return raw
 
 
+def prices(name: str, default: dict[str, int]) -> dict[str, int]:
+    raw = _env.str(name, default="").strip()
+    result = dict(default)
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip().isdigit():
+            raise ImproperlyConfigured(f"{name}: expected action=credits pairs, got {part!r}")
+        result[key.strip()] = int(value)
+    return result
+
+
 def gc_thresholds(name: str, default: tuple[int, int, int]) -> tuple[int, ...]:
     raw = _env.str(name, default=",".join(map(str, default))).strip()
     if not raw:

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "channels",
     "accounts",
     "realtime",
@@ -134,6 +135,15 @@ LEDGERCORE_MAX_FRAME_BYTES = config.integer("LEDGERCORE_MAX_FRAME_BYTES", 65536,
 # A process that has not refreshed its heartbeat for this long is considered
 # dead and its connections leave their rooms (Redis stack only).
 LEDGERCORE_PRESENCE_TIMEOUT_SECONDS = config.number("LEDGERCORE_PRESENCE_TIMEOUT_SECONDS", 15.0, minimum=1.0)
+
+# --- credits ----------------------------------------------------------------
+# Default price per action (event name); per-application overrides in admin.
+LEDGERCORE_PRICES = config.prices("LEDGERCORE_PRICES", {})
+# A hold not captured or released within this time is released.
+LEDGERCORE_HOLD_TTL_SECONDS = config.integer("LEDGERCORE_HOLD_TTL_SECONDS", 900, minimum=1)
+# Credit events not confirmed sent this long after commit are re-sent by the
+# relay of any server process (at-least-once; clients dedupe by sequence).
+LEDGERCORE_OUTBOX_RETRY_SECONDS = config.number("LEDGERCORE_OUTBOX_RETRY_SECONDS", 5.0, minimum=0.1)
 
 # Garbage-collector thresholds of server processes (gen0,gen1,gen2); empty
 # keeps Python's defaults.

@@ -20,7 +20,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from accounts import services as accounts
-from realtime import auth, presence, push, rooms
+from realtime import auth, charging, presence, push, rooms
 from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, ValidationFailed
 from realtime.protocol import RequestId, decode, encode, now_ms, peek_id
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_INTERNAL = 1011
+# Failures that are the server's fault: their charge is given back.
+SERVER_FAILURES = {"INTERNAL", "TIMEOUT"}
 MAX_CONCURRENT_TASKS = 16
 
 
@@ -209,17 +211,41 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     spec.name,
                 )
                 return
-            task = asyncio.create_task(self._guarded(ctx, _bind(spec, payload.validated_data), spec.error_event))
+            task = asyncio.create_task(self._execute(ctx, spec, payload.validated_data))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         else:
-            await self._guarded(ctx, _bind(spec, payload.validated_data), spec.error_event)
+            await self._execute(ctx, spec, payload.validated_data)
 
-    async def _guarded(self, ctx: RequestContext, call: Any, error_event: str) -> None:
+    async def _execute(self, ctx: RequestContext, spec: InboundEvent, data: dict[str, Any]) -> None:
+        """Charge -> execute -> settle; a request the balance cannot cover is
+        answered with insufficient_credits and not executed."""
+        token = None
+        if spec.price:
+            try:
+                token = await charging.charger.reserve(ctx, spec.price)
+            except charging.InsufficientCredits as exc:
+                await ctx.send(
+                    "insufficient_credits",
+                    {"required": exc.required, "available": exc.available, "action": exc.action},
+                )
+                return
+        failure = await self._guarded(ctx, _bind(spec, data), spec.error_event)
+        if token is not None:
+            try:
+                await charging.charger.settle(token, failure in SERVER_FAILURES)
+            except Exception:
+                # The hold stays pending and is released when it expires.
+                log.exception("failed to settle the charge of %s (request id %r)", spec.name, ctx.request_id)
+
+    async def _guarded(self, ctx: RequestContext, call: Any, error_event: str) -> str | None:
+        """Runs a handler; sends any error; returns its code (None: success)."""
         try:
             await call(ctx)
+            return None
         except ProtocolError as exc:
             await self._send_error(exc, error_event, ctx.request_id, ctx.event)
+            return exc.code
         except serializers.ValidationError as exc:
             await self._send_error(
                 ValidationFailed(f"invalid {ctx.event} request", _flatten_errors(exc.detail)),
@@ -227,6 +253,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 ctx.request_id,
                 ctx.event,
             )
+            return ValidationFailed.code
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -243,6 +270,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 ctx.request_id,
                 ctx.event,
             )
+            return Internal.code
 
     async def _send_error(self, exc: ProtocolError, event: str, request_id: RequestId | None, event_name: Any) -> None:
         if isinstance(exc, ValidationFailed):

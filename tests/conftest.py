@@ -13,9 +13,22 @@ from collections.abc import Iterator
 
 import pytest
 from django.conf import settings as django_settings
+from django.db.backends.signals import connection_created
 
 from devtools.servers import free_port
 from tests.wsclient import DEV_SECRET
+
+
+def _allow_ledger_purge(sender: object, connection: object, **kwargs: object) -> None:
+    """The suite empties its database between tests; on PostgreSQL the ledger's
+    triggers let a DELETE/TRUNCATE through only in a session that says so.
+    Tests of the triggers turn it off for their own transaction."""
+    if getattr(connection, "vendor", "") == "postgresql":
+        with connection.cursor() as cursor:  # type: ignore[attr-defined]
+            cursor.execute("SET ledgercore.ledger_purge = 'on'")
+
+
+connection_created.connect(_allow_ledger_purge, dispatch_uid="tests-allow-ledger-purge")
 
 
 def scaled_stack() -> bool:

@@ -38,6 +38,16 @@ def recv(ws, timeout: float = 10.0) -> dict:
     return json.loads(ws.recv(timeout=timeout))
 
 
+def hello(ws) -> dict:
+    """connected, then the balance of the bound application, as PROTOCOL.md fixes."""
+    first = recv(ws)
+    second = recv(ws)
+    assert first["event"] == "connected", first
+    assert second["event"] == "credit_balance_updated", second
+    assert second["data"]["applicationId"] == first["data"]["applicationId"]
+    return first
+
+
 def expect(ws, event: str, timeout: float = 10.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
@@ -56,10 +66,10 @@ def test_daphne_serves_the_protocol_end_to_end_and_never_logs_tokens(tmp_path):
                 connect(f"{server.url}/ws?token={token}") as alice,
                 connect(f"{server.url}/ws", additional_headers={"Authorization": f"Bearer {teammate}"}) as bob,
             ):
-                hello = recv(alice)
-                assert hello["event"] == "connected" and hello["data"]["userId"] == "demo_user"
-                assert hello["data"]["applicationId"] == "app_demo"
-                assert recv(bob)["event"] == "connected"
+                greeting = hello(alice)
+                assert greeting["data"]["userId"] == "demo_user"
+                assert greeting["data"]["applicationId"] == "app_demo"
+                assert hello(bob)["event"] == "connected"
 
                 alice.send(json.dumps({"event": "ping", "id": "p1"}))
                 pong = recv(alice)
@@ -94,12 +104,12 @@ def test_two_processes_share_rooms_counts_and_presence_through_redis(tmp_path):
         room = "application:app_demo"
         try:
             with ExitStack() as sockets, connect(f"{a.url}/ws?token={dev_token('demo_user')}") as on_a:
-                assert recv(on_a)["event"] == "connected"
+                assert hello(on_a)["event"] == "connected"
                 on_a.send(json.dumps({"event": "subscribe", "data": {"room": room}}))
                 assert recv(on_a)["data"]["subscriberCount"] == 1
 
                 on_b = sockets.enter_context(connect(f"{b.url}/ws?token={dev_token('demo_teammate')}"))
-                assert recv(on_b)["event"] == "connected"
+                assert hello(on_b)["event"] == "connected"
                 on_b.send(json.dumps({"event": "subscribe", "data": {"room": room}}))
                 assert recv(on_b)["data"]["subscriberCount"] == 2  # counts both processes
 
@@ -112,7 +122,7 @@ def test_two_processes_share_rooms_counts_and_presence_through_redis(tmp_path):
                 }
 
                 on_b2 = sockets.enter_context(connect(f"{b.url}/ws?token={dev_token('demo_teammate')}"))
-                recv(on_b2)
+                hello(on_b2)
                 on_b2.send(json.dumps({"event": "subscribe", "data": {"room": room}}))
                 assert recv(on_b2)["data"]["subscriberCount"] == 3
 

@@ -57,7 +57,14 @@ def test_arbitrary_frames_never_close_the_connection(live_server_url, frames):
         reply = await client.request("ping", id="fuzz-end", timeout=10)
         assert reply["event"] == "pong"
         for frame in client.backlog:
-            assert frame["event"] in {"validation_error", "error", "pong", "subscribed", "unsubscribed"}, frame
+            assert frame["event"] in {
+                "validation_error",
+                "error",
+                "pong",
+                "subscribed",
+                "unsubscribed",
+                "credit_balance_updated",
+            }, frame
             if frame["event"] == "error":
                 assert frame["data"]["code"] in {"NOT_FOUND", "UNAUTHORIZED"}, frame
         await client.close()

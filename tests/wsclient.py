@@ -125,4 +125,7 @@ async def connected(base_url: str, user_id: str, app: str | None = None, **kwarg
     frame = await client.recv()
     assert frame["event"] == "connected", frame
     client.hello = frame  # type: ignore[attr-defined]
+    balance = await client.recv()
+    assert balance["event"] == "credit_balance_updated", balance
+    client.balance = balance  # type: ignore[attr-defined]
     return client

@@ -1,0 +1,169 @@
+"""Credit events: the ledger's signal writes a durable outbox row in the
+entry's transaction; after commit the events are pushed to ``user:<userId>``
+and the row is marked delivered. Rows left undelivered (a process died
+between commit and send, the layer failed) are re-sent by the relay of any
+server process. Delivery is at-least-once; clients dedupe by ``sequence``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+from django.utils import timezone
+
+from credits.models import EntryKind, LedgerEntry, OutboxEvent
+from realtime import push
+
+log = logging.getLogger(__name__)
+
+GRANTED_KINDS = {EntryKind.GRANT, EntryKind.REFUND}
+DEDUCTED_KINDS = {EntryKind.DEDUCTION, EntryKind.EXPIRY}
+
+
+def _ms(entry: LedgerEntry) -> int:
+    return int(entry.created_at.timestamp() * 1000)
+
+
+def balance_payload(entry: LedgerEntry) -> dict[str, Any]:
+    return {
+        "newBalance": entry.balance_after,
+        "lifetimeEarned": entry.lifetime_earned_after,
+        "lifetimeSpent": entry.lifetime_spent_after,
+        "applicationId": entry.account.application_id,
+        "sequence": entry.sequence,
+    }
+
+
+def events_for(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
+    """The events one entry produces, in order."""
+    common = {
+        "newBalance": entry.balance_after,
+        "transactionId": str(entry.pk),
+        "timestamp": _ms(entry),
+        "applicationId": entry.account.application_id,
+        "sequence": entry.sequence,
+    }
+    events: list[tuple[str, dict[str, Any]]] = []
+    positive_adjustment = entry.kind == EntryKind.ADJUSTMENT and entry.amount > 0
+    negative_adjustment = entry.kind == EntryKind.ADJUSTMENT and entry.amount < 0
+    if entry.kind in GRANTED_KINDS or positive_adjustment:
+        events.append(("credits_granted", {"amount": entry.amount, "reason": entry.reason or entry.kind, **common}))
+    elif entry.kind in DEDUCTED_KINDS or negative_adjustment:
+        events.append(("credits_deducted", {"amount": -entry.amount, "action": entry.action, **common}))
+    elif entry.kind == EntryKind.CAPTURE and entry.spent > 0:
+        events.append(("credits_deducted", {"amount": entry.spent, "action": entry.action, **common}))
+    events.append(("credit_balance_updated", balance_payload(entry)))
+    return events
+
+
+@receiver(post_save, sender=LedgerEntry, dispatch_uid="credits-outbox")
+def ledger_entry_written(sender: type, instance: LedgerEntry, created: bool, **kwargs: Any) -> None:
+    if not created:
+        return
+    outbox = OutboxEvent.objects.create(entry=instance)
+    # Only after commit: a rolled-back movement announces nothing.
+    transaction.on_commit(lambda: deliver([outbox.pk]))
+
+
+Outgoing = tuple[int, str, list[tuple[str, dict[str, Any]]]]
+
+
+def _load(outbox_ids: list[int]) -> list[Outgoing]:
+    rows = (
+        OutboxEvent.objects.filter(pk__in=outbox_ids, delivered_at__isnull=True)
+        .select_related("entry__account__user")
+        .order_by("entry__account_id", "entry__sequence")
+    )
+    return [(row.pk, row.entry.account.user.username, events_for(row.entry)) for row in rows]
+
+
+def _mark(row_pk: int, delivered: bool) -> None:
+    changes: dict[str, Any] = {"attempts": F("attempts") + 1}
+    if delivered:
+        changes["delivered_at"] = timezone.now()
+    OutboxEvent.objects.filter(pk=row_pk).update(**changes)
+
+
+def deliver(outbox_ids: list[int]) -> int:
+    """Push the events of these outbox rows from sync code (after commit);
+    returns how many rows were sent."""
+    sent = 0
+    for row_pk, user_id, events in _load(outbox_ids):
+        try:
+            for event, data in events:
+                async_to_sync(push.send_to_user)(user_id, event, data)
+        except Exception:
+            log.exception("credit events of outbox row %s not sent; the relay will retry", row_pk)
+            _mark(row_pk, False)
+            continue
+        _mark(row_pk, True)
+        sent += 1
+    return sent
+
+
+async def adeliver(outbox_ids: list[int]) -> int:
+    """The same from the event loop (the relay)."""
+    sent = 0
+    for row_pk, user_id, events in await database_sync_to_async(_load)(outbox_ids):
+        try:
+            for event, data in events:
+                await push.send_to_user(user_id, event, data)
+        except Exception:
+            log.exception("credit events of outbox row %s not sent; will retry", row_pk)
+            await database_sync_to_async(_mark)(row_pk, False)
+            continue
+        await database_sync_to_async(_mark)(row_pk, True)
+        sent += 1
+    return sent
+
+
+def pending_ids(older_than_seconds: float, limit: int = 500) -> list[int]:
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    return list(
+        OutboxEvent.objects.filter(delivered_at__isnull=True, created_at__lte=cutoff)
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+async def relay_once(older_than_seconds: float | None = None) -> int:
+    """Re-send what commit-time delivery did not confirm; release expired
+    holds. Returns how many outbox rows were sent."""
+    from credits.services import release_expired_holds
+
+    await database_sync_to_async(release_expired_holds)()
+    wait = settings.LEDGERCORE_OUTBOX_RETRY_SECONDS if older_than_seconds is None else older_than_seconds
+    ids = await database_sync_to_async(pending_ids)(wait)
+    return await adeliver(ids) if ids else 0
+
+
+_relay_task: asyncio.Task[None] | None = None
+
+
+def start_relay() -> None:
+    """Run the relay in this server process (idempotent)."""
+    global _relay_task
+    if _relay_task is None or _relay_task.done():
+        _relay_task = asyncio.get_running_loop().create_task(_relay_loop())
+
+
+async def _relay_loop() -> None:
+    interval = max(settings.LEDGERCORE_OUTBOX_RETRY_SECONDS / 2, 0.1)
+    while True:
+        try:
+            await relay_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("credit outbox relay failed; retrying")
+        await asyncio.sleep(interval)

@@ -1,0 +1,125 @@
+"""Credit events (section "Credits" of the event reference), the balance
+sent on connect, and the charger of the registry's charging path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from channels.db import database_sync_to_async
+from rest_framework import serializers
+
+from credits import events, services
+from realtime import charging
+from realtime.context import RequestContext
+from realtime.payloads import Payload
+from realtime.registry import registry
+
+
+class _CreditCommon(Payload):
+    applicationId = serializers.CharField()
+    sequence = serializers.IntegerField(help_text="The account's ledger sequence; strictly increasing, dedupe by it.")
+
+
+class BalancePayload(_CreditCommon):
+    newBalance = serializers.IntegerField()
+    lifetimeEarned = serializers.IntegerField()
+    lifetimeSpent = serializers.IntegerField()
+
+
+class DeductedPayload(_CreditCommon):
+    amount = serializers.IntegerField()
+    newBalance = serializers.IntegerField()
+    action = serializers.CharField()
+    transactionId = serializers.CharField()
+    timestamp = serializers.IntegerField(help_text="Epoch milliseconds.")
+
+
+class GrantedPayload(_CreditCommon):
+    amount = serializers.IntegerField()
+    newBalance = serializers.IntegerField()
+    reason = serializers.CharField()
+    transactionId = serializers.CharField()
+    timestamp = serializers.IntegerField(help_text="Epoch milliseconds.")
+
+
+class InsufficientPayload(Payload):
+    required = serializers.IntegerField()
+    available = serializers.IntegerField()
+    action = serializers.CharField()
+
+
+registry.outbound(
+    "credit_balance_updated",
+    BalancePayload,
+    category="Credits",
+    pushed=True,
+    summary="The balance after a movement; also sent once right after connected.",
+)
+registry.outbound("credits_deducted", DeductedPayload, category="Credits", pushed=True, summary="Credits were spent.")
+registry.outbound("credits_granted", GrantedPayload, category="Credits", pushed=True, summary="Credits were added.")
+registry.outbound(
+    "insufficient_credits",
+    InsufficientPayload,
+    category="Credits",
+    summary="A chargeable request the balance cannot cover; it was not executed.",
+)
+
+
+@registry.on_connect
+async def send_balance(ctx: RequestContext) -> None:
+    events.start_relay()
+    balance = await database_sync_to_async(services.get_balance)(ctx.user_pk, ctx.application_id)
+    await ctx.connection.send_event(
+        "credit_balance_updated",
+        {
+            "newBalance": balance.balance,
+            "lifetimeEarned": balance.lifetime_earned,
+            "lifetimeSpent": balance.lifetime_spent,
+            "applicationId": balance.application_id,
+            "sequence": balance.sequence,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class _Reservation:
+    hold_id: int
+    amount: int
+
+
+def _reserve(user_pk: int, user_id: str, application_id: str, action: str, reference: str) -> _Reservation | None:
+    price = services.price_of(application_id, action)
+    if price <= 0:
+        return None
+    try:
+        hold = services.hold_credits(
+            user_pk, application_id, price, action=action, actor=services.Actor.user(user_id), reference=reference
+        )
+    except services.InsufficientCredits as exc:
+        raise charging.InsufficientCredits(exc.required, exc.available, action) from None
+    return _Reservation(hold.pk, price)
+
+
+def _settle(reservation: _Reservation, failed_on_server: bool) -> None:
+    if failed_on_server:
+        services.release_hold(reservation.hold_id, actor=services.Actor.system(), reason="server failure: refunded")
+    else:
+        services.capture_hold(reservation.hold_id, reservation.amount, actor=services.Actor.system())
+
+
+class LedgerCharger:
+    """Hold the action's price before executing; capture it on success,
+    release it when the server failed (INTERNAL, TIMEOUT)."""
+
+    async def reserve(self, ctx: RequestContext, price_key: str) -> Any:
+        reference = f"{ctx.sid}:{ctx.request_id}" if ctx.request_id is not None else ctx.sid
+        return await database_sync_to_async(_reserve)(
+            ctx.user_pk, ctx.user_id, ctx.application_id, price_key, reference
+        )
+
+    async def settle(self, token: Any, failed_on_server: bool) -> None:
+        await database_sync_to_async(_settle)(token, failed_on_server)
+
+
+charging.install(LedgerCharger())

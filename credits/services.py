@@ -1,0 +1,412 @@
+"""Credit movements: one short atomic function per movement.
+
+Each function locks the account row (SELECT ... FOR UPDATE on PostgreSQL; an
+IMMEDIATE transaction serialises writers on SQLite), replays an idempotency
+key it has seen (returning the original entry, writing nothing), appends one
+entry with the balance after it and a hash chained to the previous entry,
+and updates the account. The database refuses a negative balance and
+duplicate sequences or keys even if this code were wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from credits.models import ActorType, CreditAccount, EntryKind, Hold, LedgerEntry, Price
+
+GENESIS_HASH = "0" * 64
+
+
+class CreditError(Exception):
+    pass
+
+
+class InsufficientCredits(CreditError):
+    def __init__(self, required: int, available: int, action: str) -> None:
+        super().__init__(f"{action} needs {required} credits; {available} available")
+        self.required = required
+        self.available = available
+        self.action = action
+
+
+class InvalidMovement(CreditError):
+    pass
+
+
+@dataclass(frozen=True)
+class Actor:
+    type: str
+    id: str = ""
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls(ActorType.SYSTEM, "")
+
+    @classmethod
+    def staff(cls, username: str) -> Actor:
+        return cls(ActorType.STAFF, username)
+
+    @classmethod
+    def user(cls, user_id: str) -> Actor:
+        return cls(ActorType.USER, user_id)
+
+
+@dataclass(frozen=True)
+class Balance:
+    application_id: str
+    balance: int
+    lifetime_earned: int
+    lifetime_spent: int
+    sequence: int
+
+
+def entry_hash(entry: LedgerEntry) -> str:
+    """SHA-256 over the entry's content and the previous entry's hash."""
+    content = {
+        "account": entry.account_id,
+        "sequence": entry.sequence,
+        "kind": entry.kind,
+        "amount": entry.amount,
+        "spent": entry.spent,
+        "balance_after": entry.balance_after,
+        "lifetime_earned_after": entry.lifetime_earned_after,
+        "lifetime_spent_after": entry.lifetime_spent_after,
+        "action": entry.action,
+        "reason": entry.reason,
+        "actor": [entry.actor_type, entry.actor_id],
+        "reference": entry.reference,
+        "idempotency_key": entry.idempotency_key,
+        "reverses": entry.reverses_id,
+        "hold": entry.hold_id,
+        "created_at": entry.created_at.isoformat(),
+        "prev_hash": entry.prev_hash,
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def get_balance(user_pk: int, application_id: str) -> Balance:
+    account = CreditAccount.objects.filter(user_id=user_pk, application_id=application_id).first()
+    if account is None:
+        return Balance(application_id, 0, 0, 0, 0)
+    return Balance(
+        application_id, account.balance, account.lifetime_earned, account.lifetime_spent, account.last_sequence
+    )
+
+
+def _locked_account(user_pk: int, application_id: str) -> CreditAccount:
+    account = CreditAccount.objects.select_for_update().filter(user_id=user_pk, application_id=application_id).first()
+    if account is not None:
+        return account
+    try:
+        with transaction.atomic():
+            CreditAccount.objects.create(user_id=user_pk, application_id=application_id)
+    except IntegrityError:
+        pass  # created concurrently
+    return CreditAccount.objects.select_for_update().get(user_id=user_pk, application_id=application_id)
+
+
+def _replayed(account: CreditAccount, key: str | None) -> LedgerEntry | None:
+    if not key:
+        return None
+    return LedgerEntry.objects.filter(account=account, idempotency_key=key).first()
+
+
+def _append(
+    account: CreditAccount,
+    kind: str,
+    amount: int,
+    *,
+    action: str,
+    actor: Actor,
+    spent: int = 0,
+    earned: int = 0,
+    reason: str = "",
+    reference: str = "",
+    idempotency_key: str | None = None,
+    reverses: LedgerEntry | None = None,
+    hold: Hold | None = None,
+) -> LedgerEntry:
+    balance_after = account.balance + amount
+    if balance_after < 0:
+        raise InsufficientCredits(-amount, account.balance, action)
+    account.balance = balance_after
+    account.lifetime_earned += earned
+    account.lifetime_spent += spent
+    account.last_sequence += 1
+    entry = LedgerEntry(
+        account=account,
+        sequence=account.last_sequence,
+        kind=kind,
+        amount=amount,
+        spent=max(spent, 0),
+        balance_after=balance_after,
+        lifetime_earned_after=account.lifetime_earned,
+        lifetime_spent_after=account.lifetime_spent,
+        action=action[:100],
+        reason=reason[:500],
+        actor_type=actor.type,
+        actor_id=actor.id[:150],
+        reference=reference[:200],
+        idempotency_key=(idempotency_key or f"auto:{uuid.uuid4().hex}")[:200],
+        reverses=reverses,
+        hold=hold,
+        created_at=timezone.now(),
+        prev_hash=account.last_hash or GENESIS_HASH,
+    )
+    entry.hash = entry_hash(entry)
+    account.last_hash = entry.hash
+    account.save(
+        update_fields=["balance", "lifetime_earned", "lifetime_spent", "last_sequence", "last_hash", "updated_at"]
+    )
+    entry.save(force_insert=True)
+    return entry
+
+
+def _positive(amount: int) -> None:
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise InvalidMovement("amount must be a positive integer")
+
+
+@transaction.atomic
+def grant_credits(
+    user_pk: int,
+    application_id: str,
+    amount: int,
+    *,
+    reason: str,
+    actor: Actor,
+    action: str = "grant",
+    reference: str = "",
+    idempotency_key: str | None = None,
+) -> LedgerEntry:
+    _positive(amount)
+    if not reason.strip():
+        raise InvalidMovement("a grant needs a reason")
+    account = _locked_account(user_pk, application_id)
+    return _replayed(account, idempotency_key) or _append(
+        account,
+        EntryKind.GRANT,
+        amount,
+        earned=amount,
+        action=action,
+        actor=actor,
+        reason=reason,
+        reference=reference,
+        idempotency_key=idempotency_key,
+    )
+
+
+@transaction.atomic
+def deduct_credits(
+    user_pk: int,
+    application_id: str,
+    amount: int,
+    *,
+    action: str,
+    actor: Actor,
+    reason: str = "",
+    reference: str = "",
+    idempotency_key: str | None = None,
+) -> LedgerEntry:
+    _positive(amount)
+    account = _locked_account(user_pk, application_id)
+    return _replayed(account, idempotency_key) or _append(
+        account,
+        EntryKind.DEDUCTION,
+        -amount,
+        spent=amount,
+        action=action,
+        actor=actor,
+        reason=reason,
+        reference=reference,
+        idempotency_key=idempotency_key,
+    )
+
+
+@transaction.atomic
+def refund_credits(entry_id: int, *, reason: str, actor: Actor, idempotency_key: str | None = None) -> LedgerEntry:
+    """Reverse a deduction (whole): a new entry that references it."""
+    original = LedgerEntry.objects.select_related("account").get(pk=entry_id)
+    if original.kind != EntryKind.DEDUCTION:
+        raise InvalidMovement("only deductions can be refunded")
+    account = _locked_account(original.account.user_id, original.account.application_id)
+    key = idempotency_key or f"refund:{original.pk}"
+    replay = _replayed(account, key)
+    if replay is not None:
+        return replay
+    if LedgerEntry.objects.filter(reverses=original).exists():
+        raise InvalidMovement("entry already reversed")
+    return _append(
+        account,
+        EntryKind.REFUND,
+        original.spent,
+        spent=-original.spent,
+        action=original.action,
+        actor=actor,
+        reason=reason or "refund",
+        reference=original.reference,
+        idempotency_key=key,
+        reverses=original,
+    )
+
+
+@transaction.atomic
+def adjust_credits(
+    user_pk: int,
+    application_id: str,
+    amount: int,
+    *,
+    reason: str,
+    actor: Actor,
+    reverses: int | None = None,
+    idempotency_key: str | None = None,
+) -> LedgerEntry:
+    """A signed manual correction by staff, with a mandatory reason."""
+    if not isinstance(amount, int) or amount == 0:
+        raise InvalidMovement("an adjustment is a non-zero integer")
+    if not reason.strip():
+        raise InvalidMovement("an adjustment needs a reason")
+    account = _locked_account(user_pk, application_id)
+    original = LedgerEntry.objects.get(pk=reverses, account=account) if reverses else None
+    return _replayed(account, idempotency_key) or _append(
+        account,
+        EntryKind.ADJUSTMENT,
+        amount,
+        earned=max(amount, 0),
+        spent=0,
+        action="adjustment",
+        actor=actor,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        reverses=original,
+    )
+
+
+@transaction.atomic
+def hold_credits(
+    user_pk: int,
+    application_id: str,
+    amount: int,
+    *,
+    action: str,
+    actor: Actor,
+    reference: str = "",
+    ttl_seconds: int | None = None,
+    idempotency_key: str | None = None,
+) -> Hold:
+    """Reserve credits for long work: the balance drops now; capture or
+    release settles it."""
+    _positive(amount)
+    account = _locked_account(user_pk, application_id)
+    replay = _replayed(account, idempotency_key)
+    if replay is not None and replay.hold is not None:
+        return replay.hold
+    if account.balance < amount:
+        raise InsufficientCredits(amount, account.balance, action)
+    ttl = ttl_seconds if ttl_seconds is not None else settings.LEDGERCORE_HOLD_TTL_SECONDS
+    hold = Hold.objects.create(
+        account=account,
+        amount=amount,
+        action=action[:100],
+        reference=reference[:200],
+        expires_at=timezone.now() + timedelta(seconds=ttl),
+    )
+    _append(
+        account,
+        EntryKind.HOLD,
+        -amount,
+        action=action,
+        actor=actor,
+        reference=reference,
+        idempotency_key=idempotency_key,
+        hold=hold,
+    )
+    return hold
+
+
+def _locked_hold(hold_id: int) -> tuple[Hold, CreditAccount]:
+    hold = Hold.objects.select_related("account").get(pk=hold_id)
+    account = _locked_account(hold.account.user_id, hold.account.application_id)
+    hold = Hold.objects.select_for_update().get(pk=hold_id)
+    return hold, account
+
+
+@transaction.atomic
+def capture_hold(hold_id: int, cost: int, *, actor: Actor) -> LedgerEntry:
+    """Settle a hold at its real cost (0..amount); the rest goes back."""
+    hold, account = _locked_hold(hold_id)
+    if hold.status == Hold.Status.CAPTURED and hold.captured == cost:
+        return hold.entries.get(kind=EntryKind.CAPTURE)
+    if hold.status != Hold.Status.PENDING:
+        raise InvalidMovement(f"hold is {hold.status}")
+    if not 0 <= cost <= hold.amount:
+        raise InvalidMovement("capture must be between 0 and the held amount")
+    hold.status = Hold.Status.CAPTURED
+    hold.captured = cost
+    hold.closed_at = timezone.now()
+    hold.save(update_fields=["status", "captured", "closed_at"])
+    return _append(
+        account,
+        EntryKind.CAPTURE,
+        hold.amount - cost,
+        spent=cost,
+        action=hold.action,
+        actor=actor,
+        reference=hold.reference,
+        idempotency_key=f"capture:{hold.pk}",
+        hold=hold,
+    )
+
+
+@transaction.atomic
+def release_hold(hold_id: int, *, actor: Actor, reason: str = "", expired: bool = False) -> LedgerEntry:
+    """Give a hold back in full (failed work, or past its expiry)."""
+    hold, account = _locked_hold(hold_id)
+    if hold.status in (Hold.Status.RELEASED, Hold.Status.EXPIRED):
+        return hold.entries.get(kind=EntryKind.RELEASE)
+    if hold.status != Hold.Status.PENDING:
+        raise InvalidMovement(f"hold is {hold.status}")
+    hold.status = Hold.Status.EXPIRED if expired else Hold.Status.RELEASED
+    hold.closed_at = timezone.now()
+    hold.save(update_fields=["status", "closed_at"])
+    return _append(
+        account,
+        EntryKind.RELEASE,
+        hold.amount,
+        action=hold.action,
+        actor=actor,
+        reason=reason or ("hold expired" if expired else "released"),
+        reference=hold.reference,
+        idempotency_key=f"release:{hold.pk}",
+        hold=hold,
+    )
+
+
+def release_expired_holds(now: object | None = None) -> int:
+    """Release every pending hold past its expiry; returns how many."""
+    cutoff = now or timezone.now()
+    released = 0
+    for hold_id in Hold.objects.filter(status=Hold.Status.PENDING, expires_at__lt=cutoff).values_list("pk", flat=True):
+        try:
+            release_hold(hold_id, actor=Actor.system(), expired=True)
+            released += 1
+        except InvalidMovement:
+            continue  # settled meanwhile
+    return released
+
+
+def price_of(application_id: str, action: str) -> int:
+    override = (
+        Price.objects.filter(application_id=application_id, action=action).values_list("amount", flat=True).first()
+    )
+    if override is not None:
+        return int(override)
+    return int(settings.LEDGERCORE_PRICES.get(action, 0))
