@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from credits.models import EntryKind, LedgerEntry, OutboxEvent
 from realtime import push
+from realtime.layers import NoLocalReceivers
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,10 @@ def deliver(outbox_ids: list[int]) -> int:
         try:
             for event, data in events:
                 async_to_sync(push.send_to_user)(user_id, event, data)
+        except NoLocalReceivers:
+            # Embedded stack, outside the server process: the server's relay
+            # sends it (the outbox row stays pending).
+            continue
         except Exception:
             log.exception("credit events of outbox row %s not sent; the relay will retry", row_pk)
             _mark(row_pk, False)

@@ -141,3 +141,53 @@ def test_two_processes_share_rooms_counts_and_presence_through_redis(tmp_path):
         finally:
             a.stop()
             b.stop()
+
+
+CRASH_AFTER_COMMIT = """
+import os
+from django.db import transaction
+from accounts import services as tenancy
+from credits import services as credits
+user = tenancy.get_or_create_user("crash_user")
+with transaction.atomic():
+    transaction.on_commit(lambda: os._exit(3))  # dies right after COMMIT, before any send
+    credits.grant_credits(
+        user.pk, user.default_application_id, 42, reason="before the crash", actor=credits.Actor.system()
+    )
+"""
+
+
+def test_movement_committed_just_before_a_crash_is_pushed_once_the_server_is_back(tmp_path):
+    import subprocess
+    import sys
+
+    from devtools.servers import ROOT
+
+    with stack_env(tmp_path, scaled_stack(), LEDGERCORE_OUTBOX_RETRY_SECONDS="0.5") as env:
+        crashed = subprocess.run(
+            [sys.executable, "manage.py", "shell", "-c", CRASH_AFTER_COMMIT],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert crashed.returncode == 3, crashed.stderr
+        pending = manage(
+            env,
+            "shell",
+            "-c",
+            "from credits.models import OutboxEvent as O; print(O.objects.filter(delivered_at=None).count())",
+        )
+        assert pending.strip().splitlines()[-1] == "1"
+        server = DaphneProcess(env, tmp_path / "daphne.log").start()
+        try:
+            with connect(f"{server.url}/ws?token={dev_token('crash_user')}") as ws:
+                hello(ws)
+                granted = expect(ws, "credits_granted", timeout=20)
+                assert granted["data"]["amount"] == 42 and granted["data"]["sequence"] == 1
+                assert granted["data"]["reason"] == "before the crash"
+                balance = expect(ws, "credit_balance_updated", timeout=10)
+                assert balance["data"]["newBalance"] == 42
+        finally:
+            server.stop()

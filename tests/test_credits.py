@@ -1,0 +1,328 @@
+"""The credit ledger: movements, database guarantees, events over a real
+WebSocket, the registry's charging path, durable delivery."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import replace
+
+import pytest
+from channels.db import database_sync_to_async
+from django.db import DatabaseError, IntegrityError, connection, transaction
+
+from accounts import services as accounts
+from credits import services
+from credits.models import EntryKind, LedgerEntry, OutboxEvent, Price
+from credits.services import Actor
+from tests.wsclient import connected, unique
+
+SYSTEM = Actor.system()
+
+
+def new_user(prefix: str = "payer"):
+    user = accounts.get_or_create_user(unique(prefix))
+    return user, user.default_application_id
+
+
+def entries_of(user, app) -> list[LedgerEntry]:
+    return list(LedgerEntry.objects.filter(account__user=user, account__application_id=app).order_by("sequence"))
+
+
+@pytest.mark.django_db
+class TestMovements:
+    def test_grant_and_deduct_keep_balance_lifetimes_and_sequence(self):
+        user, app = new_user()
+        services.grant_credits(user.pk, app, 100, reason="welcome", actor=SYSTEM)
+        services.deduct_credits(user.pk, app, 30, action="query", actor=Actor.user(user.username))
+        balance = services.get_balance(user.pk, app)
+        assert (balance.balance, balance.lifetime_earned, balance.lifetime_spent, balance.sequence) == (70, 100, 30, 2)
+        kinds = [(e.kind, e.amount, e.balance_after, e.sequence) for e in entries_of(user, app)]
+        assert kinds == [("grant", 100, 100, 1), ("deduction", -30, 70, 2)]
+
+    def test_deduction_beyond_balance_is_refused_and_writes_nothing(self):
+        user, app = new_user()
+        services.grant_credits(user.pk, app, 10, reason="r", actor=SYSTEM)
+        with pytest.raises(services.InsufficientCredits) as refused:
+            services.deduct_credits(user.pk, app, 11, action="query", actor=SYSTEM)
+        assert (refused.value.required, refused.value.available) == (11, 10)
+        assert len(entries_of(user, app)) == 1
+
+    def test_replayed_idempotency_key_returns_the_original_and_writes_nothing(self):
+        user, app = new_user()
+        services.grant_credits(user.pk, app, 100, reason="r", actor=SYSTEM)
+        first = services.deduct_credits(user.pk, app, 5, action="query", actor=SYSTEM, idempotency_key="req-1")
+        again = services.deduct_credits(user.pk, app, 5, action="query", actor=SYSTEM, idempotency_key="req-1")
+        assert again.pk == first.pk
+        assert services.get_balance(user.pk, app).balance == 95
+        assert len(entries_of(user, app)) == 2
+
+    def test_refund_reverses_a_deduction_once(self):
+        user, app = new_user()
+        services.grant_credits(user.pk, app, 50, reason="r", actor=SYSTEM)
+        spent = services.deduct_credits(user.pk, app, 20, action="query", actor=SYSTEM)
+        refund = services.refund_credits(spent.pk, reason="server failure", actor=SYSTEM)
+        assert refund.reverses_id == spent.pk and refund.amount == 20
+        assert services.refund_credits(spent.pk, reason="again", actor=SYSTEM).pk == refund.pk
+        balance = services.get_balance(user.pk, app)
+        assert (balance.balance, balance.lifetime_spent) == (50, 0)
+
+    def test_hold_then_capture_charges_the_real_cost_and_returns_the_rest(self):
+        user, app = new_user()
+        services.grant_credits(user.pk, app, 100, reason="r", actor=SYSTEM)
+        hold = services.hold_credits(user.pk, app, 40, action="address_analysis", actor=SYSTEM)
+        assert services.get_balance(user.pk, app).balance == 60
+        capture = services.capture_hold(hold.pk, 25, actor=SYSTEM)
+        assert (capture.kind, capture.amount, capture.spent, capture.balance_after) == ("capture", 15, 25, 75)
+        assert services.get_balance(user.pk, app).lifetime_spent == 25
+        with pytest.raises(services.InvalidMovement):
+            services.release_hold(hold.pk, actor=SYSTEM)
+
+    def test_released_and_expired_holds_give_everything_back(self):
+        user, app = new_user()
+        services.grant_credits(user.pk, app, 100, reason="r", actor=SYSTEM)
+        failed = services.hold_credits(user.pk, app, 30, action="chat", actor=SYSTEM)
+        services.release_hold(failed.pk, actor=SYSTEM, reason="server failure")
+        stale = services.hold_credits(user.pk, app, 30, action="chat", actor=SYSTEM, ttl_seconds=0)
+        assert services.release_expired_holds() == 1
+        stale.refresh_from_db()
+        assert stale.status == "expired"
+        balance = services.get_balance(user.pk, app)
+        assert (balance.balance, balance.lifetime_spent) == (100, 0)
+
+    def test_hold_beyond_balance_is_refused(self):
+        user, app = new_user()
+        with pytest.raises(services.InsufficientCredits):
+            services.hold_credits(user.pk, app, 1, action="chat", actor=SYSTEM)
+
+    def test_adjustments_need_a_reason_and_may_reference_what_they_correct(self):
+        user, app = new_user()
+        grant = services.grant_credits(user.pk, app, 100, reason="r", actor=SYSTEM)
+        with pytest.raises(services.InvalidMovement):
+            services.adjust_credits(user.pk, app, -10, reason=" ", actor=Actor.staff("ops"))
+        fix = services.adjust_credits(
+            user.pk, app, -10, reason="double grant", actor=Actor.staff("ops"), reverses=grant.pk
+        )
+        assert fix.reverses_id == grant.pk and fix.actor_type == "staff" and fix.balance_after == 90
+
+    def test_entries_are_hash_chained(self):
+        user, app = new_user()
+        services.grant_credits(user.pk, app, 100, reason="r", actor=SYSTEM)
+        services.deduct_credits(user.pk, app, 1, action="q", actor=SYSTEM)
+        first, second = entries_of(user, app)
+        assert first.prev_hash == services.GENESIS_HASH
+        assert second.prev_hash == first.hash
+        assert all(services.entry_hash(e) == e.hash for e in (first, second))
+
+    def test_prices_default_from_settings_and_override_per_application(self, settings):
+        settings.LEDGERCORE_PRICES = {"query": 3}
+        user, app = new_user()
+        assert services.price_of(app, "query") == 3
+        assert services.price_of(app, "unknown") == 0
+        Price.objects.create(application_id=app, action="query", amount=7)
+        assert services.price_of(app, "query") == 7
+
+
+@pytest.mark.django_db
+class TestDatabaseGuarantees:
+    def test_orm_and_raw_updates_of_ledger_rows_are_refused(self):
+        user, app = new_user()
+        entry = services.grant_credits(user.pk, app, 100, reason="r", actor=SYSTEM)
+        with pytest.raises(DatabaseError), transaction.atomic():
+            LedgerEntry.objects.filter(pk=entry.pk).update(amount=1_000_000)
+        with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE credits_ledgerentry SET amount = 5 WHERE id = %s", [entry.pk])
+        entry.refresh_from_db()
+        assert entry.amount == 100
+
+    def test_raw_delete_and_truncate_are_refused_on_postgresql(self):
+        if connection.vendor != "postgresql":
+            pytest.skip("DELETE/TRUNCATE triggers are PostgreSQL's")
+        user, app = new_user()
+        entry = services.grant_credits(user.pk, app, 100, reason="r", actor=SYSTEM)
+        for statement in ("DELETE FROM credits_ledgerentry WHERE id = %s", "TRUNCATE credits_ledgerentry CASCADE"):
+            with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET LOCAL ledgercore.ledger_purge = 'off'")
+                cursor.execute(statement, [entry.pk] if "%s" in statement else None)
+        assert LedgerEntry.objects.filter(pk=entry.pk).exists()
+
+    def test_negative_balance_is_refused_by_the_database(self):
+        user, app = new_user()
+        services.grant_credits(user.pk, app, 5, reason="r", actor=SYSTEM)
+        from credits.models import CreditAccount
+
+        with pytest.raises(IntegrityError), transaction.atomic():
+            CreditAccount.objects.filter(user=user, application_id=app).update(balance=-1)
+
+    def test_rollback_after_a_deduction_leaves_no_entry_and_no_event(self):
+        user, app = new_user()
+        services.grant_credits(user.pk, app, 100, reason="r", actor=SYSTEM)
+        before = OutboxEvent.objects.count()
+        with pytest.raises(RuntimeError), transaction.atomic():
+            services.deduct_credits(user.pk, app, 10, action="q", actor=SYSTEM)
+            raise RuntimeError("the request failed after charging")
+        assert services.get_balance(user.pk, app).balance == 100
+        assert OutboxEvent.objects.count() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_deductions_on_one_account_never_overdraw_on_postgresql():
+    if connection.vendor != "postgresql":
+        pytest.skip("row-lock concurrency is tested on PostgreSQL")
+    user, app = new_user("hot")
+    services.grant_credits(user.pk, app, 3000, reason="r", actor=SYSTEM)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def worker(thread: int) -> None:
+        from django.db import connections
+
+        try:
+            for n in range(100):
+                key = f"t{thread % 40}-{n}" if n % 5 == 0 else f"t{thread}-{n}-{uuid.uuid4().hex[:6]}"
+                try:
+                    services.deduct_credits(user.pk, app, 1, action="query", actor=SYSTEM, idempotency_key=key)
+                    result = "ok"
+                except services.InsufficientCredits:
+                    result = "refused"
+                with lock:
+                    outcomes.append(result)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    entries = entries_of(user, app)
+    deductions = [e for e in entries if e.kind == EntryKind.DEDUCTION]
+    balance = services.get_balance(user.pk, app)
+    assert len(outcomes) == 5000
+    assert len(deductions) == 3000  # exactly the affordable number
+    assert balance.balance == 0
+    assert sum(e.amount for e in entries) == balance.balance
+    assert [e.sequence for e in entries] == list(range(1, len(entries) + 1))
+    keys = [e.idempotency_key for e in deductions]
+    assert len(keys) == len(set(keys))  # replayed keys wrote nothing twice
+
+
+# --- over a real WebSocket -------------------------------------------------------
+
+pytestmark_ws = pytest.mark.django_db(transaction=True)
+
+
+@pytestmark_ws
+async def test_grant_reaches_the_open_socket_with_balance_and_sequence(live_server_url):
+    user_id = unique("live")
+    client = await connected(live_server_url, user_id)
+    assert client.balance["data"]["newBalance"] == 0 and client.balance["data"]["sequence"] == 0
+    user = await database_sync_to_async(accounts.get_or_create_user)(user_id)
+    app = client.hello["data"]["applicationId"]
+    entry = await database_sync_to_async(services.grant_credits)(user.pk, app, 250, reason="welcome", actor=SYSTEM)
+    granted = await client.expect("credits_granted")
+    assert granted["data"] == {
+        "amount": 250,
+        "newBalance": 250,
+        "reason": "welcome",
+        "transactionId": str(entry.pk),
+        "timestamp": granted["data"]["timestamp"],
+        "applicationId": app,
+        "sequence": 1,
+    }
+    assert "id" not in granted
+    balance = await client.expect("credit_balance_updated")
+    assert balance["data"] == {
+        "newBalance": 250,
+        "lifetimeEarned": 250,
+        "lifetimeSpent": 0,
+        "applicationId": app,
+        "sequence": 1,
+    }
+    await database_sync_to_async(services.deduct_credits)(user.pk, app, 40, action="query", actor=SYSTEM)
+    deducted = await client.expect("credits_deducted")
+    assert (deducted["data"]["amount"], deducted["data"]["newBalance"], deducted["data"]["action"]) == (
+        40,
+        210,
+        "query",
+    )
+    balance = await client.expect("credit_balance_updated")
+    assert (balance["data"]["lifetimeSpent"], balance["data"]["sequence"]) == (40, 2)
+    await client.close()
+
+
+@pytestmark_ws
+async def test_balance_after_connect_reflects_the_bound_application(live_server_url):
+    user_id = unique("rich")
+    user = await database_sync_to_async(accounts.get_or_create_user)(user_id)
+    await database_sync_to_async(services.grant_credits)(
+        user.pk, user.default_application_id, 77, reason="r", actor=SYSTEM
+    )
+    client = await connected(live_server_url, user_id)
+    assert client.balance["data"]["newBalance"] == 77 and client.balance["data"]["sequence"] == 1
+    await client.close()
+
+
+@pytest.fixture
+def priced_ping(monkeypatch, settings):
+    """ping made chargeable, to exercise the registry's charging path."""
+    from realtime.registry import registry
+
+    monkeypatch.setitem(registry.inbound_events, "ping", replace(registry.inbound_events["ping"], price="ping"))
+    settings.LEDGERCORE_PRICES = {"ping": 5}
+    return registry
+
+
+@pytestmark_ws
+async def test_chargeable_event_without_credits_gets_insufficient_credits_and_does_not_run(
+    live_server_url, priced_ping
+):
+    client = await connected(live_server_url, unique("poor"))
+    frame = await client.request("ping", id="p1")
+    assert frame == {
+        "event": "insufficient_credits",
+        "data": {"required": 5, "available": 0, "action": "ping"},
+        "id": "p1",
+    }
+    await client.nothing(0.3)  # no pong: not executed
+    await client.close()
+
+
+@pytestmark_ws
+async def test_chargeable_event_is_charged_on_success(live_server_url, priced_ping):
+    user_id = unique("payer")
+    user = await database_sync_to_async(accounts.get_or_create_user)(user_id)
+    await database_sync_to_async(services.grant_credits)(
+        user.pk, user.default_application_id, 12, reason="r", actor=SYSTEM
+    )
+    client = await connected(live_server_url, user_id)
+    assert (await client.request("ping", id="a"))["event"] == "pong"
+    deducted = await client.expect("credits_deducted")
+    assert (deducted["data"]["amount"], deducted["data"]["action"]) == (5, "ping")
+    assert (await client.request("ping", id="b"))["event"] == "pong"
+    refused = await client.request("ping", id="c")
+    assert refused["event"] == "insufficient_credits" and refused["data"]["available"] == 2
+    await client.close()
+
+
+@pytestmark_ws
+async def test_server_failure_refunds_the_charge(live_server_url, priced_ping, monkeypatch):
+    user_id = unique("unlucky")
+    user = await database_sync_to_async(accounts.get_or_create_user)(user_id)
+    app = user.default_application_id
+    await database_sync_to_async(services.grant_credits)(user.pk, app, 10, reason="r", actor=SYSTEM)
+
+    async def broken(ctx, data):
+        raise ZeroDivisionError
+
+    monkeypatch.setitem(priced_ping.inbound_events, "ping", replace(priced_ping.inbound_events["ping"], handler=broken))
+    client = await connected(live_server_url, user_id)
+    frame = await client.request("ping", id="x")
+    assert frame["data"]["code"] == "INTERNAL"
+    refunded = await client.expect("credit_balance_updated", sequence=3)  # grant, hold, release
+    assert refunded["data"]["newBalance"] == 10
+    balance = await database_sync_to_async(services.get_balance)(user.pk, app)
+    assert balance.balance == 10 and balance.lifetime_spent == 0
+    kinds = await database_sync_to_async(lambda: [e.kind for e in entries_of(user, app)])()
+    assert kinds == ["grant", "hold", "release"]
+    await client.close()
