@@ -1,0 +1,86 @@
+"""Staff move credits only through admin actions that write ledger entries."""
+
+from __future__ import annotations
+
+import pytest
+from channels.db import database_sync_to_async
+from django.test import Client as HttpClient
+from django.urls import reverse
+
+from accounts import services as accounts
+from accounts.models import User
+from credits.models import CreditAccount, LedgerEntry
+from credits.services import Actor, grant_credits
+from tests.wsclient import connected, unique
+
+
+def staff_client() -> HttpClient:
+    admin = User.objects.create_superuser(unique("finance"), "f@example.test", "a-long-test-password")
+    http = HttpClient()
+    http.force_login(admin)
+    return http
+
+
+def account_for(user_id: str) -> CreditAccount:
+    user = accounts.get_or_create_user(user_id)
+    grant_credits(user.pk, user.default_application_id, 1, reason="opening", actor=Actor.system())
+    return CreditAccount.objects.get(user=user)
+
+
+def post_action(http: HttpClient, account: CreditAccount, action: str, **form: object):
+    return http.post(
+        reverse("admin:credits_creditaccount_changelist"),
+        {"action": action, "_selected_action": [account.pk], "apply": "1", **form},
+    )
+
+
+@pytest.mark.django_db
+def test_admin_grant_writes_an_entry_with_the_staff_member_as_actor():
+    http = staff_client()
+    account = account_for(unique("cust"))
+    response = post_action(http, account, "grant_credits", amount=500, reason="goodwill")
+    assert response.status_code == 302
+    entry = LedgerEntry.objects.filter(account=account).latest("sequence")
+    assert (entry.kind, entry.amount, entry.reason, entry.actor_type, entry.action) == (
+        "grant",
+        500,
+        "goodwill",
+        "staff",
+        "admin_grant",
+    )
+    account.refresh_from_db()
+    assert account.balance == 501
+
+
+@pytest.mark.django_db
+def test_admin_grant_without_reason_writes_nothing():
+    http = staff_client()
+    account = account_for(unique("cust"))
+    response = post_action(http, account, "grant_credits", amount=500, reason="  ")
+    assert response.status_code == 200  # the form again, with its error
+    assert LedgerEntry.objects.filter(account=account).count() == 1
+
+
+@pytest.mark.django_db
+def test_ledger_entries_cannot_be_added_changed_or_deleted_in_admin():
+    http = staff_client()
+    entry = LedgerEntry.objects.filter(account=account_for(unique("cust"))).get()
+    assert http.get(reverse("admin:credits_ledgerentry_add")).status_code == 403
+    assert http.post(reverse("admin:credits_ledgerentry_delete", args=[entry.pk]), {"post": "yes"}).status_code == 403
+    page = http.get(reverse("admin:credits_ledgerentry_change", args=[entry.pk]))
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_grant_made_in_admin_reaches_the_open_socket(live_server_url):
+    user_id = unique("watcher")
+    account = await database_sync_to_async(account_for)(user_id)
+    client = await connected(live_server_url, user_id)
+    http = await database_sync_to_async(staff_client)()
+    response = await database_sync_to_async(post_action)(http, account, "grant_credits", amount=99, reason="promo")
+    assert response.status_code == 302
+    granted = await client.expect("credits_granted")
+    assert (granted["data"]["amount"], granted["data"]["newBalance"], granted["data"]["sequence"]) == (99, 100, 2)
+    balance = await client.expect("credit_balance_updated", sequence=2)
+    assert balance["data"]["lifetimeEarned"] == 100
+    await client.close()
