@@ -8,6 +8,7 @@ scaled stack (PostgreSQL, Redis).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ledgercore import config
@@ -90,8 +91,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "transaction_mode": "IMMEDIATE",
         }
     )
-    # Tests use a real file too, so that server threads see committed rows.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    # Tests use a real file too, so that server threads see committed rows;
+    # one per test process, so that concurrent runs do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -179,7 +181,10 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
+
+SPECTACULAR_SETTINGS = {"TITLE": "LedgerCore Realtime API", "VERSION": "1.0.0"}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

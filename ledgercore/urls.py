@@ -1,5 +1,6 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
 from accounts.views import ApplicationBroadcastView, MeView
 from realtime import views
@@ -11,4 +12,6 @@ urlpatterns = [
     path("api/asyncapi.json", views.asyncapi_document, name="asyncapi"),
     path("api/me", MeView.as_view(), name="me"),
     path("api/applications/<str:application_id>/broadcast", ApplicationBroadcastView.as_view(), name="broadcast"),
+    path("api/credits/", include("credits.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

@@ -23,6 +23,7 @@ def staff_client() -> HttpClient:
 
 def account_for(user_id: str) -> CreditAccount:
     user = accounts.get_or_create_user(user_id)
+    assert user.default_application_id is not None
     grant_credits(user.pk, user.default_application_id, 1, reason="opening", actor=Actor.system())
     return CreditAccount.objects.get(user=user)
 

@@ -177,7 +177,10 @@ def test_movement_committed_just_before_a_crash_is_pushed_once_the_server_is_bac
             env,
             "shell",
             "-c",
-            "from credits.models import OutboxEvent as O; print(O.objects.filter(delivered_at=None).count())",
+            (
+                "from credits.models import OutboxEvent as O; "
+                "print(O.objects.filter(delivered_at=None, entry__account__user__username='crash_user').count())"
+            ),
         )
         assert pending.strip().splitlines()[-1] == "1"
         server = DaphneProcess(env, tmp_path / "daphne.log").start()

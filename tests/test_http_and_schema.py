@@ -161,3 +161,14 @@ def test_seed_demo_is_idempotent():
     assert sorted(app.members.values_list("username", flat=True)) == ["demo_teammate", "demo_user"]
     assert User.objects.get(username="demo_user").default_application_id == "app_demo"
     assert Application.objects.filter(id="app_demo").count() == 1
+
+
+@pytest.mark.django_db
+def test_seed_demo_grants_opening_credits_once():
+    from credits.services import get_balance
+
+    call_command("seed_demo")
+    call_command("seed_demo")
+    user = User.objects.get(username="demo_user")
+    balance = get_balance(user.pk, "app_demo")
+    assert (balance.balance, balance.sequence) == (1000, 1)

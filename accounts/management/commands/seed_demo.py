@@ -3,6 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from accounts.demo import seed_demo
+from credits.demo import DEMO_GRANT, seed_credits
 
 
 class Command(BaseCommand):
@@ -10,6 +11,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         result = seed_demo()
+        seed_credits(result)
         self.stdout.write(
-            f"demo application {result.application.id} with members " + ", ".join(u.username for u in result.members)
+            f"demo application {result.application.id} with members "
+            + ", ".join(u.username for u in result.members)
+            + f" ({DEMO_GRANT} credits each)"
         )

@@ -1,0 +1,91 @@
+"""Ledger reconciliation: check every account against its entries.
+
+For each account: the entries' amounts sum to the balance, sequences run
+1..last_sequence without gaps, the lifetime counters equal the last entry's,
+and the hash chain is intact and ends at the account's ``last_hash``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from credits import services
+from credits.models import CreditAccount, LedgerEntry
+
+
+@dataclass
+class AccountReport:
+    account_id: int
+    user_id: str
+    application_id: str
+    balance: int
+    entries_sum: int
+    last_sequence: int
+    ok: bool = True
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+MAX_PROBLEMS_PER_KIND = 5
+
+
+def reconcile_account(account: CreditAccount) -> AccountReport:
+    problems: list[str] = []
+    total = 0
+    expected_sequence = 1
+    prev_hash = services.GENESIS_HASH
+    last: LedgerEntry | None = None
+    sequence_problems = hash_problems = 0
+    for entry in LedgerEntry.objects.filter(account_id=account.pk).order_by("sequence").iterator(chunk_size=2000):
+        total += entry.amount
+        if entry.sequence != expected_sequence:
+            sequence_problems += 1
+            if sequence_problems <= MAX_PROBLEMS_PER_KIND:
+                problems.append(f"sequence {entry.sequence} found where {expected_sequence} was expected")
+        if entry.prev_hash != prev_hash:
+            hash_problems += 1
+            if hash_problems <= MAX_PROBLEMS_PER_KIND:
+                problems.append(f"entry {entry.sequence}: prev_hash does not match the previous entry's hash")
+        if entry.hash != services.entry_hash(entry):
+            hash_problems += 1
+            if hash_problems <= MAX_PROBLEMS_PER_KIND:
+                problems.append(f"entry {entry.sequence}: hash does not match its content")
+        expected_sequence = entry.sequence + 1
+        prev_hash = entry.hash
+        last = entry
+
+    if total != account.balance:
+        problems.append(f"balance {account.balance} != sum of entries {total}")
+    last_seq = last.sequence if last is not None else 0
+    if last_seq != account.last_sequence:
+        problems.append(f"account last_sequence {account.last_sequence} != last entry sequence {last_seq}")
+    earned = last.lifetime_earned_after if last is not None else 0
+    spent = last.lifetime_spent_after if last is not None else 0
+    if account.lifetime_earned != earned:
+        problems.append(f"lifetime_earned {account.lifetime_earned} != last entry's {earned}")
+    if account.lifetime_spent != spent:
+        problems.append(f"lifetime_spent {account.lifetime_spent} != last entry's {spent}")
+    if last is not None and last.balance_after != account.balance:
+        problems.append(f"balance {account.balance} != last entry's balance_after {last.balance_after}")
+    expected_last_hash = last.hash if last is not None else ""
+    if (account.last_hash or "") != expected_last_hash:
+        problems.append("account last_hash does not match the last entry's hash")
+
+    return AccountReport(
+        account_id=account.pk,
+        user_id=account.user.username,
+        application_id=account.application_id,
+        balance=account.balance,
+        entries_sum=total,
+        last_sequence=account.last_sequence,
+        ok=not problems,
+        problems=problems,
+    )
+
+
+def reconcile_accounts() -> list[AccountReport]:
+    accounts = CreditAccount.objects.select_related("user").order_by("pk")
+    return [reconcile_account(account) for account in accounts.iterator(chunk_size=500)]
