@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 from datetime import timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
@@ -72,8 +73,10 @@ def ledger_entry_written(sender: type, instance: LedgerEntry, created: bool, **k
     if not created:
         return
     outbox = OutboxEvent.objects.create(entry=instance)
-    # Only after commit: a rolled-back movement announces nothing.
-    transaction.on_commit(lambda: deliver([outbox.pk]))
+    # Only after commit: a rolled-back movement announces nothing. The send
+    # happens on the dispatcher thread, so the committing caller never waits
+    # for the channel layer.
+    transaction.on_commit(lambda: _dispatcher.submit(outbox.pk))
 
 
 Outgoing = tuple[int, str, list[tuple[str, dict[str, Any]]]]
@@ -95,18 +98,56 @@ def _mark(row_pk: int, delivered: bool) -> None:
     OutboxEvent.objects.filter(pk=row_pk).update(**changes)
 
 
-def deliver(outbox_ids: list[int]) -> int:
-    """Push the events of these outbox rows from sync code (after commit);
-    returns how many rows were sent."""
+class _Dispatcher:
+    """One daemon thread per process with its own event loop (so the channel
+    layer's connections are reused) that pushes committed entries' events."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, outbox_id: int) -> None:
+        self._queue.put(outbox_id)
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="credit-events", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        from django.db import close_old_connections
+
+        loop = asyncio.new_event_loop()
+        try:
+            while True:
+                batch = [self._queue.get()]
+                while len(batch) < 200:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                try:
+                    _deliver_with(batch, loop)
+                except Exception:
+                    log.exception("credit event dispatch failed; the relay will retry")
+                finally:
+                    close_old_connections()
+        finally:
+            loop.close()
+
+
+_dispatcher = _Dispatcher()
+
+
+def _deliver_with(outbox_ids: list[int], loop: asyncio.AbstractEventLoop) -> int:
     sent = 0
     for row_pk, user_id, events in _load(outbox_ids):
         try:
             for event, data in events:
-                async_to_sync(push.send_to_user)(user_id, event, data)
+                loop.run_until_complete(push.send_to_user(user_id, event, data))
         except NoLocalReceivers:
-            # Embedded stack, outside the server process: the server's relay
-            # sends it (the outbox row stays pending).
-            continue
+            continue  # embedded stack, outside the server process: the server's relay sends it
         except Exception:
             log.exception("credit events of outbox row %s not sent; the relay will retry", row_pk)
             _mark(row_pk, False)
