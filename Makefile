@@ -34,6 +34,7 @@ format: install
 
 bench: install
 	.venv/bin/python bench/realtime.py
+	.venv/bin/python bench/credits.py
 
 clean:
 	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache .hypothesis
