@@ -27,20 +27,19 @@ class BalancePayload(_CreditCommon):
     lifetimeSpent = serializers.IntegerField()
 
 
-class DeductedPayload(_CreditCommon):
+class _MovementPayload(_CreditCommon):
     amount = serializers.IntegerField()
     newBalance = serializers.IntegerField()
+    transactionId = serializers.CharField()
+    timestamp = serializers.IntegerField(help_text="Epoch milliseconds.")
+
+
+class DeductedPayload(_MovementPayload):
     action = serializers.CharField()
-    transactionId = serializers.CharField()
-    timestamp = serializers.IntegerField(help_text="Epoch milliseconds.")
 
 
-class GrantedPayload(_CreditCommon):
-    amount = serializers.IntegerField()
-    newBalance = serializers.IntegerField()
+class GrantedPayload(_MovementPayload):
     reason = serializers.CharField()
-    transactionId = serializers.CharField()
-    timestamp = serializers.IntegerField(help_text="Epoch milliseconds.")
 
 
 class InsufficientPayload(Payload):
