@@ -23,8 +23,10 @@ def test_staff_see_users_and_applications(staff_client):
     for name in ("accounts_user_changelist", "accounts_application_changelist"):
         response = staff_client.get(reverse(f"admin:{name}"))
         assert response.status_code == 200
+    assert Application.objects.filter(pk=user.default_application_id).exists()
     response = staff_client.get(reverse("admin:accounts_application_change", args=[user.default_application_id]))
-    assert response.status_code == 200
+    notices = [str(m) for m in response.wsgi_request._messages] if response.status_code == 302 else []
+    assert response.status_code == 200, (response.get("Location"), notices)
     assert "user_listed" in response.content.decode()
 
 
