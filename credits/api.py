@@ -171,14 +171,10 @@ def visible_accounts(request: Request) -> QuerySet[CreditAccount]:
 
 
 def visible_entries(request: Request) -> QuerySet[LedgerEntry]:
-    queryset = LedgerEntry.objects.select_related("account__user")
-    if not is_finance(request.user):
-        queryset = queryset.filter(account__user_id=request.user.pk)
+    """Entries of the accounts the caller may see (same user/application
+    scoping as visible_accounts), narrowed by type and time."""
+    queryset = LedgerEntry.objects.select_related("account__user").filter(account__in=visible_accounts(request))
     params = request.query_params
-    if params.get("user"):
-        queryset = queryset.filter(account__user__username=params["user"])
-    if params.get("application"):
-        queryset = queryset.filter(account__application_id=params["application"])
     if params.get("type"):
         if params["type"] not in EntryKind.values:
             raise exceptions.ValidationError({"type": [f"Expected one of {', '.join(EntryKind.values)}."]})

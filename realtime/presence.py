@@ -69,9 +69,6 @@ class MemoryPresence:
             self._users.pop(room, None)
         return count, last
 
-    async def count(self, room: str) -> int:
-        return len(self._conns.get(room, {}))
-
     def start(self, on_departures: OnDepartures) -> None:
         """Nothing to sweep: the whole store lives and dies with the process."""
 
@@ -171,9 +168,6 @@ class RedisPresence:
             _LEAVE, self._keys(room), [channel, user_id, f"{channel}|{user_id}|{room}"]
         )
         return int(count), bool(last)
-
-    async def count(self, room: str) -> int:
-        return int(await lcredis.command("HLEN", lcredis.key("room", room, "conns")))
 
     def start(self, on_departures: OnDepartures) -> None:
         if self._task is None or self._task.done():

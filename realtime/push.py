@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from realtime.protocol import encode
@@ -25,10 +24,6 @@ async def broadcast(room: str, event: str, data: dict[str, Any], *, skip_user: s
         group_name(room),
         {"type": ROOM_EVENT, "room": room, "text": encode(event, data), "skip_user": skip_user},
     )
-
-
-def broadcast_sync(room: str, event: str, data: dict[str, Any]) -> None:
-    async_to_sync(broadcast)(room, event, data)
 
 
 async def send_to_user(user_id: str, event: str, data: dict[str, Any]) -> None:
