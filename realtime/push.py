@@ -1,4 +1,4 @@
-"""Events out to rooms, from any app (async or sync code).
+"""Events out to rooms, from any app (sync code wraps these with async_to_sync).
 
 Callers that change the database must call these after commit
 (``transaction.on_commit``) so that nothing is announced that may roll back.
