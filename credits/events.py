@@ -103,7 +103,7 @@ class _Dispatcher:
     layer's connections are reused) that pushes committed entries' events."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[int | threading.Event] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -116,28 +116,55 @@ class _Dispatcher:
                     self._thread.start()
 
     def _run(self) -> None:
-        from django.db import close_old_connections
+        from django.db import close_old_connections, connections
 
         loop = asyncio.new_event_loop()
         try:
             while True:
-                batch = [self._queue.get()]
-                while len(batch) < 200:
+                batch: list[int] = []
+                flushed: list[threading.Event] = []
+                item = self._queue.get()
+                while True:
+                    if isinstance(item, threading.Event):
+                        flushed.append(item)
+                        break  # what came before the marker is handled before it is set
+                    batch.append(item)
+                    if len(batch) >= 200:
+                        break
                     try:
-                        batch.append(self._queue.get_nowait())
+                        item = self._queue.get_nowait()
                     except queue.Empty:
                         break
                 try:
-                    _deliver_with(batch, loop)
+                    if batch:
+                        _deliver_with(batch, loop)
                 except Exception:
                     log.exception("credit event dispatch failed; the relay will retry")
                 finally:
-                    close_old_connections()
+                    if flushed:
+                        connections.close_all()
+                    else:
+                        close_old_connections()
+                for marker in flushed:
+                    marker.set()
         finally:
             loop.close()
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything submitted so far has been handled, then have
+        the thread close its database connection (shutdown, test teardown)."""
+        if self._thread is None or not self._thread.is_alive():
+            return True
+        marker = threading.Event()
+        self._queue.put(marker)
+        return marker.wait(timeout)
+
 
 _dispatcher = _Dispatcher()
+
+
+def flush_dispatcher(timeout: float = 5.0) -> bool:
+    return _dispatcher.flush(timeout)
 
 
 def _deliver_with(outbox_ids: list[int], loop: asyncio.AbstractEventLoop) -> int:

@@ -1,11 +1,13 @@
 """Credit movements: one short atomic function per movement.
 
-Each function locks the account row (SELECT ... FOR UPDATE on PostgreSQL; an
+Each movement locks the account row (SELECT ... FOR UPDATE on PostgreSQL; an
 IMMEDIATE transaction serialises writers on SQLite), replays an idempotency
 key it has seen (returning the original entry, writing nothing), appends one
 entry with the balance after it and a hash chained to the previous entry,
 and updates the account. The database refuses a negative balance and
-duplicate sequences or keys even if this code were wrong.
+duplicate sequences or keys even if this code were wrong. Movements on one
+account that arrive at the same moment share one transaction and one commit
+(credits.combining), each still checked and written on its own.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from credits.combining import GroupCommit, Movement, Session
 from credits.models import ActorType, CreditAccount, EntryKind, Hold, LedgerEntry, Price
 
 GENESIS_HASH = "0" * 64
@@ -113,14 +118,8 @@ def _locked_account(user_pk: int, application_id: str) -> CreditAccount:
     return CreditAccount.objects.select_for_update().get(user_id=user_pk, application_id=application_id)
 
 
-def _replayed(account: CreditAccount, key: str | None) -> LedgerEntry | None:
-    if not key:
-        return None
-    return LedgerEntry.objects.filter(account=account, idempotency_key=key).first()
-
-
 def _append(
-    account: CreditAccount,
+    session: Session,
     kind: str,
     amount: int,
     *,
@@ -134,6 +133,10 @@ def _append(
     reverses: LedgerEntry | None = None,
     hold: Hold | None = None,
 ) -> LedgerEntry:
+    """Write one entry; the account row is saved once when the movement (or
+    its batch) ends. Raises before writing anything if the balance would go
+    below zero."""
+    account = session.account
     balance_after = account.balance + amount
     if balance_after < 0:
         raise InsufficientCredits(-amount, account.balance, action)
@@ -163,10 +166,8 @@ def _append(
     )
     entry.hash = entry_hash(entry)
     account.last_hash = entry.hash
-    account.save(
-        update_fields=["balance", "lifetime_earned", "lifetime_spent", "last_sequence", "last_hash", "updated_at"]
-    )
     entry.save(force_insert=True)
+    session.remember(entry)
     return entry
 
 
@@ -175,7 +176,22 @@ def _positive(amount: int) -> None:
         raise InvalidMovement("amount must be a positive integer")
 
 
-@transaction.atomic
+_group = GroupCommit(_locked_account, (CreditError,))
+
+
+def _move(user_pk: int, application_id: str, movement: Movement, idempotency_key: str | None = None) -> Any:
+    return _group.run((user_pk, application_id), movement, idempotency_key)
+
+
+def group_commit_stats() -> tuple[int, int]:
+    """(batches, movements) committed through group commit in this process."""
+    return _group.batches, _group.movements
+
+
+def movements_in_flight(user_pk: int, application_id: str) -> int:
+    return _group.in_flight((user_pk, application_id))
+
+
 def grant_credits(
     user_pk: int,
     application_id: str,
@@ -190,21 +206,23 @@ def grant_credits(
     _positive(amount)
     if not reason.strip():
         raise InvalidMovement("a grant needs a reason")
-    account = _locked_account(user_pk, application_id)
-    return _replayed(account, idempotency_key) or _append(
-        account,
-        EntryKind.GRANT,
-        amount,
-        earned=amount,
-        action=action,
-        actor=actor,
-        reason=reason,
-        reference=reference,
-        idempotency_key=idempotency_key,
-    )
+
+    def movement(session: Session) -> LedgerEntry:
+        return session.replayed(idempotency_key) or _append(
+            session,
+            EntryKind.GRANT,
+            amount,
+            earned=amount,
+            action=action,
+            actor=actor,
+            reason=reason,
+            reference=reference,
+            idempotency_key=idempotency_key,
+        )
+
+    return _move(user_pk, application_id, movement, idempotency_key)
 
 
-@transaction.atomic
 def deduct_credits(
     user_pk: int,
     application_id: str,
@@ -217,48 +235,52 @@ def deduct_credits(
     idempotency_key: str | None = None,
 ) -> LedgerEntry:
     _positive(amount)
-    account = _locked_account(user_pk, application_id)
-    return _replayed(account, idempotency_key) or _append(
-        account,
-        EntryKind.DEDUCTION,
-        -amount,
-        spent=amount,
-        action=action,
-        actor=actor,
-        reason=reason,
-        reference=reference,
-        idempotency_key=idempotency_key,
-    )
+
+    def movement(session: Session) -> LedgerEntry:
+        return session.replayed(idempotency_key) or _append(
+            session,
+            EntryKind.DEDUCTION,
+            -amount,
+            spent=amount,
+            action=action,
+            actor=actor,
+            reason=reason,
+            reference=reference,
+            idempotency_key=idempotency_key,
+        )
+
+    return _move(user_pk, application_id, movement, idempotency_key)
 
 
-@transaction.atomic
 def refund_credits(entry_id: int, *, reason: str, actor: Actor, idempotency_key: str | None = None) -> LedgerEntry:
     """Reverse a deduction (whole): a new entry that references it."""
     original = LedgerEntry.objects.select_related("account").get(pk=entry_id)
     if original.kind != EntryKind.DEDUCTION:
         raise InvalidMovement("only deductions can be refunded")
-    account = _locked_account(original.account.user_id, original.account.application_id)
     key = idempotency_key or f"refund:{original.pk}"
-    replay = _replayed(account, key)
-    if replay is not None:
-        return replay
-    if LedgerEntry.objects.filter(reverses=original).exists():
-        raise InvalidMovement("entry already reversed")
-    return _append(
-        account,
-        EntryKind.REFUND,
-        original.spent,
-        spent=-original.spent,
-        action=original.action,
-        actor=actor,
-        reason=reason or "refund",
-        reference=original.reference,
-        idempotency_key=key,
-        reverses=original,
-    )
+
+    def movement(session: Session) -> LedgerEntry:
+        replay = session.replayed(key)
+        if replay is not None:
+            return replay
+        if LedgerEntry.objects.filter(reverses=original).exists():
+            raise InvalidMovement("entry already reversed")
+        return _append(
+            session,
+            EntryKind.REFUND,
+            original.spent,
+            spent=-original.spent,
+            action=original.action,
+            actor=actor,
+            reason=reason or "refund",
+            reference=original.reference,
+            idempotency_key=key,
+            reverses=original,
+        )
+
+    return _move(original.account.user_id, original.account.application_id, movement, key)
 
 
-@transaction.atomic
 def adjust_credits(
     user_pk: int,
     application_id: str,
@@ -274,23 +296,25 @@ def adjust_credits(
         raise InvalidMovement("an adjustment is a non-zero integer")
     if not reason.strip():
         raise InvalidMovement("an adjustment needs a reason")
-    account = _locked_account(user_pk, application_id)
-    original = LedgerEntry.objects.get(pk=reverses, account=account) if reverses else None
-    return _replayed(account, idempotency_key) or _append(
-        account,
-        EntryKind.ADJUSTMENT,
-        amount,
-        earned=max(amount, 0),
-        spent=0,
-        action="adjustment",
-        actor=actor,
-        reason=reason,
-        idempotency_key=idempotency_key,
-        reverses=original,
-    )
+
+    def movement(session: Session) -> LedgerEntry:
+        original = LedgerEntry.objects.get(pk=reverses, account=session.account) if reverses else None
+        return session.replayed(idempotency_key) or _append(
+            session,
+            EntryKind.ADJUSTMENT,
+            amount,
+            earned=max(amount, 0),
+            spent=0,
+            action="adjustment",
+            actor=actor,
+            reason=reason,
+            idempotency_key=idempotency_key,
+            reverses=original,
+        )
+
+    return _move(user_pk, application_id, movement, idempotency_key)
 
 
-@transaction.atomic
 def hold_credits(
     user_pk: int,
     application_id: str,
@@ -305,89 +329,100 @@ def hold_credits(
     """Reserve credits for long work: the balance drops now; capture or
     release settles it."""
     _positive(amount)
-    account = _locked_account(user_pk, application_id)
-    replay = _replayed(account, idempotency_key)
-    if replay is not None and replay.hold is not None:
-        return replay.hold
-    if account.balance < amount:
-        raise InsufficientCredits(amount, account.balance, action)
     ttl = ttl_seconds if ttl_seconds is not None else settings.LEDGERCORE_HOLD_TTL_SECONDS
-    hold = Hold.objects.create(
-        account=account,
-        amount=amount,
-        action=action[:100],
-        reference=reference[:200],
-        expires_at=timezone.now() + timedelta(seconds=ttl),
-    )
-    _append(
-        account,
-        EntryKind.HOLD,
-        -amount,
-        action=action,
-        actor=actor,
-        reference=reference,
-        idempotency_key=idempotency_key,
-        hold=hold,
-    )
-    return hold
+
+    def movement(session: Session) -> Hold:
+        replay = session.replayed(idempotency_key)
+        if replay is not None and replay.hold is not None:
+            return replay.hold
+        account = session.account
+        if account.balance < amount:
+            raise InsufficientCredits(amount, account.balance, action)
+        hold = Hold.objects.create(
+            account=account,
+            amount=amount,
+            action=action[:100],
+            reference=reference[:200],
+            expires_at=timezone.now() + timedelta(seconds=ttl),
+        )
+        _append(
+            session,
+            EntryKind.HOLD,
+            -amount,
+            action=action,
+            actor=actor,
+            reference=reference,
+            idempotency_key=idempotency_key,
+            hold=hold,
+        )
+        return hold
+
+    return _move(user_pk, application_id, movement, idempotency_key)
 
 
-def _locked_hold(hold_id: int) -> tuple[Hold, CreditAccount]:
-    hold = Hold.objects.select_related("account").get(pk=hold_id)
-    account = _locked_account(hold.account.user_id, hold.account.application_id)
-    hold = Hold.objects.select_for_update().get(pk=hold_id)
-    return hold, account
+def _settle_hold(hold_id: int, settle: Callable[[Session, Hold], LedgerEntry], key: str) -> LedgerEntry:
+    account = Hold.objects.select_related("account").get(pk=hold_id).account
+
+    def movement(session: Session) -> LedgerEntry:
+        hold = Hold.objects.select_for_update().get(pk=hold_id)
+        return settle(session, hold)
+
+    return _move(account.user_id, account.application_id, movement, key)
 
 
-@transaction.atomic
 def capture_hold(hold_id: int, cost: int, *, actor: Actor) -> LedgerEntry:
     """Settle a hold at its real cost (0..amount); the rest goes back."""
-    hold, account = _locked_hold(hold_id)
-    if hold.status == Hold.Status.CAPTURED and hold.captured == cost:
-        return hold.entries.get(kind=EntryKind.CAPTURE)
-    if hold.status != Hold.Status.PENDING:
-        raise InvalidMovement(f"hold is {hold.status}")
-    if not 0 <= cost <= hold.amount:
-        raise InvalidMovement("capture must be between 0 and the held amount")
-    hold.status = Hold.Status.CAPTURED
-    hold.captured = cost
-    hold.closed_at = timezone.now()
-    hold.save(update_fields=["status", "captured", "closed_at"])
-    return _append(
-        account,
-        EntryKind.CAPTURE,
-        hold.amount - cost,
-        spent=cost,
-        action=hold.action,
-        actor=actor,
-        reference=hold.reference,
-        idempotency_key=f"capture:{hold.pk}",
-        hold=hold,
-    )
+
+    def settle(session: Session, hold: Hold) -> LedgerEntry:
+        if hold.status == Hold.Status.CAPTURED and hold.captured == cost:
+            return hold.entries.get(kind=EntryKind.CAPTURE)
+        if hold.status != Hold.Status.PENDING:
+            raise InvalidMovement(f"hold is {hold.status}")
+        if not 0 <= cost <= hold.amount:
+            raise InvalidMovement("capture must be between 0 and the held amount")
+        hold.status = Hold.Status.CAPTURED
+        hold.captured = cost
+        hold.closed_at = timezone.now()
+        hold.save(update_fields=["status", "captured", "closed_at"])
+        return _append(
+            session,
+            EntryKind.CAPTURE,
+            hold.amount - cost,
+            spent=cost,
+            action=hold.action,
+            actor=actor,
+            reference=hold.reference,
+            idempotency_key=f"capture:{hold.pk}",
+            hold=hold,
+        )
+
+    return _settle_hold(hold_id, settle, f"capture:{hold_id}")
 
 
-@transaction.atomic
 def release_hold(hold_id: int, *, actor: Actor, reason: str = "", expired: bool = False) -> LedgerEntry:
     """Give a hold back in full (failed work, or past its expiry)."""
-    hold, account = _locked_hold(hold_id)
-    if hold.status in (Hold.Status.RELEASED, Hold.Status.EXPIRED):
-        return hold.entries.get(kind=EntryKind.RELEASE)
-    if hold.status != Hold.Status.PENDING:
-        raise InvalidMovement(f"hold is {hold.status}")
-    hold.status = Hold.Status.EXPIRED if expired else Hold.Status.RELEASED
-    hold.closed_at = timezone.now()
-    hold.save(update_fields=["status", "closed_at"])
-    return _append(
-        account,
-        EntryKind.RELEASE,
-        hold.amount,
-        action=hold.action,
-        actor=actor,
-        reason=reason or ("hold expired" if expired else "released"),
-        reference=hold.reference,
-        idempotency_key=f"release:{hold.pk}",
-        hold=hold,
-    )
+
+    def settle(session: Session, hold: Hold) -> LedgerEntry:
+        if hold.status in (Hold.Status.RELEASED, Hold.Status.EXPIRED):
+            return hold.entries.get(kind=EntryKind.RELEASE)
+        if hold.status != Hold.Status.PENDING:
+            raise InvalidMovement(f"hold is {hold.status}")
+        hold.status = Hold.Status.EXPIRED if expired else Hold.Status.RELEASED
+        hold.closed_at = timezone.now()
+        hold.save(update_fields=["status", "closed_at"])
+        return _append(
+            session,
+            EntryKind.RELEASE,
+            hold.amount,
+            action=hold.action,
+            actor=actor,
+            reason=reason or ("hold expired" if expired else "released"),
+            reference=hold.reference,
+            idempotency_key=f"release:{hold.pk}",
+            hold=hold,
+        )
+
+    return _settle_hold(hold_id, settle, f"release:{hold_id}")
 
 
 def release_expired_holds(now: object | None = None) -> int:

@@ -146,6 +146,10 @@ LEDGERCORE_HOLD_TTL_SECONDS = config.integer("LEDGERCORE_HOLD_TTL_SECONDS", 900,
 # Credit events not confirmed sent this long after commit are re-sent by the
 # relay of any server process (at-least-once; clients dedupe by sequence).
 LEDGERCORE_OUTBOX_RETRY_SECONDS = config.number("LEDGERCORE_OUTBOX_RETRY_SECONDS", 5.0, minimum=0.1)
+# Movements on one account that arrive together in one process are committed
+# in one transaction (each still its own entry); at most this many per
+# commit. 1 commits every movement alone.
+LEDGERCORE_GROUP_COMMIT_MAX = config.integer("LEDGERCORE_GROUP_COMMIT_MAX", 256, minimum=1)
 
 # Garbage-collector thresholds of server processes (gen0,gen1,gen2); empty
 # keeps Python's defaults.

@@ -10,11 +10,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
 from django.db.backends.signals import connection_created
 
+from credits.events import flush_dispatcher
 from devtools.servers import free_port
 from tests.wsclient import DEV_SECRET
 
@@ -53,6 +55,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def dev_jwt_secret(settings: pytest.FixtureRequest) -> None:
     settings.LEDGERCORE_DEV_JWT_SECRET = DEV_SECRET  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
+def settle_credit_events(django_db_blocker: Any) -> Iterator[None]:
+    """Credit events of a test are pushed by a background thread after
+    commit: let it finish (and close its connection) before the test's
+    database goes away."""
+    yield
+    with django_db_blocker.unblock():
+        assert flush_dispatcher(), "credit event dispatcher did not settle"
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ WebSocket, the registry's charging path, durable delivery."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from dataclasses import replace
 
@@ -190,6 +191,7 @@ def test_concurrent_deductions_on_one_account_never_overdraw_on_postgresql():
         finally:
             connections.close_all()
 
+    before = services.group_commit_stats()
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(50)]
     for t in threads:
         t.start()
@@ -205,6 +207,68 @@ def test_concurrent_deductions_on_one_account_never_overdraw_on_postgresql():
     assert [e.sequence for e in entries] == list(range(1, len(entries) + 1))
     keys = [e.idempotency_key for e in deductions]
     assert len(keys) == len(set(keys))  # replayed keys wrote nothing twice
+    batches, movements = (now - then for now, then in zip(services.group_commit_stats(), before, strict=True))
+    assert movements == 5000 and batches < movements  # waiting movements shared commits
+
+
+@pytest.mark.django_db(transaction=True)
+def test_movements_committed_together_keep_their_own_outcomes():
+    """Movements queued on a busy account share one transaction; a refused
+    one fails alone, and one the database refuses is retried alone."""
+    user, app = new_user("batch")
+    services.grant_credits(user.pk, app, 100, reason="r", actor=SYSTEM)
+    outcomes: dict[str, object] = {}
+
+    def attempt(name: str, call) -> None:
+        from django.db import connections
+
+        try:
+            outcomes[name] = call()
+        except Exception as exc:
+            outcomes[name] = exc
+        finally:
+            connections.close_all()
+
+    def deduct(amount: int, key: str):
+        return lambda: services.deduct_credits(user.pk, app, amount, action="q", actor=SYSTEM, idempotency_key=key)
+
+    calls = {
+        "first": deduct(10, "k-first"),
+        "ok": deduct(20, "k-ok"),
+        "too-much": deduct(1000, "k-too-much"),
+        "db-refused": lambda: services.adjust_credits(user.pk, app, -1, reason="fix", actor=SYSTEM, reverses=10**9),
+        "same-key": deduct(20, "k-ok"),
+        "last": deduct(30, "k-last"),
+    }
+    before = services.group_commit_stats()
+    threads = {name: threading.Thread(target=attempt, args=(name, call)) for name, call in calls.items()}
+    with transaction.atomic():
+        # Holding the account's lock keeps "first" (the leader) waiting in
+        # the database while the others queue behind it in this process.
+        services.grant_credits(user.pk, app, 1, reason="hold the lock", actor=SYSTEM)
+        deadline = time.monotonic() + 20
+        for position, name in enumerate(calls, start=1):
+            threads[name].start()
+            while services.movements_in_flight(user.pk, app) < position:
+                assert time.monotonic() < deadline, f"{name} did not queue"
+                time.sleep(0.01)
+    for thread in threads.values():
+        thread.join(30)
+    batches, movements = (now - then for now, then in zip(services.group_commit_stats(), before, strict=True))
+    assert (batches, movements) == (2, 6)  # "first" alone, then the five queued behind it together
+    assert isinstance(outcomes["too-much"], services.InsufficientCredits)
+    assert isinstance(outcomes["db-refused"], LedgerEntry.DoesNotExist)
+    assert outcomes["same-key"] == outcomes["ok"]  # replayed inside the batch: one entry
+    entries = entries_of(user, app)
+    assert [(e.kind, e.amount, e.balance_after) for e in entries] == [
+        (EntryKind.GRANT, 100, 100),
+        (EntryKind.GRANT, 1, 101),
+        (EntryKind.DEDUCTION, -10, 91),
+        (EntryKind.DEDUCTION, -20, 71),
+        (EntryKind.DEDUCTION, -30, 41),
+    ]
+    assert [e.sequence for e in entries] == [1, 2, 3, 4, 5]
+    assert services.get_balance(user.pk, app).balance == 41
 
 
 # --- over a real WebSocket -------------------------------------------------------
