@@ -12,12 +12,16 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from credits import services
-from credits.models import CreditAccount, Hold, LedgerEntry, OutboxEvent, Price
+from credits.models import BlockDraw, CreditAccount, CreditBlock, Hold, LedgerEntry, OutboxEvent, Price
 
 
 class MovementForm(forms.Form):
     amount = forms.IntegerField(help_text="Credits; negative only for adjustments.")
     reason = forms.CharField(max_length=500, help_text="Mandatory: recorded on the ledger entry.")
+    expires_at = forms.DateTimeField(
+        required=False,
+        help_text="Grants only, optional (UTC, YYYY-MM-DD HH:MM): what is not spent by then expires.",
+    )
 
     def clean_reason(self) -> str:
         reason = self.cleaned_data["reason"].strip()
@@ -42,6 +46,10 @@ def _movement_action(kind: str, title: str) -> Any:
         form = MovementForm(request.POST if "apply" in request.POST else None)
         if "apply" in request.POST and form.is_valid():
             amount, reason = form.cleaned_data["amount"], form.cleaned_data["reason"]
+            expires_at = form.cleaned_data.get("expires_at")
+            if expires_at is not None and kind != "grant":
+                modeladmin.message_user(request, "Only grants can expire.", messages.ERROR)
+                return None
             actor = services.Actor.staff(request.user.get_username())
             done = 0
             for account in queryset:
@@ -54,6 +62,7 @@ def _movement_action(kind: str, title: str) -> Any:
                             reason=reason,
                             actor=actor,
                             action="admin_grant",
+                            expires_at=expires_at,
                         )
                     else:
                         services.adjust_credits(
@@ -87,6 +96,7 @@ class CreditAccountAdmin(ReadOnlyAdmin):
         "balance",
         "lifetime_earned",
         "lifetime_spent",
+        "expiring",
         "last_sequence",
         "updated_at",
     )
@@ -126,6 +136,26 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 class HoldAdmin(ReadOnlyAdmin):
     list_display = ("id", "account", "amount", "captured", "status", "action", "expires_at", "closed_at")
     list_filter = ("status",)
+
+
+class BlockDrawInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = BlockDraw
+    fields = ("entry", "amount")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(CreditBlock)
+class CreditBlockAdmin(ReadOnlyAdmin):
+    list_display = ("id", "account", "amount", "remaining", "expires_at", "expired_at", "grant", "expiry")
+    list_filter = ("expired_at", "expires_at")
+    search_fields = ("account__user__username", "account__application__id")
+    list_select_related = ("account__user", "grant", "expiry")
+    inlines = [BlockDrawInline]
 
 
 @admin.register(OutboxEvent)

@@ -60,6 +60,7 @@ class CreditAccountSerializer(serializers.ModelSerializer):
     lifetimeEarned = serializers.IntegerField(source="lifetime_earned", read_only=True)  # noqa: N815
     lifetimeSpent = serializers.IntegerField(source="lifetime_spent", read_only=True)  # noqa: N815
     lastSequence = serializers.IntegerField(source="last_sequence", read_only=True)  # noqa: N815
+    expiring = serializers.IntegerField(read_only=True, help_text="Part of the balance that expires at some date.")
     updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)  # noqa: N815
 
     class Meta:
@@ -71,6 +72,7 @@ class CreditAccountSerializer(serializers.ModelSerializer):
             "balance",
             "lifetimeEarned",
             "lifetimeSpent",
+            "expiring",
             "lastSequence",
             "updatedAt",
         ]

@@ -76,7 +76,15 @@ class _Request:
         return self.result
 
 
-ACCOUNT_FIELDS = ["balance", "lifetime_earned", "lifetime_spent", "last_sequence", "last_hash", "updated_at"]
+ACCOUNT_FIELDS = [
+    "balance",
+    "lifetime_earned",
+    "lifetime_spent",
+    "last_sequence",
+    "last_hash",
+    "expiring",
+    "updated_at",
+]
 
 
 class GroupCommit:

@@ -211,10 +211,12 @@ def pending_ids(older_than_seconds: float, limit: int = 500) -> list[int]:
 
 async def relay_once(older_than_seconds: float | None = None) -> int:
     """Re-send what commit-time delivery did not confirm; release expired
-    holds. Returns how many outbox rows were sent."""
-    from credits.services import release_expired_holds
+    holds; expire credits past their expiry date. Returns how many outbox
+    rows were sent."""
+    from credits.services import expire_credits, release_expired_holds
 
     await database_sync_to_async(release_expired_holds)()
+    await database_sync_to_async(expire_credits)()
     wait = settings.LEDGERCORE_OUTBOX_RETRY_SECONDS if older_than_seconds is None else older_than_seconds
     ids = await database_sync_to_async(pending_ids)(wait)
     return await adeliver(ids) if ids else 0

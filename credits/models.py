@@ -20,12 +20,19 @@ class CreditAccount(models.Model):
     lifetime_spent = models.BigIntegerField(default=0)
     last_sequence = models.BigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, default="")
+    expiring = models.BigIntegerField(
+        default=0, help_text="Part of the balance that comes from grants with an expiry date and is not spent yet."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["user", "application"], name="credit_account_unique"),
+            models.CheckConstraint(
+                condition=models.Q(expiring__gte=0, expiring__lte=models.F("balance")),
+                name="credit_account_expiring_within_balance",
+            ),
             models.CheckConstraint(condition=models.Q(balance__gte=0), name="credit_account_balance_non_negative"),
             models.CheckConstraint(
                 condition=models.Q(lifetime_earned__gte=0, lifetime_spent__gte=0),
@@ -123,6 +130,49 @@ class Hold(models.Model):
             ),
         ]
         indexes = [models.Index(fields=["status", "expires_at"])]
+
+
+class CreditBlock(models.Model):
+    """Credits of one grant that expire at a date (Orb-style block). Spending
+    draws from the soonest-expiring open block first; what is left at the
+    expiry date leaves the balance through an expiry entry."""
+
+    account = models.ForeignKey(CreditAccount, on_delete=models.PROTECT, related_name="blocks")
+    grant = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, related_name="block")
+    amount = models.BigIntegerField()
+    remaining = models.BigIntegerField()
+    expires_at = models.DateTimeField()
+    expiry = models.OneToOneField(
+        LedgerEntry, null=True, blank=True, on_delete=models.PROTECT, related_name="expired_block"
+    )
+    expired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="credit_block_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(remaining__gte=0, remaining__lte=models.F("amount")),
+                name="credit_block_remaining_within_amount",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "expired_at", "expires_at"]), models.Index(fields=["expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.remaining}/{self.amount} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class BlockDraw(models.Model):
+    """How much of a block an entry took (positive) or gave back (negative):
+    the audit trail of every block's ``remaining``."""
+
+    entry = models.ForeignKey(LedgerEntry, on_delete=models.PROTECT, related_name="block_draws")
+    block = models.ForeignKey(CreditBlock, on_delete=models.PROTECT, related_name="draws")
+    amount = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(amount=0), name="block_draw_amount_non_zero"),
+        ]
 
 
 class Price(models.Model):

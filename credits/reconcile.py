@@ -2,7 +2,9 @@
 
 For each account: the entries' amounts sum to the balance, sequences run
 1..last_sequence without gaps, the lifetime counters equal the last entry's,
-and the hash chain is intact and ends at the account's ``last_hash``.
+the hash chain is intact and ends at the account's ``last_hash``, and every
+expiring-credit block's ``remaining`` equals its grant minus its draws, the
+open blocks summing to the account's ``expiring``.
 """
 
 from __future__ import annotations
@@ -10,8 +12,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from django.db.models import Sum
+from django.db.models.functions import Coalesce
+
 from credits import services
-from credits.models import CreditAccount, LedgerEntry
+from credits.models import CreditAccount, CreditBlock, LedgerEntry
 
 
 @dataclass
@@ -70,6 +75,7 @@ def reconcile_account(account: CreditAccount) -> AccountReport:
         problems.append(f"lifetime_spent {account.lifetime_spent} != last entry's {spent}")
     if last is not None and last.balance_after != account.balance:
         problems.append(f"balance {account.balance} != last entry's balance_after {last.balance_after}")
+    problems.extend(_block_problems(account))
     expected_last_hash = last.hash if last is not None else ""
     if (account.last_hash or "") != expected_last_hash:
         problems.append("account last_hash does not match the last entry's hash")
@@ -84,6 +90,24 @@ def reconcile_account(account: CreditAccount) -> AccountReport:
         ok=not problems,
         problems=problems,
     )
+
+
+def _block_problems(account: CreditAccount) -> list[str]:
+    problems: list[str] = []
+    open_total = 0
+    blocks = CreditBlock.objects.filter(account_id=account.pk).annotate(drawn=Coalesce(Sum("draws__amount"), 0))
+    for block in blocks.order_by("pk"):
+        if block.remaining != block.amount - block.drawn:
+            problems.append(
+                f"block {block.pk}: remaining {block.remaining} != granted {block.amount} - drawn {block.drawn}"
+            )
+        if block.expired_at is None:
+            open_total += block.remaining
+        elif block.remaining != 0:
+            problems.append(f"block {block.pk} expired with {block.remaining} credits left")
+    if open_total != account.expiring:
+        problems.append(f"expiring {account.expiring} != open blocks' remaining {open_total}")
+    return problems[: MAX_PROBLEMS_PER_KIND * 2]
 
 
 def reconcile_accounts() -> list[AccountReport]:

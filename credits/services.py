@@ -17,15 +17,16 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from credits import expiry
 from credits.combining import GroupCommit, Movement, Session
-from credits.models import ActorType, CreditAccount, EntryKind, Hold, LedgerEntry, Price
+from credits.models import ActorType, CreditAccount, CreditBlock, EntryKind, Hold, LedgerEntry, Price
 
 GENESIS_HASH = "0" * 64
 
@@ -168,7 +169,29 @@ def _append(
     account.last_hash = entry.hash
     entry.save(force_insert=True)
     session.remember(entry)
+    if amount < 0 and kind != EntryKind.EXPIRY:
+        expiry.take(account, entry, -amount)
     return entry
+
+
+def _give_back(session: Session, entry: LedgerEntry, source: LedgerEntry, source_total: int, amount: int) -> None:
+    """Return credits to the blocks ``source`` took them from; those of
+    blocks that expired meanwhile expire now."""
+    expired = expiry.give_back(session.account, entry, source, source_total, amount)
+    if not expired:
+        return
+    lapsed = _append(
+        session,
+        EntryKind.EXPIRY,
+        -sum(part for _, part in expired),
+        action="expiry",
+        actor=Actor.system(),
+        reason="returned credits of an expired grant",
+        reference=entry.reference,
+        idempotency_key=f"expiry-return:{entry.pk}",
+        reverses=entry,
+    )
+    expiry.expire(session.account, lapsed, expired)
 
 
 def _positive(amount: int) -> None:
@@ -202,13 +225,20 @@ def grant_credits(
     action: str = "grant",
     reference: str = "",
     idempotency_key: str | None = None,
+    expires_at: datetime | None = None,
 ) -> LedgerEntry:
+    """Add credits; with ``expires_at`` what is not spent by then expires."""
     _positive(amount)
     if not reason.strip():
         raise InvalidMovement("a grant needs a reason")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidMovement("an expiry date must be in the future")
 
     def movement(session: Session) -> LedgerEntry:
-        return session.replayed(idempotency_key) or _append(
+        replay = session.replayed(idempotency_key)
+        if replay is not None:
+            return replay
+        entry = _append(
             session,
             EntryKind.GRANT,
             amount,
@@ -219,6 +249,12 @@ def grant_credits(
             reference=reference,
             idempotency_key=idempotency_key,
         )
+        if expires_at is not None:
+            CreditBlock.objects.create(
+                account=session.account, grant=entry, amount=amount, remaining=amount, expires_at=expires_at
+            )
+            session.account.expiring += amount
+        return entry
 
     return _move(user_pk, application_id, movement, idempotency_key)
 
@@ -265,7 +301,7 @@ def refund_credits(entry_id: int, *, reason: str, actor: Actor, idempotency_key:
             return replay
         if LedgerEntry.objects.filter(reverses=original).exists():
             raise InvalidMovement("entry already reversed")
-        return _append(
+        refund = _append(
             session,
             EntryKind.REFUND,
             original.spent,
@@ -277,6 +313,8 @@ def refund_credits(entry_id: int, *, reason: str, actor: Actor, idempotency_key:
             idempotency_key=key,
             reverses=original,
         )
+        _give_back(session, refund, original, original.spent, original.spent)
+        return refund
 
     return _move(original.account.user_id, original.account.application_id, movement, key)
 
@@ -384,7 +422,7 @@ def capture_hold(hold_id: int, cost: int, *, actor: Actor) -> LedgerEntry:
         hold.captured = cost
         hold.closed_at = timezone.now()
         hold.save(update_fields=["status", "captured", "closed_at"])
-        return _append(
+        capture = _append(
             session,
             EntryKind.CAPTURE,
             hold.amount - cost,
@@ -395,6 +433,8 @@ def capture_hold(hold_id: int, cost: int, *, actor: Actor) -> LedgerEntry:
             idempotency_key=f"capture:{hold.pk}",
             hold=hold,
         )
+        _give_back(session, capture, hold.entries.get(kind=EntryKind.HOLD), hold.amount, hold.amount - cost)
+        return capture
 
     return _settle_hold(hold_id, settle, f"capture:{hold_id}")
 
@@ -410,7 +450,7 @@ def release_hold(hold_id: int, *, actor: Actor, reason: str = "", expired: bool 
         hold.status = Hold.Status.EXPIRED if expired else Hold.Status.RELEASED
         hold.closed_at = timezone.now()
         hold.save(update_fields=["status", "closed_at"])
-        return _append(
+        release = _append(
             session,
             EntryKind.RELEASE,
             hold.amount,
@@ -421,8 +461,55 @@ def release_hold(hold_id: int, *, actor: Actor, reason: str = "", expired: bool 
             idempotency_key=f"release:{hold.pk}",
             hold=hold,
         )
+        _give_back(session, release, hold.entries.get(kind=EntryKind.HOLD), hold.amount, hold.amount)
+        return release
 
     return _settle_hold(hold_id, settle, f"release:{hold_id}")
+
+
+def expire_block(block_id: int, now: datetime | None = None) -> LedgerEntry | None:
+    """Close a block past its expiry date: what is left of it leaves the
+    balance through an expiry entry that references the grant."""
+    block = CreditBlock.objects.select_related("account", "grant").get(pk=block_id)
+    moment = now or timezone.now()
+    if block.expires_at > moment:
+        raise InvalidMovement("the block has not reached its expiry date")
+
+    def movement(session: Session) -> LedgerEntry | None:
+        current = CreditBlock.objects.get(pk=block_id)
+        if current.expired_at is not None:
+            return current.expiry
+        entry = None
+        if current.remaining > 0:
+            entry = _append(
+                session,
+                EntryKind.EXPIRY,
+                -current.remaining,
+                action="expiry",
+                actor=Actor.system(),
+                reason=f"grant #{block.grant.sequence} expired {block.expires_at:%Y-%m-%d %H:%M} UTC",
+                reference=block.grant.reference,
+                idempotency_key=f"expiry:{block_id}",
+                reverses=block.grant,
+            )
+            expiry.expire(session.account, entry, [(current, current.remaining)])
+        current.expired_at = moment
+        current.expiry = entry
+        current.save(update_fields=["expired_at", "expiry"])
+        return entry
+
+    return _move(block.account.user_id, block.account.application_id, movement, f"expiry:{block_id}")
+
+
+def expire_credits(now: datetime | None = None) -> int:
+    """Expire every block past its expiry date; returns how many."""
+    moment = now or timezone.now()
+    blocks = CreditBlock.objects.filter(expired_at__isnull=True, expires_at__lte=moment).order_by("expires_at", "pk")
+    count = 0
+    for block_id in blocks.values_list("pk", flat=True):
+        expire_block(block_id, moment)
+        count += 1
+    return count
 
 
 def release_expired_holds(now: object | None = None) -> int:

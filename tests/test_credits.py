@@ -3,18 +3,24 @@ WebSocket, the registry's charging path, durable delivery."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.core.management import call_command
 from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.utils import timezone
 
 from accounts import services as accounts
 from credits import services
-from credits.models import EntryKind, LedgerEntry, OutboxEvent, Price
+from credits.events import events_for
+from credits.models import CreditAccount, CreditBlock, EntryKind, LedgerEntry, OutboxEvent, Price
+from credits.reconcile import reconcile_account
 from credits.services import Actor
 from tests.wsclient import connected, unique
 
@@ -122,6 +128,119 @@ class TestMovements:
         assert services.price_of(app, "unknown") == 0
         Price.objects.create(application_id=app, action="query", amount=7)
         assert services.price_of(app, "query") == 7
+
+
+def account_of(user, app) -> CreditAccount:
+    return CreditAccount.objects.get(user=user, application_id=app)
+
+
+def assert_reconciles(user, app) -> None:
+    report = reconcile_account(account_of(user, app))
+    assert report.ok, report.problems
+
+
+@pytest.mark.django_db
+class TestExpiringGrants:
+    def test_spending_uses_expiring_credits_first_and_the_rest_expires(self):
+        user, app = new_user("expiring")
+        soon = timezone.now() + timedelta(hours=1)
+        grant = services.grant_credits(user.pk, app, 100, reason="trial", actor=SYSTEM, expires_at=soon)
+        services.grant_credits(user.pk, app, 50, reason="purchase", actor=SYSTEM)
+        services.deduct_credits(user.pk, app, 30, action="query", actor=SYSTEM)
+        assert account_of(user, app).expiring == 70
+        assert services.expire_credits(timezone.now()) == 0  # not yet
+        assert services.expire_credits(soon + timedelta(seconds=1)) == 1
+        expiry = entries_of(user, app)[-1]
+        assert (expiry.kind, expiry.amount, expiry.balance_after, expiry.reverses_id) == (
+            EntryKind.EXPIRY,
+            -70,
+            50,
+            grant.pk,
+        )
+        assert ("credits_deducted", 70) in [(name, data.get("amount")) for name, data in events_for(expiry)]
+        block = CreditBlock.objects.get(grant=grant)
+        assert (block.remaining, block.expiry_id) == (0, expiry.pk) and block.expired_at is not None
+        assert services.expire_credits(soon + timedelta(days=1)) == 0  # expired once
+        assert services.get_balance(user.pk, app).balance == 50
+        assert_reconciles(user, app)
+
+    def test_soonest_expiring_block_is_drawn_first(self):
+        user, app = new_user("expiring")
+        now = timezone.now()
+        late = services.grant_credits(user.pk, app, 10, reason="b", actor=SYSTEM, expires_at=now + timedelta(days=2))
+        early = services.grant_credits(user.pk, app, 10, reason="a", actor=SYSTEM, expires_at=now + timedelta(days=1))
+        services.deduct_credits(user.pk, app, 15, action="query", actor=SYSTEM)
+        assert CreditBlock.objects.get(grant=early).remaining == 0
+        assert CreditBlock.objects.get(grant=late).remaining == 5
+        assert_reconciles(user, app)
+
+    def test_unused_part_of_a_capture_returns_permanent_credits_first(self):
+        user, app = new_user("expiring")
+        grant = services.grant_credits(
+            user.pk, app, 60, reason="trial", actor=SYSTEM, expires_at=timezone.now() + timedelta(hours=1)
+        )
+        services.grant_credits(user.pk, app, 40, reason="purchase", actor=SYSTEM)
+        hold = services.hold_credits(user.pk, app, 80, action="analysis", actor=SYSTEM)  # 60 expiring + 20
+        assert account_of(user, app).expiring == 0
+        services.capture_hold(hold.pk, 30, actor=SYSTEM)  # 50 back: 20 permanent, then 30 expiring
+        assert account_of(user, app).expiring == 30
+        assert CreditBlock.objects.get(grant=grant).remaining == 30
+        assert services.get_balance(user.pk, app).balance == 70
+        assert_reconciles(user, app)
+
+    def test_refund_returns_credits_to_their_block(self):
+        user, app = new_user("expiring")
+        services.grant_credits(
+            user.pk, app, 20, reason="trial", actor=SYSTEM, expires_at=timezone.now() + timedelta(hours=1)
+        )
+        deduction = services.deduct_credits(user.pk, app, 15, action="query", actor=SYSTEM)
+        services.refund_credits(deduction.pk, reason="server failed", actor=SYSTEM)
+        assert account_of(user, app).expiring == 20
+        assert_reconciles(user, app)
+
+    def test_credits_given_back_to_an_expired_block_expire_at_once(self):
+        user, app = new_user("expiring")
+        soon = timezone.now() + timedelta(hours=1)
+        services.grant_credits(user.pk, app, 100, reason="trial", actor=SYSTEM, expires_at=soon)
+        hold = services.hold_credits(user.pk, app, 40, action="analysis", actor=SYSTEM)
+        services.expire_credits(soon + timedelta(seconds=1))
+        assert services.get_balance(user.pk, app).balance == 0
+        release = services.release_hold(hold.pk, actor=SYSTEM)
+        lapsed = entries_of(user, app)[-1]
+        assert (release.kind, release.amount) == (EntryKind.RELEASE, 40)
+        assert (lapsed.kind, lapsed.amount, lapsed.balance_after, lapsed.reverses_id) == (
+            EntryKind.EXPIRY,
+            -40,
+            0,
+            release.pk,
+        )
+        assert account_of(user, app).expiring == 0
+        assert_reconciles(user, app)
+
+    def test_expiry_date_must_be_in_the_future(self):
+        user, app = new_user("expiring")
+        with pytest.raises(services.InvalidMovement):
+            services.grant_credits(
+                user.pk, app, 5, reason="late", actor=SYSTEM, expires_at=timezone.now() - timedelta(seconds=1)
+            )
+        assert entries_of(user, app) == []
+
+    def test_database_refuses_more_expiring_credits_than_the_balance(self):
+        user, app = new_user("expiring")
+        services.grant_credits(user.pk, app, 5, reason="r", actor=SYSTEM)
+        with pytest.raises(IntegrityError), transaction.atomic():
+            CreditAccount.objects.filter(user=user, application_id=app).update(expiring=6)
+
+    def test_expire_credits_command(self):
+        user, app = new_user("expiring")
+        services.grant_credits(
+            user.pk, app, 5, reason="r", actor=SYSTEM, expires_at=timezone.now() + timedelta(milliseconds=300)
+        )
+        time.sleep(0.4)
+        out = io.StringIO()
+        call_command("expire_credits", stdout=out)
+        assert "1 expired grant(s) closed" in out.getvalue()
+        assert services.get_balance(user.pk, app).balance == 0
 
 
 @pytest.mark.django_db

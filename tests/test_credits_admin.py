@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from channels.db import database_sync_to_async
 from django.test import Client as HttpClient
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts import services as accounts
 from accounts.models import User
-from credits.models import CreditAccount, LedgerEntry
+from credits.models import CreditAccount, CreditBlock, LedgerEntry
 from credits.services import Actor, grant_credits
 from tests.wsclient import connected, unique
 
@@ -60,6 +63,26 @@ def test_admin_grant_without_reason_writes_nothing():
     response = post_action(http, account, "grant_credits", amount=500, reason="  ")
     assert response.status_code == 200  # the form again, with its error
     assert LedgerEntry.objects.filter(account=account).count() == 1
+
+
+@pytest.mark.django_db
+def test_admin_grant_with_an_expiry_date_opens_a_block_shown_in_admin():
+    http = staff_client()
+    account = account_for(unique("cust"))
+    expires = (timezone.now() + timedelta(days=30)).replace(second=0, microsecond=0)
+    response = post_action(
+        http, account, "grant_credits", amount=70, reason="trial", expires_at=expires.strftime("%Y-%m-%d %H:%M")
+    )
+    assert response.status_code == 302
+    block = CreditBlock.objects.get(account=account)
+    assert (block.amount, block.remaining, block.expires_at) == (70, 70, expires)
+    account.refresh_from_db()
+    assert (account.balance, account.expiring) == (71, 70)
+    assert http.get(reverse("admin:credits_creditblock_changelist")).status_code == 200
+    assert http.get(reverse("admin:credits_creditblock_change", args=[block.pk])).status_code == 200
+    # An adjustment cannot expire.
+    post_action(http, account, "adjust_credits", amount=5, reason="fix", expires_at=expires.strftime("%Y-%m-%d %H:%M"))
+    assert LedgerEntry.objects.filter(account=account).count() == 2
 
 
 @pytest.mark.django_db

@@ -88,6 +88,7 @@ def test_user_sees_only_own_accounts():
         "balance",
         "lifetimeEarned",
         "lifetimeSpent",
+        "expiring",
         "lastSequence",
         "updatedAt",
     }
