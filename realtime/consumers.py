@@ -23,6 +23,7 @@ from accounts import services as accounts
 from realtime import auth, charging, presence, push, rooms
 from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, ValidationFailed
+from realtime.local import local_rooms
 from realtime.protocol import RequestId, decode, encode, now_ms, peek_id
 from realtime.registry import InboundEvent, registry
 from realtime.throttles import connection_bucket, retry_after_seconds, user_buckets
@@ -148,6 +149,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if namespace is None:
             return
         await self.channel_layer.group_discard(rooms.group_name(room), self.channel_name)
+        local_rooms.discard(room, self)
         _, last = await presence.store().leave(room, self.channel_name, self.user_id)
         if last and namespace.presence_events:
             await push.broadcast(room, "user_left_room", {"userId": self.user_id, "room": room, "leftAt": now_ms()})

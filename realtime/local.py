@@ -1,0 +1,65 @@
+"""Process-local fan-out: the connections of THIS process in a room.
+
+Rooms whose content is computed in every server process from a shared
+stream (live charts: each process builds candles from the same trades) must
+not be broadcast through the channel layer, or every subscriber would get
+one copy per process. Such a room's publisher sends to its process's own
+members here: one encoded frame per room, written to each local socket.
+
+Each member keeps a position (e.g. the timestamp of the last bar it got): a
+frame with an older position is not sent to it, so a member that joined with
+a snapshot never receives anything older than that snapshot.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Member(Protocol):
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None: ...
+
+
+class LocalRooms:
+    def __init__(self) -> None:
+        self._rooms: dict[str, dict[Member, int | None]] = {}
+
+    def add(self, room: str, member: Member, position: int | None = None) -> None:
+        self._rooms.setdefault(room, {})[member] = position
+
+    def discard(self, room: str, member: Member) -> None:
+        members = self._rooms.get(room)
+        if members is not None:
+            members.pop(member, None)
+            if not members:
+                del self._rooms[room]
+
+    def count(self, room: str) -> int:
+        return len(self._rooms.get(room, ()))
+
+    def rooms(self) -> list[str]:
+        return list(self._rooms)
+
+    async def send(self, room: str, text: str, position: int | None = None) -> int:
+        """Send ``text`` to the room's local members whose position is not
+        newer than ``position``; returns how many got it."""
+        members = self._rooms.get(room)
+        if not members:
+            return 0
+        sent = 0
+        for member, seen in list(members.items()):
+            if position is not None:
+                if seen is not None and position < seen:
+                    continue
+                members[member] = position
+            try:
+                await member.send(text_data=text)
+            except Exception:  # noqa: S112 - a closing socket must not stop the others
+                continue
+            sent += 1
+        return sent
+
+
+local_rooms = LocalRooms()
