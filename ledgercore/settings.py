@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "accounts",
     "realtime",
     "credits",
+    "queryengine",
     "marketdata",
     "compliance",
     "chat",
@@ -150,6 +151,19 @@ LEDGERCORE_OUTBOX_RETRY_SECONDS = config.number("LEDGERCORE_OUTBOX_RETRY_SECONDS
 # in one transaction (each still its own entry); at most this many per
 # commit. 1 commits every movement alone.
 LEDGERCORE_GROUP_COMMIT_MAX = config.integer("LEDGERCORE_GROUP_COMMIT_MAX", 256, minimum=1)
+
+# --- query engine -----------------------------------------------------------
+# Defaults per application (admin "Query limits" override them per application).
+LEDGERCORE_QUERY_TIME_LIMIT_MS = config.integer("LEDGERCORE_QUERY_TIME_LIMIT_MS", 10_000, minimum=100)
+LEDGERCORE_QUERY_MAX_ROWS = config.integer("LEDGERCORE_QUERY_MAX_ROWS", 10_000, minimum=1)
+LEDGERCORE_QUERY_MAX_CONCURRENT = config.integer("LEDGERCORE_QUERY_MAX_CONCURRENT", 2, minimum=1)
+LEDGERCORE_QUERY_DEFAULT_LIMIT = config.integer("LEDGERCORE_QUERY_DEFAULT_LIMIT", 1_000, minimum=1)
+LEDGERCORE_QUERY_CHUNK_ROWS = config.integer("LEDGERCORE_QUERY_CHUNK_ROWS", 500, minimum=1)
+# PostgreSQL role user SQL runs as: SELECT on the catalog's columns only.
+LEDGERCORE_QUERY_PG_ROLE = config.text("LEDGERCORE_QUERY_PG_ROLE", "ledgercore_query")
+# Create/update that role and its grants on first use (needs a database user
+# allowed to; otherwise run `manage.py setup_query_role` once as an owner).
+LEDGERCORE_QUERY_ENSURE_ROLE = config.flag("LEDGERCORE_QUERY_ENSURE_ROLE", True)
 
 # Garbage-collector thresholds of server processes (gen0,gen1,gen2); empty
 # keeps Python's defaults.

@@ -13,5 +13,6 @@ urlpatterns = [
     path("api/me", MeView.as_view(), name="me"),
     path("api/applications/<str:application_id>/broadcast", ApplicationBroadcastView.as_view(), name="broadcast"),
     path("api/credits/", include("credits.urls")),
+    path("api/query/", include("queryengine.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

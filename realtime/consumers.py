@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -222,6 +223,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def _execute(self, ctx: RequestContext, spec: InboundEvent, data: dict[str, Any]) -> None:
         """Charge -> execute -> settle; a request the balance cannot cover is
         answered with insufficient_credits and not executed."""
+        requested_app = data.get("applicationId")
+        if requested_app and requested_app != self.application_id:
+            if not await database_sync_to_async(accounts.is_member)(self.user_pk, requested_app):
+                await self._send_error(
+                    Unauthorized("not a member of that application", applicationId=requested_app),
+                    spec.error_event,
+                    ctx.request_id,
+                    spec.name,
+                )
+                return
+            ctx = replace(ctx, application=requested_app)
         token = None
         if spec.price:
             try:

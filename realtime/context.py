@@ -16,6 +16,9 @@ class RequestContext:
     connection: RealtimeConsumer
     event: str
     request_id: RequestId | None
+    # The payload's ``applicationId`` when it names another application the
+    # user belongs to: the request runs and is charged there.
+    application: str | None = None
 
     @property
     def user_id(self) -> str:
@@ -27,7 +30,7 @@ class RequestContext:
 
     @property
     def application_id(self) -> str:
-        return self.connection.application_id
+        return self.application or self.connection.application_id
 
     @property
     def sid(self) -> str:

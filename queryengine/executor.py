@@ -1,0 +1,528 @@
+"""Running compiled queries on their own read-only database connections.
+
+Never Django's connection objects: a query holds its connection for as long
+as it streams, on the caller's (worker) thread, so the thread that serves
+the ORM to every other socket is never blocked by it.
+
+Defence in depth, on top of the compiler:
+
+- SQLite: the file opened with ``mode=ro`` and ``query_only``; an
+  authorizer that allows SELECT, reads of exactly the real columns the
+  query's catalog tables map, and allowlisted functions, and denies
+  everything else (PRAGMA, ATTACH, writes, recursive CTEs, sqlite_master,
+  load_extension ...); a progress handler that stops the statement at the
+  time limit or on cancellation.
+- PostgreSQL: a READ ONLY transaction as the query role (SELECT on the
+  catalog's columns only, see pgrole), ``statement_timeout``,
+  ``lock_timeout``, a server-side cursor to stream, and a backend cancel
+  from another thread at the time limit or on cancellation.
+
+Rows go to the caller in chunks as they are fetched.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from queryengine import allowlist, errors, pgrole, values
+from queryengine.compiler import CompiledQuery
+from queryengine.errors import QueryError
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.1
+PROGRESS_SECONDS = 0.2
+SQLITE_BATCH = 100
+SQLITE_TICK_INSTRUCTIONS = 2000
+SQLITE_ROWS_PER_MS = 2000
+POSTGRES_COST_MS = 0.02
+MAX_LOCK_TIMEOUT_MS = 2000
+CANCEL_WAIT_SECONDS = 2.0
+
+ChunkCallback = Callable[[list[list[Any]], list[dict[str, str]]], None]
+ProgressCallback = Callable[[int, float | None], None]
+EstimateCallback = Callable[[int], None]
+
+# SQLite messages that are the server's problem, not the query's.
+_SQLITE_INFRASTRUCTURE = (
+    "unable to open",
+    "disk i/o",
+    "database is locked",
+    "malformed",
+    "no such table",
+    "out of memory",
+    "readonly",
+    "not a database",
+)
+
+
+@dataclass(frozen=True)
+class DatabaseTarget:
+    """Where queries run. ``grants`` are the catalog's real columns, which
+    the PostgreSQL query role is given (and nothing else)."""
+
+    vendor: str
+    sqlite_path: str = ""
+    pg_params: Mapping[str, Any] = field(default_factory=dict)
+    pg_role: str = "ledgercore_query"
+    grants: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    ensure_role: bool = True
+
+    @property
+    def dialect(self) -> str:
+        return "postgres" if self.vendor == "postgresql" else "sqlite"
+
+
+class CancelHandle:
+    """Stops a query from any thread: between chunks, and inside the
+    database (SQLite interrupt, PostgreSQL backend cancel)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._interrupt: Callable[[], None] | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self) -> None:
+        self._event.set()
+        self.interrupt()
+
+    def interrupt(self) -> None:
+        with self._lock:
+            hook = self._interrupt
+        if hook is not None:
+            try:
+                hook()
+            except Exception:  # the query may just have finished
+                log.debug("interrupting a query failed", exc_info=True)
+
+    def attach(self, hook: Callable[[], None]) -> None:
+        with self._lock:
+            self._interrupt = hook
+        if self.cancelled:
+            self.interrupt()
+
+    def detach(self) -> None:
+        with self._lock:
+            self._interrupt = None
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    total_rows: int
+    truncated: bool
+    schema: list[dict[str, str]]
+    estimated_ms: int
+
+
+def execute(
+    query: CompiledQuery,
+    target: DatabaseTarget,
+    *,
+    time_limit_ms: int,
+    chunk_rows: int = 500,
+    cancel: CancelHandle | None = None,
+    on_estimate: EstimateCallback | None = None,
+    on_chunk: ChunkCallback | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> ExecutionResult:
+    """Run ``query`` to completion, streaming rows; raises QueryError with
+    TIMEOUT, CANCELLED, VALIDATION_FAILED (the query's fault), UNAUTHORIZED
+    (denied by the database) or INTERNAL."""
+    run = _Run(query, target, time_limit_ms, max(1, chunk_rows), cancel or CancelHandle())
+    run.on_estimate, run.on_chunk, run.on_progress = on_estimate, on_chunk, on_progress
+    run.check()
+    if query.dialect != target.dialect:
+        raise QueryError(errors.INTERNAL, "the query was compiled for another database")
+    watchdog = threading.Timer(run.remaining_seconds(), run.time_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        if target.vendor == "sqlite":
+            return _execute_sqlite(run)
+        if target.vendor == "postgresql":
+            return _execute_postgres(run)
+        raise QueryError(errors.INTERNAL, f"queries are not supported on {target.vendor}")
+    finally:
+        watchdog.cancel()
+
+
+class _Run:
+    """One execution: limits, cancellation, chunking and progress."""
+
+    on_estimate: EstimateCallback | None
+    on_chunk: ChunkCallback | None
+    on_progress: ProgressCallback | None
+
+    def __init__(
+        self, query: CompiledQuery, target: DatabaseTarget, time_limit_ms: int, chunk_rows: int, cancel: CancelHandle
+    ) -> None:
+        self.query = query
+        self.target = target
+        self.time_limit_ms = max(1, time_limit_ms)
+        self.chunk_rows = chunk_rows
+        self.cancel = cancel
+        self.started = time.monotonic()
+        self.deadline = self.started + self.time_limit_ms / 1000
+        self.timed_out = False
+        self.rows = 0
+        self.estimated_ms = 0
+        self.estimated_rows: int | None = None
+        self.last_progress = 0.0
+        self.last_pct: float | None = None
+        self.progress_lock = threading.Lock()
+
+    # -- limits ---------------------------------------------------------------
+
+    def remaining_seconds(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def time_up(self) -> None:
+        self.timed_out = True
+        self.cancel.interrupt()
+
+    def stopped(self) -> QueryError | None:
+        if self.cancel.cancelled:
+            return QueryError(errors.CANCELLED, "the query was cancelled")
+        if self.timed_out or time.monotonic() >= self.deadline:
+            self.timed_out = True
+            return QueryError(errors.TIMEOUT, f"the query ran past its time limit of {self.time_limit_ms} ms")
+        return None
+
+    def check(self) -> None:
+        stop = self.stopped()
+        if stop is not None:
+            raise stop
+
+    def sqlite_tick(self) -> int:
+        """SQLite progress handler: non-zero interrupts the statement."""
+        try:
+            if self.stopped() is not None:
+                return 1
+            self.progress()
+        except Exception:
+            log.exception("query progress callback failed")
+            return 1
+        return 0
+
+    # -- reporting ------------------------------------------------------------
+
+    def estimated(self, estimated_ms: int, estimated_rows: int | None) -> None:
+        self.estimated_ms = max(0, min(int(estimated_ms), self.time_limit_ms))
+        self.estimated_rows = estimated_rows
+        if self.on_estimate is not None:
+            self.on_estimate(self.estimated_ms)
+
+    def progress(self) -> None:
+        now = time.monotonic()
+        if self.on_progress is None or now - self.last_progress < PROGRESS_SECONDS:
+            return
+        with self.progress_lock:
+            if now - self.last_progress < PROGRESS_SECONDS:
+                return
+            self.last_progress = now
+            pct: float | None = None
+            if self.estimated_rows:
+                pct = min(99.0, round(self.rows * 100 / self.estimated_rows, 1))
+                pct = max(pct, self.last_pct or 0.0)
+                self.last_pct = pct
+            self.on_progress(self.rows, pct)
+
+    @contextmanager
+    def ticking(self) -> Iterator[None]:
+        """Report progress from a helper thread while this one is blocked in
+        the driver (a PostgreSQL FETCH can take the whole time limit)."""
+        done = threading.Event()
+
+        def tick() -> None:
+            while not done.wait(PROGRESS_SECONDS / 4):
+                try:
+                    self.progress()
+                except Exception:
+                    log.exception("query progress callback failed")
+                    return
+
+        ticker = threading.Thread(target=tick, name="query-progress", daemon=True)
+        ticker.start()
+        try:
+            yield
+        finally:
+            done.set()
+            ticker.join()
+
+    # -- streaming ------------------------------------------------------------
+
+    def schema_for(self, description: Sequence[Any] | None) -> list[dict[str, str]]:
+        names = [str(column[0]) for column in description or ()]
+        compiled = self.query.schema
+        if len(compiled) == len(names):
+            return [dict(column) for column in compiled]
+        return [{"name": name, "type": "unknown"} for name in names]
+
+    def stream(self, cursor: Any, batch: int) -> ExecutionResult:
+        schema = self.schema_for(cursor.description)
+        convert: list[Callable[[Any], Any]] | None = None
+        buffer: list[Sequence[Any]] = []
+        truncated = False
+        last_flush = time.monotonic()
+
+        def flush(partial: bool) -> None:
+            """Send full chunks, and the rest too when ``partial`` (rows
+            waited long enough, or there are no more)."""
+            nonlocal convert, buffer, last_flush
+            if convert is None and buffer:
+                _refine_types(schema, buffer)
+                convert = values.converters(schema)
+            while len(buffer) >= self.chunk_rows or (partial and buffer):
+                part, buffer = buffer[: self.chunk_rows], buffer[self.chunk_rows :]
+                rows = [[fn(value) for fn, value in zip(convert or (), row, strict=False)] for row in part]
+                last_flush = time.monotonic()
+                if self.on_chunk is not None:
+                    self.on_chunk(rows, schema)
+
+        while True:
+            self.check()
+            fetched = cursor.fetchmany(batch)
+            if not fetched:
+                break
+            for row in fetched:
+                if self.rows >= self.query.max_rows:
+                    truncated = True
+                    break
+                buffer.append(row)
+                self.rows += 1
+            if truncated:
+                break
+            flush(partial=time.monotonic() - last_flush >= FLUSH_SECONDS)
+            self.progress()
+        flush(partial=True)
+        return ExecutionResult(self.rows, truncated, schema, self.estimated_ms)
+
+    # -- errors ---------------------------------------------------------------
+
+    def sanitize(self, message: str) -> str:
+        text = message.strip().split("\n")[0][:300]
+        for real in {*self.query.reads, *self.target.grants}:
+            text = text.replace(real, "a catalog table")
+        return text
+
+
+def _refine_types(schema: list[dict[str, str]], rows: list[Sequence[Any]]) -> None:
+    for index, column in enumerate(schema):
+        if column["type"] != "unknown":
+            continue
+        sample = next((row[index] for row in rows if row[index] is not None), None)
+        if sample is not None:
+            column["type"] = values.guess_type(sample)
+
+
+# ------------------------------------------------------------------- SQLite
+
+
+Authorizer = Callable[[int, str | None, str | None, str | None, str | None], int]
+
+
+def sqlite_authorizer(reads: Mapping[str, frozenset[str]]) -> Authorizer:
+    allowed_functions = allowlist.SQLITE_FUNCTIONS
+
+    def authorize(action: int, arg1: str | None, arg2: str | None, database: str | None, source: str | None) -> int:
+        if action == sqlite3.SQLITE_SELECT:
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_READ:
+            columns = reads.get(arg1 or "")
+            if database == "main" and columns is not None and arg2 in columns:
+                return sqlite3.SQLITE_OK
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in allowed_functions:
+            return sqlite3.SQLITE_OK
+        return sqlite3.SQLITE_DENY
+
+    return authorize
+
+
+def _sqlite_estimated_rows(connection: sqlite3.Connection, reads: Mapping[str, frozenset[str]]) -> int:
+    total = 0
+    for table in reads:
+        try:
+            row = connection.execute(f'SELECT max(rowid) FROM "{table}"').fetchone()  # noqa: S608 (catalog name)
+        except sqlite3.Error:
+            continue
+        total += int(row[0] or 0) if row else 0
+    return total
+
+
+def _execute_sqlite(run: _Run) -> ExecutionResult:
+    path = run.target.sqlite_path
+    uri = f"file:{urllib.parse.quote(path)}?mode=ro"
+    try:
+        connection = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=5.0)
+    except sqlite3.Error:
+        log.exception("could not open %s read-only for a query", path)
+        raise QueryError(errors.INTERNAL, "the database is not available") from None
+    try:
+        connection.execute("PRAGMA query_only = ON")
+        rows = _sqlite_estimated_rows(connection, run.query.reads)
+        run.estimated(1 + rows // SQLITE_ROWS_PER_MS, None)
+        connection.set_authorizer(sqlite_authorizer(run.query.reads))
+        connection.set_progress_handler(run.sqlite_tick, SQLITE_TICK_INSTRUCTIONS)
+        run.cancel.attach(connection.interrupt)
+        run.check()
+        cursor = connection.execute(run.query.sql, dict(run.query.params))
+        return run.stream(cursor, SQLITE_BATCH)
+    except sqlite3.Error as exc:
+        raise _sqlite_error(run, exc) from None
+    finally:
+        run.cancel.detach()
+        connection.close()
+
+
+def _sqlite_error(run: _Run, exc: sqlite3.Error) -> QueryError:
+    stop = run.stopped()
+    if stop is not None:
+        return stop
+    message = str(exc)
+    lowered = message.lower()
+    if "not authorized" in lowered or "prohibited" in lowered:
+        log.warning("the SQLite authorizer denied a compiled query: %s", run.query.sql[:500])
+        return QueryError(errors.UNAUTHORIZED, "the query tried to read something outside the query catalog")
+    if "interrupted" in lowered:
+        return QueryError(errors.CANCELLED, "the query was interrupted")
+    if isinstance(exc, (sqlite3.ProgrammingError, sqlite3.InterfaceError, sqlite3.InternalError)) or any(
+        marker in lowered for marker in _SQLITE_INFRASTRUCTURE
+    ):
+        log.error("query failed in SQLite: %s", message)
+        return QueryError(errors.INTERNAL, "the database failed to run the query")
+    return QueryError(errors.VALIDATION_FAILED, run.sanitize(message))
+
+
+# ------------------------------------------------------------------- PostgreSQL
+
+_roles_ready: set[tuple[Any, ...]] = set()
+_roles_lock = threading.Lock()
+
+
+def ensure_role(target: DatabaseTarget) -> None:
+    """Create/refresh the query role once per process and catalog, when the
+    connecting user may; otherwise leave it to ``setup_query_role``."""
+    import psycopg
+
+    key = (
+        tuple(sorted((k, str(v)) for k, v in target.pg_params.items() if k != "password")),
+        target.pg_role,
+        tuple(sorted((table, tuple(sorted(columns))) for table, columns in target.grants.items())),
+    )
+    with _roles_lock:
+        if key in _roles_ready:
+            return
+        try:
+            with psycopg.connect(**target.pg_params, autocommit=True) as connection:
+                pgrole.setup_role(connection, target.pg_role, target.grants)
+        except psycopg.Error as exc:
+            log.warning(
+                "could not set up the query role %r (%s); run manage.py setup_query_role as a privileged user",
+                target.pg_role,
+                str(exc).strip().split("\n")[0],
+            )
+        _roles_ready.add(key)
+
+
+def _execute_postgres(run: _Run) -> ExecutionResult:
+    import psycopg
+    from psycopg import sql
+
+    target = run.target
+    pgrole.check_role_name(target.pg_role)
+    if target.ensure_role:
+        ensure_role(target)
+    try:
+        connection = psycopg.connect(**target.pg_params, autocommit=False)
+    except psycopg.Error:
+        log.exception("could not connect to PostgreSQL for a query")
+        raise QueryError(errors.INTERNAL, "the database is not available") from None
+    try:
+        connection.read_only = True
+        schema = pgrole.current_schema(connection)
+        try:
+            connection.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(target.pg_role)))
+        except psycopg.Error:
+            log.error("cannot switch to the query role %r: run manage.py setup_query_role", target.pg_role)
+            raise QueryError(errors.INTERNAL, "the query engine is not set up on this database") from None
+        remaining_ms = max(1, int(run.remaining_seconds() * 1000))
+        settings = {
+            "search_path": sql.Identifier(schema).as_string(connection),
+            "statement_timeout": str(remaining_ms),
+            "lock_timeout": str(min(remaining_ms, MAX_LOCK_TIMEOUT_MS)),
+            "idle_in_transaction_session_timeout": str(remaining_ms + 1000),
+            "TimeZone": "UTC",
+            # The compiler writes backslashes in strings as plain characters.
+            "standard_conforming_strings": "on",
+        }
+        for name, value in settings.items():
+            connection.execute("SELECT set_config(%s, %s, true)", (name, value))
+        run.cancel.attach(lambda: connection.cancel_safe(timeout=CANCEL_WAIT_SECONDS))
+        run.check()
+        estimated_ms, estimated_rows = _postgres_estimate(connection, run.query)
+        run.estimated(estimated_ms, estimated_rows)
+        cursor = connection.cursor(name=f"lcq_{uuid.uuid4().hex}")
+        with run.ticking():
+            cursor.execute(run.query.sql, dict(run.query.params))
+            return run.stream(cursor, run.chunk_rows)
+    except psycopg.Error as exc:
+        raise _postgres_error(run, exc) from None
+    finally:
+        run.cancel.detach()
+        connection.close()
+
+
+def _postgres_estimate(connection: Any, query: CompiledQuery) -> tuple[int, int | None]:
+    import psycopg
+
+    try:
+        with connection.transaction():
+            row = connection.execute("EXPLAIN (FORMAT JSON) " + query.sql, dict(query.params)).fetchone()
+    except psycopg.errors.QueryCanceled:
+        raise
+    except psycopg.Error:
+        return 1, None
+    try:
+        plan = row[0][0]["Plan"]
+        return 1 + int(float(plan["Total Cost"]) * POSTGRES_COST_MS), int(plan["Plan Rows"]) or None
+    except (TypeError, KeyError, IndexError, ValueError):
+        return 1, None
+
+
+def _postgres_error(run: _Run, exc: Exception) -> QueryError:
+    import psycopg
+
+    stop = run.stopped()
+    if stop is not None:
+        return stop
+    if isinstance(exc, (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)):
+        run.timed_out = True
+        return QueryError(errors.TIMEOUT, f"the query ran past its time limit of {run.time_limit_ms} ms")
+    if isinstance(exc, psycopg.errors.IdleInTransactionSessionTimeout):
+        return QueryError(errors.TIMEOUT, "the query was idle past its time limit")
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        log.warning("the query role was denied a compiled query: %s", run.query.sql[:500])
+        return QueryError(errors.UNAUTHORIZED, "the query tried to read something outside the query catalog")
+    diag = getattr(exc, "diag", None)
+    state = getattr(exc, "sqlstate", None) or ""
+    message = (getattr(diag, "message_primary", None) or str(exc)) if diag else str(exc)
+    # 22: data exceptions (division by zero, bad casts); 42: the query's
+    # syntax or names; 54: program limits (too many columns, ...).
+    if state[:2] in ("22", "42", "54"):
+        return QueryError(errors.VALIDATION_FAILED, run.sanitize(message))
+    log.error("query failed in PostgreSQL (%s): %s", state, message)
+    return QueryError(errors.INTERNAL, "the database failed to run the query")

@@ -1,0 +1,225 @@
+"""Query engine events: ``query`` → ``query_started`` → ``query_progress``… →
+``query_response`` chunks → ``query_completed`` (or ``query_error``);
+``query_cancel``; ``query_catalog``.
+
+A query runs in a worker thread on its own database connection
+(``services.run_query_async``), never on the thread that serves the ORM to
+the process's other sockets; closing the socket cancels it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from rest_framework import serializers
+
+from queryengine import errors as query_errors
+from queryengine import services
+from queryengine.executor import CancelHandle
+from realtime.context import RequestContext
+from realtime.errors import ProtocolError
+from realtime.payloads import Payload
+from realtime.registry import registry
+
+CATEGORY = "Query engine"
+MAX_SQL_LENGTH = 20_000
+MAX_PARAMS = 100
+
+
+class QueryParamsField(serializers.JSONField):
+    """A list bound to ``?`` placeholders or an object bound to ``:name``
+    placeholders; values are scalars (string, number, boolean, null)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if isinstance(value, list):
+            values = value
+        elif isinstance(value, dict):
+            values = list(value.values())
+            for name in value:
+                if not isinstance(name, str) or not name or len(name) > 64:
+                    raise serializers.ValidationError("Parameter names are strings of 1 to 64 characters.")
+        else:
+            raise serializers.ValidationError("Expected a list (for ?) or an object (for :name).")
+        if len(values) > MAX_PARAMS:
+            raise serializers.ValidationError(f"At most {MAX_PARAMS} parameters.")
+        for item in values:
+            if item is not None and not isinstance(item, (str, int, float, bool)):
+                raise serializers.ValidationError("Parameter values must be strings, numbers, booleans or null.")
+            if isinstance(item, str) and len(item) > 10_000:
+                raise serializers.ValidationError("A parameter value is at most 10,000 characters.")
+        return value
+
+
+class QueryPayload(Payload):
+    sql = serializers.CharField(max_length=MAX_SQL_LENGTH, trim_whitespace=False, help_text="One read-only SELECT.")
+    params = QueryParamsField(required=False, allow_null=True, help_text="List for ? placeholders or object for :name.")
+    applicationId = serializers.CharField(  # noqa: N815
+        required=False, max_length=64, help_text="Application to run in and charge; default: the connection's."
+    )
+
+
+class QueryCancelPayload(Payload):
+    queryId = serializers.CharField(max_length=64)  # noqa: N815
+
+
+class QueryStartedPayload(Payload):
+    queryId = serializers.CharField()  # noqa: N815
+    estimatedMs = serializers.IntegerField()  # noqa: N815
+
+
+class QueryProgressPayload(Payload):
+    queryId = serializers.CharField()  # noqa: N815
+    rowsProcessed = serializers.IntegerField()  # noqa: N815
+    pct = serializers.FloatField(allow_null=True, help_text="0-100, never decreasing; null when unknown.")
+
+
+class SchemaColumnPayload(Payload):
+    name = serializers.CharField()
+    type = serializers.CharField()
+
+
+class QueryResponsePayload(Payload):
+    queryId = serializers.CharField()  # noqa: N815
+    rows = serializers.ListField(child=serializers.JSONField(), help_text="Rows as arrays aligned with schema.")
+    schema = SchemaColumnPayload(many=True)
+
+
+class QueryCompletedPayload(Payload):
+    queryId = serializers.CharField()  # noqa: N815
+    durationMs = serializers.IntegerField()  # noqa: N815
+    totalRows = serializers.IntegerField()  # noqa: N815
+    truncated = serializers.BooleanField(help_text="True when rows past the application's row cap were cut.")
+
+
+class QueryErrorPayload(Payload):
+    queryId = serializers.CharField(required=False, allow_null=True)  # noqa: N815
+    code = serializers.CharField()
+    message = serializers.CharField()
+    retryAfter = serializers.IntegerField(required=False)  # noqa: N815
+    line = serializers.IntegerField(required=False)
+    column = serializers.IntegerField(required=False)
+
+
+class CatalogColumnPayload(Payload):
+    name = serializers.CharField()
+    type = serializers.CharField()
+    description = serializers.CharField(required=False)
+
+
+class CatalogTablePayload(Payload):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    scope = serializers.ChoiceField(choices=["public", "private"], help_text="private: only the caller's rows.")
+    columns = CatalogColumnPayload(many=True)
+
+
+class QueryCatalogResponsePayload(Payload):
+    tables = CatalogTablePayload(many=True)
+    functions = serializers.ListField(child=serializers.CharField())
+
+
+class QueryFailure(ProtocolError):
+    """A ``QueryFailed`` on the wire: its own code, with the query id."""
+
+    def __init__(self, failure: services.QueryFailed) -> None:
+        extra: dict[str, Any] = {"queryId": failure.query_id}
+        if failure.line is not None:
+            extra["line"] = failure.line
+        if failure.column is not None:
+            extra["column"] = failure.column
+        super().__init__(failure.message, retry_after=failure.retry_after, **extra)
+        self.code = failure.code
+
+
+@registry.on(
+    "query",
+    QueryPayload,
+    summary="Run one read-only SELECT over the catalog; rows stream in chunks.",
+    replies=("query_started", "query_progress", "query_response", "query_completed", "query_error"),
+    throttle="expensive",
+    price="query",
+    error_event="query_error",
+    concurrent=True,
+    category=CATEGORY,
+)
+async def query(ctx: RequestContext, data: dict[str, Any]) -> None:
+    query_id = ""
+
+    async def started(qid: str, estimated_ms: int) -> None:
+        nonlocal query_id
+        query_id = qid
+        await ctx.send("query_started", {"queryId": qid, "estimatedMs": estimated_ms})
+
+    async def progress(rows: int, pct: float | None) -> None:
+        await ctx.send(
+            "query_progress",
+            {"queryId": query_id, "rowsProcessed": rows, "pct": None if pct is None else round(pct, 1)},
+        )
+
+    async def chunk(rows: list[list[Any]], schema: list[dict[str, str]]) -> None:
+        await ctx.send("query_response", {"queryId": query_id, "rows": rows, "schema": schema})
+
+    async def completed(duration_ms: int, total_rows: int, truncated: bool) -> None:
+        await ctx.send(
+            "query_completed",
+            {"queryId": query_id, "durationMs": duration_ms, "totalRows": total_rows, "truncated": truncated},
+        )
+
+    try:
+        await services.run_query_async(
+            user_pk=ctx.user_pk,
+            application_id=ctx.application_id,
+            sql=data["sql"],
+            params=data.get("params"),
+            cancel=CancelHandle(),
+            on_started=started,
+            on_progress=progress,
+            on_chunk=chunk,
+            on_completed=completed,
+            reference=f"{ctx.sid}:{ctx.request_id}" if ctx.request_id is not None else ctx.sid,
+        )
+    except services.QueryFailed as failure:
+        raise QueryFailure(failure) from None
+
+
+@registry.on(
+    "query_cancel",
+    QueryCancelPayload,
+    summary="Stop a running query of yours; it ends with query_error CANCELLED.",
+    replies=("query_error",),
+    error_event="query_error",
+    category=CATEGORY,
+)
+async def query_cancel(ctx: RequestContext, data: dict[str, Any]) -> None:
+    query_id = data["queryId"]
+    if not services.cancel_query(query_id, user_pk=ctx.user_pk):
+        raise QueryFailure(
+            services.QueryFailed(
+                query_errors.QueryError(query_errors.NOT_FOUND, "no query of yours with that id is running here"),
+                query_id,
+            )
+        )
+
+
+@registry.on(
+    "query_catalog",
+    Payload,
+    summary="The tables and columns user SQL may read, and the allowed functions.",
+    replies=("query_catalog_response",),
+    category=CATEGORY,
+)
+async def query_catalog(ctx: RequestContext, data: dict[str, Any]) -> None:
+    await ctx.send("query_catalog_response", await database_sync_to_async(services.describe_catalog)())
+
+
+for _name, _payload, _summary in [
+    ("query_started", QueryStartedPayload, "The query was accepted (or is about to be refused); its id."),
+    ("query_progress", QueryProgressPayload, "Rows processed so far; at most 5 a second after 200 ms."),
+    ("query_response", QueryResponsePayload, "A chunk of result rows, in order."),
+    ("query_completed", QueryCompletedPayload, "The query finished; total rows and whether they were cut."),
+    ("query_error", QueryErrorPayload, "The query failed, was refused, cancelled or timed out."),
+    ("query_catalog_response", QueryCatalogResponsePayload, "The catalog of tables user SQL may read."),
+]:
+    registry.outbound(_name, _payload, summary=_summary, category=CATEGORY)

@@ -1,0 +1,37 @@
+"""Create or refresh the PostgreSQL role user queries run as."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from queryengine import pgrole, services
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the query role (LEDGERCORE_QUERY_PG_ROLE, default ledgercore_query) and grant it SELECT on "
+        "exactly the columns of the query catalog. Idempotent; run as a user with CREATEROLE that owns the tables."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--role", help="Role name (default: the setting).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        target = services.database_target()
+        if target.vendor != "postgresql":
+            self.stdout.write("Nothing to do: the query role exists on PostgreSQL only (SQLite uses an authorizer).")
+            return
+        import psycopg
+
+        role = options.get("role") or target.pg_role
+        try:
+            pgrole.check_role_name(role)
+            with psycopg.connect(**target.pg_params, autocommit=True) as connection:
+                done = pgrole.setup_role(connection, role, target.grants)
+        except (ValueError, psycopg.Error) as exc:
+            raise CommandError(f"could not set up the query role {role!r}: {exc}") from exc
+        for line in done:
+            self.stdout.write(line)
+        self.stdout.write(self.style.SUCCESS(f"query role {role} ready"))

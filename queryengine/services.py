@@ -1,0 +1,423 @@
+"""Running user queries: limits, history, compile, execute, callbacks.
+
+``run_query`` is synchronous and blocks for the whole query: call it from a
+worker thread, never from the thread that serves the ORM to the other
+sockets (``database_sync_to_async``). ``run_query_async`` does that for an
+async handler and accepts async callbacks.
+
+Settings (read with defaults; per-application overrides in QueryLimits):
+LEDGERCORE_QUERY_TIME_LIMIT_MS (10000), LEDGERCORE_QUERY_MAX_ROWS (10000),
+LEDGERCORE_QUERY_MAX_CONCURRENT (2), LEDGERCORE_QUERY_DEFAULT_LIMIT (1000),
+LEDGERCORE_QUERY_CHUNK_ROWS (500), LEDGERCORE_QUERY_PG_ROLE
+("ledgercore_query"), LEDGERCORE_QUERY_ENSURE_ROLE (True).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, connections, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from queryengine import errors
+from queryengine.catalog import catalog
+from queryengine.compiler import Caller, CompiledQuery, compile_query
+from queryengine.errors import QueryError
+from queryengine.executor import CancelHandle, DatabaseTarget, ExecutionResult, execute
+from queryengine.models import QueryLimits, QueryRecord
+
+log = logging.getLogger(__name__)
+
+# Progress events: not before the query has run this long, then at most
+# once per interval (the protocol: at most 5 a second after 200 ms).
+PROGRESS_AFTER_SECONDS = 0.2
+PROGRESS_EVERY_SECONDS = 0.2
+# A queued/running record older than its time limit plus this is a query
+# whose process died: it no longer counts against the concurrency limit.
+STALE_GRACE = timedelta(seconds=30)
+
+StartedCallback = Callable[[str, int], None]
+ProgressCallback = Callable[[int, float | None], None]
+ChunkCallback = Callable[[list[list[Any]], list[dict[str, str]]], None]
+CompletedCallback = Callable[[int, int, bool], None]
+
+_STATUS_FOR_CODE = {
+    errors.TIMEOUT: QueryRecord.Status.TIMEOUT,
+    errors.CANCELLED: QueryRecord.Status.CANCELLED,
+}
+
+
+class QueryFailed(QueryError):
+    """A query that did not complete; ``query_id`` is None when it was
+    refused before being recorded (concurrency limit)."""
+
+    def __init__(self, error: QueryError, query_id: str | None) -> None:
+        super().__init__(error.code, error.message, retry_after=error.retry_after)
+        self.line, self.column = error.line, error.column
+        self.query_id = query_id
+
+
+@dataclass(frozen=True)
+class Limits:
+    time_limit_ms: int
+    max_rows: int
+    max_concurrent: int
+    default_limit: int
+    chunk_rows: int
+
+
+@dataclass(frozen=True)
+class QueryOutcome:
+    query_id: str
+    total_rows: int
+    truncated: bool
+    duration_ms: int
+    schema: list[dict[str, str]]
+
+
+def _setting(name: str, default: int) -> int:
+    value = getattr(settings, name, default)
+    return max(1, int(value))
+
+
+def default_limits() -> Limits:
+    return Limits(
+        time_limit_ms=_setting("LEDGERCORE_QUERY_TIME_LIMIT_MS", 10_000),
+        max_rows=_setting("LEDGERCORE_QUERY_MAX_ROWS", 10_000),
+        max_concurrent=_setting("LEDGERCORE_QUERY_MAX_CONCURRENT", 2),
+        default_limit=_setting("LEDGERCORE_QUERY_DEFAULT_LIMIT", 1_000),
+        chunk_rows=_setting("LEDGERCORE_QUERY_CHUNK_ROWS", 500),
+    )
+
+
+def limits_for(application_id: str) -> Limits:
+    base = default_limits()
+    override = QueryLimits.objects.filter(application_id=application_id).first()
+    if override is None:
+        return base
+    return Limits(
+        time_limit_ms=override.time_limit_ms or base.time_limit_ms,
+        max_rows=override.max_rows or base.max_rows,
+        max_concurrent=override.max_concurrent or base.max_concurrent,
+        default_limit=override.default_limit or base.default_limit,
+        chunk_rows=base.chunk_rows,
+    )
+
+
+def database_target() -> DatabaseTarget:
+    """The default database, for the executor's own connections."""
+    settings_dict = connections["default"].settings_dict
+    vendor = connections["default"].vendor
+    grants = catalog.reads()
+    role = str(getattr(settings, "LEDGERCORE_QUERY_PG_ROLE", "ledgercore_query"))
+    ensure = bool(getattr(settings, "LEDGERCORE_QUERY_ENSURE_ROLE", True))
+    if vendor == "sqlite":
+        return DatabaseTarget("sqlite", sqlite_path=str(settings_dict["NAME"]), grants=grants)
+    if vendor == "postgresql":
+        params: dict[str, Any] = {
+            "dbname": settings_dict.get("NAME") or "",
+            "user": settings_dict.get("USER") or None,
+            "password": settings_dict.get("PASSWORD") or None,
+            "host": settings_dict.get("HOST") or None,
+            "port": settings_dict.get("PORT") or None,
+            "application_name": "ledgercore-query",
+        }
+        for key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "passfile", "service"):
+            if key in (settings_dict.get("OPTIONS") or {}):
+                params[key] = settings_dict["OPTIONS"][key]
+        params = {key: value for key, value in params.items() if value is not None}
+        return DatabaseTarget("postgresql", pg_params=params, pg_role=role, grants=grants, ensure_role=ensure)
+    raise QueryError(errors.INTERNAL, f"queries are not supported on {vendor}")
+
+
+def describe_catalog() -> dict[str, Any]:
+    """The tables user SQL may read, their columns and types."""
+    from queryengine import allowlist
+
+    return {"tables": catalog.describe(), "functions": allowlist.function_names()}
+
+
+# ------------------------------------------------------------------- running
+
+_running: dict[str, tuple[int, CancelHandle]] = {}
+_running_lock = threading.Lock()
+
+
+def cancel_query(query_id: str, *, user_pk: int) -> bool:
+    """Cancel a query of this user running in this process; False if there
+    is none (finished, unknown, someone else's, or in another process)."""
+    with _running_lock:
+        entry = _running.get(query_id)
+    if entry is None or entry[0] != user_pk:
+        return False
+    entry[1].cancel()
+    return True
+
+
+class _ProgressGate:
+    def __init__(self, callback: ProgressCallback | None, started: float) -> None:
+        self.callback = callback
+        self.started = started
+        self.last = 0.0
+        self.pct: float | None = None
+
+    def __call__(self, rows: int, pct: float | None) -> None:
+        now = time.monotonic()
+        if self.callback is None or now - self.started < PROGRESS_AFTER_SECONDS:
+            return
+        if now - self.last < PROGRESS_EVERY_SECONDS:
+            return
+        self.last = now
+        if pct is not None:
+            pct = max(pct, self.pct or 0.0)
+            self.pct = pct
+        elif self.pct is not None:
+            pct = self.pct
+        self.callback(rows, pct)
+
+
+def _admit(
+    user_pk: int,
+    application_id: str,
+    sql: str,
+    params: Any,
+    compiled: CompiledQuery | None,
+    error: QueryError | None,
+    limits: Limits,
+    reference: str,
+) -> QueryRecord:
+    """Record the query; refuse it (RATE_LIMITED) when the user already
+    runs as many as the application allows. Serialised per user: a row lock
+    on PostgreSQL, SQLite's one writer otherwise."""
+    now = timezone.now()
+    stale_before = now - timedelta(milliseconds=limits.time_limit_ms) - STALE_GRACE
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            User.objects.select_for_update().filter(pk=user_pk).first()
+        active = QueryRecord.objects.filter(
+            user_id=user_pk, application_id=application_id, status__in=QueryRecord.ACTIVE
+        )
+        active.filter(created_at__lt=stale_before).update(
+            status=QueryRecord.Status.FAILED,
+            error_code=errors.INTERNAL,
+            error_message="abandoned: the server stopped while it ran",
+            finished_at=now,
+        )
+        if error is None and active.count() >= limits.max_concurrent:
+            raise QueryFailed(
+                QueryError(
+                    errors.RATE_LIMITED,
+                    f"at most {limits.max_concurrent} queries may run at the same time",
+                    retry_after=1,
+                ),
+                None,
+            )
+        return QueryRecord.objects.create(
+            user_id=user_pk,
+            application_id=application_id,
+            sql=sql,
+            compiled_sql=compiled.sql if compiled else "",
+            params=params if isinstance(params, (list, dict)) else None,
+            status=QueryRecord.Status.FAILED if error else QueryRecord.Status.QUEUED,
+            error_code=error.code if error else "",
+            error_message=error.message if error else "",
+            finished_at=now if error else None,
+            duration_ms=0 if error else None,
+            reference=reference[:200],
+            created_at=now,
+        )
+
+
+def _finish(record_id: str, started: float, **fields: Any) -> int:
+    duration_ms = int((time.monotonic() - started) * 1000)
+    QueryRecord.objects.filter(pk=record_id).update(finished_at=timezone.now(), duration_ms=duration_ms, **fields)
+    return duration_ms
+
+
+def run_query(
+    *,
+    user_pk: int,
+    application_id: str,
+    sql: str,
+    params: Any = None,
+    cancel: CancelHandle | None = None,
+    on_started: StartedCallback | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_chunk: ChunkCallback | None = None,
+    on_completed: CompletedCallback | None = None,
+    reference: str = "",
+) -> QueryOutcome:
+    """Run one user query for (user, application), streaming through the
+    callbacks, in protocol order (all on this thread, except that
+    ``on_progress`` may come from a helper thread while the database
+    driver blocks; it is never called concurrently with itself):
+    ``on_started(query_id, estimated_ms)`` once (also before the error of a
+    query the compiler refuses), ``on_progress(rows_processed, pct|None)``
+    at most 5 times a second after 200 ms, ``on_chunk(rows, schema)`` per
+    chunk, ``on_completed(duration_ms, total_rows, truncated)`` at the end.
+    Raises QueryFailed (code, message, query_id) instead of completing.
+    ``cancel`` (a CancelHandle) stops it from any thread; so does
+    ``cancel_query(query_id, user_pk=...)``."""
+    started = time.monotonic()
+    cancel = cancel or CancelHandle()
+    limits = limits_for(application_id)
+    target = database_target()
+    compiled: CompiledQuery | None = None
+    error: QueryError | None = None
+    try:
+        compiled = compile_query(
+            sql,
+            params,
+            catalog,
+            Caller(user_pk, application_id),
+            dialect="postgres" if target.dialect == "postgres" else "sqlite",
+            max_rows=limits.max_rows,
+            default_limit=limits.default_limit,
+        )
+    except QueryError as exc:
+        error = exc
+    record = _admit(user_pk, application_id, sql, params, compiled, error, limits, reference)
+    if error is not None or compiled is None:
+        if on_started is not None:
+            on_started(record.id, 0)
+        raise QueryFailed(error or QueryError(errors.INTERNAL, "the query could not be compiled"), record.id)
+
+    with _running_lock:
+        _running[record.id] = (user_pk, cancel)
+    announced = False
+
+    def estimated(estimated_ms: int) -> None:
+        nonlocal announced
+        QueryRecord.objects.filter(pk=record.id).update(
+            status=QueryRecord.Status.RUNNING, started_at=timezone.now(), estimated_ms=estimated_ms
+        )
+        announced = True
+        if on_started is not None:
+            on_started(record.id, estimated_ms)
+
+    try:
+        result: ExecutionResult = execute(
+            compiled,
+            target,
+            time_limit_ms=limits.time_limit_ms,
+            chunk_rows=limits.chunk_rows,
+            cancel=cancel,
+            on_estimate=estimated,
+            on_chunk=on_chunk,
+            on_progress=_ProgressGate(on_progress, started),
+        )
+    except QueryError as exc:
+        if not announced and on_started is not None:
+            on_started(record.id, 0)
+        _finish(
+            record.id,
+            started,
+            status=_STATUS_FOR_CODE.get(exc.code, QueryRecord.Status.FAILED),
+            error_code=exc.code,
+            error_message=exc.message[:2000],
+        )
+        raise QueryFailed(exc, record.id) from None
+    except Exception:
+        if cancel.cancelled:
+            # A callback failed because the caller went away and cancelled.
+            _finish(record.id, started, status=QueryRecord.Status.CANCELLED, error_code=errors.CANCELLED)
+            raise QueryFailed(QueryError(errors.CANCELLED, "the query was cancelled"), record.id) from None
+        log.exception("query %s failed unexpectedly", record.id)
+        _finish(
+            record.id,
+            started,
+            status=QueryRecord.Status.FAILED,
+            error_code=errors.INTERNAL,
+            error_message="the server failed to run the query",
+        )
+        raise QueryFailed(QueryError(errors.INTERNAL, "the server failed to run the query"), record.id) from None
+    finally:
+        with _running_lock:
+            _running.pop(record.id, None)
+
+    duration_ms = _finish(
+        record.id,
+        started,
+        status=QueryRecord.Status.COMPLETED,
+        rows_returned=result.total_rows,
+        truncated=result.truncated,
+    )
+    if on_completed is not None:
+        on_completed(duration_ms, result.total_rows, result.truncated)
+    return QueryOutcome(record.id, result.total_rows, result.truncated, duration_ms, result.schema)
+
+
+# ------------------------------------------------------------------- async
+
+AsyncCallback = Callable[..., Coroutine[Any, Any, None]]
+CALLBACK_TIMEOUT_SECONDS = 30.0
+
+
+def _bridge(loop: asyncio.AbstractEventLoop, callback: AsyncCallback | None) -> Callable[..., None] | None:
+    """A sync callback for the worker thread that runs ``callback`` on the
+    event loop and waits for it (so a slow socket slows the query down
+    instead of buffering its rows)."""
+    if callback is None:
+        return None
+
+    def call(*args: Any) -> None:
+        asyncio.run_coroutine_threadsafe(callback(*args), loop).result(CALLBACK_TIMEOUT_SECONDS)
+
+    return call
+
+
+def _in_worker(**kwargs: Any) -> QueryOutcome:
+    try:
+        return run_query(**kwargs)
+    finally:
+        # This thread's ORM connections: it may be a pooled thread that
+        # would otherwise keep them open.
+        connections.close_all()
+
+
+async def run_query_async(
+    *,
+    user_pk: int,
+    application_id: str,
+    sql: str,
+    params: Any = None,
+    cancel: CancelHandle | None = None,
+    on_started: AsyncCallback | None = None,
+    on_progress: AsyncCallback | None = None,
+    on_chunk: AsyncCallback | None = None,
+    on_completed: AsyncCallback | None = None,
+    reference: str = "",
+) -> QueryOutcome:
+    """``run_query`` in a worker thread with async callbacks (same order and
+    arguments). Cancelling the awaiting task cancels the query."""
+    loop = asyncio.get_running_loop()
+    cancel = cancel or CancelHandle()
+    future = loop.run_in_executor(
+        None,
+        lambda: _in_worker(
+            user_pk=user_pk,
+            application_id=application_id,
+            sql=sql,
+            params=params,
+            cancel=cancel,
+            on_started=_bridge(loop, on_started),
+            on_progress=_bridge(loop, on_progress),
+            on_chunk=_bridge(loop, on_chunk),
+            on_completed=_bridge(loop, on_completed),
+            reference=reference,
+        ),
+    )
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        cancel.cancel()
+        raise

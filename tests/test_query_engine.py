@@ -1,0 +1,443 @@
+"""The query engine on the real database: tenant isolation, limits, time
+limit, cancellation, concurrency, the database's own defences, history
+and the catalog endpoint.
+
+Queries run on the executor's own connections, so these tests commit their
+data (transactional test cases)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection, connections
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from accounts import services as accounts
+from accounts.models import Application, Membership
+from credits import services as credits
+from credits.models import LedgerEntry
+from queryengine import errors, executor, services
+from queryengine.catalog import catalog
+from queryengine.compiler import CompiledQuery
+from queryengine.errors import QueryError
+from queryengine.models import QueryLimits, QueryRecord
+from tests.wsclient import unique
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SYSTEM = credits.Actor.system()
+on_sqlite = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own defences")
+on_postgresql = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's own defences")
+
+
+def funded_user(prefix: str = "analyst", grants: int = 2) -> tuple[Any, str]:
+    user = accounts.get_or_create_user(unique(prefix))
+    app = user.default_application_id
+    assert app is not None
+    for index in range(grants):
+        credits.grant_credits(user.pk, app, 10 + index, reason=f"grant {index}", actor=SYSTEM)
+    return user, app
+
+
+class Recorder:
+    """Collects the callbacks of one query, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, tuple[Any, ...]]] = []
+        self.started = threading.Event()
+
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        def record(name: str) -> Callable[..., None]:
+            def call(*args: Any) -> None:
+                self.events.append((name, args))
+                if name == "started":
+                    self.started.set()
+
+            return call
+
+        return {f"on_{name}": record(name) for name in ("started", "progress", "chunk", "completed")}
+
+    def rows(self) -> list[list[Any]]:
+        return [row for name, args in self.events if name == "chunk" for row in args[0]]
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.events]
+
+
+def run(
+    user: Any, app: str, sql: str, params: Any = None, recorder: Recorder | None = None, **kwargs: Any
+) -> tuple[services.QueryOutcome, Recorder]:
+    recorder = recorder or Recorder()
+    callbacks: dict[str, Any] = recorder.callbacks()
+    outcome = services.run_query(user_pk=user.pk, application_id=app, sql=sql, params=params, **callbacks, **kwargs)
+    return outcome, recorder
+
+
+def failure(user: Any, app: str, sql: str, params: Any = None, **kwargs: Any) -> services.QueryFailed:
+    with pytest.raises(services.QueryFailed) as caught:
+        run(user, app, sql, params, **kwargs)
+    return caught.value
+
+
+def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    result: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            result["value"] = target()
+        except BaseException as exc:  # handed to the test
+            result["error"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    return thread, result
+
+
+SLOW_SQL = (
+    "SELECT count(*) FROM credit_entries a, credit_entries b, credit_entries c, credit_entries d, "
+    "credit_entries e, credit_entries f"
+)
+
+
+def slow_user() -> tuple[Any, str]:
+    # 30 entries: a six-way cross join is 729 million rows, far past any limit here.
+    return funded_user("slow", grants=30)
+
+
+class TestTenantIsolation:
+    def test_a_user_sees_only_their_own_entries_in_the_bound_application(self):
+        alice, alice_app = funded_user("alice", grants=3)
+        bob, bob_app = funded_user("bob", grants=2)
+        shared = Application.objects.create(name="shared")
+        accounts.add_member(shared, alice, Membership.Role.MEMBER)
+        accounts.add_member(shared, bob, Membership.Role.MEMBER)
+        credits.grant_credits(alice.pk, shared.id, 500, reason="shared", actor=SYSTEM)
+        credits.grant_credits(bob.pk, shared.id, 700, reason="shared", actor=SYSTEM)
+
+        _, seen = run(alice, alice_app, "SELECT transaction_id, application_id, amount FROM credit_entries")
+        expected = set(
+            LedgerEntry.objects.filter(account__user=alice, account__application_id=alice_app).values_list(
+                "pk", flat=True
+            )
+        )
+        assert {row[0] for row in seen.rows()} == expected and len(expected) == 3
+        assert {row[1] for row in seen.rows()} == {alice_app}
+
+        _, seen = run(alice, shared.id, "SELECT amount FROM credit_entries WHERE amount > 0 OR 1 = 1")
+        assert [row[0] for row in seen.rows()] == [500]
+        _, seen = run(bob, shared.id, "SELECT sum(amount) FROM credit_entries")
+        assert seen.rows() == [[700]]
+
+    @pytest.mark.parametrize(
+        ("sql", "count"),
+        [
+            ("SELECT count(*) FROM credit_entries a JOIN credit_entries b ON true", 4),
+            (
+                "SELECT count(*) FROM (SELECT amount FROM credit_entries UNION ALL SELECT amount FROM "
+                "credit_entries) u",
+                4,
+            ),
+            ("WITH credit_entries AS (SELECT * FROM credit_entries) SELECT count(*) FROM credit_entries", 2),
+            ("SELECT (SELECT count(*) FROM credit_entries) * (SELECT count(*) FROM credit_entries)", 4),
+            (
+                "SELECT count(*) FROM credit_entries WHERE transaction_id IN (SELECT transaction_id FROM "
+                "credit_entries)",
+                2,
+            ),
+        ],
+    )
+    def test_joins_unions_ctes_and_subqueries_see_only_own_rows(self, sql, count):
+        user, app = funded_user("joiner", grants=2)
+        funded_user("neighbour", grants=5)
+        _, seen = run(user, app, sql)
+        assert seen.rows() == [[count]]
+
+    def test_query_history_lists_only_the_callers_queries(self):
+        alice, app = funded_user("historian", grants=1)
+        bob, bob_app = funded_user("other", grants=1)
+        run(bob, bob_app, "SELECT 1")
+        run(alice, app, "SELECT 2")
+        with pytest.raises(services.QueryFailed):
+            run(alice, app, "SELECT nope FROM credit_entries")
+        _, seen = run(alice, app, "SELECT sql, status, error_code FROM query_history ORDER BY created_at")
+        assert [row[:2] for row in seen.rows()] == [
+            ["SELECT 2", "completed"],
+            ["SELECT nope FROM credit_entries", "failed"],
+            ["SELECT sql, status, error_code FROM query_history ORDER BY created_at", "running"],
+        ]
+
+    def test_timestamps_are_epoch_milliseconds(self):
+        user, app = funded_user("clock", grants=1)
+        entry = LedgerEntry.objects.get(account__user=user)
+        _, seen = run(user, app, "SELECT created_at, date_trunc('day', created_at) FROM credit_entries")
+        created, day = seen.rows()[0]
+        assert abs(created - entry.created_at.timestamp() * 1000) < 1
+        assert day % 86_400_000 == 0 and 0 <= created - day < 86_400_000
+
+
+class TestStreamingAndLimits:
+    def test_rows_stream_in_chunks_after_started_and_before_completed(self, settings):
+        settings.LEDGERCORE_QUERY_CHUNK_ROWS = 2
+        user, app = funded_user("streamer", grants=5)
+        outcome, seen = run(user, app, "SELECT sequence FROM credit_entries ORDER BY sequence")
+        names = [name for name in seen.names() if name != "progress"]
+        assert names[0] == "started" and names[-1] == "completed"
+        chunks = [args for name, args in seen.events if name == "chunk"]
+        assert [len(rows) for rows, _ in chunks] == [2, 2, 1]
+        assert chunks[0][1] == [{"name": "sequence", "type": "integer"}]
+        assert seen.rows() == [[1], [2], [3], [4], [5]]
+        duration_ms, total, truncated = seen.events[-1][1]
+        assert (total, truncated) == (5, False) and duration_ms == outcome.duration_ms
+        record = QueryRecord.objects.get(pk=outcome.query_id)
+        assert (record.status, record.rows_returned, record.truncated) == ("completed", 5, False)
+        assert record.compiled_sql and record.started_at and record.finished_at
+
+    def test_rows_past_max_rows_are_cut_and_reported(self):
+        user, app = funded_user("greedy", grants=5)
+        QueryLimits.objects.create(application_id=app, max_rows=3)
+        outcome, seen = run(user, app, "SELECT amount FROM credit_entries LIMIT 100")
+        assert len(seen.rows()) == 3 and outcome.truncated
+        assert seen.events[-1] == ("completed", (outcome.duration_ms, 3, True))
+        assert QueryRecord.objects.get(pk=outcome.query_id).truncated
+
+    def test_a_default_limit_applies_when_none_is_given(self):
+        user, app = funded_user("lazy", grants=5)
+        QueryLimits.objects.create(application_id=app, default_limit=2)
+        outcome, seen = run(user, app, "SELECT amount FROM credit_entries")
+        assert len(seen.rows()) == 2 and outcome.truncated
+        outcome, seen = run(user, app, "SELECT amount FROM credit_entries LIMIT 4")
+        assert len(seen.rows()) == 4 and not outcome.truncated
+
+    def test_positional_and_named_params_are_bound(self):
+        user, app = funded_user("binder", grants=3)
+        _, seen = run(user, app, "SELECT amount FROM credit_entries WHERE amount > ? ORDER BY amount", [10])
+        assert seen.rows() == [[11], [12]]
+        _, seen = run(user, app, "SELECT count(*) FROM credit_entries WHERE reason = :r", {"r": "grant 0"})
+        assert seen.rows() == [[1]]
+
+    def test_a_refused_query_is_started_then_failed_and_recorded(self):
+        user, app = funded_user("rebel", grants=1)
+        recorder = Recorder()
+        error = failure(user, app, "DELETE FROM credit_entries", recorder=recorder)
+        assert error.code == errors.VALIDATION_FAILED and error.query_id
+        assert recorder.names() == ["started"] and recorder.events[0][1] == (error.query_id, 0)
+        record = QueryRecord.objects.get(pk=error.query_id)
+        assert (record.status, record.error_code) == ("failed", errors.VALIDATION_FAILED)
+        assert LedgerEntry.objects.filter(account__user=user).count() == 1
+
+    def test_database_errors_of_the_query_are_validation_failures(self):
+        user, app = funded_user("typo", grants=1)
+        error = failure(user, app, "SELECT abs(-9223372036854775807 - 1) FROM credit_entries")
+        assert error.code == errors.VALIDATION_FAILED
+        assert "credits_" not in error.message
+
+
+class TestTimeLimitsAndCancellation:
+    def test_a_slow_query_stops_at_its_time_limit(self):
+        user, app = slow_user()
+        QueryLimits.objects.create(application_id=app, time_limit_ms=300)
+        began = time.monotonic()
+        error = failure(user, app, SLOW_SQL)
+        assert error.code == errors.TIMEOUT
+        assert time.monotonic() - began < 3
+        assert QueryRecord.objects.get(pk=error.query_id).status == "timeout"
+
+    def test_cancel_stops_a_running_query_within_a_second(self):
+        user, app = slow_user()
+        recorder = Recorder()
+        cancel = executor.CancelHandle()
+        thread, result = in_thread(lambda: run(user, app, SLOW_SQL, recorder=recorder, cancel=cancel))
+        assert recorder.started.wait(10)
+        time.sleep(0.2)
+        asked = time.monotonic()
+        cancel.cancel()
+        thread.join(5)
+        assert not thread.is_alive() and time.monotonic() - asked < 1
+        error = result["error"]
+        assert isinstance(error, services.QueryFailed) and error.code == errors.CANCELLED
+        assert QueryRecord.objects.get(pk=error.query_id).status == "cancelled"
+
+    def test_cancel_query_by_id_only_for_its_owner(self):
+        user, app = slow_user()
+        intruder, _ = funded_user("intruder", grants=1)
+        recorder = Recorder()
+        thread, result = in_thread(lambda: run(user, app, SLOW_SQL, recorder=recorder))
+        assert recorder.started.wait(10)
+        query_id = recorder.events[0][1][0]
+        assert not services.cancel_query(query_id, user_pk=intruder.pk)
+        assert services.cancel_query(query_id, user_pk=user.pk)
+        thread.join(5)
+        assert result["error"].code == errors.CANCELLED
+        assert not services.cancel_query(query_id, user_pk=user.pk)
+
+    def test_progress_is_reported_while_a_long_query_runs(self):
+        user, app = slow_user()
+        QueryLimits.objects.create(application_id=app, time_limit_ms=1000)
+        recorder = Recorder()
+        with pytest.raises(services.QueryFailed):
+            run(user, app, SLOW_SQL, recorder=recorder)
+        progress = [args for name, args in recorder.events if name == "progress"]
+        assert progress and len(progress) <= 5
+        pcts = [pct for _, pct in progress if pct is not None]
+        assert pcts == sorted(pcts)
+
+
+class TestConcurrency:
+    def test_a_user_may_run_only_max_concurrent_queries(self):
+        user, app = slow_user()
+        QueryLimits.objects.create(application_id=app, max_concurrent=1, time_limit_ms=5000)
+        recorder = Recorder()
+        cancel = executor.CancelHandle()
+        thread, result = in_thread(lambda: run(user, app, SLOW_SQL, recorder=recorder, cancel=cancel))
+        try:
+            assert recorder.started.wait(10)
+            error = failure(user, app, "SELECT 1")
+            assert error.code == errors.RATE_LIMITED and error.retry_after == 1 and error.query_id is None
+        finally:
+            cancel.cancel()
+            thread.join(5)
+        assert result["error"].code == errors.CANCELLED
+        outcome, _ = run(user, app, "SELECT 1")
+        assert outcome.total_rows == 1
+
+    def test_records_left_running_by_a_dead_process_do_not_count(self):
+        user, app = funded_user("phoenix", grants=1)
+        QueryLimits.objects.create(application_id=app, max_concurrent=1, time_limit_ms=1000)
+        stale = QueryRecord.objects.create(
+            user=user,
+            application_id=app,
+            sql="SELECT 1",
+            status="running",
+            created_at=timezone.now() - timedelta(hours=1),
+        )
+        outcome, _ = run(user, app, "SELECT 1")
+        assert outcome.total_rows == 1
+        stale.refresh_from_db()
+        assert (stale.status, stale.error_code) == ("failed", errors.INTERNAL)
+
+
+class TestDatabaseDefences:
+    def raw(self, sql: str, reads: dict[str, frozenset[str]] | None = None) -> QueryError | executor.ExecutionResult:
+        target = services.database_target()
+        query = CompiledQuery(
+            sql=sql,
+            params={},
+            dialect=target.dialect,  # type: ignore[arg-type]
+            schema=[],
+            max_rows=10,
+            limit=11,
+            tables=(),
+            reads=catalog.reads() if reads is None else reads,
+        )
+        try:
+            return executor.execute(query, target, time_limit_ms=2000)
+        except QueryError as exc:
+            return exc
+
+    @on_sqlite
+    @pytest.mark.parametrize(
+        "sql",
+        [
+            "SELECT * FROM sqlite_master",
+            "SELECT name FROM sqlite_schema",
+            "SELECT password FROM accounts_user",
+            "SELECT prev_hash FROM credits_ledgerentry",
+            "SELECT count(*) FROM credits_ledgerentry",
+            "PRAGMA table_info(credits_ledgerentry)",
+            "ATTACH DATABASE ':memory:' AS other",
+            "SELECT load_extension('x')",
+            "SELECT randomblob(10)",
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT n FROM r",
+            "DELETE FROM credits_ledgerentry",
+            "CREATE TABLE stolen AS SELECT 1",
+        ],
+    )
+    def test_sqlite_authorizer_denies_what_the_compiler_would_refuse(self, sql):
+        funded_user("victim", grants=1)
+        result = self.raw(sql)
+        assert isinstance(result, QueryError) and result.code in (errors.UNAUTHORIZED, errors.INTERNAL)
+        assert LedgerEntry.objects.count() == 1
+
+    @on_sqlite
+    def test_sqlite_authorizer_allows_the_mapped_columns(self):
+        funded_user("mapped", grants=2)
+        result = self.raw("SELECT id, amount FROM credits_ledgerentry")
+        assert isinstance(result, executor.ExecutionResult) and result.total_rows == 2
+
+    @on_postgresql
+    @pytest.mark.parametrize(
+        "sql",
+        [
+            "SELECT password FROM accounts_user",
+            "SELECT prev_hash FROM credits_ledgerentry",
+            "SELECT * FROM django_session",
+            "DELETE FROM credits_ledgerentry",
+            "CREATE TABLE stolen (a int)",
+        ],
+    )
+    def test_postgresql_query_role_denies_what_the_compiler_would_refuse(self, sql):
+        funded_user("victim", grants=1)
+        result = self.raw(sql)
+        assert isinstance(result, QueryError) and result.code in (errors.UNAUTHORIZED, errors.VALIDATION_FAILED)
+        assert LedgerEntry.objects.count() == 1
+
+    @on_postgresql
+    def test_postgresql_query_role_reads_the_mapped_columns(self):
+        funded_user("mapped", grants=2)
+        result = self.raw("SELECT id, amount FROM credits_ledgerentry")
+        assert isinstance(result, executor.ExecutionResult) and result.total_rows == 2
+
+    def test_queries_run_on_their_own_connection(self):
+        user, app = funded_user("separate", grants=1)
+        before = connection.connection
+        run(user, app, "SELECT count(*) FROM credit_entries")
+        assert connection.connection is before
+
+
+class TestAsyncAndCatalog:
+    async def test_run_query_async_calls_async_callbacks_in_order(self):
+        from channels.db import database_sync_to_async
+
+        user, app = await database_sync_to_async(funded_user)("async", 3)
+        seen: list[str] = []
+
+        async def started(query_id: str, estimated_ms: int) -> None:
+            seen.append("started")
+
+        async def chunk(rows: list[list[Any]], schema: list[dict[str, str]]) -> None:
+            seen.extend(str(row[0]) for row in rows)
+
+        async def completed(duration_ms: int, total: int, truncated: bool) -> None:
+            seen.append(f"completed {total}")
+
+        outcome = await services.run_query_async(
+            user_pk=user.pk,
+            application_id=app,
+            sql="SELECT sequence FROM credit_entries ORDER BY 1",
+            on_started=started,
+            on_chunk=chunk,
+            on_completed=completed,
+        )
+        assert seen == ["started", "1", "2", "3", "completed 3"] and outcome.total_rows == 3
+
+    def test_catalog_endpoint_lists_tables_columns_and_types(self):
+        user, _ = funded_user("browser", grants=0)
+        client = APIClient()
+        assert client.get("/api/query/catalog/").status_code in (401, 403)
+        client.force_authenticate(user=user)
+        body = client.get("/api/query/catalog/").json()
+        tables = {table["name"]: table for table in body["tables"]}
+        assert {"credit_entries", "query_history"} <= set(tables)
+        assert tables["credit_entries"]["scope"] == "private"
+        assert {"name": "amount", "type": "integer"}.items() <= next(
+            c for c in tables["credit_entries"]["columns"] if c["name"] == "amount"
+        ).items()
+        assert "count" in body["functions"]
