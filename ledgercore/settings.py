@@ -164,6 +164,21 @@ LEDGERCORE_QUERY_PG_ROLE = config.text("LEDGERCORE_QUERY_PG_ROLE", "ledgercore_q
 # Create/update that role and its grants on first use (needs a database user
 # allowed to; otherwise run `manage.py setup_query_role` once as an owner).
 LEDGERCORE_QUERY_ENSURE_ROLE = config.flag("LEDGERCORE_QUERY_ENSURE_ROLE", True)
+# Queries log in AS that role, never with Django's login: its password
+# (empty: none, for trust/peer authentication) ...
+LEDGERCORE_QUERY_PG_PASSWORD = config.text("LEDGERCORE_QUERY_PG_PASSWORD", "")
+# ... and optionally its whole postgres:// URL (a replica, a pooler); empty:
+# Django's database with the user and password replaced by the two above.
+LEDGERCORE_QUERY_DATABASE_URL = config.text("LEDGERCORE_QUERY_DATABASE_URL", "")
+
+# --- market data --------------------------------------------------------------
+# Run live demo trades inside the server (synthetic BTC-USD/ETH-USD, and the
+# Binance fixture replayed as XRP-ETH): `make run` turns it on.
+LEDGERCORE_MARKET_DEMO_FEED = config.flag("LEDGERCORE_MARKET_DEMO_FEED", False)
+# Replay speed of the fixture in the demo feed (0: no replay).
+LEDGERCORE_MARKET_REPLAY_SPEED = config.number("LEDGERCORE_MARKET_REPLAY_SPEED", 60.0, minimum=0.0)
+# Folder of the Binance reference files (default: ../shared/data/market).
+LEDGERCORE_MARKET_FIXTURE_DIR = config.text("LEDGERCORE_MARKET_FIXTURE_DIR", "")
 
 # Garbage-collector thresholds of server processes (gen0,gen1,gen2); empty
 # keeps Python's defaults.

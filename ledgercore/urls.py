@@ -14,5 +14,6 @@ urlpatterns = [
     path("api/applications/<str:application_id>/broadcast", ApplicationBroadcastView.as_view(), name="broadcast"),
     path("api/credits/", include("credits.urls")),
     path("api/query/", include("queryengine.urls")),
+    path("api/market/", include("marketdata.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

@@ -1,16 +1,176 @@
-"""Market data events. For now: the ``market:<SYMBOL>:<resolution>`` room
-namespace, open to any authenticated user, without presence events."""
+"""Market data events (section "Market Data" of the event reference):
+``request_market_data`` -> ``market_data_response``, and the
+``market:<SYMBOL>:<resolution>`` room namespace, open to any authenticated
+user, without presence events."""
 
 from __future__ import annotations
 
-import re
+from typing import Any
 
+from channels.db import database_sync_to_async
+from django.conf import settings
+from rest_framework import serializers
+
+from marketdata import demo, live, services
+from marketdata.resolutions import RESOLUTIONS, duration_ms
+from marketdata.symbols import SYMBOL_RE, VENUE_RE
+from marketdata.windows import MAX_CANDLES, WindowError, parse_range
 from realtime.context import RequestContext
-from realtime.errors import ValidationFailed
+from realtime.errors import NotFound, ProtocolError, ValidationFailed
+from realtime.handlers import ErrorPayload
+from realtime.payloads import Payload
+from realtime.registry import registry
 from realtime.rooms import Namespace, register_namespace
 
-RESOLUTIONS = ("100ms", "250ms", "500ms", "1s", "5s", "15s", "30s", "1m", "5m", "15m", "30m", "1h", "4h", "1d")
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$")
+__all__ = ["RESOLUTIONS", "SYMBOL_RE", "CandlePayload"]
+
+CATEGORY = "Market data"
+MAX_VENUES = 20
+
+
+class CandleLimitExceeded(ProtocolError):
+    """Sent as market_data_error (not validation_error): the request is well
+    formed, the answer would be too large."""
+
+    code = "VALIDATION_FAILED"
+
+
+# --- payloads ---------------------------------------------------------------------
+
+
+class WindowField(serializers.Field):  # type: ignore[type-arg]
+    """A duration string (``"15m"``, ``"24h"``) or ``{from, to}`` in epoch ms."""
+
+    json_schema = {
+        "oneOf": [
+            {"type": "string", "pattern": "^[0-9]{1,12}(ms|s|m|h|d|w)$", "description": "The last such span."},
+            {
+                "type": "object",
+                "properties": {"from": {"type": "integer"}, "to": {"type": "integer"}},
+                "required": ["from", "to"],
+                "additionalProperties": False,
+                "description": "Candles with timestamp in [from, to), epoch ms.",
+            },
+        ]
+    }
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str):
+            try:
+                duration_ms(data)
+            except ValueError as exc:
+                raise serializers.ValidationError(str(exc)) from None
+            return data.strip()
+        if isinstance(data, dict):
+            try:
+                start, end = parse_range(data)
+            except WindowError as exc:
+                raise serializers.ValidationError(
+                    [f"{field}: {' '.join(messages)}" for field, messages in exc.errors.items()]
+                ) from None
+            return {"from": start, "to": end}
+        raise serializers.ValidationError("Expected a duration string (15m, 24h) or {from, to} in epoch ms.")
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class MarketDataRequest(Payload):
+    symbol = serializers.RegexField(SYMBOL_RE, max_length=41, help_text="BASE-QUOTE, e.g. BTC-USD.")
+    resolution = serializers.ChoiceField(list(RESOLUTIONS))
+    venues = serializers.ListField(
+        child=serializers.RegexField(VENUE_RE, max_length=32),
+        required=False,
+        allow_empty=False,
+        max_length=MAX_VENUES,
+        help_text="Venue codes; without it, all venues are merged into one series.",
+    )
+    window = WindowField(
+        required=False,
+        help_text=f"A duration or {{from, to}}; default the last 500 buckets. At most {MAX_CANDLES} candles.",
+    )
+
+
+class CandlePayload(Payload):
+    timestamp = serializers.IntegerField(help_text="Bucket open time, epoch ms (inclusive), aligned to the epoch.")
+    open = serializers.FloatField()
+    high = serializers.FloatField()
+    low = serializers.FloatField()
+    close = serializers.FloatField()
+    volume = serializers.FloatField(help_text="Base quantity traded in the bucket.")
+    trades = serializers.IntegerField(help_text="Trades in the bucket (Binance: aggTrades).")
+
+
+class MarketDataResponse(Payload):
+    symbol = serializers.CharField()
+    resolution = serializers.ChoiceField(list(RESOLUTIONS))
+    candles = CandlePayload(many=True, help_text="Oldest first; buckets without trades are omitted.")
+
+
+class MarketDataErrorPayload(ErrorPayload):
+    maxCandles = serializers.IntegerField(required=False, help_text="Set when the window asked for too many candles.")
+
+
+registry.outbound(
+    "market_data_response",
+    MarketDataResponse,
+    category=CATEGORY,
+    summary="Candles of a symbol at a resolution over a window.",
+)
+registry.outbound(
+    "market_data_error",
+    MarketDataErrorPayload,
+    category=CATEGORY,
+    summary="A market data request failed: unknown symbol or venue (NOT_FOUND), too many candles, or INTERNAL.",
+)
+
+
+# --- events -------------------------------------------------------------------------
+
+
+def _fetch(data: dict[str, Any]) -> dict[str, Any]:
+    series = services.fetch_candles(
+        data["symbol"], data["resolution"], venues=data.get("venues"), window=data.get("window")
+    )
+    return {
+        "symbol": series.symbol,
+        "resolution": series.resolution,
+        "candles": [candle.to_wire() for candle in series.candles],
+    }
+
+
+@registry.on(
+    "request_market_data",
+    MarketDataRequest,
+    summary=f"Candles of a symbol (all venues merged, or some), at most {MAX_CANDLES} per request.",
+    replies=("market_data_response",),
+    error_event="market_data_error",
+    category=CATEGORY,
+)
+async def request_market_data(ctx: RequestContext, data: dict[str, Any]) -> None:
+    try:
+        # A worker thread of its own rather than the process's one ORM
+        # thread: a query of thousands of candles must not hold up the
+        # database calls of every other socket.
+        response = await database_sync_to_async(_fetch, thread_sensitive=False)(data)
+    except services.UnknownSymbol as exc:
+        raise NotFound(str(exc)) from None
+    except services.UnknownVenue as exc:
+        raise NotFound(str(exc)) from None
+    except services.WindowError as exc:
+        raise ValidationFailed(str(exc), exc.errors) from None
+    except services.TooManyCandles as exc:
+        raise CandleLimitExceeded(str(exc), maxCandles=exc.max_candles) from None
+    await ctx.send("market_data_response", response)
+
+
+# --- rooms ----------------------------------------------------------------------------
+
+
+@registry.on_connect
+async def start_demo_feed(ctx: RequestContext) -> None:
+    if settings.LEDGERCORE_MARKET_DEMO_FEED:
+        demo.demo_feed.start()
 
 
 async def _authorize_market_room(ctx: RequestContext, rest: str) -> None:
@@ -19,6 +179,54 @@ async def _authorize_market_room(ctx: RequestContext, rest: str) -> None:
         raise ValidationFailed("bad market room", {"room": ["Expected market:<BASE-QUOTE>:<resolution>."]})
     if resolution not in RESOLUTIONS:
         raise ValidationFailed("bad resolution", {"room": [f"Resolution must be one of {' '.join(RESOLUTIONS)}."]})
+    try:
+        await database_sync_to_async(services.instrument_id)(symbol)
+    except services.UnknownSymbol as exc:
+        raise NotFound(str(exc), room=f"market:{rest}") from None
+
+
+async def _join_market_room(ctx: RequestContext, rest: str) -> None:
+    symbol, _, resolution = rest.rpartition(":")
+    await live.hub.join(ctx.connection, ctx.request_id, f"market:{rest}", symbol, resolution)
+
+
+class ChartInitialPayload(Payload):
+    symbol = serializers.CharField()
+    resolution = serializers.ChoiceField(list(RESOLUTIONS))
+    series = CandlePayload(
+        many=True,
+        help_text=f"The last {live.INITIAL_CANDLES} buckets with trades, oldest first, the forming one last.",
+    )
+
+
+class ChartLiveUpdatePayload(Payload):
+    symbol = serializers.CharField()
+    resolution = serializers.ChoiceField(list(RESOLUTIONS))
+    timestamp = serializers.IntegerField(help_text="Bucket open time: the same as the last bar replaces it.")
+    open = serializers.FloatField()
+    high = serializers.FloatField()
+    low = serializers.FloatField()
+    close = serializers.FloatField()
+    volume = serializers.FloatField()
+    trades = serializers.IntegerField()
+
+
+registry.outbound(
+    "market_chart_initial_data",
+    ChartInitialPayload,
+    category=CATEGORY,
+    summary="Sent on joining market:<SYMBOL>:<resolution>: recent candles, then live updates follow without gap.",
+)
+registry.outbound(
+    "market_chart_live_update",
+    ChartLiveUpdatePayload,
+    category=CATEGORY,
+    pushed=True,
+    summary=(
+        f"The forming candle of a market room, at most {live.FLUSHES_PER_SECOND} flushes a second; a flush also "
+        "carries the final state of every bucket closed since the previous one. Timestamps never go back."
+    ),
+)
 
 
 register_namespace(
@@ -27,5 +235,6 @@ register_namespace(
         _authorize_market_room,
         presence_events=False,
         description="Live chart of a symbol at a resolution; open to any authenticated user.",
+        on_join=_join_market_room,
     )
 )

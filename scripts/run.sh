@@ -6,6 +6,8 @@ HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 export LEDGERCORE_DEV_JWT_SECRET=${LEDGERCORE_DEV_JWT_SECRET:-$(scripts/dev-secret.sh)}
 export DJANGO_ALLOWED_HOSTS=${DJANGO_ALLOWED_HOSTS:-127.0.0.1,localhost,[::1],$HOST}
+# Live demo trades (synthetic BTC-USD/ETH-USD, the Binance fixture replayed as XRP-ETH).
+export LEDGERCORE_MARKET_DEMO_FEED=${LEDGERCORE_MARKET_DEMO_FEED:-true}
 export LEDGERCORE_ALLOWED_ORIGINS=${LEDGERCORE_ALLOWED_ORIGINS:-http://$HOST:$PORT,http://127.0.0.1:$PORT,http://localhost:$PORT}
 PY=.venv/bin/python
 $PY manage.py migrate --noinput -v 0

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand
 
 from accounts.demo import seed_demo
 from credits.demo import DEMO_GRANT, seed_credits
+from marketdata.demo import seed_market_data
 
 
 class Command(BaseCommand):
@@ -12,8 +13,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         result = seed_demo()
         seed_credits(result)
+        market = seed_market_data()
         self.stdout.write(
             f"demo application {result.application.id} with members "
             + ", ".join(u.username for u in result.members)
-            + f" ({DEMO_GRANT} credits each)"
+            + f" ({DEMO_GRANT} credits each); {market.inserted} new demo trades"
         )

@@ -1,0 +1,120 @@
+"""Admin: venues and instruments (with their venue symbols) are edited here;
+trades and candles are read-only and listed without counting whole tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any, cast
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.http import HttpRequest
+
+from marketdata.models import Candle, Instrument, Trade, TradeSeries, Venue, VenueSymbol
+
+# A page count needs COUNT(*), which over millions of trades is the slowest
+# part of a change list; counting stops here instead ("10000+" pages cap).
+COUNT_LIMIT = 10_000
+
+
+class CappedCountPaginator(Paginator):
+    @cached_property
+    def count(self) -> int:
+        return int(cast(Any, self.object_list)[: COUNT_LIMIT + 1].count())
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class VenueSymbolInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = VenueSymbol
+    extra = 0
+
+
+@admin.register(Venue)
+class VenueAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("code", "name")
+    search_fields = ("code", "name")
+
+
+@admin.register(Instrument)
+class InstrumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("symbol", "base", "quote", "venue_list")
+    search_fields = ("symbol", "base", "quote", "venue_symbols__native")
+    readonly_fields = ("symbol",)
+    fields = ("symbol", "base", "quote")
+    inlines = [VenueSymbolInline]
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).prefetch_related("venue_symbols__venue")
+
+    @admin.display(description="venue symbols")
+    def venue_list(self, obj: Instrument) -> str:
+        return ", ".join(f"{m.venue.code}:{m.native}" for m in obj.venue_symbols.all())
+
+
+@admin.register(Trade)
+class TradeAdmin(ReadOnlyAdmin):
+    list_display = ("id", "instrument", "venue", "trade_id", "exchange_time", "price", "size", "side")
+    list_filter = ("venue", "instrument", "side")
+    search_fields = ("=trade_id",)
+    list_select_related = ("venue", "instrument")
+    ordering = ("-id",)
+
+    @admin.display(description="exchange time (UTC)", ordering="ts")
+    def exchange_time(self, obj: Trade) -> str:
+        return _utc(obj.ts)
+
+
+@admin.register(TradeSeries)
+class TradeSeriesAdmin(ReadOnlyAdmin):
+    list_display = ("instrument", "venue", "trades", "first_trade", "last_trade", "last_row_id")
+    list_filter = ("venue", "instrument")
+    list_select_related = ("venue", "instrument")
+
+    @admin.display(description="first trade (UTC)", ordering="first_ts")
+    def first_trade(self, obj: TradeSeries) -> str:
+        return _utc(obj.first_ts)
+
+    @admin.display(description="last trade (UTC)", ordering="last_ts")
+    def last_trade(self, obj: TradeSeries) -> str:
+        return _utc(obj.last_ts)
+
+
+@admin.register(Candle)
+class CandleAdmin(ReadOnlyAdmin):
+    list_display = (
+        "instrument",
+        "venue",
+        "resolution",
+        "open_time",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "trades",
+    )
+    list_filter = ("resolution", "venue", "instrument")
+    list_select_related = ("venue", "instrument")
+    ordering = ("-id",)
+
+    @admin.display(description="open time (UTC)", ordering="bucket")
+    def open_time(self, obj: Candle) -> str:
+        return _utc(obj.bucket)

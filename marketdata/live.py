@@ -1,0 +1,322 @@
+"""Live charts: ``market:<SYMBOL>:<resolution>`` rooms.
+
+Ingestion publishes the trades it stored, after commit, on the channel-layer
+group ``market-ticks.<SYMBOL>`` (Redis on the scaled stack, so a feed in one
+process reaches subscribers in all of them). Every server process with
+subscribers to a symbol runs one ``MarketHub`` that receives those trades and
+keeps, per room, the forming candle (a ``CandleBuilder``). Updates go to the
+process's own subscribers (``realtime.local``): one encoded frame per room
+and flush, never one per subscriber, and no copy per process.
+
+Exactly once into the forming candle: writers of one (instrument, venue)
+series are serialised until commit (see ``services``), so trade ids of a
+series grow in commit order. A published batch carries its series' highest
+trade id (its watermark). A room is seeded from one consistent database
+snapshot (forming candle + each series' highest visible trade id); a batch
+whose watermark is not above the seed's is already counted and is skipped.
+
+Flushes: at most ``FLUSHES_PER_SECOND`` per room. A trade after a quiet
+period is sent at once; later ones are conflated. A flush sends the final
+state of every bucket that closed since the previous flush, then the
+forming bucket, in time order; a member never gets a bar older than the last
+one it got (``realtime.local`` positions), so a chart never moves back.
+
+Joining: the connection gets ``market_chart_initial_data`` built from stored
+candles and the room's in-memory state under the room's lock, and is added to
+the room's local members in the same step, so the series and the updates
+that follow have no missing and no duplicate bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from marketdata import services
+from marketdata.candles import Candle, CandleBuilder, Tick
+from marketdata.resolutions import RESOLUTION_MS
+from marketdata.services import NewTrades
+from realtime.layers import NoLocalReceivers
+from realtime.local import local_rooms
+from realtime.protocol import encode
+
+log = logging.getLogger(__name__)
+
+FLUSHES_PER_SECOND = 10
+FLUSH_INTERVAL = 1.0 / FLUSHES_PER_SECOND
+INITIAL_CANDLES = 300
+TICKS_MESSAGE = "market.ticks"
+MAX_TICKS_PER_MESSAGE = 5_000
+
+
+def tick_group(symbol: str) -> str:
+    return "market-ticks." + symbol
+
+
+# ------------------------------------------------------------------ publish
+
+
+def publish_after_commit(batches: Iterable[NewTrades]) -> None:
+    """Call inside the ingesting transaction: the trades are announced only
+    if it commits."""
+    batches = [b for b in batches if b.ticks]
+    if batches:
+        transaction.on_commit(lambda: publish(batches))
+
+
+def _messages(symbol: str, batches: list[NewTrades]) -> Iterator[dict[str, Any]]:
+    """The batches of one ingestion in as few messages as fit
+    ``MAX_TICKS_PER_MESSAGE`` trades (so a chart moves once for them).
+    Every part of a split batch carries the batch's watermark; only its last
+    part marks it as counted."""
+    series: list[list[Any]] = []
+    size = 0
+    for batch in batches:
+        rows = [[t.ts, str(t.price), str(t.size), t.trade_id] for t in batch.ticks]
+        start = 0
+        while start < len(rows):
+            room = MAX_TICKS_PER_MESSAGE - size
+            part = rows[start : start + room]
+            start += len(part)
+            series.append([batch.venue, batch.watermark, part, start >= len(rows)])
+            size += len(part)
+            if size >= MAX_TICKS_PER_MESSAGE:
+                yield {"type": TICKS_MESSAGE, "symbol": symbol, "series": series}
+                series, size = [], 0
+    if series:
+        yield {"type": TICKS_MESSAGE, "symbol": symbol, "series": series}
+
+
+async def _send_all(symbol: str, batches: list[NewTrades]) -> None:
+    layer = get_channel_layer()
+    assert layer is not None
+    for message in _messages(symbol, batches):
+        await layer.group_send(tick_group(symbol), message)
+
+
+def publish(batches: list[NewTrades]) -> None:
+    """Best effort: the stored trades are the truth; a lost message only
+    delays a chart until its next bucket."""
+    by_symbol: dict[str, list[NewTrades]] = {}
+    for batch in batches:
+        by_symbol.setdefault(batch.symbol, []).append(batch)
+    if get_channel_layer() is None:
+        return
+    for symbol, group in by_symbol.items():
+        try:
+            async_to_sync(_send_all)(symbol, group)
+        except NoLocalReceivers:
+            return  # embedded stack, outside the server process: no live subscriber here
+        except Exception:
+            log.exception("live trades of %s not published", symbol)
+
+
+# ------------------------------------------------------------------ rooms
+
+
+@dataclass
+class RoomState:
+    room: str
+    symbol: str
+    resolution: str
+    builder: CandleBuilder
+    # Per venue: the highest trade row id already counted.
+    seen: dict[str, int] = field(default_factory=dict)
+    closed: list[Candle] = field(default_factory=list)
+    dirty: bool = False
+    last_flush: float = 0.0
+    flush_handle: asyncio.TimerHandle | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    buffered: list[tuple[str, int, list[Tick], bool]] = field(default_factory=list)
+    sent_ts: int | None = None
+
+    def apply(self, venue: str, watermark: int, ticks: list[Tick], last: bool = True) -> None:
+        if watermark <= self.seen.get(venue, 0):
+            return  # already in the seed snapshot
+        if last:
+            self.seen[venue] = watermark
+        for tick in ticks:
+            for _, final in self.builder.apply(tick):
+                self.closed.append(final.copy())
+        self.dirty = True
+
+
+def _ticks(venue: str, rows: list[list[Any]]) -> list[Tick]:
+    return [Tick(int(ts), Decimal(price), Decimal(size), venue, str(trade_id)) for ts, price, size, trade_id in rows]
+
+
+def live_payload(symbol: str, resolution: str, candle: Candle) -> dict[str, Any]:
+    wire = candle.to_wire()
+    return {"symbol": symbol, "resolution": resolution, **wire}
+
+
+class MarketHub:
+    """One per server process (and event loop)."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, RoomState] = {}
+        self.symbols: dict[str, set[str]] = {}
+        self.channel: str | None = None
+        self._receiver: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._start_lock = asyncio.Lock()
+        self.flushes = 0
+
+    async def _ensure_started(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._receiver is not None and not self._receiver.done() and self._loop is loop:
+            return
+        async with self._start_lock:
+            if self._receiver is not None and not self._receiver.done() and self._loop is loop:
+                return
+            layer = get_channel_layer()
+            assert layer is not None
+            self.channel = await layer.new_channel("market-hub.")
+            self._loop = loop
+            self.rooms.clear()
+            self.symbols.clear()
+            self._receiver = loop.create_task(self._receive(layer, self.channel))
+
+    async def _receive(self, layer: Any, channel: str) -> None:
+        while True:
+            try:
+                message = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("market hub receive failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            if message.get("type") == TICKS_MESSAGE:
+                try:
+                    self.on_ticks(message)
+                except Exception:
+                    log.exception("live trades of %s not applied", message.get("symbol"))
+
+    def on_ticks(self, message: dict[str, Any]) -> None:
+        symbol = message["symbol"]
+        for room_name in self.symbols.get(symbol, ()):
+            room = self.rooms[room_name]
+            for venue, watermark, rows, last in message["series"]:
+                ticks = _ticks(venue, rows)
+                if not room.ready.is_set():
+                    room.buffered.append((venue, watermark, ticks, last))
+                else:
+                    room.apply(venue, watermark, ticks, last)
+            if room.dirty:
+                self._schedule(room)
+
+    # --- flushing ---------------------------------------------------------
+
+    def _schedule(self, room: RoomState) -> None:
+        if room.flush_handle is not None:
+            return
+        assert self._loop is not None
+        wait = max(0.0, room.last_flush + FLUSH_INTERVAL - time.monotonic())
+        room.flush_handle = self._loop.call_later(wait, lambda: self._loop.create_task(self._flush(room)))  # type: ignore[union-attr]
+
+    async def _flush(self, room: RoomState) -> None:
+        async with room.lock:
+            room.flush_handle = None
+            if not room.dirty:
+                return
+            room.dirty = False
+            room.last_flush = time.monotonic()
+            bars = room.closed
+            room.closed = []
+            forming = room.builder.forming(room.resolution)
+            if forming is not None:
+                bars = [*bars, forming]
+            for bar in bars:
+                text = encode("market_chart_live_update", live_payload(room.symbol, room.resolution, bar))
+                await local_rooms.send(room.room, text, position=bar.timestamp)
+            self.flushes += 1
+
+    # --- joining ----------------------------------------------------------
+
+    async def join(self, connection: Any, request_id: Any, room_name: str, symbol: str, resolution: str) -> None:
+        await self._ensure_started()
+        room = self.rooms.get(room_name)
+        if room is None:
+            room = RoomState(room_name, symbol, resolution, CandleBuilder([resolution]))
+            self.rooms[room_name] = room
+            first_of_symbol = symbol not in self.symbols
+            self.symbols.setdefault(symbol, set()).add(room_name)
+            if first_of_symbol:
+                layer = get_channel_layer()
+                assert layer is not None and self.channel is not None
+                # Subscribed before the seed snapshot is read: nothing
+                # committed after it can be missed.
+                await layer.group_add(tick_group(symbol), self.channel)
+            try:
+                await self._seed(room)
+            except Exception:
+                self.rooms.pop(room_name, None)
+                self.symbols.get(symbol, set()).discard(room_name)
+                raise
+        await room.ready.wait()
+        history = await database_sync_to_async(_history)(symbol, resolution)
+        async with room.lock:
+            series = _merge(history, room)
+            position = series[-1].timestamp if series else None
+            await connection.send_event(
+                "market_chart_initial_data",
+                {"symbol": symbol, "resolution": resolution, "series": [c.to_wire() for c in series]},
+                request_id,
+            )
+            if connection.rooms.get(room_name) is not None:
+                local_rooms.add(room_name, connection, position)
+
+    async def _seed(self, room: RoomState) -> None:
+        forming, watermarks = await database_sync_to_async(services.live_seed)(room.symbol, room.resolution)
+        if forming is not None:
+            room.builder.seed(room.resolution, forming)
+        room.seen = dict(watermarks)
+        for venue, watermark, ticks, last in room.buffered:
+            room.apply(venue, watermark, ticks, last)
+        room.buffered = []
+        room.ready.set()
+        if room.dirty:
+            self._schedule(room)
+
+
+def _history(symbol: str, resolution: str) -> list[Candle]:
+    size = RESOLUTION_MS[resolution]
+    end = services.now_ms() + size
+    start = end - size * (INITIAL_CANDLES + 1)
+    return services.load_candles(symbol, resolution, start_ms=start - start % size, end_ms=end)
+
+
+def _merge(history: list[Candle], room: RoomState) -> list[Candle]:
+    """The room's in-memory bars (buckets closed since the last flush and the
+    forming one) are the freshest state of their buckets; stored candles
+    fill in before them, and after them when the database is ahead of the
+    live stream (trades still in flight, or stored by a process that does not
+    publish to this one)."""
+    memory = list(room.closed)
+    forming = room.builder.forming(room.resolution)
+    if forming is not None:
+        memory.append(forming)
+    if not memory:
+        return history[-INITIAL_CANDLES:]
+    first, last = memory[0].timestamp, memory[-1].timestamp
+    series = (
+        [c for c in history if c.timestamp < first]
+        + [c.copy() for c in memory]
+        + [c for c in history if c.timestamp > last]
+    )
+    return series[-INITIAL_CANDLES:]
+
+
+hub = MarketHub()
