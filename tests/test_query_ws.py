@@ -177,9 +177,9 @@ async def test_time_limit_is_a_timeout_and_the_charge_is_refunded(live_server_ur
         assert frames[-1]["data"]["code"] == "TIMEOUT"
         progress = [f for f in frames if f["event"] == "query_progress"]
         assert all(f["data"]["queryId"] == frames[0]["data"]["queryId"] for f in progress)
-        # hold then release: the balance comes back
-        await client.expect("credit_balance_updated", newBalance=before - 3)
-        await client.expect("credit_balance_updated", newBalance=before)
+        # hold then release: the balance comes back (30 grants, then entries 31 and 32)
+        await client.expect("credit_balance_updated", newBalance=before - 3, sequence=31)
+        await client.expect("credit_balance_updated", newBalance=before, sequence=32)
     balance = await database_sync_to_async(credits.get_balance)(user_pk, app)
     assert balance.balance == before
 
