@@ -11,6 +11,7 @@ from channels.db import database_sync_to_async
 
 from accounts import services as accounts
 from accounts.models import Application, Membership
+from marketdata import services as market
 from tests.wsclient import Client, connected, dev_token, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -332,6 +333,7 @@ async def test_frames_are_utf8_json_objects(live_server_url):
         ("market:BTC-USD:100ms", "subscribed"),
         ("market:BTC-USD:7s", "validation_error"),
         ("market:btcusd:1m", "validation_error"),
+        ("market:NOSUCH-USD:1m", "error"),
         ("address:ethereum:0x" + "ab" * 20, "subscribed"),
         ("address:bitcoin:bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "subscribed"),
         ("address:ethereum:0x123", "validation_error"),
@@ -339,18 +341,25 @@ async def test_frames_are_utf8_json_objects(live_server_url):
     ],
 )
 async def test_public_rooms_are_open_to_any_user_with_well_formed_names(live_server_url, room, expected):
+    await database_sync_to_async(market.ensure_listing)("binance", "BTC-USD")
     client = await connected(live_server_url, unique("pub"))
     frame = await client.request("subscribe", {"room": room})
     assert frame["event"] == expected, frame
+    if frame["event"] == "error":
+        assert frame["data"]["code"] == "NOT_FOUND"
     await client.close()
 
 
 async def test_public_rooms_count_subscribers_without_presence_events(live_server_url):
-    room = f"market:{unique('X').upper().replace('_', '')[:12]}-USD:1m"
+    symbol = f"{unique('X').upper().replace('_', '')[:12]}-USD"
+    await database_sync_to_async(market.ensure_listing)("binance", symbol)
+    room = f"market:{symbol}:1m"
     a = await connected(live_server_url, unique("pa"))
     b = await connected(live_server_url, unique("pb"))
     assert (await a.request("subscribe", {"room": room}))["data"]["subscriberCount"] == 1
+    await a.expect("market_chart_initial_data")
     assert (await b.request("subscribe", {"room": room}))["data"]["subscriberCount"] == 2
+    await b.expect("market_chart_initial_data")
     await a.nothing()
     await b.close()
     await a.nothing()
