@@ -3,26 +3,21 @@ namespace, open to any authenticated user, without presence events."""
 
 from __future__ import annotations
 
-import re
-
+from compliance.addresses import InvalidAddress, UnknownChain, normalize_chain_address
 from realtime.context import RequestContext
 from realtime.errors import NotFound, ValidationFailed
 from realtime.rooms import Namespace, register_namespace
 
-# Shape checks only; per-chain checksum validation belongs to address parsing.
-ADDRESS_SHAPES = {
-    "ethereum": re.compile(r"^0x[0-9a-fA-F]{40}$"),
-    "bitcoin": re.compile(r"^(bc1[02-9ac-hj-np-z]{8,87}|[13][1-9A-HJ-NP-Za-km-z]{25,34})$"),
-}
-
 
 async def _authorize_address_room(ctx: RequestContext, rest: str) -> None:
+    # Pure computation (checksums), no database: fine on the event loop.
     chain, _, address = rest.partition(":")
-    shape = ADDRESS_SHAPES.get(chain)
-    if shape is None:
-        raise NotFound(f"unknown chain {chain[:40]!r}", room=f"address:{rest}")
-    if not shape.match(address):
-        raise ValidationFailed("bad address", {"room": [f"Not a valid {chain} address."]})
+    try:
+        normalize_chain_address(chain, address)
+    except UnknownChain:
+        raise NotFound(f"unknown chain {chain[:40]!r}", room=f"address:{rest}") from None
+    except InvalidAddress as exc:
+        raise ValidationFailed("bad address", {"room": [f"Not a valid {chain} address: {exc}"]}) from None
 
 
 register_namespace(

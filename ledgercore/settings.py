@@ -180,6 +180,10 @@ LEDGERCORE_MARKET_REPLAY_SPEED = config.number("LEDGERCORE_MARKET_REPLAY_SPEED",
 # Folder of the Binance reference files (default: ../shared/data/market).
 LEDGERCORE_MARKET_FIXTURE_DIR = config.text("LEDGERCORE_MARKET_FIXTURE_DIR", "")
 
+# --- compliance ---------------------------------------------------------------
+# Folder of the OFAC sanctioned-address lists (default: ../shared/data/ofac).
+LEDGERCORE_OFAC_DIR = config.text("LEDGERCORE_OFAC_DIR", "")
+
 # Garbage-collector thresholds of server processes (gen0,gen1,gen2); empty
 # keeps Python's defaults.
 LEDGERCORE_GC_THRESHOLDS = config.gc_thresholds("LEDGERCORE_GC_THRESHOLDS", (100_000, 50, 1000))

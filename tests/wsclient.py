@@ -122,10 +122,11 @@ def _matches(frame: dict[str, Any], event: str, match: dict[str, Any]) -> bool:
 async def connected(base_url: str, user_id: str, app: str | None = None, **kwargs: Any) -> Client:
     """A connected, authenticated client whose ``connected`` event was read."""
     client = await Client.connect(base_url, dev_token(user_id, app), **kwargs)
-    frame = await client.recv()
+    # Generous: the suite shares a 2-core machine with its own servers.
+    frame = await client.recv(timeout=15)
     assert frame["event"] == "connected", frame
     client.hello = frame  # type: ignore[attr-defined]
-    balance = await client.recv()
+    balance = await client.recv(timeout=15)
     assert balance["event"] == "credit_balance_updated", balance
     client.balance = balance  # type: ignore[attr-defined]
     return client

@@ -1,0 +1,52 @@
+"""Load a version of the OFAC sanctioned-address lists as sanctions labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from compliance.ofac import default_ofac_directory, import_ofac_lists
+
+
+class Command(BaseCommand):
+    help = (
+        "Import sanctioned_addresses_<ASSET>.txt lists (default folder: LEDGERCORE_OFAC_DIR, else "
+        "../shared/data/ofac). Idempotent; addresses missing from a later version are delisted."
+    )
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        # --version names the list version here, not Django's version.
+        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--dir", type=Path, help="Folder holding the lists.")
+        parser.add_argument("--version", help="Version recorded on new labels (default: from PROVENANCE.md).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        directory = options["dir"] or default_ofac_directory()
+        if directory is None:
+            raise CommandError("no OFAC folder: pass --dir or set LEDGERCORE_OFAC_DIR")
+        try:
+            result = import_ofac_lists(directory, options["version"])
+        except FileNotFoundError as exc:
+            raise CommandError(str(exc)) from None
+        for asset, outcome in sorted(result.assets.items()):
+            chains = ", ".join(f"{chain} {count}" for chain, count in sorted(outcome.chains.items()))
+            line = (
+                f"{asset}: {outcome.addresses} listed addresses ({chains}); "
+                f"{outcome.listed} new, {outcome.delisted} delisted, {outcome.unchanged} unchanged"
+            )
+            if outcome.skipped:
+                line += f"; {len(outcome.skipped)} skipped (no known format): {', '.join(outcome.skipped[:5])}"
+            self.stdout.write(line)
+            for note in outcome.notes:
+                self.stdout.write(f"  note: {note}")
+        for asset, closed in sorted(result.removed_assets.items()):
+            self.stdout.write(f"{asset}: no longer in the lists, {closed} label(s) delisted")
+        state = "recorded" if result.recorded else "already loaded, nothing changed"
+        self.stdout.write(
+            f"OFAC version {result.version} as of {result.as_of:%Y-%m-%d %H:%M} UTC: "
+            f"{result.listed} new, {result.delisted} delisted, {result.unchanged} unchanged ({state})"
+        )
