@@ -167,8 +167,17 @@ def flush_dispatcher(timeout: float = 5.0) -> bool:
     return _dispatcher.flush(timeout)
 
 
+def _mark_all(delivered: list[int], failed: list[int]) -> None:
+    """One UPDATE per outcome for a whole batch (not one per row)."""
+    if delivered:
+        OutboxEvent.objects.filter(pk__in=delivered).update(attempts=F("attempts") + 1, delivered_at=timezone.now())
+    if failed:
+        OutboxEvent.objects.filter(pk__in=failed).update(attempts=F("attempts") + 1)
+
+
 def _deliver_with(outbox_ids: list[int], loop: asyncio.AbstractEventLoop) -> int:
-    sent = 0
+    delivered: list[int] = []
+    failed: list[int] = []
     for row_pk, user_id, events in _load(outbox_ids):
         try:
             for event, data in events:
@@ -177,11 +186,11 @@ def _deliver_with(outbox_ids: list[int], loop: asyncio.AbstractEventLoop) -> int
             continue  # embedded stack, outside the server process: the server's relay sends it
         except Exception:
             log.exception("credit events of outbox row %s not sent; the relay will retry", row_pk)
-            _mark(row_pk, False)
+            failed.append(row_pk)
             continue
-        _mark(row_pk, True)
-        sent += 1
-    return sent
+        delivered.append(row_pk)
+    _mark_all(delivered, failed)
+    return len(delivered)
 
 
 async def adeliver(outbox_ids: list[int]) -> int:
