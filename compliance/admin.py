@@ -21,6 +21,7 @@ from compliance import services
 from compliance.models import (
     Address,
     AddressLabel,
+    AnalysisJob,
     Asset,
     Chain,
     Cluster,
@@ -232,3 +233,15 @@ class ClusterAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 class LabelImportAdmin(ReadOnlyAdmin):
     list_display = ("imported_at", "source", "version", "listed", "delisted", "unchanged", "content_sha256")
     list_filter = ("source",)
+
+
+@admin.register(AnalysisJob)
+class AnalysisJobAdmin(ReadOnlyAdmin):
+    """Jobs are written by the analysis only; staff read them to answer
+    "what did the customer see, and why"."""
+
+    list_display = ("id", "user", "application", "chain", "address", "hops", "status", "stage", "pct", "attempts")
+    list_filter = ("status", "chain")
+    search_fields = ("=id", "=address", "user__username")
+    list_select_related = ("user", "application")
+    readonly_fields = [f.name for f in AnalysisJob._meta.fields]

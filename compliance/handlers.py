@@ -1,12 +1,444 @@
-"""Compliance events. For now: the ``address:<chain>:<address>`` room
-namespace, open to any authenticated user, without presence events."""
+"""Compliance events (section "Compliance (LedgerBrain)" of the event
+reference): ``address_analysis`` (a durable job with progress),
+``address_transactions`` (keyset pages), ``cross_border_flows``; and the
+``address:<chain>:<address>`` room namespace.
+
+Charging of ``address_analysis``: the registry holds the price before the
+handler runs and captures it when the handler returns, releases it when the
+handler fails with INTERNAL or TIMEOUT. The handler therefore waits for its
+job to end (it runs as a concurrent task, so the connection keeps
+answering): a job that fails, times out or is reaped after its worker died
+twice ends the request with INTERNAL/TIMEOUT and the hold is released. The
+job also records the hold's reference, so the reaper releases it even when
+the requesting process is gone; a hold nobody settles is released at its
+TTL (``LEDGERCORE_HOLD_TTL_SECONDS``, above the analysis time limit).
+"""
 
 from __future__ import annotations
 
-from compliance.addresses import InvalidAddress, UnknownChain, normalize_chain_address
+import asyncio
+import contextlib
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from rest_framework import serializers
+
+from compliance import flows, history, jobs
+from compliance.addresses import InvalidAddress, UnknownChain, normalize_address, normalize_chain_address
+from compliance.models import AnalysisJob, JobStatus
+from marketdata.resolutions import duration_ms
+from marketdata.windows import MAX_TIMESTAMP_MS, WindowError, parse_range
 from realtime.context import RequestContext
-from realtime.errors import NotFound, ValidationFailed
+from realtime.errors import NotFound, ProtocolError, ValidationFailed
+from realtime.handlers import ErrorPayload
+from realtime.payloads import Payload
+from realtime.protocol import now_ms
+from realtime.registry import registry
 from realtime.rooms import Namespace, register_namespace
+
+CATEGORY = "Compliance"
+POLL_SECONDS = 1.0  # with no message for this long, the job row is read
+
+
+# --- payloads ---------------------------------------------------------------------------
+
+
+class _AddressRequest(Payload):
+    chain = serializers.CharField(max_length=32, help_text="ethereum or bitcoin.")
+    address = serializers.CharField(max_length=128, help_text="Validated per chain; EIP-55 checksums are checked.")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Malformed addresses are refused before anything is charged; an
+        # unknown chain is NOT_FOUND from the handler.
+        try:
+            attrs["address"] = normalize_chain_address(attrs["chain"], attrs["address"].strip())
+        except UnknownChain:
+            pass
+        except InvalidAddress as exc:
+            raise serializers.ValidationError({"address": [f"Not a valid {attrs['chain']} address: {exc}"]}) from None
+        return attrs
+
+
+class AnalysisRequest(_AddressRequest):
+    hops = serializers.IntegerField(min_value=1, max_value=5, default=2, help_text="1-5, default 2.")
+
+
+class TransactionsRequest(_AddressRequest):
+    limit = serializers.IntegerField(min_value=1, max_value=history.MAX_LIMIT, default=history.DEFAULT_LIMIT)
+    cursor = serializers.CharField(
+        required=False, allow_null=True, max_length=500, help_text="nextCursor of the previous page."
+    )
+
+
+class WindowField(serializers.Field):  # type: ignore[type-arg]
+    """A duration (``"7d"``: the last such span) or ``{from, to}`` epoch ms."""
+
+    json_schema = {
+        "oneOf": [
+            {"type": "string", "pattern": "^[0-9]{1,12}(ms|s|m|h|d|w)$", "description": "The last such span."},
+            {
+                "type": "object",
+                "properties": {"from": {"type": "integer"}, "to": {"type": "integer"}},
+                "required": ["from", "to"],
+                "additionalProperties": False,
+                "description": "Transfers with timestamp in [from, to), epoch ms.",
+            },
+        ]
+    }
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str):
+            try:
+                span = duration_ms(data)
+            except ValueError as exc:
+                raise serializers.ValidationError(str(exc)) from None
+            end = now_ms()
+            return max(0, end - span), end
+        if isinstance(data, dict):
+            try:
+                start, end = parse_range(data)
+            except WindowError as exc:
+                raise serializers.ValidationError(
+                    [f"{field}: {' '.join(messages)}" for field, messages in exc.errors.items()]
+                ) from None
+            return start, min(end, MAX_TIMESTAMP_MS)
+        raise serializers.ValidationError("Expected a duration string (7d, 30d) or {from, to} in epoch ms.")
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class FlowsRequest(Payload):
+    corridor = serializers.CharField(max_length=5, help_text='Two ISO 3166-1 alpha-2 codes, "US-MX" (from US to MX).')
+    window = WindowField(help_text="A duration (7d, 30d) or {from, to} in epoch ms; at most 366 days.")
+
+    def validate_corridor(self, value: str) -> flows.Corridor:
+        try:
+            return flows.parse_corridor(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        start, end = attrs["window"]
+        if end - start > flows.MAX_WINDOW_MS:
+            raise serializers.ValidationError({"window": ["At most 366 days."]})
+        return attrs
+
+
+class JobIdPayload(Payload):
+    jobId = serializers.CharField()  # noqa: N815
+
+
+class ProgressPayload(JobIdPayload):
+    stage = serializers.CharField(help_text="resolve, labels, expand_hop_<n>, exposure, score, explain.")
+    pct = serializers.IntegerField(min_value=0, max_value=100, help_text="Never decreases.")
+
+
+class EntityPayload(Payload):
+    name = serializers.CharField()
+    category = serializers.CharField()
+    country = serializers.CharField(allow_null=True)
+
+
+class SourcePayload(Payload):
+    source = serializers.CharField(help_text="Where the label comes from, e.g. ofac:ETH.")
+    version = serializers.CharField()
+    confidence = serializers.IntegerField(min_value=0, max_value=100)
+
+
+class SignalPayload(Payload):
+    type = serializers.ChoiceField(["ownership", "exposure", "behaviour"])
+    category = serializers.CharField(allow_null=True, help_text="Entity category; null for behaviours.")
+    direction = serializers.ChoiceField(["in", "out"], allow_null=True, help_text="in: source of funds.")
+    severity = serializers.ChoiceField(["low", "medium", "high", "severe"])
+    hops = serializers.IntegerField(help_text="0 ownership, 1 direct, more indirect (minimum hops).")
+    amount = serializers.CharField(allow_null=True, help_text="Exact, in the asset's units (decimal string).")
+    asset = serializers.CharField(allow_null=True)
+    amountUSD = serializers.FloatField(allow_null=True, help_text="Dollar stablecoins only (1 USD each).")  # noqa: N815
+    share = serializers.FloatField(allow_null=True, help_text="Of the address's flow that way in that asset.")
+    contribution = serializers.IntegerField(help_text="Points of riskScore; contributions add up to it.")
+    rule = serializers.CharField()
+    entity = EntityPayload(allow_null=True)
+    counterparty = serializers.CharField(allow_null=True, help_text="The attributed address of the example path.")
+    sources = SourcePayload(many=True)
+    path = serializers.ListField(child=serializers.CharField(), help_text="Transaction hashes, hop by hop.")
+    description = serializers.CharField()
+
+
+class ClusterPayload(Payload):
+    id = serializers.IntegerField()
+    heuristic = serializers.CharField()
+    size = serializers.IntegerField()
+    entity = serializers.CharField(allow_null=True)
+    category = serializers.CharField(allow_null=True)
+
+
+class ExposurePayload(Payload):
+    category = serializers.CharField()
+    direction = serializers.ChoiceField(["in", "out"])
+    asset = serializers.CharField()
+    direct = serializers.CharField(help_text="Asset units (decimal string).")
+    indirect = serializers.CharField(help_text="Asset units (decimal string).")
+    directUSD = serializers.FloatField(allow_null=True)  # noqa: N815
+    indirectUSD = serializers.FloatField(allow_null=True)  # noqa: N815
+    minHops = serializers.IntegerField()  # noqa: N815
+
+
+class StatsPayload(Payload):
+    addressesVisited = serializers.IntegerField()  # noqa: N815
+    edgesRead = serializers.IntegerField()  # noqa: N815
+
+
+class AnalysisResponsePayload(JobIdPayload):
+    chain = serializers.CharField()
+    address = serializers.CharField(help_text="Normal form.")
+    hops = serializers.IntegerField()
+    known = serializers.BooleanField(help_text="False: the address was never seen (no labels, no transfers).")
+    riskScore = serializers.IntegerField(min_value=0, max_value=100)  # noqa: N815
+    riskLevel = serializers.ChoiceField(["low", "medium", "high", "severe"])  # noqa: N815
+    clusters = ClusterPayload(many=True)
+    signals = SignalPayload(many=True)
+    exposure = ExposurePayload(many=True, help_text="Every category reached, licit ones included.")
+    rules = serializers.ListField(child=serializers.CharField(), help_text="Rules triggered.")
+    truncated = serializers.BooleanField(help_text="The neighbourhood was cut at the expansion bounds.")
+    stats = StatsPayload()
+
+
+class CompletedPayload(JobIdPayload):
+    durationMs = serializers.IntegerField()  # noqa: N815
+
+
+class AnalysisErrorPayload(ErrorPayload):
+    jobId = serializers.CharField(allow_null=True, required=False)  # noqa: N815
+
+
+class TransactionPayload(Payload):
+    hash = serializers.CharField()
+    timestamp = serializers.IntegerField()
+    direction = serializers.ChoiceField(["in", "out", "self"])
+    counterparty = serializers.CharField(allow_null=True)
+    asset = serializers.CharField()
+    amount = serializers.CharField(help_text="Net for the address, in the asset's units (decimal string).")
+    blockNumber = serializers.IntegerField(allow_null=True)  # noqa: N815
+    fee = serializers.CharField(allow_null=True, help_text="In the chain's native units.")
+
+
+class TransactionsResponsePayload(Payload):
+    chain = serializers.CharField()
+    address = serializers.CharField()
+    transactions = TransactionPayload(many=True)
+    nextCursor = serializers.CharField(allow_null=True, help_text="Opaque; null on the last page.")  # noqa: N815
+
+
+class FlowPayload(Payload):
+    direction = serializers.ChoiceField(["outbound", "inbound"])
+    day = serializers.CharField(help_text="UTC date, YYYY-MM-DD.")
+    asset = serializers.CharField()
+    txCount = serializers.IntegerField()  # noqa: N815
+    volume = serializers.CharField(help_text="Asset units (decimal string).")
+    volumeUSD = serializers.FloatField(allow_null=True)  # noqa: N815
+    unpricedTransfers = serializers.IntegerField()  # noqa: N815
+
+
+class TotalsPayload(Payload):
+    outbound = serializers.FloatField()
+    inbound = serializers.FloatField()
+    net = serializers.FloatField(help_text="outbound - inbound.")
+
+
+class FlowsResponsePayload(Payload):
+    corridor = serializers.CharField()
+    flows = FlowPayload(many=True)
+    totalsUSD = TotalsPayload()  # noqa: N815
+    unpricedTransfers = serializers.IntegerField(help_text="Transfers left out of the USD figures.")  # noqa: N815
+    window = type(
+        "WindowRangePayload",
+        (Payload,),
+        {
+            "from": serializers.IntegerField(help_text="Epoch ms, inclusive."),
+            "to": serializers.IntegerField(help_text="Epoch ms, exclusive."),
+        },
+    )(help_text="The window the flows cover.")
+
+
+# --- address_analysis -------------------------------------------------------------------
+
+
+class AnalysisFailed(ProtocolError):
+    def __init__(self, job_id: str | None, code: str, message: str) -> None:
+        super().__init__(message, jobId=job_id)
+        self.code = code
+
+
+def _job_state(job_id: str) -> AnalysisJob:
+    return AnalysisJob.objects.get(pk=job_id)
+
+
+async def _emit_final(ctx: RequestContext, job: AnalysisJob, response_sent: bool) -> None:
+    if job.status == JobStatus.COMPLETED:
+        if not response_sent:
+            await ctx.send("address_analysis_response", jobs.response_payload(job))
+        await ctx.send("address_analysis_completed", {"jobId": job.id, "durationMs": job.duration_ms or 0})
+        return
+    raise AnalysisFailed(job.id, job.error_code or "INTERNAL", job.error_message or "the analysis failed")
+
+
+async def _follow(ctx: RequestContext, job_id: str, channel: str) -> None:
+    """Forward the job's events to this request until it ends."""
+    layer = get_channel_layer()
+    assert layer is not None
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def pump() -> None:
+        while True:
+            queue.put_nowait(await layer.receive(channel))
+
+    pumping = asyncio.create_task(pump())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.LEDGERCORE_ANALYSIS_TIME_LIMIT_SECONDS
+    last: tuple[str, int] = ("", -1)
+    response_sent = False
+    try:
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                message = f"the analysis ran past {settings.LEDGERCORE_ANALYSIS_TIME_LIMIT_SECONDS:g} s; refunded"
+                if await database_sync_to_async(jobs.fail_job)(job_id, "TIMEOUT", message):
+                    raise AnalysisFailed(job_id, "TIMEOUT", message)
+                await _emit_final(ctx, await database_sync_to_async(_job_state)(job_id), response_sent)
+                return
+            try:
+                message_in = await asyncio.wait_for(queue.get(), min(POLL_SECONDS, remaining))
+            except TimeoutError:
+                job = await database_sync_to_async(_job_state)(job_id)
+                if job.finished:
+                    await _emit_final(ctx, job, response_sent)
+                    return
+                if job.status == JobStatus.RUNNING and (job.stage, job.pct) != last and job.pct >= last[1]:
+                    last = (job.stage, job.pct)
+                    await ctx.send("address_analysis_progress", {"jobId": job_id, "stage": job.stage, "pct": job.pct})
+                await database_sync_to_async(jobs.reap_stale_jobs)()
+                continue
+            event, data = message_in.get("event"), message_in.get("data", {})
+            if event == "address_analysis_progress":
+                if data["pct"] >= last[1] and (data["stage"], data["pct"]) != last:
+                    last = (data["stage"], data["pct"])
+                    await ctx.send(event, data)
+            elif event == "address_analysis_response":
+                response_sent = True
+                await ctx.send(event, data)
+            elif event in ("address_analysis_completed", "address_analysis_error"):
+                await _emit_final(ctx, await database_sync_to_async(_job_state)(job_id), response_sent)
+                return
+    finally:
+        pumping.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await pumping
+
+
+@registry.on(
+    "address_analysis",
+    AnalysisRequest,
+    summary="Explainable risk analysis of an address: a job with progress, then the score and its signals.",
+    replies=(
+        "address_analysis_started",
+        "address_analysis_progress",
+        "address_analysis_response",
+        "address_analysis_completed",
+        "address_analysis_error",
+    ),
+    throttle="expensive",
+    price=jobs.ACTION,
+    error_event="address_analysis_error",
+    concurrent=True,
+    category=CATEGORY,
+)
+async def address_analysis(ctx: RequestContext, data: dict[str, Any]) -> None:
+    chain = data["chain"]
+    address = normalize_address(chain, data["address"])  # UnknownChain: NOT_FOUND
+    reference = f"{ctx.sid}:{ctx.request_id}" if ctx.request_id is not None else ""
+    job = await database_sync_to_async(jobs.create_job)(
+        user_pk=ctx.user_pk,
+        application_id=ctx.application_id,
+        chain=chain,
+        address=address,
+        hops=data["hops"],
+        charge_reference=reference,
+        request_id="" if ctx.request_id is None else str(ctx.request_id),
+    )
+    layer = get_channel_layer()
+    assert layer is not None
+    channel = await layer.new_channel()
+    group = jobs.job_group(job.id)
+    # Listen before the job can start, so no step is missed.
+    await layer.group_add(group, channel)
+    try:
+        await ctx.send("address_analysis_started", {"jobId": job.id})
+        jobs.start_reaper()
+        await database_sync_to_async(jobs.dispatch)(job.id)
+        await _follow(ctx, job.id, channel)
+    finally:
+        await layer.group_discard(group, channel)
+
+
+# --- address_transactions, cross_border_flows ---------------------------------------------
+
+
+@registry.on(
+    "address_transactions",
+    TransactionsRequest,
+    summary="Transactions of an address, newest first, in keyset pages (opaque nextCursor).",
+    replies=("address_transactions_response",),
+    category=CATEGORY,
+)
+async def address_transactions(ctx: RequestContext, data: dict[str, Any]) -> None:
+    chain = data["chain"]
+    address = normalize_address(chain, data["address"])
+    try:
+        page = await database_sync_to_async(history.address_transactions)(
+            chain, address, limit=data["limit"], cursor=data.get("cursor")
+        )
+    except history.BadCursor as exc:
+        raise ValidationFailed("invalid cursor", {"cursor": [str(exc)]}) from None
+    await ctx.send(
+        "address_transactions_response",
+        {"chain": chain, "address": address, "transactions": page.transactions, "nextCursor": page.next_cursor},
+    )
+
+
+@registry.on(
+    "cross_border_flows",
+    FlowsRequest,
+    summary="Value moved between entities of two countries, by direction, asset and day, with USD totals.",
+    replies=("cross_border_flows_response",),
+    throttle="expensive",
+    category=CATEGORY,
+)
+async def cross_border_flows(ctx: RequestContext, data: dict[str, Any]) -> None:
+    start, end = data["window"]
+    result = await database_sync_to_async(flows.cross_border_flows)(data["corridor"], start, end)
+    await ctx.send("cross_border_flows_response", result)
+
+
+for _name, _payload, _summary in [
+    ("address_analysis_started", JobIdPayload, "The analysis job was created; its id."),
+    ("address_analysis_progress", ProgressPayload, "The job reached a stage; pct never decreases."),
+    (
+        "address_analysis_response",
+        AnalysisResponsePayload,
+        "The result; also pushed (without id) to user:<userId>. Amounts are in the asset's own units.",
+    ),
+    ("address_analysis_completed", CompletedPayload, "The job finished; also pushed to user:<userId>."),
+    ("address_analysis_error", AnalysisErrorPayload, "The request or its job failed (refunded on INTERNAL/TIMEOUT)."),
+    ("address_transactions_response", TransactionsResponsePayload, "A page of an address's transactions."),
+    ("cross_border_flows_response", FlowsResponsePayload, "Flows of a corridor in a window."),
+]:
+    registry.outbound(_name, _payload, summary=_summary, category=CATEGORY)
+
+
+# --- the address room ---------------------------------------------------------------------
 
 
 async def _authorize_address_room(ctx: RequestContext, rest: str) -> None:

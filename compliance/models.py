@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
@@ -297,3 +298,56 @@ class LabelImport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.version} ({self.imported_at:%Y-%m-%d %H:%M})"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class AnalysisJob(models.Model):
+    """One ``address_analysis`` request: durable, so that a worker in another
+    process can run it, a reconnecting client can be answered from it, and a
+    job whose worker died is found (stale heartbeat) and retried or failed."""
+
+    id = models.CharField(primary_key=True, max_length=40, editable=False, help_text="jobId on the wire.")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="analysis_jobs")
+    application = models.ForeignKey(
+        "accounts.Application", on_delete=models.PROTECT, related_name="analysis_jobs", db_index=False
+    )
+    chain = models.CharField(max_length=32)
+    address = models.CharField(max_length=128, help_text="Normal form.")
+    hops = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=10, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    stage = models.CharField(max_length=40, blank=True)
+    pct = models.PositiveSmallIntegerField(default=0)
+    result = models.JSONField(null=True, blank=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    charge_reference = models.CharField(
+        max_length=200, blank=True, help_text="Reference of the credit hold taken for it (released if it fails)."
+    )
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"], name="analysis_job_status_beat"),
+            models.Index(fields=["application", "user", "created_at"], name="analysis_job_owner"),
+        ]
+        constraints = [models.CheckConstraint(condition=models.Q(pct__lte=100), name="analysis_job_pct_0_100")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.chain}:{self.address} ({self.status})"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (JobStatus.COMPLETED, JobStatus.FAILED)

@@ -125,3 +125,66 @@ def server_environment(
 
             with psycopg.connect(postgres_url, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+class DbWorkerProcess:
+    """``manage.py db_worker`` (django_tasks_db) as a subprocess: the scaled
+    stack's job runner, killable like a crashed machine."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *, interval: float = 0.1) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.interval = interval
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DbWorkerProcess:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "manage.py",
+                "db_worker",
+                "--interval",
+                str(self.interval),
+                "--no-startup-delay",
+                "--no-reload",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        time.sleep(0.2)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"db_worker exited early:\n{self.logs()}")
+        return self
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def database_url(settings_dict: dict[str, object]) -> str:
+    """A ``postgres://`` URL for a Django PostgreSQL settings dict (to point
+    a subprocess at the database a test run created)."""
+    from urllib.parse import quote
+
+    user = quote(str(settings_dict.get("USER") or ""))
+    password = settings_dict.get("PASSWORD")
+    auth = f"{user}:{quote(str(password))}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or "127.0.0.1"
+    port = settings_dict.get("PORT") or 5432
+    return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"

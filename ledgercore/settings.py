@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "channels",
+    "django_tasks_db",
     "accounts",
     "realtime",
     "credits",
@@ -183,6 +184,31 @@ LEDGERCORE_MARKET_FIXTURE_DIR = config.text("LEDGERCORE_MARKET_FIXTURE_DIR", "")
 # --- compliance ---------------------------------------------------------------
 # Folder of the OFAC sanctioned-address lists (default: ../shared/data/ofac).
 LEDGERCORE_OFAC_DIR = config.text("LEDGERCORE_OFAC_DIR", "")
+# Where address analyses run: "inprocess" (worker threads of the server
+# process, no extra command) or "tasks" (Django Tasks, django_tasks_db
+# backend: run `manage.py db_worker` on any number of machines). Default:
+# inprocess on SQLite, tasks on PostgreSQL.
+LEDGERCORE_JOBS = config.text(
+    "LEDGERCORE_JOBS", "inprocess" if DATABASES["default"]["ENGINE"].endswith("sqlite3") else "tasks"
+).lower()
+if LEDGERCORE_JOBS not in {"inprocess", "tasks"}:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"LEDGERCORE_JOBS: expected inprocess or tasks, got {LEDGERCORE_JOBS!r}")
+# Worker threads per server process for in-process analyses.
+LEDGERCORE_ANALYSIS_WORKERS = config.integer("LEDGERCORE_ANALYSIS_WORKERS", 2, minimum=1)
+# A running job whose heartbeat is older than this is presumed dead: retried
+# once, then failed and refunded.
+LEDGERCORE_ANALYSIS_STALE_SECONDS = config.number("LEDGERCORE_ANALYSIS_STALE_SECONDS", 30.0, minimum=1.0)
+# How long a request waits for its job; past it the job fails with TIMEOUT
+# (refunded). Keep it below LEDGERCORE_HOLD_TTL_SECONDS.
+LEDGERCORE_ANALYSIS_TIME_LIMIT_SECONDS = config.number("LEDGERCORE_ANALYSIS_TIME_LIMIT_SECONDS", 300.0, minimum=1.0)
+# Bounds of the graph expansion; past them the response says "truncated".
+LEDGERCORE_ANALYSIS_MAX_EDGES_PER_HOP = config.integer("LEDGERCORE_ANALYSIS_MAX_EDGES_PER_HOP", 20_000, minimum=10)
+LEDGERCORE_ANALYSIS_MAX_EDGES = config.integer("LEDGERCORE_ANALYSIS_MAX_EDGES", 100_000, minimum=10)
+LEDGERCORE_ANALYSIS_MAX_FRONTIER = config.integer("LEDGERCORE_ANALYSIS_MAX_FRONTIER", 2_000, minimum=1)
+# Django Tasks: the durable database backend (used when LEDGERCORE_JOBS=tasks).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 # Garbage-collector thresholds of server processes (gen0,gen1,gen2); empty
 # keeps Python's defaults.
