@@ -35,6 +35,7 @@ format: install
 bench: install
 	.venv/bin/python bench/realtime.py
 	.venv/bin/python bench/credits.py
+	.venv/bin/python bench/compliance.py
 
 clean:
 	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache .hypothesis
