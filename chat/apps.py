@@ -3,3 +3,4 @@ from django.apps import AppConfig
 
 class ChatConfig(AppConfig):
     name = "chat"
+    verbose_name = "Chat"

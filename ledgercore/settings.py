@@ -214,6 +214,30 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 # keeps Python's defaults.
 LEDGERCORE_GC_THRESHOLDS = config.gc_thresholds("LEDGERCORE_GC_THRESHOLDS", (100_000, 50, 1000))
 
+# --- chat -----------------------------------------------------------------
+# Translator of chat questions into catalog SQL: "builtin" (offline,
+# deterministic) or "openai" (any OpenAI-compatible chat-completions server).
+LEDGERCORE_CHAT_TRANSLATOR = config.text("LEDGERCORE_CHAT_TRANSLATOR", "builtin").strip().lower()
+if LEDGERCORE_CHAT_TRANSLATOR not in {"builtin", "openai"}:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"LEDGERCORE_CHAT_TRANSLATOR: expected builtin or openai, got {LEDGERCORE_CHAT_TRANSLATOR!r}"
+    )
+# Earlier turns of a conversation a question is read with (follow-ups).
+LEDGERCORE_CHAT_HISTORY_TURNS = config.integer("LEDGERCORE_CHAT_HISTORY_TURNS", 6, minimum=0)
+# The openai translator: base URL up to /v1 (OpenAI, vLLM, llama.cpp server,
+# Ollama), model name, API key (empty: no Authorization header), and how
+# long to wait for the server.
+LEDGERCORE_CHAT_OPENAI_BASE_URL = config.text("LEDGERCORE_CHAT_OPENAI_BASE_URL", "https://api.openai.com/v1")
+LEDGERCORE_CHAT_OPENAI_MODEL = config.text("LEDGERCORE_CHAT_OPENAI_MODEL", "gpt-4o-mini")
+LEDGERCORE_CHAT_OPENAI_API_KEY = config.text("LEDGERCORE_CHAT_OPENAI_API_KEY", "")
+LEDGERCORE_CHAT_OPENAI_TIMEOUT_SECONDS = config.number("LEDGERCORE_CHAT_OPENAI_TIMEOUT_SECONDS", 60.0, minimum=1.0)
+if LEDGERCORE_CHAT_TRANSLATOR == "openai" and not LEDGERCORE_CHAT_OPENAI_BASE_URL.startswith(("http://", "https://")):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("LEDGERCORE_CHAT_OPENAI_BASE_URL: expected an http:// or https:// URL")
+
 # --- authentication -------------------------------------------------------
 LEDGERCORE_DEV_JWT_SECRET = config.text("LEDGERCORE_DEV_JWT_SECRET", "")
 CLERK_JWKS_URL = config.text("CLERK_JWKS_URL", "")

@@ -1,0 +1,55 @@
+"""Admin: conversations with their messages, read-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from chat.models import Conversation, Message
+
+
+class MessageInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = Message
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "role", "content", "sql", "tokens", "error_code", "translate_ms", "query_ms", "total_ms")
+    readonly_fields = fields
+    ordering = ("created_at", "id")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("id", "title", "owner", "application", "created_at", "updated_at")
+    search_fields = ("id", "title", "owner__username", "application__id")
+    list_select_related = ("owner", "application")
+    readonly_fields = ("id", "owner", "application", "created_at", "updated_at")
+    date_hierarchy = "created_at"
+    inlines = (MessageInline,)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ("id", "conversation", "role", "tokens", "error_code", "total_ms", "created_at")
+    list_filter = ("role", "error_code", "translator")
+    search_fields = ("id", "conversation__id", "content", "sql")
+    list_select_related = ("conversation",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

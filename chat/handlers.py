@@ -1,0 +1,224 @@
+"""Chat events (section "Chat / AI (LedgerBrain AI)" of the event reference):
+``chat`` → ``chat_typing`` → ``chat_message`` deltas (``isFinal`` false) → one
+``chat_message`` with ``isFinal`` true → ``chat_stop_typing`` →
+``chat_response``, or ``chat_error`` (after ``chat_stop_typing`` when
+``chat_typing`` was sent: the two always come in pairs).
+
+The turn runs in a worker thread (``services.answer_question``): the
+translator may wait on a model server and the SQL runs through the query
+engine, neither of which may sit on the thread that serves the ORM to the
+process's other sockets. Deltas cross to the event loop through a queue, in
+order. Closing the socket cancels the turn's query.
+
+The same stream also goes, without the request id, to the room
+``chat:<conversationId>`` (the owner's other tabs); a connection of the
+requester that joined the room gets both copies and can tell them apart by
+the id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.db import connections
+from rest_framework import serializers
+
+from chat import services
+from chat.models import new_message_id
+from chat.translators import ChatContext
+from queryengine.executor import CancelHandle
+from realtime import push
+from realtime.context import RequestContext
+from realtime.errors import NotFound, ProtocolError, Unauthorized
+from realtime.handlers import ErrorPayload
+from realtime.payloads import Payload
+from realtime.registry import registry
+from realtime.rooms import Namespace, register_namespace
+
+log = logging.getLogger(__name__)
+
+CATEGORY = "Chat"
+MAX_MESSAGE_LENGTH = 4000
+CONVERSATION_ID = r"^[A-Za-z0-9._:@-]{1,64}$"
+_DONE = object()
+
+
+class ContextPayload(Payload):
+    symbol = serializers.CharField(required=False, allow_null=True, max_length=32, help_text="e.g. BTC-USD.")
+    chain = serializers.CharField(required=False, allow_null=True, max_length=32, help_text="ethereum or bitcoin.")
+    address = serializers.CharField(required=False, allow_null=True, max_length=128, help_text="An address on chain.")
+
+
+class ChatPayload(Payload):
+    message = serializers.CharField(max_length=MAX_MESSAGE_LENGTH, help_text="The question, in plain language.")
+    conversationId = serializers.RegexField(  # noqa: N815
+        CONVERSATION_ID,
+        required=False,
+        help_text="Chosen by the client (1-64 of A-Z a-z 0-9 . _ : @ -); created on first use. Default: a new one.",
+    )
+    context = ContextPayload(required=False, allow_null=True, help_text="Fills what the question leaves out.")
+
+
+class ConversationPayload(Payload):
+    conversationId = serializers.CharField()  # noqa: N815
+
+
+class ChatMessagePayload(Payload):
+    conversationId = serializers.CharField()  # noqa: N815
+    messageId = serializers.CharField()  # noqa: N815
+    role = serializers.ChoiceField(["assistant"])
+    delta = serializers.CharField(allow_blank=True, help_text="Text to append; empty on the final message.")
+    content = serializers.CharField(required=False, help_text="The whole answer, on the final message only.")
+    isFinal = serializers.BooleanField(help_text="True on exactly one message per answer, the last.")  # noqa: N815
+
+
+class ChatResponsePayload(Payload):
+    conversationId = serializers.CharField()  # noqa: N815
+    messageId = serializers.CharField()  # noqa: N815
+    tokens = serializers.IntegerField(
+        help_text="Tokens the translator reports (a model server's usage); builtin: tokens of the streamed answer."
+    )
+    sql = serializers.CharField(required=False, help_text="The statement that produced the answer, if one ran.")
+    params = serializers.DictField(required=False, help_text="Its parameters (bound, never interpolated).")
+    queryId = serializers.CharField(required=False, help_text="queryId of its run (query_history).")  # noqa: N815
+
+
+class ChatErrorPayload(ErrorPayload):
+    conversationId = serializers.CharField(required=False)  # noqa: N815
+
+
+class ChatFailure(ProtocolError):
+    def __init__(self, code: str, message: str, conversation_id: str) -> None:
+        super().__init__(message, conversationId=conversation_id)
+        self.code = code
+
+
+def _context(data: dict[str, Any] | None) -> ChatContext:
+    data = data or {}
+    return ChatContext(symbol=data.get("symbol") or None, chain=data.get("chain") or None, address=data.get("address"))
+
+
+def _in_worker(**kwargs: Any) -> services.ChatResult:
+    try:
+        return services.answer_question(**kwargs)
+    finally:
+        connections.close_all()
+
+
+@registry.on(
+    "chat",
+    ChatPayload,
+    summary="Ask a question in plain language; the answer streams, built from real results, with its SQL.",
+    replies=("chat_typing", "chat_message", "chat_stop_typing", "chat_response", "chat_error"),
+    throttle="expensive",
+    price="chat",
+    error_event="chat_error",
+    concurrent=True,
+    category=CATEGORY,
+)
+async def chat(ctx: RequestContext, data: dict[str, Any]) -> None:
+    conversation_id = data.get("conversationId") or f"c_{uuid.uuid4().hex}"
+    try:
+        await database_sync_to_async(services.open_conversation)(
+            ctx.user_pk, ctx.application_id, conversation_id, data["message"]
+        )
+    except services.ChatError as exc:
+        raise ChatFailure(exc.code, exc.message, conversation_id) from None
+    room = f"chat:{conversation_id}"
+    message_id = new_message_id()
+
+    async def emit(event: str, payload: dict[str, Any]) -> None:
+        await ctx.send(event, payload)
+        await push.broadcast(room, event, payload)
+
+    ids = {"conversationId": conversation_id}
+    await emit("chat_typing", ids)
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    cancel = CancelHandle()
+
+    def on_delta(piece: str) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, piece)
+
+    def work() -> services.ChatResult:
+        try:
+            return _in_worker(
+                user_pk=ctx.user_pk,
+                application_id=ctx.application_id,
+                conversation_id=conversation_id,
+                message=data["message"],
+                context=_context(data.get("context")),
+                message_id=message_id,
+                on_delta=on_delta,
+                cancel=cancel,
+                reference=f"{ctx.sid}:{ctx.request_id}" if ctx.request_id is not None else ctx.sid,
+            )
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+    future = loop.run_in_executor(None, work)
+    try:
+        while (piece := await queue.get()) is not _DONE:
+            await emit(
+                "chat_message",
+                {**ids, "messageId": message_id, "role": "assistant", "delta": piece, "isFinal": False},
+            )
+        result = await future
+    except asyncio.CancelledError:
+        cancel.cancel()
+        raise
+    except services.ChatError as exc:
+        await emit("chat_stop_typing", ids)
+        raise ChatFailure(exc.code, exc.message, conversation_id) from None
+    except Exception:
+        log.exception("chat turn failed (conversation %s, request id %r)", conversation_id, ctx.request_id)
+        await emit("chat_stop_typing", ids)
+        raise ChatFailure("INTERNAL", "the server failed to answer; nothing was charged", conversation_id) from None
+    await emit(
+        "chat_message",
+        {**ids, "messageId": message_id, "role": "assistant", "delta": "", "content": result.content, "isFinal": True},
+    )
+    await emit("chat_stop_typing", ids)
+    response: dict[str, Any] = {**ids, "messageId": message_id, "tokens": result.tokens}
+    if result.sql:
+        response["sql"] = result.sql
+        response["params"] = result.params
+        if result.query_id:
+            response["queryId"] = result.query_id
+    await emit("chat_response", response)
+
+
+for _name, _payload, _summary in [
+    ("chat_typing", ConversationPayload, "The assistant started working on an answer."),
+    (
+        "chat_message",
+        ChatMessagePayload,
+        "A piece of the answer (isFinal false), then the whole answer (isFinal true).",
+    ),
+    ("chat_stop_typing", ConversationPayload, "The assistant stopped; always follows chat_typing."),
+    ("chat_response", ChatResponsePayload, "The answer is complete: message id, tokens and the SQL that produced it."),
+    ("chat_error", ChatErrorPayload, "The question could not be answered (UNAUTHORIZED, TIMEOUT, INTERNAL, ...)."),
+]:
+    registry.outbound(_name, _payload, summary=_summary, category=CATEGORY)
+
+
+async def _authorize_chat_room(ctx: RequestContext, conversation_id: str) -> None:
+    allowed = await database_sync_to_async(services.may_join)(ctx.user_pk, conversation_id)
+    if allowed is None:
+        raise NotFound("no such conversation", room=f"chat:{conversation_id}")
+    if not allowed:
+        raise Unauthorized("a conversation's room is open only to its owner", room=f"chat:{conversation_id}")
+
+
+register_namespace(
+    Namespace(
+        "chat",
+        _authorize_chat_room,
+        presence_events=True,
+        description="A conversation's owner: the chat stream of the conversation (every tab of the owner).",
+    )
+)
