@@ -109,6 +109,18 @@ def _in_worker(**kwargs: Any) -> services.ChatResult:
         connections.close_all()
 
 
+def token_cost(application_id: str, tokens: int) -> int | None:
+    """Credits for ``tokens`` at the price of ``chat_1k_tokens`` per thousand
+    (rounded up), at most the ``chat`` price held for the request; None
+    (the whole hold) when no per-token price is set."""
+    from credits.services import price_of
+
+    rate = price_of(application_id, "chat_1k_tokens")
+    if rate <= 0:
+        return None
+    return -(-tokens * rate // 1000)
+
+
 @registry.on(
     "chat",
     ChatPayload,
@@ -183,6 +195,7 @@ async def chat(ctx: RequestContext, data: dict[str, Any]) -> None:
         {**ids, "messageId": message_id, "role": "assistant", "delta": "", "content": result.content, "isFinal": True},
     )
     await emit("chat_stop_typing", ids)
+    ctx.meter.cost = await database_sync_to_async(token_cost)(ctx.application_id, result.tokens)
     response: dict[str, Any] = {**ids, "messageId": message_id, "tokens": result.tokens}
     if result.sql:
         response["sql"] = result.sql

@@ -100,16 +100,18 @@ def _reserve(user_pk: int, user_id: str, application_id: str, action: str, refer
     return _Reservation(hold.pk, price)
 
 
-def _settle(reservation: _Reservation, failed_on_server: bool) -> None:
+def _settle(reservation: _Reservation, failed_on_server: bool, cost: int | None) -> None:
     if failed_on_server:
         services.release_hold(reservation.hold_id, actor=services.Actor.system(), reason="server failure: refunded")
     else:
-        services.capture_hold(reservation.hold_id, reservation.amount, actor=services.Actor.system())
+        charged = reservation.amount if cost is None else max(0, min(cost, reservation.amount))
+        services.capture_hold(reservation.hold_id, charged, actor=services.Actor.system())
 
 
 class LedgerCharger:
-    """Hold the action's price before executing; capture it on success,
-    release it when the server failed (INTERNAL, TIMEOUT)."""
+    """Hold the action's price before executing; capture it (or the smaller
+    metered cost the handler reported) on success, release it when the
+    server failed (INTERNAL, TIMEOUT)."""
 
     async def reserve(self, ctx: RequestContext, price_key: str) -> Any:
         reference = f"{ctx.sid}:{ctx.request_id}" if ctx.request_id is not None else ctx.sid
@@ -117,8 +119,8 @@ class LedgerCharger:
             ctx.user_pk, ctx.user_id, ctx.application_id, price_key, reference
         )
 
-    async def settle(self, token: Any, failed_on_server: bool) -> None:
-        await database_sync_to_async(_settle)(token, failed_on_server)
+    async def settle(self, token: Any, failed_on_server: bool, cost: int | None = None) -> None:
+        await database_sync_to_async(_settle)(token, failed_on_server, cost)
 
 
 charging.install(LedgerCharger())

@@ -26,14 +26,16 @@ class Charger(Protocol):
         """A token for settle(), or None if the action is free; raises
         InsufficientCredits when the balance cannot cover the price."""
 
-    async def settle(self, token: Any, failed_on_server: bool) -> None: ...
+    async def settle(self, token: Any, failed_on_server: bool, cost: int | None = None) -> None:
+        """Capture ``cost`` (at most what was held; None: all of it), or
+        release everything when the server failed."""
 
 
 class Free:
     async def reserve(self, ctx: RequestContext, price_key: str) -> Any:
         return None
 
-    async def settle(self, token: Any, failed_on_server: bool) -> None:
+    async def settle(self, token: Any, failed_on_server: bool, cost: int | None = None) -> None:
         return None
 
 

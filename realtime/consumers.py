@@ -247,7 +247,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         failure = await self._guarded(ctx, _bind(spec, data), spec.error_event)
         if token is not None:
             try:
-                await charging.charger.settle(token, failure in SERVER_FAILURES)
+                await charging.charger.settle(token, failure in SERVER_FAILURES, ctx.meter.cost)
             except Exception:
                 # The hold stays pending and is released when it expires.
                 log.exception("failed to settle the charge of %s (request id %r)", spec.name, ctx.request_id)

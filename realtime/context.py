@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from realtime.protocol import RequestId
 
 if TYPE_CHECKING:
     from realtime.consumers import RealtimeConsumer
+
+
+@dataclass
+class Meter:
+    """What a metered request really cost (e.g. by tokens), set by its
+    handler; None charges the whole price held for it."""
+
+    cost: int | None = None
 
 
 @dataclass(frozen=True)
@@ -19,6 +27,7 @@ class RequestContext:
     # The payload's ``applicationId`` when it names another application the
     # user belongs to: the request runs and is charged there.
     application: str | None = None
+    meter: Meter = field(default_factory=Meter)
 
     @property
     def user_id(self) -> str:

@@ -200,3 +200,17 @@ async def test_chat_is_charged_and_refunded_when_the_server_fails(live_server_ur
     assert await balance(me) == 7  # held, then released
     conversation = await database_sync_to_async(Conversation.objects.get)(pk="paid")
     assert conversation.owner_id == user.pk
+
+
+async def test_chat_is_charged_by_tokens_up_to_the_price_held(live_server_url, settings):
+    # 1 credit per 100 tokens, at most 50 credits held per question.
+    settings.LEDGERCORE_PRICES = {"chat": 50, "chat_1k_tokens": 10}
+    me = unique("metered")
+    await load_fixture(me)
+    before = await balance(me)
+    async with await connected(live_server_url, me) as client:
+        frames = await turn(client, "q1", {"message": "total traded volume of ETH-USD"})
+        answer = assert_well_formed(frames, frames[0]["data"]["conversationId"])
+        expected = min(50, -(-answer["tokens"] * 10 // 1000))
+        await client.expect("credits_deducted", amount=expected, timeout=10)
+    assert await balance(me) == before - expected
