@@ -211,6 +211,10 @@ SQLITE_FUNCTIONS = frozenset(
         "datetime",
         "strftime",
         "julianday",
+        # now() and current_date compile to these SQLite keywords, which the
+        # authorizer sees as function calls.
+        "current_timestamp",
+        "current_date",
         "row_number",
         "rank",
         "dense_rank",

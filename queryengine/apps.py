@@ -6,6 +6,8 @@ class QueryEngineConfig(AppConfig):
     verbose_name = "Query engine"
 
     def ready(self) -> None:
+        from queryengine.services import check_settings
         from queryengine.tables import register_builtin_tables
 
+        check_settings()
         register_builtin_tables()

@@ -232,6 +232,15 @@ class Catalog:
                 merged.setdefault(real, set()).update(columns)
         return {real: frozenset(columns) for real, columns in merged.items()}
 
+    def public_only_tables(self) -> frozenset[str]:
+        """Real tables that only public catalog tables read: reading no
+        column of them (a row count) tells nothing private."""
+        public: set[str] = set()
+        private: set[str] = set()
+        for entry in self._tables.values():
+            (public if entry.table.scope == Scope.PUBLIC else private).update(entry.reads)
+        return frozenset(public - private)
+
     def describe(self) -> list[dict[str, Any]]:
         return [
             {

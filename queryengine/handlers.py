@@ -9,6 +9,7 @@ the process's other sockets; closing the socket cancels it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -17,6 +18,7 @@ from rest_framework import serializers
 from queryengine import errors as query_errors
 from queryengine import services
 from queryengine.executor import CancelHandle
+from realtime import protocol
 from realtime.context import RequestContext
 from realtime.errors import ProtocolError
 from realtime.payloads import Payload
@@ -147,10 +149,14 @@ class QueryFailure(ProtocolError):
 async def query(ctx: RequestContext, data: dict[str, Any]) -> None:
     query_id = ""
 
-    async def started(qid: str, estimated_ms: int) -> None:
+    # started and chunk run on the query's worker thread and return what the
+    # event loop awaits: the id is known before the first chunk is built, and
+    # rows are encoded there, so the loop shared by every socket of the
+    # process only writes the frames.
+    def started(qid: str, estimated_ms: int) -> Awaitable[None]:
         nonlocal query_id
         query_id = qid
-        await ctx.send("query_started", {"queryId": qid, "estimatedMs": estimated_ms})
+        return ctx.send("query_started", {"queryId": qid, "estimatedMs": estimated_ms})
 
     async def progress(rows: int, pct: float | None) -> None:
         await ctx.send(
@@ -158,8 +164,9 @@ async def query(ctx: RequestContext, data: dict[str, Any]) -> None:
             {"queryId": query_id, "rowsProcessed": rows, "pct": None if pct is None else round(pct, 1)},
         )
 
-    async def chunk(rows: list[list[Any]], schema: list[dict[str, str]]) -> None:
-        await ctx.send("query_response", {"queryId": query_id, "rows": rows, "schema": schema})
+    def chunk(rows: list[list[Any]], schema: list[dict[str, str]]) -> Awaitable[None]:
+        data = {"queryId": query_id, "rows": rows, "schema": schema}
+        return ctx.connection.send(text_data=protocol.encode("query_response", data, ctx.request_id))
 
     async def completed(duration_ms: int, total_rows: int, truncated: bool) -> None:
         await ctx.send(

@@ -9,7 +9,8 @@ Settings (read with defaults; per-application overrides in QueryLimits):
 LEDGERCORE_QUERY_TIME_LIMIT_MS (10000), LEDGERCORE_QUERY_MAX_ROWS (10000),
 LEDGERCORE_QUERY_MAX_CONCURRENT (2), LEDGERCORE_QUERY_DEFAULT_LIMIT (1000),
 LEDGERCORE_QUERY_CHUNK_ROWS (500), LEDGERCORE_QUERY_PG_ROLE
-("ledgercore_query"), LEDGERCORE_QUERY_ENSURE_ROLE (True).
+("ledgercore_query"), LEDGERCORE_QUERY_PG_PASSWORD (""),
+LEDGERCORE_QUERY_DATABASE_URL (""), LEDGERCORE_QUERY_ENSURE_ROLE (True).
 """
 
 from __future__ import annotations
@@ -18,21 +19,24 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine
+import urllib.parse
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from queryengine import errors
+from queryengine import errors, pgrole
 from queryengine.catalog import catalog
 from queryengine.compiler import Caller, CompiledQuery, compile_query
 from queryengine.errors import QueryError
-from queryengine.executor import CancelHandle, DatabaseTarget, ExecutionResult, execute
+from queryengine.executor import CancelHandle, DatabaseTarget, EarlyConnection, ExecutionResult, execute
 from queryengine.models import QueryLimits, QueryRecord
 
 log = logging.getLogger(__name__)
@@ -114,29 +118,77 @@ def limits_for(application_id: str) -> Limits:
 
 
 def database_target() -> DatabaseTarget:
-    """The default database, for the executor's own connections."""
+    """The default database, for the executor's own connections: on
+    PostgreSQL the query role's login, and Django's for setting it up."""
     settings_dict = connections["default"].settings_dict
     vendor = connections["default"].vendor
     grants = catalog.reads()
-    role = str(getattr(settings, "LEDGERCORE_QUERY_PG_ROLE", "ledgercore_query"))
-    ensure = bool(getattr(settings, "LEDGERCORE_QUERY_ENSURE_ROLE", True))
     if vendor == "sqlite":
         return DatabaseTarget("sqlite", sqlite_path=str(settings_dict["NAME"]), grants=grants)
     if vendor == "postgresql":
-        params: dict[str, Any] = {
+        role = str(getattr(settings, "LEDGERCORE_QUERY_PG_ROLE", "ledgercore_query"))
+        password = str(getattr(settings, "LEDGERCORE_QUERY_PG_PASSWORD", "") or "")
+        url = str(getattr(settings, "LEDGERCORE_QUERY_DATABASE_URL", "") or "")
+        admin: dict[str, Any] = {
             "dbname": settings_dict.get("NAME") or "",
             "user": settings_dict.get("USER") or None,
             "password": settings_dict.get("PASSWORD") or None,
             "host": settings_dict.get("HOST") or None,
             "port": settings_dict.get("PORT") or None,
-            "application_name": "ledgercore-query",
+            "application_name": "ledgercore-query-setup",
         }
         for key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "passfile", "service"):
             if key in (settings_dict.get("OPTIONS") or {}):
-                params[key] = settings_dict["OPTIONS"][key]
-        params = {key: value for key, value in params.items() if value is not None}
-        return DatabaseTarget("postgresql", pg_params=params, pg_role=role, grants=grants, ensure_role=ensure)
+                admin[key] = settings_dict["OPTIONS"][key]
+        admin = {key: value for key, value in admin.items() if value is not None}
+        if url:
+            login = query_login_from_url(url, role)
+        else:
+            login = {**admin, "user": role, "application_name": "ledgercore-query"}
+            login.pop("password", None)
+        if password and not login.get("password"):
+            login["password"] = password
+        return DatabaseTarget(
+            "postgresql",
+            pg_params=login,
+            pg_role=role,
+            grants=grants,
+            ensure_role=bool(getattr(settings, "LEDGERCORE_QUERY_ENSURE_ROLE", True)),
+            admin_params=admin,
+            pg_password=password,
+        )
     raise QueryError(errors.INTERNAL, f"queries are not supported on {vendor}")
+
+
+def query_login_from_url(url: str, role: str) -> dict[str, Any]:
+    """Connection parameters from LEDGERCORE_QUERY_DATABASE_URL; its user,
+    when it names one, must be the query role (the grants are the role's)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    name = "LEDGERCORE_QUERY_DATABASE_URL"
+    if urllib.parse.urlsplit(url).scheme not in ("postgres", "postgresql"):
+        raise ImproperlyConfigured(f"{name}: expected a postgres:// URL")
+    try:
+        params: dict[str, Any] = dict(conninfo_to_dict(url))
+    except Exception as exc:  # psycopg.ProgrammingError with libpq's reason
+        raise ImproperlyConfigured(f"{name}: invalid URL ({str(exc).strip()})") from None
+    user = params.setdefault("user", role)
+    if user != role:
+        raise ImproperlyConfigured(f"{name}: its user must be the query role {role!r} (LEDGERCORE_QUERY_PG_ROLE)")
+    params.setdefault("application_name", "ledgercore-query")
+    return params
+
+
+def check_settings() -> None:
+    """Fail at startup on a query login that cannot work."""
+    url = str(getattr(settings, "LEDGERCORE_QUERY_DATABASE_URL", "") or "")
+    role = str(getattr(settings, "LEDGERCORE_QUERY_PG_ROLE", "ledgercore_query"))
+    try:
+        pgrole.check_role_name(role)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"LEDGERCORE_QUERY_PG_ROLE: {exc}") from None
+    if url:
+        query_login_from_url(url, role)
 
 
 def describe_catalog() -> dict[str, Any]:
@@ -285,7 +337,15 @@ def run_query(
         )
     except QueryError as exc:
         error = exc
-    record = _admit(user_pk, application_id, sql, params, compiled, error, limits, reference)
+    # Connecting is mostly waiting for PostgreSQL to start a backend: do it
+    # while the query is recorded.
+    early = EarlyConnection(target) if compiled is not None and target.vendor == "postgresql" else None
+    try:
+        record = _admit(user_pk, application_id, sql, params, compiled, error, limits, reference)
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
     if error is not None or compiled is None:
         if on_started is not None:
             on_started(record.id, 0)
@@ -297,12 +357,12 @@ def run_query(
 
     def estimated(estimated_ms: int) -> None:
         nonlocal announced
-        QueryRecord.objects.filter(pk=record.id).update(
-            status=QueryRecord.Status.RUNNING, started_at=timezone.now(), estimated_ms=estimated_ms
-        )
         announced = True
         if on_started is not None:
             on_started(record.id, estimated_ms)
+        QueryRecord.objects.filter(pk=record.id).update(
+            status=QueryRecord.Status.RUNNING, started_at=timezone.now(), estimated_ms=estimated_ms
+        )
 
     try:
         result: ExecutionResult = execute(
@@ -314,6 +374,7 @@ def run_query(
             on_estimate=estimated,
             on_chunk=on_chunk,
             on_progress=_ProgressGate(on_progress, started),
+            connection=early,
         )
     except QueryError as exc:
         if not announced and on_started is not None:
@@ -343,6 +404,8 @@ def run_query(
     finally:
         with _running_lock:
             _running.pop(record.id, None)
+        if early is not None:
+            early.close()
 
     duration_ms = _finish(
         record.id,
@@ -358,21 +421,105 @@ def run_query(
 
 # ------------------------------------------------------------------- async
 
-AsyncCallback = Callable[..., Coroutine[Any, Any, None]]
+# Called on the worker thread; what it returns is awaited on the event loop.
+# An ``async def`` fits (calling it runs none of its code); so does a plain
+# function that prepares on the worker (e.g. encodes a frame) and returns
+# the awaitable that sends it.
+AsyncCallback = Callable[..., Awaitable[None]]
 CALLBACK_TIMEOUT_SECONDS = 30.0
+# Events of one query handed to the event loop and not yet sent: the worker
+# fetches the next rows while the loop sends the previous ones, and a
+# socket slower than the query still slows the query down.
+EVENTS_IN_FLIGHT = 4
+_EMPTY = object()
 
 
-def _bridge(loop: asyncio.AbstractEventLoop, callback: AsyncCallback | None) -> Callable[..., None] | None:
-    """A sync callback for the worker thread that runs ``callback`` on the
-    event loop and waits for it (so a slow socket slows the query down
-    instead of buffering its rows)."""
-    if callback is None:
-        return None
+class ConnectionGone(RuntimeError):
+    """The awaiting task was cancelled: nobody sends the query's events."""
 
-    def call(*args: Any) -> None:
-        asyncio.run_coroutine_threadsafe(callback(*args), loop).result(CALLBACK_TIMEOUT_SECONDS)
 
-    return call
+class _Outbox:
+    """The events of one query, awaited in order by one task on the event
+    loop. The worker thread waits only when EVENTS_IN_FLIGHT are queued,
+    and wakes the loop only when that task sleeps: a wake-up is a write to
+    the loop's pipe, and each costs the worker a wait for the GIL while the
+    loop is busy."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.pending: deque[Awaitable[None] | None] = deque()
+        self.lock = threading.Lock()
+        self.asleep = False
+        self.wake = asyncio.Event()
+        self.slots = threading.Semaphore(EVENTS_IN_FLIGHT)
+        self.error: BaseException | None = None
+        self.task = loop.create_task(self._send())
+
+    async def _send(self) -> None:
+        while True:
+            with self.lock:
+                item: Any = self.pending.popleft() if self.pending else _EMPTY
+                self.asleep = item is _EMPTY
+            if item is _EMPTY:
+                await self.wake.wait()
+                self.wake.clear()
+                continue
+            if item is None:
+                return
+            try:
+                if self.error is None:
+                    await item
+                else:
+                    _discard(item)
+            except Exception as exc:  # handed to the worker at its next event
+                self.error = exc
+            finally:
+                self.slots.release()
+
+    def _put(self, item: Awaitable[None] | None) -> None:
+        with self.lock:
+            self.pending.append(item)
+            wake, self.asleep = self.asleep, False
+        if wake:
+            self.loop.call_soon_threadsafe(self.wake.set)
+
+    def bridge(self, callback: AsyncCallback | None) -> Callable[..., None] | None:
+        if callback is None:
+            return None
+
+        def call(*args: Any) -> None:
+            deadline = time.monotonic() + CALLBACK_TIMEOUT_SECONDS
+            while not self.slots.acquire(timeout=0.05):
+                if self.error is not None:
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the query's events were not sent in time")
+            if self.error is not None:
+                raise self.error
+            self._put(callback(*args))
+
+        return call
+
+    async def drain(self) -> None:
+        """Send what is queued; then raise what a callback raised."""
+        self._put(None)
+        await self.task
+        if self.error is not None:
+            raise self.error
+
+    def abort(self) -> None:
+        self.error = self.error or ConnectionGone("the query's connection went away")
+        self.task.cancel()
+        with self.lock:
+            left, self.pending = list(self.pending), deque()
+        for item in left:
+            _discard(item)
+
+
+def _discard(item: Awaitable[None] | None) -> None:
+    close = getattr(item, "close", None)
+    if close is not None:
+        close()  # a coroutine never awaited
 
 
 def _in_worker(**kwargs: Any) -> QueryOutcome:
@@ -398,9 +545,11 @@ async def run_query_async(
     reference: str = "",
 ) -> QueryOutcome:
     """``run_query`` in a worker thread with async callbacks (same order and
-    arguments). Cancelling the awaiting task cancels the query."""
+    arguments; the worker does not wait for each to finish, see _Outbox).
+    Cancelling the awaiting task cancels the query."""
     loop = asyncio.get_running_loop()
     cancel = cancel or CancelHandle()
+    outbox = _Outbox(loop)
     future = loop.run_in_executor(
         None,
         lambda: _in_worker(
@@ -409,15 +558,28 @@ async def run_query_async(
             sql=sql,
             params=params,
             cancel=cancel,
-            on_started=_bridge(loop, on_started),
-            on_progress=_bridge(loop, on_progress),
-            on_chunk=_bridge(loop, on_chunk),
-            on_completed=_bridge(loop, on_completed),
+            on_started=outbox.bridge(on_started),
+            on_progress=outbox.bridge(on_progress),
+            on_chunk=outbox.bridge(on_chunk),
+            on_completed=outbox.bridge(on_completed),
             reference=reference,
         ),
     )
     try:
-        return await asyncio.shield(future)
+        outcome = await asyncio.shield(future)
     except asyncio.CancelledError:
         cancel.cancel()
+        outbox.abort()
         raise
+    except QueryFailed:
+        # The events before the failure go out before its query_error.
+        try:
+            await outbox.drain()
+        except Exception:
+            log.debug("sending the events of a failed query failed", exc_info=True)
+        raise
+    except BaseException:
+        outbox.abort()
+        raise
+    await outbox.drain()
+    return outcome

@@ -8,10 +8,13 @@ typed ``decimal`` stay exact as strings; other numbers become JSON numbers.
 from __future__ import annotations
 
 import json
+import math
+import operator
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from itertools import repeat
 from typing import Any
 
 MAX_SAFE_INTEGER = 2**53
@@ -125,6 +128,117 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
 
 def converters(schema: Sequence[dict[str, str]]) -> list[Callable[[Any], Any]]:
     return [CONVERTERS.get(column["type"], _plain) for column in schema]
+
+
+# Result values are converted a column of a chunk at a time: values whose
+# Python type the column's converter would return unchanged are left alone
+# when the whole column is of such types (one C-level pass over the column
+# instead of one Python call per value), the common conversions run through
+# C-level ``map``, and anything unusual falls back to the converter per value
+# (same results, only slower). Streaming a large result spends most of its
+# server time here otherwise.
+NoneType = type(None)
+_UNCHANGED: dict[str, frozenset[type]] = {
+    "integer": frozenset({int, bool, NoneType}),
+    "decimal": frozenset({str, bool, NoneType}),
+    "boolean": frozenset({bool, NoneType}),
+    "date": frozenset({str, NoneType}),
+    "timestamp": frozenset({int, NoneType}),
+    "text": frozenset({str, int, bool, NoneType}),
+}
+_PLAIN_UNCHANGED: frozenset[type] = frozenset({str, int, bool, NoneType})
+_NUMBERS: frozenset[type] = frozenset({Decimal, int, float})
+NAIVE_EPOCH = datetime(1970, 1, 1)
+
+Column = Sequence[Any]
+ColumnConverter = Callable[[Column], Column]
+
+
+def _per_value(convert: Callable[[Any], Any], unchanged: frozenset[type]) -> ColumnConverter:
+    def column(values: Column) -> Column:
+        if set(map(type, values)) <= unchanged:
+            return values
+        return list(map(convert, values))
+
+    return column
+
+
+def _epoch_ms_column(moments: Column) -> list[int]:
+    """Datetimes all aware or all naive (naive ones are UTC); TypeError
+    otherwise."""
+    epoch = EPOCH if moments[0].tzinfo is not None else NAIVE_EPOCH
+    # Equal to ``delta // MILLISECOND`` (floored), in half the time.
+    return [
+        delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
+        for delta in map(operator.sub, moments, repeat(epoch))
+    ]
+
+
+def _timestamp_column(values: Column) -> Column:
+    kinds = set(map(type, values))
+    if kinds <= _UNCHANGED["timestamp"]:
+        return values
+    try:
+        if kinds == {datetime}:
+            return _epoch_ms_column(values)
+        if kinds == {str}:
+            # Django's SQLite text timestamps.
+            return _epoch_ms_column(list(map(datetime.fromisoformat, values)))
+    except (TypeError, ValueError):
+        pass
+    return list(map(_timestamp, values))
+
+
+def _float_column(values: Column) -> Column:
+    kinds = set(map(type, values))
+    if kinds == {float} and all(map(math.isfinite, values)):
+        return values
+    return list(map(_float, values))
+
+
+def _decimal_column(values: Column) -> Column:
+    kinds = set(map(type, values))
+    if kinds <= _UNCHANGED["decimal"]:
+        return values
+    if kinds <= _NUMBERS:
+        return list(map(str, values))
+    return list(map(_decimal, values))
+
+
+def column_converters(schema: Sequence[dict[str, str]]) -> list[ColumnConverter]:
+    result: list[ColumnConverter] = []
+    for column in schema:
+        kind = column["type"]
+        if kind == "timestamp":
+            result.append(_timestamp_column)
+        elif kind == "float":
+            result.append(_float_column)
+        elif kind == "decimal":
+            result.append(_decimal_column)
+        else:
+            convert = CONVERTERS.get(kind, _plain)
+            unchanged: frozenset[type] = frozenset() if kind == "json" else _UNCHANGED.get(kind, _PLAIN_UNCHANGED)
+            result.append(_per_value(convert, unchanged))
+    return result
+
+
+def rows_converter(schema: Sequence[dict[str, str]]) -> Callable[[Sequence[Sequence[Any]]], list[list[Any]]]:
+    """Driver rows (tuples) -> JSON-ready rows (lists), as ``converters``
+    would convert them value by value."""
+    by_column = column_converters(schema)
+
+    def convert(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        if not rows or not rows[0]:
+            return [[] for _ in rows]
+        columns: list[Column] = list(zip(*rows, strict=True))
+        for index, values in enumerate(columns):
+            if index < len(by_column):
+                columns[index] = by_column[index](values)
+            else:
+                columns[index] = list(map(_plain, values))
+        return list(map(list, zip(*columns, strict=True)))
+
+    return convert
 
 
 def guess_type(value: Any) -> str:

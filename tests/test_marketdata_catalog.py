@@ -62,3 +62,14 @@ def test_trades_and_candles_are_queryable_by_symbol_and_venue():
         ["venue-a", base + 1000, 11.0, 11.0, 1.0, 1],
         ["venue-b", base, 10.0, 10.0, 4.0, 1],
     ]
+
+
+def test_count_star_and_now_work_on_every_stack():
+    """A count that reads no column of a joined table, and now(), pass the
+    SQLite authorizer as they pass PostgreSQL's grants."""
+    symbol = "C" + uuid.uuid4().hex[:6].upper() + "-USD"
+    services.ensure_listing("venue-a", symbol)
+    services.ingest_trades([TradeInput("venue-a", symbol, "1", 1_700_000_000_000, Decimal(1), Decimal(1), "buy")])
+    assert rows_of("SELECT count(*) FROM trades WHERE symbol = ?", [symbol]) == [[1]]
+    assert float(rows_of("SELECT sum(size) FROM trades WHERE symbol = ?", [symbol])[0][0]) == 1.0
+    assert rows_of("SELECT count(*) FROM trades WHERE symbol = ? AND now() IS NOT NULL", [symbol]) == [[1]]

@@ -10,8 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
-from typing import Any
+from datetime import UTC, date, datetime, timedelta
+from datetime import timezone as timezone_of
+from decimal import Decimal
+from typing import Any, ClassVar
+from uuid import uuid4
 
 import pytest
 from django.db import connection, connections
@@ -22,7 +25,7 @@ from accounts import services as accounts
 from accounts.models import Application, Membership
 from credits import services as credits
 from credits.models import LedgerEntry
-from queryengine import errors, executor, services
+from queryengine import errors, executor, services, values
 from queryengine.catalog import catalog
 from queryengine.compiler import CompiledQuery
 from queryengine.errors import QueryError
@@ -308,6 +311,27 @@ class TestConcurrency:
         outcome, _ = run(user, app, "SELECT 1")
         assert outcome.total_rows == 1
 
+    @on_postgresql
+    def test_refused_queries_leave_no_query_connection_behind(self):
+        user, app = slow_user()
+        QueryLimits.objects.create(application_id=app, max_concurrent=1, time_limit_ms=5000)
+        role = services.database_target().pg_role
+        recorder = Recorder()
+        cancel = executor.CancelHandle()
+        thread, _ = in_thread(lambda: run(user, app, SLOW_SQL, recorder=recorder, cancel=cancel))
+        try:
+            assert recorder.started.wait(10)
+            for _ in range(3):
+                assert failure(user, app, "SELECT count(*) FROM credit_entries").code == errors.RATE_LIMITED
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND datname = current_database()", [role]
+                )
+                assert cursor.fetchone()[0] == 1
+        finally:
+            cancel.cancel()
+            thread.join(5)
+
     def test_records_left_running_by_a_dead_process_do_not_count(self):
         user, app = funded_user("phoenix", grants=1)
         QueryLimits.objects.create(application_id=app, max_concurrent=1, time_limit_ms=1000)
@@ -395,11 +419,220 @@ class TestDatabaseDefences:
         result = self.raw("SELECT id, amount FROM credits_ledgerentry")
         assert isinstance(result, executor.ExecutionResult) and result.total_rows == 2
 
+    @on_postgresql
+    @pytest.mark.parametrize(
+        "sql",
+        [
+            "SELECT set_config('role', '{admin}', false)",
+            "SELECT set_config('role', '{admin}', false), password FROM accounts_user",
+            "SELECT password FROM accounts_user",
+            "SELECT prev_hash FROM credits_ledgerentry",
+            "SELECT id, idempotency_key, actor_id FROM credits_ledgerentry",
+            "SELECT * FROM credits_ledgerentry",
+            "SELECT nextval('credits_ledgerentry_id_seq')",
+        ],
+    )
+    def test_postgresql_raw_sql_past_the_compiler_is_denied_by_the_database(self, sql):
+        funded_user("victim", grants=1)
+        result = self.raw(sql.format(admin=connection.settings_dict["USER"]))
+        assert isinstance(result, QueryError) and result.code == errors.UNAUTHORIZED, result
+
+    @on_postgresql
+    @pytest.mark.parametrize(
+        "statements",
+        [
+            ["RESET ROLE", "SELECT password FROM accounts_user"],
+            ["RESET ROLE", "SELECT prev_hash FROM credits_ledgerentry"],
+            ["SELECT set_config('role', '{admin}', false)"],
+            ["SET ROLE {admin}"],
+            ["SET SESSION AUTHORIZATION {admin}"],
+            ["SELECT password FROM accounts_user"],
+            ["SELECT idempotency_key FROM credits_ledgerentry"],
+            ["SELECT * FROM django_session"],
+            ["INSERT INTO credits_ledgerentry (sequence) VALUES (99)"],
+            ["UPDATE credits_creditaccount SET balance = 1000000"],
+            ["DELETE FROM credits_ledgerentry"],
+            ["CREATE TABLE stolen (a int)"],
+            ["CREATE FUNCTION stolen() RETURNS int LANGUAGE sql AS 'SELECT 1'"],
+        ],
+    )
+    def test_postgresql_query_login_alone_is_denied_without_compiler_or_read_only(self, statements):
+        """The role's privileges hold on their own: a session of the query
+        login, even with read-only transactions turned off, gets the
+        database's permission error."""
+        import psycopg
+
+        funded_user("victim", grants=1)
+        target = services.database_target()
+        executor.ensure_role(target)
+        admin = connection.settings_dict["USER"]
+        with psycopg.connect(**target.pg_params, autocommit=True) as session:
+            session.execute("SET default_transaction_read_only = off")
+            for statement in statements[:-1]:
+                session.execute(statement)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                session.execute(statements[-1].format(admin=admin))
+            row = session.execute("SELECT current_user, session_user").fetchone()
+            assert row == (target.pg_role, target.pg_role)
+        assert LedgerEntry.objects.count() == 1
+
+    @on_postgresql
+    def test_postgresql_queries_run_as_the_query_login_in_a_read_only_transaction(self):
+        target = services.database_target()
+        chunks: list[list[Any]] = []
+        result = executor.execute(
+            CompiledQuery(
+                sql="SELECT current_user, session_user, current_setting('transaction_read_only')",
+                params={},
+                dialect="postgres",
+                schema=[],
+                max_rows=10,
+                limit=11,
+                tables=(),
+                reads={},
+            ),
+            target,
+            time_limit_ms=2000,
+            on_chunk=lambda rows, schema: chunks.extend(rows),
+        )
+        assert result.total_rows == 1
+        assert chunks == [[target.pg_role, target.pg_role, "on"]]
+        assert target.pg_params["user"] == target.pg_role != connection.settings_dict["USER"]
+        assert target.admin_params["user"] == connection.settings_dict["USER"]
+
+    @on_postgresql
+    def test_postgresql_stacked_statements_never_reach_the_database(self):
+        funded_user("victim", grants=1)
+        for sql in (
+            "RESET ROLE; SELECT password FROM accounts_user",
+            "SELECT 1; SELECT set_config('role', 'postgres', false)",
+            "SELECT id FROM credits_ledgerentry; DELETE FROM credits_ledgerentry",
+        ):
+            result = self.raw(sql)
+            assert isinstance(result, QueryError) and result.code in (errors.VALIDATION_FAILED, errors.UNAUTHORIZED)
+        assert LedgerEntry.objects.count() == 1
+
+    @on_postgresql
+    def test_postgresql_a_privileged_query_login_is_refused(self):
+        from dataclasses import replace
+
+        target = services.database_target()
+        privileged = replace(target, pg_params=target.admin_params, ensure_role=False)
+        result = None
+        try:
+            executor.execute(
+                CompiledQuery("SELECT 1", {}, "postgres", [], 10, 11, (), {}), privileged, time_limit_ms=2000
+            )
+        except QueryError as exc:
+            result = exc
+        assert result is not None and result.code == errors.INTERNAL
+
+    @on_postgresql
+    def test_postgresql_role_setup_takes_back_extra_privileges(self):
+        import psycopg
+
+        from queryengine import pgrole
+
+        target = services.database_target()
+        executor.ensure_role(target)
+        role = target.pg_role
+        with connection.cursor() as cursor:
+            for statement in (
+                f"GRANT SELECT ON accounts_user TO {role}",
+                f"GRANT SELECT (prev_hash) ON credits_ledgerentry TO {role}",
+                f"GRANT USAGE ON SEQUENCE credits_ledgerentry_id_seq TO {role}",
+                f"GRANT CREATE ON SCHEMA public TO {role}",
+            ):
+                cursor.execute(statement)
+        with psycopg.connect(**target.admin_params, autocommit=True) as admin:
+            done = pgrole.setup_role(admin, role, target.grants)
+            assert any("accounts_user" in line for line in done)
+            assert pgrole.setup_role(admin, role, target.grants) == []
+        with psycopg.connect(**target.pg_params, autocommit=True) as session:
+            for sql in (
+                "SELECT password FROM accounts_user",
+                "SELECT prev_hash FROM credits_ledgerentry",
+                "SELECT nextval('credits_ledgerentry_id_seq')",
+            ):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    session.execute(sql)
+            assert session.execute("SELECT has_schema_privilege('public', 'CREATE')").fetchone() == (False,)
+            assert session.execute("SELECT count(*) FROM credits_ledgerentry").fetchone() is not None
+
+    def test_the_query_login_comes_from_its_url_whose_user_must_be_the_role(self, settings):
+        from django.core.exceptions import ImproperlyConfigured
+
+        login = services.query_login_from_url(
+            "postgres://ledgercore_query:s3cret@db.example:6432/ledger", "ledgercore_query"
+        )
+        assert login["user"] == "ledgercore_query" and login["password"] == "s3cret"
+        assert (login["host"], login["port"], login["dbname"]) == ("db.example", "6432", "ledger")
+        assert (
+            services.query_login_from_url("postgresql://replica/ledger", "ledgercore_query")["user"]
+            == "ledgercore_query"
+        )
+        with pytest.raises(ImproperlyConfigured, match="LEDGERCORE_QUERY_DATABASE_URL"):
+            services.query_login_from_url("postgres://postgres@db/ledger", "ledgercore_query")
+        with pytest.raises(ImproperlyConfigured, match="LEDGERCORE_QUERY_DATABASE_URL"):
+            services.query_login_from_url("mysql://ledgercore_query@db/ledger", "ledgercore_query")
+        settings.LEDGERCORE_QUERY_DATABASE_URL = "sqlite:///x"
+        with pytest.raises(ImproperlyConfigured):
+            services.check_settings()
+
+    @on_postgresql
+    def test_postgresql_query_login_settings(self, settings):
+        settings.LEDGERCORE_QUERY_PG_PASSWORD = "pw"
+        target = services.database_target()
+        assert target.pg_params["password"] == "pw" and target.pg_password == "pw"
+        assert target.pg_params["dbname"] == connection.settings_dict["NAME"]
+        settings.LEDGERCORE_QUERY_DATABASE_URL = "postgres://127.0.0.1:5433/elsewhere"
+        target = services.database_target()
+        assert (target.pg_params["port"], target.pg_params["password"]) == ("5433", "pw")
+        assert target.admin_params["dbname"] == connection.settings_dict["NAME"]
+
     def test_queries_run_on_their_own_connection(self):
         user, app = funded_user("separate", grants=1)
         before = connection.connection
         run(user, app, "SELECT count(*) FROM credit_entries")
         assert connection.connection is before
+
+
+class TestResultValues:
+    MOMENT = datetime(2026, 3, 4, 5, 6, 7, 891_234, tzinfo=UTC)
+    COLUMNS: ClassVar[list[list[Any]]] = [
+        [1, 2, None, 3],
+        [1, True, None],
+        [Decimal("1.50"), Decimal("2"), None],
+        [Decimal("1.5"), 2, 2.5],
+        [1.5, float("nan"), None],
+        [1.5, 2.0],
+        [float("inf"), 1.0],
+        ["a", "b", None],
+        ["2026-03-04 05:06:07.891234", "2026-03-04 05:06:07"],
+        [" 2026-03-04 05:06:07 ", "not a time", None],
+        ["2026-03-04T05:06:07+02:00", "2026-03-04 05:06:07"],
+        [MOMENT, MOMENT.replace(year=1969), None],
+        [MOMENT, MOMENT.replace(tzinfo=None)],
+        [MOMENT.replace(tzinfo=None), MOMENT.replace(tzinfo=None, microsecond=999)],
+        [MOMENT.astimezone(timezone_of(timedelta(hours=-5))), MOMENT],
+        [date(2026, 3, 4), None],
+        [0, 1, None],
+        [b"\x00\xff", None],
+        ['{"a": 1}', "[1, 2]", "not json", None],
+        [{"a": Decimal("1.5")}, [1, 2], None],
+        [uuid4(), None],
+        [timedelta(seconds=1), None],
+    ]
+
+    @pytest.mark.parametrize("kind", [*values.CONVERTERS, "text", "unknown"])
+    def test_chunk_conversion_equals_converting_value_by_value(self, kind):
+        for column in self.COLUMNS:
+            schema = [{"name": "x", "type": kind}, {"name": "y", "type": "integer"}]
+            rows = [(value, index) for index, value in enumerate(column)]
+            by_value = [[fn(v) for fn, v in zip(values.converters(schema), row, strict=True)] for row in rows]
+            by_chunk = values.rows_converter(schema)(rows)
+            assert repr(by_chunk) == repr(by_value), (kind, column)
+        assert values.rows_converter([])([(), ()]) == [[], []]
 
 
 class TestAsyncAndCatalog:
@@ -427,6 +660,34 @@ class TestAsyncAndCatalog:
             on_completed=completed,
         )
         assert seen == ["started", "1", "2", "3", "completed 3"] and outcome.total_rows == 3
+
+    async def test_a_failing_event_callback_fails_the_query_after_the_events_before_it(self, settings):
+        from channels.db import database_sync_to_async
+
+        settings.LEDGERCORE_QUERY_CHUNK_ROWS = 1
+        user, app = await database_sync_to_async(funded_user)("fragile", 12)
+        seen: list[str] = []
+
+        async def started(query_id: str, estimated_ms: int) -> None:
+            seen.append("started")
+
+        async def chunk(rows: list[list[Any]], schema: list[dict[str, str]]) -> None:
+            if rows[0][0] == 3:
+                raise ConnectionError("the socket went away")
+            seen.append(str(rows[0][0]))
+
+        with pytest.raises(services.QueryFailed) as caught:
+            await services.run_query_async(
+                user_pk=user.pk,
+                application_id=app,
+                sql="SELECT sequence FROM credit_entries ORDER BY 1",
+                on_started=started,
+                on_chunk=chunk,
+            )
+        assert caught.value.code == errors.INTERNAL
+        assert seen == ["started", "1", "2"]
+        record = await database_sync_to_async(QueryRecord.objects.get)(pk=caught.value.query_id)
+        assert record.status == "failed"
 
     def test_catalog_endpoint_lists_tables_columns_and_types(self):
         user, _ = funded_user("browser", grants=0)

@@ -1,4 +1,4 @@
-"""Create or refresh the PostgreSQL role user queries run as."""
+"""Create or refresh the PostgreSQL login user queries run as."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from queryengine import pgrole, services
 
 class Command(BaseCommand):
     help = (
-        "Create the query role (LEDGERCORE_QUERY_PG_ROLE, default ledgercore_query) and grant it SELECT on "
-        "exactly the columns of the query catalog. Idempotent; run as a user with CREATEROLE that owns the tables."
+        "Create the query login role (LEDGERCORE_QUERY_PG_ROLE, default ledgercore_query: LOGIN NOSUPERUSER "
+        "NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS, password LEDGERCORE_QUERY_PG_PASSWORD) "
+        "and grant it CONNECT on the database, USAGE on the schema and SELECT on exactly the columns of the "
+        "query catalog, revoking anything else it holds. Idempotent; run with Django's database login when that "
+        "user has CREATEROLE and owns the tables."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -28,10 +31,10 @@ class Command(BaseCommand):
         role = options.get("role") or target.pg_role
         try:
             pgrole.check_role_name(role)
-            with psycopg.connect(**target.pg_params, autocommit=True) as connection:
-                done = pgrole.setup_role(connection, role, target.grants)
+            with psycopg.connect(**target.admin_params, autocommit=True) as connection:
+                done = pgrole.setup_role(connection, role, target.grants, password=target.pg_password or None)
         except (ValueError, psycopg.Error) as exc:
             raise CommandError(f"could not set up the query role {role!r}: {exc}") from exc
-        for line in done:
+        for line in done or ["nothing to change"]:
             self.stdout.write(line)
         self.stdout.write(self.style.SUCCESS(f"query role {role} ready"))
