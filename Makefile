@@ -35,7 +35,10 @@ format: install
 bench: install
 	.venv/bin/python bench/realtime.py
 	.venv/bin/python bench/credits.py
+	.venv/bin/python bench/marketdata.py
+	.venv/bin/python bench/query.py
 	.venv/bin/python bench/compliance.py
+	.venv/bin/python bench/chat.py
 
 clean:
 	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache .hypothesis
