@@ -107,12 +107,12 @@ class OfacImportResult:
 
 
 def default_ofac_directory() -> Path | None:
-    """``settings.LEDGERCORE_OFAC_DIR`` when set, else the shared fixture folder
-    next to the checkout (``../shared/data/ofac``) when it exists."""
+    """``settings.LEDGERCORE_OFAC_DIR`` when set, else the snapshot shipped in
+    the repository (``data/ofac``, see its PROVENANCE.md)."""
     configured = getattr(settings, "LEDGERCORE_OFAC_DIR", None)
     if configured:
         return Path(configured)
-    candidate = Path(settings.BASE_DIR).parent / "shared" / "data" / "ofac"
+    candidate = Path(settings.BASE_DIR) / "data" / "ofac"
     return candidate if candidate.is_dir() else None
 
 

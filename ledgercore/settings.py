@@ -178,11 +178,11 @@ LEDGERCORE_QUERY_DATABASE_URL = config.text("LEDGERCORE_QUERY_DATABASE_URL", "")
 LEDGERCORE_MARKET_DEMO_FEED = config.flag("LEDGERCORE_MARKET_DEMO_FEED", False)
 # Replay speed of the fixture in the demo feed (0: no replay).
 LEDGERCORE_MARKET_REPLAY_SPEED = config.number("LEDGERCORE_MARKET_REPLAY_SPEED", 60.0, minimum=0.0)
-# Folder of the Binance reference files (default: ../shared/data/market).
+# Folder of the Binance reference files (default: data/market in the repository).
 LEDGERCORE_MARKET_FIXTURE_DIR = config.text("LEDGERCORE_MARKET_FIXTURE_DIR", "")
 
 # --- compliance ---------------------------------------------------------------
-# Folder of the OFAC sanctioned-address lists (default: ../shared/data/ofac).
+# Folder of the OFAC sanctioned-address lists (default: data/ofac in the repository).
 LEDGERCORE_OFAC_DIR = config.text("LEDGERCORE_OFAC_DIR", "")
 # Where address analyses run: "inprocess" (worker threads of the server
 # process, no extra command) or "tasks" (Django Tasks, django_tasks_db

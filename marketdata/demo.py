@@ -48,10 +48,10 @@ class SeedResult:
 
 
 def fixture_dir() -> Path:
-    """The shared reference data (../shared/data/market next to the checkout)
-    unless settings name another folder."""
+    """The Binance reference data shipped in the repository (data/market, see
+    its PROVENANCE.md) unless settings name another folder."""
     configured = getattr(settings, "LEDGERCORE_MARKET_FIXTURE_DIR", None)
-    return Path(configured) if configured else Path(settings.BASE_DIR).parent / "shared" / "data" / "market"
+    return Path(configured) if configured else Path(settings.BASE_DIR) / "data" / "market"
 
 
 def _mix(value: int) -> int:

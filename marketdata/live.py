@@ -182,7 +182,12 @@ class MarketHub:
                 return
             layer = get_channel_layer()
             assert layer is not None
-            self.channel = await layer.new_channel("market-hub.")
+            # The default prefix, as the consumers' channels: channels_redis
+            # polls one Redis list per channel prefix under a single receive
+            # lock held through a blocking pop, so a prefix of its own would
+            # leave the hub queued behind every consumer and its trades
+            # undelivered for seconds (never, with many connections).
+            self.channel = await layer.new_channel()
             self._loop = loop
             self.rooms.clear()
             self.symbols.clear()

@@ -28,7 +28,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, connections, transaction
+from django.db import close_old_connections, connection, connections, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -523,12 +523,14 @@ def _discard(item: Awaitable[None] | None) -> None:
 
 
 def _in_worker(**kwargs: Any) -> QueryOutcome:
+    # This thread's ORM connections, as Django treats a request's: kept for
+    # the next query run by this (pooled) thread only within CONN_MAX_AGE
+    # (0 by default: closed, and every query opens one).
+    close_old_connections()
     try:
         return run_query(**kwargs)
     finally:
-        # This thread's ORM connections: it may be a pooled thread that
-        # would otherwise keep them open.
-        connections.close_all()
+        close_old_connections()
 
 
 async def run_query_async(

@@ -282,7 +282,7 @@ def eth_hash(tag: str) -> str:
 
 def ofac_dir() -> Path:
     directory = default_ofac_directory()
-    assert directory is not None and directory.is_dir(), "the OFAC fixture (../shared/data/ofac) is required"
+    assert directory is not None and directory.is_dir(), "the OFAC fixture (data/ofac) is required"
     return directory
 
 

@@ -142,7 +142,7 @@ async def frames_until(client: Client, request_id: str, last: set[str], timeout:
 
 def ofac_dir() -> Path:
     directory = default_ofac_directory()
-    assert directory is not None and directory.is_dir(), "the OFAC fixture (../shared/data/ofac) is required"
+    assert directory is not None and directory.is_dir(), "the OFAC fixture (data/ofac) is required"
     return directory
 
 

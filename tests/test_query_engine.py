@@ -323,11 +323,19 @@ class TestConcurrency:
             assert recorder.started.wait(10)
             for _ in range(3):
                 assert failure(user, app, "SELECT count(*) FROM credit_entries").code == errors.RATE_LIMITED
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND datname = current_database()", [role]
-                )
-                assert cursor.fetchone()[0] == 1
+            # A closed connection's backend leaves pg_stat_activity a moment later.
+            deadline = time.monotonic() + 5
+            while True:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE usename = %s AND datname = current_database()",
+                        [role],
+                    )
+                    backends = cursor.fetchone()[0]
+                if backends == 1 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert backends == 1
         finally:
             cancel.cancel()
             thread.join(5)

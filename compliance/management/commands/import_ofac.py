@@ -13,7 +13,7 @@ from compliance.ofac import default_ofac_directory, import_ofac_lists
 class Command(BaseCommand):
     help = (
         "Import sanctioned_addresses_<ASSET>.txt lists (default folder: LEDGERCORE_OFAC_DIR, else "
-        "../shared/data/ofac). Idempotent; addresses missing from a later version are delisted."
+        "data/ofac in the repository). Idempotent; addresses missing from a later version are delisted."
     )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
