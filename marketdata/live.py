@@ -271,8 +271,11 @@ class MarketHub:
                 self.symbols.get(symbol, set()).discard(room_name)
                 raise
         await room.ready.wait()
-        history = await database_sync_to_async(_history)(symbol, resolution)
         async with room.lock:
+            # Read under the lock: no flush can finalise a bucket between
+            # this read and the merge, so every stored bucket older than the
+            # room's in-memory bars was final before the read.
+            history = await database_sync_to_async(_history)(symbol, resolution)
             series = _merge(history, room)
             position = series[-1].timestamp if series else None
             await connection.send_event(
