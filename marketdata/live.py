@@ -24,12 +24,22 @@ one it got (``realtime.local`` positions), so a chart never moves back.
 Joining: the connection gets ``market_chart_initial_data`` built from stored
 candles and the room's in-memory state under the room's lock, and is added to
 the room's local members in the same step, so the series and the updates
-that follow have no missing and no duplicate bucket.
+that follow have no missing and no duplicate bucket. The stored candles are
+read with their watermarks in one snapshot, and the join first waits until
+the room has applied every published trade up to them (trades committed
+before the read may still be in flight on the channel layer), so each
+in-memory bucket holds at least its stored state.
+
+One message's trades are applied in (timestamp, venue, trade id) order
+across its venues; a trade older than the room's forming bucket that
+arrives in a later message (another venue's ingestion committing late) is
+counted by the stored candles but not by the chart (``late_trades``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -57,6 +67,8 @@ FLUSH_INTERVAL = 1.0 / FLUSHES_PER_SECOND
 INITIAL_CANDLES = 300
 TICKS_MESSAGE = "market.ticks"
 MAX_TICKS_PER_MESSAGE = 5_000
+# How long a join waits for trades already stored to arrive on the live stream.
+CATCH_UP_SECONDS = 2.0
 
 
 def tick_group(symbol: str) -> str:
@@ -138,18 +150,39 @@ class RoomState:
     flush_handle: asyncio.TimerHandle | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    buffered: list[tuple[str, int, list[Tick], bool]] = field(default_factory=list)
+    buffered: list[list[tuple[str, int, list[Tick], bool]]] = field(default_factory=list)
     sent_ts: int | None = None
 
+    # Set whenever ``seen`` moves: a joiner waits on it to catch up.
+    advanced: asyncio.Event = field(default_factory=asyncio.Event)
+
     def apply(self, venue: str, watermark: int, ticks: list[Tick], last: bool = True) -> None:
-        if watermark <= self.seen.get(venue, 0):
-            return  # already in the seed snapshot
-        if last:
-            self.seen[venue] = watermark
-        for tick in ticks:
+        self.apply_series([(venue, watermark, ticks, last)])
+
+    def apply_series(self, series: Iterable[tuple[str, int, list[Tick], bool]]) -> None:
+        """Apply the parts of one published message. Parts already in the
+        seed snapshot are skipped; the others' trades are applied in
+        (timestamp, venue, trade id) order across venues, so that one
+        ingestion's trades of two venues on either side of a bucket boundary
+        all land in their own buckets."""
+        fresh: list[Tick] = []
+        for venue, watermark, ticks, last in series:
+            if watermark <= self.seen.get(venue, 0):
+                continue  # already counted
+            if last:
+                self.seen[venue] = watermark
+                self.advanced.set()
+            fresh.extend(ticks)
+        if not fresh:
+            return
+        fresh.sort(key=Tick.key)
+        for tick in fresh:
             for _, final in self.builder.apply(tick):
                 self.closed.append(final.copy())
         self.dirty = True
+
+    def caught_up(self, watermarks: dict[str, int]) -> bool:
+        return all(self.seen.get(venue, 0) >= mark for venue, mark in watermarks.items())
 
 
 def _ticks(venue: str, rows: list[list[Any]]) -> list[Tick]:
@@ -213,12 +246,13 @@ class MarketHub:
         symbol = message["symbol"]
         for room_name in self.symbols.get(symbol, ()):
             room = self.rooms[room_name]
-            for venue, watermark, rows, last in message["series"]:
-                ticks = _ticks(venue, rows)
-                if not room.ready.is_set():
-                    room.buffered.append((venue, watermark, ticks, last))
-                else:
-                    room.apply(venue, watermark, ticks, last)
+            series = [
+                (venue, watermark, _ticks(venue, rows), last) for venue, watermark, rows, last in message["series"]
+            ]
+            if not room.ready.is_set():
+                room.buffered.append(series)
+            else:
+                room.apply_series(series)
             if room.dirty:
                 self._schedule(room)
 
@@ -275,7 +309,13 @@ class MarketHub:
             # Read under the lock: no flush can finalise a bucket between
             # this read and the merge, so every stored bucket older than the
             # room's in-memory bars was final before the read.
-            history = await database_sync_to_async(_history)(symbol, resolution)
+            history, watermarks = await database_sync_to_async(_history)(symbol, resolution)
+            # Trades committed before the read may still be on their way to
+            # this hub. Until they are applied, an in-memory bucket can be
+            # behind its stored state while a later stored bucket is already
+            # in the history; the joiner would then skip the in-memory
+            # bucket's final update (older than its last bar). Wait for them.
+            await _catch_up(room, watermarks)
             series = _merge(history, room)
             position = series[-1].timestamp if series else None
             await connection.send_event(
@@ -291,19 +331,42 @@ class MarketHub:
         if forming is not None:
             room.builder.seed(room.resolution, forming)
         room.seen = dict(watermarks)
-        for venue, watermark, ticks, last in room.buffered:
-            room.apply(venue, watermark, ticks, last)
+        for series in room.buffered:
+            room.apply_series(series)
         room.buffered = []
         room.ready.set()
         if room.dirty:
             self._schedule(room)
 
 
-def _history(symbol: str, resolution: str) -> list[Candle]:
+def _history(symbol: str, resolution: str) -> tuple[list[Candle], dict[str, int]]:
     size = RESOLUTION_MS[resolution]
     end = services.now_ms() + size
     start = end - size * (INITIAL_CANDLES + 1)
-    return services.load_candles(symbol, resolution, start_ms=start - start % size, end_ms=end)
+    return services.live_history(symbol, resolution, start_ms=start - start % size, end_ms=end)
+
+
+async def _catch_up(room: RoomState, watermarks: dict[str, int]) -> bool:
+    """Wait (at most CATCH_UP_SECONDS) until the room has applied every
+    published trade up to ``watermarks``. Trades stored by a process that
+    does not publish to this hub (an import on the embedded stack) never
+    arrive: after the wait the join goes on with the stored candles for the
+    buckets the room has not seen."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CATCH_UP_SECONDS
+    while not room.caught_up(watermarks):
+        left = deadline - loop.time()
+        if left <= 0:
+            # Counted as seen from now on, so that later joins do not wait
+            # for them again; their buckets come from the stored candles.
+            for venue, mark in watermarks.items():
+                room.seen[venue] = max(room.seen.get(venue, 0), mark)
+            log.warning("%s: stored trades never reached the live stream; joining without them", room.room)
+            return False
+        room.advanced.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(room.advanced.wait(), left)
+    return True
 
 
 def _merge(history: list[Candle], room: RoomState) -> list[Candle]:

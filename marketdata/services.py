@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, localcontext
 from operator import attrgetter
@@ -57,6 +58,7 @@ __all__ = [
     "fetch_candles",
     "forming_candle",
     "ingest_trades",
+    "live_history",
     "live_seed",
     "load_candles",
 ]
@@ -722,21 +724,48 @@ def forming_candle(
     return candles[0] if candles else None
 
 
-def live_seed(symbol: str, resolution: str, *, at_ms: int | None = None) -> tuple[Candle | None, dict[str, int]]:
-    """Where a live chart of all venues starts: the stored forming candle of
-    ``resolution`` (None if its bucket has no trade yet) and, per venue code,
-    the highest Trade id it counts, read in one snapshot. Apply exactly the
-    published NewTrades whose watermark is above their venue's entry here."""
-    instrument = instrument_id(symbol)
+@contextmanager
+def _one_snapshot() -> Iterator[None]:
+    """Every read inside sees one database snapshot (SQLite's IMMEDIATE
+    transaction already is one: no writer commits while it runs)."""
     outermost = not connection.in_atomic_block
     with transaction.atomic():
         if connection.vendor == "postgresql" and outermost:
-            # One snapshot for both reads (SQLite's IMMEDIATE transaction
-            # already is one: no writer commits while it runs).
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        watermarks = dict(
-            TradeSeries.objects.filter(instrument_id=instrument).values_list("venue__code", "last_row_id")
-        )
-        forming = forming_candle(symbol, resolution, at_ms=at_ms)
+        yield
+
+
+def _series_summaries(symbol: str) -> tuple[dict[str, int], int | None]:
+    """Per venue code, the highest Trade id stored for ``symbol``; and the
+    latest exchange timestamp over all venues (None without trades)."""
+    rows = TradeSeries.objects.filter(instrument_id=instrument_id(symbol)).values_list(
+        "venue__code", "last_row_id", "last_ts"
+    )
+    watermarks = {venue: row_id for venue, row_id, _ in rows}
+    return watermarks, max((ts for _, _, ts in rows), default=None)
+
+
+def live_seed(symbol: str, resolution: str) -> tuple[Candle | None, dict[str, int]]:
+    """Where a live chart of all venues starts: the stored candle of
+    ``resolution`` whose bucket holds the symbol's latest trade (None without
+    trades) and, per venue code, the highest Trade id it counts, read in one
+    snapshot. Apply exactly the published NewTrades whose watermark is above
+    their venue's entry here. (The latest trade's bucket, not the current
+    time's: trades of a bucket that has just ended may still be committing,
+    and must add to its stored state, not start it again.)"""
+    with _one_snapshot():
+        watermarks, latest = _series_summaries(symbol)
+        forming = None if latest is None else forming_candle(symbol, resolution, at_ms=latest)
     return forming, watermarks
+
+
+def live_history(symbol: str, resolution: str, *, start_ms: int, end_ms: int) -> tuple[list[Candle], dict[str, int]]:
+    """Stored candles of all venues in [start_ms, end_ms) and the watermarks
+    (as ``live_seed``) of the trades they count, read in one snapshot: a live
+    chart that has applied every published trade up to those watermarks
+    holds at least the stored state of each of its in-memory buckets."""
+    with _one_snapshot():
+        watermarks, _ = _series_summaries(symbol)
+        candles = load_candles(symbol, resolution, start_ms=start_ms, end_ms=end_ms)
+    return candles, watermarks

@@ -228,7 +228,7 @@ def test_live_seed_is_the_forming_candle_and_the_watermarks_it_counts():
     services.ensure_listing("coinbase", "BTC-USD")
     now = 1_700_000_123_456
     first = services.ingest_trades([_trade("binance", "1", now - 400, "10"), _trade("coinbase", "1", now - 5, "12")])
-    forming, watermarks = services.live_seed("BTC-USD", "1s", at_ms=now)
+    forming, watermarks = services.live_seed("BTC-USD", "1s")
     assert forming is not None and (forming.timestamp, forming.open, forming.close, forming.trades) == (
         now - now % 1000,
         Decimal(10),
@@ -238,7 +238,13 @@ def test_live_seed_is_the_forming_candle_and_the_watermarks_it_counts():
     assert watermarks == {s.venue: s.watermark for s in first.series}
     later = services.ingest_trades([_trade("binance", "2", now + 1, "11")])
     assert later.series[0].watermark > watermarks["binance"]  # a live chart applies it exactly once
-    assert services.live_seed("BTC-USD", "1m", at_ms=now + 2)[1]["binance"] == later.series[0].watermark
+    forming, watermarks = services.live_seed("BTC-USD", "1m")
+    assert watermarks["binance"] == later.series[0].watermark
+    assert forming is not None and (forming.timestamp, forming.trades) == (now - now % 60_000, 3)
+    # The latest trade's bucket, however long ago: a 100 ms chart seeded just
+    # after its bucket ended continues it rather than starting it again.
+    forming, _ = services.live_seed("BTC-USD", "100ms")
+    assert forming is not None and (forming.timestamp, forming.trades) == (now + 1 - (now + 1) % 100, 2)
 
 
 @pytest.mark.django_db
