@@ -41,7 +41,11 @@ environment; the worker prints one ``result {...}`` line.
   latency from send to the response frame's arrival. For reference, the
   same ``fetch_candles`` calls (and conversion to wire form) in process.
 - **Live**: a client process opens --subscribers WebSockets (10 per user) to
-  the same server and joins ``market:BTC-USDT:1m``. Trades stamped now are
+  the same server and joins ``market:BTC-USDT:1m``. It uses picows, whose
+  frame callback runs as each frame is parsed (no task per socket), and
+  keeps only each frame's arrival time and bytes until the run ends: one
+  Python process reading a thousand sockets on the server's machine is the
+  measurement's own cost, kept as small as it can be. Trades stamped now are
   then ingested one at a time: --live-trades "quiet" ones --live-interval
   apart (above the 100 ms conflation interval, so each is flushed at once),
   then --busy-trades at --busy-rate per second (conflated: at most 10
@@ -461,27 +465,77 @@ def in_process_fetch(end_ms: int, runs: int) -> dict[str, Any]:
 # --- live: a client process of many subscribers ----------------------------------
 
 
+def subscriber_class() -> Any:
+    from picows import WSListener, WSMsgType
+
+    class Subscriber(WSListener):  # type: ignore[misc]
+        """One subscriber socket of the --clients process (picows: frames are
+        handed over as they are parsed, with no task per socket). Before the
+        trades, frames are queued for the joining code; during them only the
+        arrival time and the payload are kept, parsed after the run."""
+
+        def __init__(self) -> None:
+            self.transport: Any = None
+            self.queue: asyncio.Queue[str] = asyncio.Queue()
+            self.recording: list[tuple[float, bytes]] | None = None
+
+        def on_ws_connected(self, transport: Any) -> None:
+            self.transport = transport
+
+        def on_ws_frame(self, transport: Any, frame: Any) -> None:
+            if frame.msg_type == WSMsgType.TEXT:
+                if self.recording is not None:
+                    self.recording.append((time.monotonic(), frame.get_payload_as_bytes()))
+                else:
+                    self.queue.put_nowait(frame.get_payload_as_utf8_text())
+            elif frame.msg_type == WSMsgType.CLOSE:
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
+
+        def send_json(self, message: dict[str, Any]) -> None:
+            self.transport.send(WSMsgType.TEXT, json.dumps(message).encode())
+
+        async def recv_json(self, timeout: float) -> dict[str, Any]:
+            return json.loads(await asyncio.wait_for(self.queue.get(), timeout))
+
+    return Subscriber
+
+
+async def subscribe(url: str, user: str) -> Any:
+    from picows import ws_connect
+
+    _, connected = await ws_connect(
+        subscriber_class(), f"{url}/ws?token={token(user)}", websocket_handshake_timeout=60, max_frame_size=1 << 26
+    )
+    listener: Any = connected
+    hello = await listener.recv_json(30)
+    assert hello["event"] == "connected", hello
+    return listener
+
+
 async def run_clients(args: argparse.Namespace) -> None:
     """The --clients process: open, join, report readiness, record every
-    live update until told the trades, then match them."""
+    frame's arrival until told the trades, then match them."""
     count = args.subscribers
     users = [f"bench_live{i // TABS_PER_USER}" for i in range(count)]
     room = f"market:{MAIN}:{LIVE_RESOLUTION}"
     started = time.perf_counter()
     sockets: list[Any] = []
     for start in range(0, count, CONNECT_BATCH):
-        sockets += await asyncio.gather(*(connect(args.clients, user) for user in users[start : start + CONNECT_BATCH]))
+        sockets += await asyncio.gather(
+            *(subscribe(args.clients, user) for user in users[start : start + CONNECT_BATCH])
+        )
     connected_s = time.perf_counter() - started
 
     bases: list[dict[int, int]] = [{} for _ in sockets]
     joins: list[float] = []
 
     async def join(index: int) -> None:
-        ws = sockets[index]
+        listener = sockets[index]
         sent = time.perf_counter()
-        await ws.send(json.dumps({"event": "subscribe", "data": {"room": room}, "id": "join"}))
+        listener.send_json({"event": "subscribe", "data": {"room": room}, "id": "join"})
         while True:
-            frame = json.loads(await asyncio.wait_for(ws.recv(), 120))
+            frame = await listener.recv_json(120)
             if frame.get("event") == "market_chart_initial_data":
                 break
             if frame.get("id") == "join" and frame.get("event") != "subscribed":
@@ -496,17 +550,8 @@ async def run_clients(args: argparse.Namespace) -> None:
         await asyncio.gather(*(join(i) for i in range(start, min(count, start + CONNECT_BATCH))))
     joined_s = time.perf_counter() - started
 
-    arrivals: list[list[tuple[float, int, int]]] = [[] for _ in sockets]
-
-    async def read(index: int) -> None:
-        received = arrivals[index]
-        async for raw in sockets[index]:
-            arrived = time.monotonic()
-            if '"market_chart_live_update"' in raw:
-                data = json.loads(raw)["data"]
-                received.append((arrived, data["timestamp"], data["trades"]))
-
-    readers = [asyncio.create_task(read(i)) for i in range(count)]
+    for listener in sockets:
+        listener.recording = []
     ready = {
         "subscribers": count,
         "connect_s": connected_s,
@@ -519,12 +564,20 @@ async def run_clients(args: argparse.Namespace) -> None:
     if not line.startswith(DONE_PREFIX):
         raise RuntimeError(f"clients: expected the trades, got {line[:80]!r}")
     trades = json.loads(line[len(DONE_PREFIX) :])
-    for task in readers:
-        task.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
+    arrivals: list[list[tuple[float, int, int]]] = []
+    for listener in sockets:
+        recorded, listener.recording = listener.recording, None
+        received = []
+        for arrived, payload in recorded:
+            frame = json.loads(payload)
+            if frame.get("event") == "market_chart_live_update":
+                received.append((arrived, frame["data"]["timestamp"], frame["data"]["trades"]))
+        arrivals.append(received)
     result = {"ready": ready, "frames": sum(len(a) for a in arrivals), **match_trades(trades, arrivals, bases)}
     print(RESULT_PREFIX + json.dumps(result), flush=True)
-    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    for listener in sockets:
+        listener.transport.send_close()
+        listener.transport.disconnect()
 
 
 def match_trades(

@@ -22,11 +22,14 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+from realtime.transport import CaptureWriter  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Session auth is for staff browsers; token auth is read by the consumer.
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        # CaptureWriter sees the server's own send before the session
+        # middleware wraps it (realtime.transport).
+        "websocket": CaptureWriter(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -309,15 +309,19 @@ class MarketHub:
             # Read under the lock: no flush can finalise a bucket between
             # this read and the merge, so every stored bucket older than the
             # room's in-memory bars was final before the read.
-            history, watermarks = await database_sync_to_async(_history)(symbol, resolution)
+            start, end = _window(resolution)
+            history, watermarks = await database_sync_to_async(services.live_history)(
+                symbol, resolution, start_ms=start, end_ms=end
+            )
             # Trades committed before the read may still be on their way to
             # this hub. Until they are applied, an in-memory bucket can be
             # behind its stored state while a later stored bucket is already
             # in the history; the joiner would then skip the in-memory
             # bucket's final update (older than its last bar). Wait for them.
             await _catch_up(room, watermarks)
-            series = _merge(history, room)
-            position = series[-1].timestamp if series else None
+            series = _merge(history, room, start)
+            # Nothing older than the series (or its window) ever follows it.
+            position = series[-1].timestamp if series else start
             await connection.send_event(
                 "market_chart_initial_data",
                 {"symbol": symbol, "resolution": resolution, "series": [c.to_wire() for c in series]},
@@ -327,7 +331,9 @@ class MarketHub:
                 local_rooms.add(room_name, connection, position)
 
     async def _seed(self, room: RoomState) -> None:
-        forming, watermarks = await database_sync_to_async(services.live_seed)(room.symbol, room.resolution)
+        forming, watermarks = await database_sync_to_async(services.live_seed)(
+            room.symbol, room.resolution, since_ms=_window(room.resolution)[0]
+        )
         if forming is not None:
             room.builder.seed(room.resolution, forming)
         room.seen = dict(watermarks)
@@ -339,11 +345,13 @@ class MarketHub:
             self._schedule(room)
 
 
-def _history(symbol: str, resolution: str) -> tuple[list[Candle], dict[str, int]]:
+def _window(resolution: str) -> tuple[int, int]:
+    """[start, end) of the buckets a joiner's initial series covers: the
+    last INITIAL_CANDLES closed ones and the current one."""
     size = RESOLUTION_MS[resolution]
     end = services.now_ms() + size
     start = end - size * (INITIAL_CANDLES + 1)
-    return services.live_history(symbol, resolution, start_ms=start - start % size, end_ms=end)
+    return start - start % size, end
 
 
 async def _catch_up(room: RoomState, watermarks: dict[str, int]) -> bool:
@@ -369,7 +377,7 @@ async def _catch_up(room: RoomState, watermarks: dict[str, int]) -> bool:
     return True
 
 
-def _merge(history: list[Candle], room: RoomState) -> list[Candle]:
+def _merge(history: list[Candle], room: RoomState, start: int) -> list[Candle]:
     """The room's in-memory bars (buckets closed since the last flush and the
     forming one) are the freshest state of their buckets; stored candles
     fill in before them, and after them when the database is ahead of the
@@ -379,6 +387,7 @@ def _merge(history: list[Candle], room: RoomState) -> list[Candle]:
     forming = room.builder.forming(room.resolution)
     if forming is not None:
         memory.append(forming)
+    memory = [bar for bar in memory if bar.timestamp >= start]  # a room idle for long
     if not memory:
         return history[-INITIAL_CANDLES:]
     first, last = memory[0].timestamp, memory[-1].timestamp

@@ -746,17 +746,19 @@ def _series_summaries(symbol: str) -> tuple[dict[str, int], int | None]:
     return watermarks, max((ts for _, _, ts in rows), default=None)
 
 
-def live_seed(symbol: str, resolution: str) -> tuple[Candle | None, dict[str, int]]:
+def live_seed(symbol: str, resolution: str, *, since_ms: int = 0) -> tuple[Candle | None, dict[str, int]]:
     """Where a live chart of all venues starts: the stored candle of
-    ``resolution`` whose bucket holds the symbol's latest trade (None without
-    trades) and, per venue code, the highest Trade id it counts, read in one
-    snapshot. Apply exactly the published NewTrades whose watermark is above
-    their venue's entry here. (The latest trade's bucket, not the current
-    time's: trades of a bucket that has just ended may still be committing,
-    and must add to its stored state, not start it again.)"""
+    ``resolution`` whose bucket holds the symbol's latest trade, if that
+    trade is not older than ``since_ms`` (else None), and, per venue code,
+    the highest Trade id it counts, read in one snapshot. Apply exactly the
+    published NewTrades whose watermark is above their venue's entry here.
+    (The latest trade's bucket, not the current time's: trades of a bucket
+    that has just ended may still be committing, and must add to its stored
+    state, not start it again.)"""
     with _one_snapshot():
         watermarks, latest = _series_summaries(symbol)
-        forming = None if latest is None else forming_candle(symbol, resolution, at_ms=latest)
+        recent = latest is not None and latest >= since_ms
+        forming = forming_candle(symbol, resolution, at_ms=latest) if recent else None
     return forming, watermarks
 
 

@@ -21,13 +21,14 @@ from django.conf import settings
 from rest_framework import serializers
 
 from accounts import services as accounts
-from realtime import auth, charging, presence, push, rooms
+from realtime import auth, charging, presence, push, rooms, transport
 from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, ValidationFailed
 from realtime.local import local_rooms
 from realtime.protocol import RequestId, decode, encode, now_ms, peek_id
 from realtime.registry import InboundEvent, registry
 from realtime.throttles import connection_bucket, retry_after_seconds, user_buckets
+from realtime.transport import SharedFrame
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,15 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     # --- sending -----------------------------------------------------------
+
+    def write_frame(self, frame: SharedFrame) -> bool:
+        """Write a frame shared by many sockets without the ASGI send when
+        the server allows it (``realtime.transport``); False otherwise."""
+        writer = self.scope.get(transport.SCOPE_KEY)
+        if writer is None:
+            return False
+        writer.write(frame)
+        return True
 
     async def send_event(self, event: str, data: dict[str, Any], request_id: RequestId | None = None) -> None:
         await self.send(text_data=encode(event, data, request_id))

@@ -6,6 +6,10 @@ not be broadcast through the channel layer, or every subscriber would get
 one copy per process. Such a room's publisher sends to its process's own
 members here: one encoded frame per room, written to each local socket.
 
+The frame is framed once for all members where the server allows it
+(``realtime.transport``): a member's ``write_frame`` writes it directly and
+returns True, or returns False and the frame goes through its ASGI send.
+
 Each member keeps a position (e.g. the timestamp of the last bar it got): a
 frame with an older position is not sent to it, so a member that joined with
 a snapshot never receives anything older than that snapshot.
@@ -13,10 +17,17 @@ a snapshot never receives anything older than that snapshot.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Protocol
+
+from realtime.transport import SharedFrame
+
+YIELD_EVERY = 64
 
 
 class Member(Protocol):
+    def write_frame(self, frame: SharedFrame) -> bool: ...
+
     async def send(
         self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
     ) -> None: ...
@@ -48,14 +59,20 @@ class LocalRooms:
         members = self._rooms.get(room)
         if not members:
             return 0
+        frame = SharedFrame(text)
         sent = 0
-        for member, seen in list(members.items()):
+        for index, (member, seen) in enumerate(list(members.items())):
+            if index and index % YIELD_EVERY == 0:
+                # Let the event loop write out what is buffered so far: the
+                # first subscribers get the frame while the rest are queued.
+                await asyncio.sleep(0)
             if position is not None:
                 if seen is not None and position < seen:
                     continue
                 members[member] = position
             try:
-                await member.send(text_data=text)
+                if not member.write_frame(frame):
+                    await member.send(text_data=text)
             except Exception:  # noqa: S112 - a closing socket must not stop the others
                 continue
             sent += 1

@@ -50,10 +50,16 @@ def hello(ws) -> dict:
 
 def expect(ws, event: str, timeout: float = 10.0) -> dict:
     deadline = time.monotonic() + timeout
+    seen: list[str] = []
     while True:
-        frame = recv(ws, max(deadline - time.monotonic(), 0.01))
+        try:
+            frame = recv(ws, max(deadline - time.monotonic(), 0.01))
+        except TimeoutError:
+            raise TimeoutError(f"no {event} in {timeout} s; got {seen[-5:]}") from None
         if frame["event"] == event:
             return frame
+        if frame["event"] != "market_chart_live_update":
+            seen.append(json.dumps(frame)[:300])
 
 
 def test_daphne_serves_the_protocol_end_to_end_and_never_logs_tokens(tmp_path):
@@ -192,5 +198,77 @@ def test_movement_committed_just_before_a_crash_is_pushed_once_the_server_is_bac
                 assert granted["data"]["reason"] == "before the crash"
                 balance = expect(ws, "credit_balance_updated", timeout=10)
                 assert balance["data"]["newBalance"] == 42
+        finally:
+            server.stop()
+
+
+def test_live_chart_frames_reach_every_daphne_socket_framed_once_and_in_order(tmp_path):
+    """Under daphne a live chart update is framed once and written to each
+    subscriber's socket directly (realtime.transport). Three subscribers of
+    a 250ms chart of the demo feed's replay (about 35 trades a second): one
+    drops its TCP connection mid-stream; the other two build the same
+    chart, never see a bar older than the last, get the initial series
+    before any update (the ASGI path and the direct path keep their order),
+    and match the stored candles; the server still answers afterwards."""
+    room = "market:XRP-ETH:250ms"
+    with stack_env(
+        tmp_path, scaled_stack(), LEDGERCORE_MARKET_DEMO_FEED="true", LEDGERCORE_MARKET_REPLAY_SPEED="600"
+    ) as env:
+        server = DaphneProcess(env, tmp_path / "daphne.log").start()
+        try:
+            sockets = [connect(f"{server.url}/ws?token={dev_token(f'chart_viewer{i}')}") for i in range(3)]
+            charts: list[list[dict]] = []
+            for ws in sockets:
+                hello(ws)
+                ws.send(json.dumps({"event": "subscribe", "data": {"room": room}, "id": "join"}))
+                assert recv(ws)["event"] == "subscribed"
+                initial = recv(ws)
+                assert initial["event"] == "market_chart_initial_data", initial
+                charts.append(list(initial["data"]["series"]))
+            updates = [0, 0, 0]
+            dropped = sockets[2]
+            started = time.monotonic()
+            while time.monotonic() - started < 3.0:
+                if dropped is not None and time.monotonic() - started > 1.0:
+                    dropped.socket.close()  # no closing handshake: the server finds out by writing
+                    dropped = None
+                for index, ws in enumerate(sockets[:2]):
+                    try:
+                        frame = json.loads(ws.recv(timeout=0.02))
+                    except TimeoutError:
+                        continue
+                    assert frame["event"] == "market_chart_live_update", frame
+                    bar = {
+                        k: frame["data"][k] for k in ("timestamp", "open", "high", "low", "close", "volume", "trades")
+                    }
+                    chart = charts[index]
+                    assert not chart or bar["timestamp"] >= chart[-1]["timestamp"], "a bar older than the last one"
+                    if chart and chart[-1]["timestamp"] == bar["timestamp"]:
+                        chart[-1] = bar
+                    else:
+                        chart.append(bar)
+                    updates[index] += 1
+            assert updates[0] > 5 and updates[1] > 5
+            # Both charts from the later of their first bars, up to (not
+            # including) the bar still forming, equal each other and the store.
+            first = max(charts[0][0]["timestamp"], charts[1][0]["timestamp"])
+            last = min(charts[0][-1]["timestamp"], charts[1][-1]["timestamp"])
+            mine = [[bar for bar in chart if first <= bar["timestamp"] < last] for chart in charts[:2]]
+            assert mine[0] == mine[1] and len(mine[0]) > 4
+            window = {"from": first, "to": last}
+            sockets[0].send(
+                json.dumps(
+                    {
+                        "event": "request_market_data",
+                        "data": {"symbol": "XRP-ETH", "resolution": "250ms", "window": window},
+                    }
+                )
+            )
+            stored = expect(sockets[0], "market_data_response")["data"]["candles"]
+            assert mine[0] == [{k: c[k] for k in mine[0][0]} for c in stored]
+            sockets[1].send(json.dumps({"event": "ping", "id": "after"}))
+            assert expect(sockets[1], "pong")["id"] == "after"
+            for ws in sockets[:2]:
+                ws.close()
         finally:
             server.stop()

@@ -243,8 +243,10 @@ def test_live_seed_is_the_forming_candle_and_the_watermarks_it_counts():
     assert forming is not None and (forming.timestamp, forming.trades) == (now - now % 60_000, 3)
     # The latest trade's bucket, however long ago: a 100 ms chart seeded just
     # after its bucket ended continues it rather than starting it again.
-    forming, _ = services.live_seed("BTC-USD", "100ms")
+    forming, _ = services.live_seed("BTC-USD", "100ms", since_ms=now - 30_000)
     assert forming is not None and (forming.timestamp, forming.trades) == (now + 1 - (now + 1) % 100, 2)
+    # Not a bar from before the chart's window.
+    assert services.live_seed("BTC-USD", "100ms", since_ms=now + 2) == (None, watermarks)
 
 
 @pytest.mark.django_db
