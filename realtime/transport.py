@@ -9,12 +9,14 @@ live chart update to a thousand subscribers.
 Under daphne, ``CaptureWriter`` (outermost ASGI middleware of the WebSocket
 route) recognises the server's own send callable and gives the connection a
 ``DirectWriter``: a ``SharedFrame`` is encoded and framed once (autobahn's
-``PreparedMessage``, made for broadcasting) and its bytes are written to each
-socket, sent at once when the socket has nothing buffered (``_write_now``). Per-message
-compression, if a client negotiated it (daphne does not offer it), and
-frames queued by autobahn are left to autobahn's ``sendPreparedMessage``. Any other server (uvicorn in the test suite) gets no writer and the
-ordinary ASGI send is used. Both paths write synchronously on the event
-loop's thread, so frames keep the order in which they were sent.
+``PreparedMessage``, made for broadcasting) and its bytes are written to
+each socket, sent at once when the socket has nothing buffered
+(``_write_now``). Per-message compression, if a client negotiated it
+(daphne does not offer it), and frames queued by autobahn are left to
+autobahn's ``sendPreparedMessage``. Any other server (uvicorn in the test
+suite) gets no writer and the ordinary ASGI send is used. Both paths write
+synchronously on the event loop's thread, so frames keep the order in which
+they were sent.
 """
 
 from __future__ import annotations

@@ -75,6 +75,12 @@ async def chart_of(client: Client, room: str, until: float) -> tuple[list[dict[s
     bars: list[dict[str, Any]] = list(initial["data"]["series"])
     stamps = [bar["timestamp"] for bar in bars]
     assert stamps == sorted(set(stamps)), "initial series out of order or with duplicates"
+    return bars, await follow(client, room, bars, until)
+
+
+async def follow(client: Client, room: str, bars: list[dict[str, Any]], until: float) -> int:
+    """Apply the room's live updates to ``bars`` until the loop time
+    ``until``, as a charting library would; returns how many came."""
     updates = 0
     loop = asyncio.get_running_loop()
     while loop.time() < until:
@@ -94,7 +100,7 @@ async def chart_of(client: Client, room: str, until: float) -> tuple[list[dict[s
             bars[-1] = bar
         else:
             bars.append(bar)
-    return bars, updates
+    return updates
 
 
 @database_sync_to_async
@@ -169,22 +175,8 @@ async def _join(client: Client, room: str) -> list[dict[str, Any]]:
     return list((await client.expect("market_chart_initial_data", timeout=10))["data"]["series"])
 
 
-async def _follow(client: Client, bars: list[dict[str, Any]], seconds: float) -> list[dict[str, Any]]:
-    loop = asyncio.get_running_loop()
-    until = loop.time() + seconds
-    while loop.time() < until:
-        try:
-            frame = await client.recv(timeout=max(0.05, until - loop.time()))
-        except TimeoutError:
-            break
-        if frame["event"] != "market_chart_live_update":
-            continue
-        bar = {k: frame["data"][k] for k in ("timestamp", "open", "high", "low", "close", "volume", "trades")}
-        assert not bars or bar["timestamp"] >= bars[-1]["timestamp"], "a bar older than the last one"
-        if bars and bar["timestamp"] == bars[-1]["timestamp"]:
-            bars[-1] = bar
-        else:
-            bars.append(bar)
+async def _follow(client: Client, room: str, bars: list[dict[str, Any]], seconds: float) -> list[dict[str, Any]]:
+    await follow(client, room, bars, asyncio.get_running_loop().time() + seconds)
     return bars
 
 
@@ -215,11 +207,11 @@ async def test_a_joiner_gets_buckets_whose_trades_are_still_on_their_way_complet
     releasing = asyncio.create_task(release())
     joined = await _join(late, room)
     await releasing
-    bars = await _follow(late, joined, 1.0)
+    bars = await _follow(late, room, joined, 1.0)
     truth = await stored(symbol, "1m", since_ms=minute)
     assert [(b["timestamp"], b["trades"]) for b in truth] == [(minute, 2), (minute + 60_000, 1)]
     assert bars == truth
-    assert await _follow(early, [{key: first["data"][key] for key in truth[0]}], 1.0) == truth
+    assert await _follow(early, room, [{key: first["data"][key] for key in truth[0]}], 1.0) == truth
     await early.close()
     await late.close()
 
