@@ -232,6 +232,12 @@ class TransactionsResponsePayload(Payload):
     nextCursor = serializers.CharField(allow_null=True, help_text="Opaque; null on the last page.")  # noqa: N815
 
 
+class TransactionsUpdatePayload(Payload):
+    chain = serializers.CharField()
+    address = serializers.CharField(help_text="Normal form, as in the room's name.")
+    transactions = TransactionPayload(many=True)
+
+
 class FlowPayload(Payload):
     direction = serializers.ChoiceField(["outbound", "inbound"])
     day = serializers.CharField(help_text="UTC date, YYYY-MM-DD.")
@@ -434,6 +440,12 @@ for _name, _payload, _summary in [
     ("address_analysis_error", AnalysisErrorPayload, "The request or its job failed (refunded on INTERNAL/TIMEOUT)."),
     ("address_transactions_response", TransactionsResponsePayload, "A page of an address's transactions."),
     ("cross_border_flows_response", FlowsResponsePayload, "Flows of a corridor in a window."),
+    (
+        "address_transactions_update",
+        TransactionsUpdatePayload,
+        "To address:<chain>:<address>: transactions of the address just ingested from the chain, newest first "
+        "(entries as in address_transactions_response; at least once: dedupe by hash and asset).",
+    ),
 ]:
     registry.outbound(_name, _payload, summary=_summary, category=CATEGORY)
 
@@ -452,11 +464,22 @@ async def _authorize_address_room(ctx: RequestContext, rest: str) -> None:
         raise ValidationFailed("bad address", {"room": [f"Not a valid {chain} address: {exc}"]}) from None
 
 
+def _canonical_address_room(rest: str) -> str:
+    """``<chain>:<address>`` with the address in its normal form (EIP-55 for
+    Ethereum), so that every spelling of one address is one room."""
+    chain, _, address = rest.partition(":")
+    return f"{chain}:{normalize_chain_address(chain, address)}"
+
+
 register_namespace(
     Namespace(
         "address",
         _authorize_address_room,
         presence_events=False,
-        description="New transactions of a watched address; open to any authenticated user.",
+        description=(
+            "New transactions of a watched address (address_transactions_update); open to any authenticated "
+            "user. Any spelling of the address joins the room of its normal form, which subscribed names."
+        ),
+        canonical=_canonical_address_room,
     )
 )

@@ -10,6 +10,7 @@ client cannot forge or reuse it elsewhere.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,31 @@ def address_transactions(chain: str, address: str, *, limit: int = DEFAULT_LIMIT
         )
     ordered = sorted(positions, reverse=True)
     page, more = ordered[:limit], len(ordered) > limit
+    out = _entries(chain, row, page)
+    next_cursor = encode_cursor(chain, address, *page[-1]) if more and page else None
+    return Page(out, next_cursor)
+
+
+def transactions_among(chain: str, address: str, tx_hashes: Iterable[str]) -> list[dict[str, Any]]:
+    """The entries (as in ``address_transactions``, newest first) of those of
+    ``tx_hashes`` that touch ``address`` (normal form) on ``chain``."""
+    row = Address.objects.filter(chain__code=chain, address=address).values_list("id", flat=True).first()
+    if row is None:
+        return []
+    tx_ids = list(Transaction.objects.filter(chain__code=chain, hash__in=list(tx_hashes)).values_list("id", flat=True))
+    if not tx_ids:
+        return []
+    positions = set(
+        Transfer.objects.filter(Q(from_address_id=row) | Q(to_address_id=row), tx_id__in=tx_ids)
+        .values_list("timestamp", "tx_id")
+        .distinct()
+    )
+    return _entries(chain, row, sorted(positions, reverse=True))
+
+
+def _entries(chain: str, row: int, page: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """One entry per transaction of ``page`` ((timestamp, tx id), newest
+    first) and asset moved: the net amount of the address ``row``."""
     tx_ids = [tx for _, tx in page]
     txs = {
         pk: (hash_, block, fee)
@@ -116,5 +142,4 @@ def address_transactions(chain: str, address: str, *, limit: int = DEFAULT_LIMIT
                     "fee": None if fee is None else format_units(fee, native_decimals),
                 }
             )
-    next_cursor = encode_cursor(chain, address, *page[-1]) if more and page else None
-    return Page(out, next_cursor)
+    return out

@@ -269,6 +269,8 @@ class GraphWriter:
     chain: Chain
     upsert_transactions: bool = False
     batch_size: int = 20_000
+    # Announce each committed batch to the address rooms (compliance.live).
+    publish: bool = False
     # Rows handed to the writer (not rows created: re-runs hand the same rows).
     seen: WriteCounts = field(default_factory=WriteCounts)
     _txs: dict[str, TxRow] = field(default_factory=dict)
@@ -333,6 +335,8 @@ class GraphWriter:
         if not self._pending():
             return
         with transaction.atomic():
+            if self.publish:
+                self._publish_after_commit()
             address_ids = self._address_ids()
             asset_ids = self._asset_ids()
             tx_ids = self._transaction_ids()
@@ -385,6 +389,16 @@ class GraphWriter:
 
     def close(self) -> None:
         self.flush()
+
+    def _publish_after_commit(self) -> None:
+        from compliance.live import publish_after_commit
+
+        addresses = {a for t in self._transfers for a in (t.from_address, t.to_address) if a is not None}
+        addresses.update(p.address for p in (*self._inputs, *self._outputs) if p.address is not None)
+        hashes = set(self._txs)
+        hashes.update(t.tx_hash for t in self._transfers)
+        hashes.update(p.tx_hash for p in (*self._inputs, *self._outputs))
+        publish_after_commit(self.chain.code, addresses, hashes)
 
     def __enter__(self) -> GraphWriter:
         return self

@@ -399,7 +399,7 @@ class EthBlockIngester:
         before = _counts(self.chain) if count_created else {}
         for low, high in self.ranges(start, end):
             rows = self.fetch(low, high)
-            writer = GraphWriter(self.chain, upsert_transactions=True, batch_size=10**9)
+            writer = GraphWriter(self.chain, upsert_transactions=True, batch_size=10**9, publish=True)
             writer.extend(transactions=rows.transactions, transfers=rows.transfers)
             writer.close()
             result.blocks += high - low + 1

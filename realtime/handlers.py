@@ -3,6 +3,7 @@ that belong to no domain: ``user:`` and ``application:``."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -10,7 +11,7 @@ from rest_framework import serializers
 
 from accounts import services as accounts
 from realtime.context import RequestContext
-from realtime.errors import Unauthorized, ValidationFailed
+from realtime.errors import ProtocolError, Unauthorized, ValidationFailed
 from realtime.payloads import EmptyPayload, Payload, RoomPayload
 from realtime.protocol import now_ms
 from realtime.registry import registry
@@ -100,9 +101,11 @@ async def ping(ctx: RequestContext, data: dict[str, Any]) -> None:
 
 @registry.on("subscribe", RoomPayload, summary="Join a room.", replies=("subscribed",))
 async def subscribe(ctx: RequestContext, data: dict[str, Any]) -> None:
-    room = data["room"]
-    namespace, rest = parse_room(room)
+    namespace, rest = parse_room(data["room"])
     await namespace.authorize(ctx, rest)
+    if namespace.canonical is not None:
+        rest = namespace.canonical(rest)
+    room = f"{namespace.name}:{rest}"
     count = await ctx.connection.join_room(room, namespace)
     await ctx.send("subscribed", {"room": room, "subscriberCount": count})
     if namespace.on_join is not None:
@@ -113,6 +116,10 @@ async def subscribe(ctx: RequestContext, data: dict[str, Any]) -> None:
 async def unsubscribe(ctx: RequestContext, data: dict[str, Any]) -> None:
     room = data["room"]
     namespace, rest = parse_room(room)
+    if namespace.canonical is not None:
+        # A name that has no canonical spelling names no joined room either.
+        with contextlib.suppress(ProtocolError, ValueError):
+            room = f"{namespace.name}:{namespace.canonical(rest)}"
     if namespace.name == "user" and rest == ctx.user_id:
         raise ValidationFailed(
             "the personal room cannot be left", {"room": ["The personal room is joined for the connection's life."]}

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -69,6 +69,10 @@ class MemoryPresence:
             self._users.pop(room, None)
         return count, last
 
+    async def occupied(self, rooms: Iterable[str]) -> set[str]:
+        """Those of ``rooms`` with at least one connection."""
+        return {room for room in rooms if self._conns.get(room)}
+
     def start(self, on_departures: OnDepartures) -> None:
         """Nothing to sweep: the whole store lives and dies with the process."""
 
@@ -81,6 +85,12 @@ if added == 1 then
   redis.call('SADD', KEYS[3], ARGV[3])
 end
 return {redis.call('HLEN', KEYS[1]), first}
+"""
+
+_OCCUPIED = """
+local found = {}
+for i, key in ipairs(KEYS) do found[i] = redis.call('EXISTS', key) end
+return found
 """
 
 _LEAVE = """
@@ -168,6 +178,14 @@ class RedisPresence:
             _LEAVE, self._keys(room), [channel, user_id, f"{channel}|{user_id}|{room}"]
         )
         return int(count), bool(last)
+
+    async def occupied(self, rooms: Iterable[str]) -> set[str]:
+        """Those of ``rooms`` with at least one connection (one round trip)."""
+        names = list(dict.fromkeys(rooms))
+        if not names:
+            return set()
+        found = await lcredis.run_script(_OCCUPIED, [lcredis.key("room", room, "conns") for room in names], [])
+        return {room for room, exists in zip(names, found, strict=True) if int(exists)}
 
     def start(self, on_departures: OnDepartures) -> None:
         if self._task is None or self._task.done():

@@ -34,6 +34,9 @@ class Namespace:
     # Sent to the joining connection after ``subscribed`` (e.g. a chart's
     # initial data); gets the request context and the part after the colon.
     on_join: Authorize | None = None
+    # The canonical spelling of a room's part after the colon, when several
+    # spellings name one room (called after ``authorize`` accepted it).
+    canonical: Callable[[str], str] | None = None
 
 
 namespaces: dict[str, Namespace] = {}

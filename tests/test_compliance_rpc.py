@@ -8,6 +8,7 @@ what was stored with what was sent."""
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import http.server
 import json
@@ -419,3 +420,68 @@ def test_mapping_skips_logs_that_are_not_erc20_transfers():
     assert rows.transactions[0].fee == 6 and rows.transactions[0].timestamp == 5000
     assert [(r.position, r.kind, r.value) for r in rows.transfers] == [(-1, "native", 0), (0, "token", 7)]
     assert rows.skipped_logs == 2
+
+
+# --- address rooms: new transactions pushed as they are ingested -------------------------
+
+
+async def mined(node: Node, tx_hash: str) -> int:
+    """The block of ``tx_hash``, mined by the node (it mines each transaction
+    when it arrives; the receipt may take a moment)."""
+    for _ in range(200):
+        receipt = node.rpc.call("eth_getTransactionReceipt", [tx_hash])
+        if receipt is not None:
+            return int(receipt["blockNumber"], 16)
+        node.rpc.call("evm_mine")
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{tx_hash} was not mined")
+
+
+async def test_address_rooms_get_new_transactions_as_the_ingester_stores_them(anvil, live_server_url):
+    """Subscribers of address:ethereum:<address> (any spelling: one room, the
+    address's normal form) get address_transactions_update with the new
+    transactions of that address, entries as address_transactions pages them;
+    after unsubscribing (in another spelling) nothing more comes."""
+    from channels.db import database_sync_to_async
+
+    from compliance.addresses import ethereum_checksum, normalize_chain_address
+    from compliance.history import address_transactions
+    from tests.wsclient import connected, unique
+
+    node = Node(anvil)
+    sender, receiver = node.accounts[6], node.accounts[7]
+    canonical = {a: normalize_chain_address("ethereum", a) for a in (sender, receiver)}
+    mixed = ethereum_checksum(receiver)  # EIP-55: another spelling of the same address
+    assert mixed != canonical[receiver]
+    watcher = await connected(live_server_url, unique("watcher"))
+    joined = await watcher.request("subscribe", {"room": f"address:ethereum:{mixed}"})
+    assert joined["data"]["room"] == f"address:ethereum:{canonical[receiver]}"
+    other = await connected(live_server_url, unique("watcher"))
+    await other.request("subscribe", {"room": f"address:ethereum:{canonical[sender]}"})
+
+    ingester = await database_sync_to_async(EthBlockIngester)(RpcClient(anvil), batch=5)
+    paid = node.send(sender, receiver, ETH // 8)
+    block = await mined(node, paid)
+    await database_sync_to_async(ingester.ingest)(block, block, count_created=False)
+
+    incoming = await watcher.expect("address_transactions_update", timeout=10)
+    page = await database_sync_to_async(address_transactions)("ethereum", canonical[receiver], limit=5)
+    assert incoming["data"] == {"chain": "ethereum", "address": canonical[receiver], "transactions": page.transactions}
+    assert [(t["hash"], t["direction"], t["amount"]) for t in incoming["data"]["transactions"]] == [
+        (paid, "in", "0.125")
+    ]
+    outgoing = await other.expect("address_transactions_update", timeout=10)
+    assert [(t["hash"], t["direction"]) for t in outgoing["data"]["transactions"]] == [(paid, "out")]
+
+    left = await watcher.request("unsubscribe", {"room": f"address:ethereum:0x{receiver[2:].upper()}"})
+    assert left["data"]["room"] == f"address:ethereum:{canonical[receiver]}"
+    again = node.send(sender, receiver, ETH // 16)
+    block = await mined(node, again)
+    await database_sync_to_async(ingester.ingest)(block, block, count_created=False)
+    assert [
+        t["hash"] for t in (await other.expect("address_transactions_update", timeout=10))["data"]["transactions"]
+    ] == [again]
+    with pytest.raises(AssertionError, match="no address_transactions_update"):
+        await watcher.expect("address_transactions_update", timeout=1.0)
+    await watcher.close()
+    await other.close()
