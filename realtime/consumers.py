@@ -254,13 +254,19 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     {"required": exc.required, "available": exc.available, "action": exc.action},
                 )
                 return
-        failure = await self._guarded(ctx, _bind(spec, data), spec.error_event)
+        try:
+            failure = await self._guarded(ctx, _bind(spec, data), spec.error_event)
+        except asyncio.CancelledError:
+            # The connection closed during the request: its hold is released
+            # now rather than when it expires.
+            if token is not None:
+                _settle_shielded(spec, ctx, token, True)
+            raise
         if token is not None:
-            try:
-                await charging.charger.settle(token, failure in SERVER_FAILURES, ctx.meter.cost)
-            except Exception:
-                # The hold stays pending and is released when it expires.
-                log.exception("failed to settle the charge of %s (request id %r)", spec.name, ctx.request_id)
+            # The client may close as soon as it has the answer, which cancels
+            # this task: the settlement (capture, or the release after a
+            # server failure) must still happen, so it runs shielded.
+            await asyncio.shield(_settle_shielded(spec, ctx, token, failure in SERVER_FAILURES))
 
     async def _guarded(self, ctx: RequestContext, call: Any, error_event: str) -> str | None:
         """Runs a handler; sends any error; returns its code (None: success)."""
@@ -304,6 +310,28 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.send_event("validation_error", data, request_id)
         else:
             await self.send_event(event, exc.payload(), request_id)
+
+
+_SETTLING: set[asyncio.Future[None]] = set()
+
+
+def _settle_shielded(
+    spec: InboundEvent, ctx: RequestContext, token: Any, failed_on_server: bool
+) -> asyncio.Future[None]:
+    """Settle in a task of its own, kept alive until done, that cancelling
+    the request's task does not stop."""
+    settling = asyncio.ensure_future(_settle(spec, ctx, token, failed_on_server))
+    _SETTLING.add(settling)
+    settling.add_done_callback(_SETTLING.discard)
+    return settling
+
+
+async def _settle(spec: InboundEvent, ctx: RequestContext, token: Any, failed_on_server: bool) -> None:
+    try:
+        await charging.charger.settle(token, failed_on_server, ctx.meter.cost)
+    except Exception:
+        # The hold stays pending and is released when it expires.
+        log.exception("failed to settle the charge of %s (request id %r)", spec.name, ctx.request_id)
 
 
 def _bind(spec: InboundEvent, data: dict[str, Any]) -> Any:

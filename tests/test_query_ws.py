@@ -150,19 +150,24 @@ async def test_query_cancel_stops_the_query_within_a_second(live_server_url):
     assert record.status == "cancelled"
 
 
-async def test_closing_the_socket_cancels_its_query(live_server_url):
+async def test_closing_the_socket_cancels_its_query_and_releases_its_hold(live_server_url, settings):
+    settings.LEDGERCORE_PRICES = {"query": 3}
     me = unique("slow")
-    await fund(me, grants=30, amount=1)
+    user_pk, app = await fund(me, grants=30, amount=1)
     client = await connected(live_server_url, me)
+    before = client.balance["data"]["newBalance"]
     await client.send("query", {"sql": SLOW_SQL}, id="slow")
     query_id = (await client.expect("query_started"))["data"]["queryId"]
+    await client.expect("credit_balance_updated", newBalance=before - 3)  # held while it runs
     await client.close()
     for _ in range(100):
         record = await database_sync_to_async(QueryRecord.objects.get)(pk=query_id)
-        if record.status not in ("queued", "running"):
+        balance = await database_sync_to_async(credits.get_balance)(user_pk, app)
+        if record.status not in ("queued", "running") and balance.balance == before:
             break
         await asyncio.sleep(0.05)
     assert record.status == "cancelled"
+    assert balance.balance == before  # released at once, not when the hold expires
 
 
 async def test_time_limit_is_a_timeout_and_the_charge_is_refunded(live_server_url, settings):
