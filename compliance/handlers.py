@@ -374,6 +374,9 @@ async def address_analysis(ctx: RequestContext, data: dict[str, Any]) -> None:
         charge_reference=reference,
         request_id="" if ctx.request_id is None else str(ctx.request_id),
     )
+    # The job finds the hold by this reference: it captures it when it
+    # completes, even if this connection has closed by then.
+    ctx.meter.handed_over = bool(reference)
     layer = get_channel_layer()
     assert layer is not None
     channel = await layer.new_channel()

@@ -253,6 +253,12 @@ def run_job(job_id: str) -> str:
     )
     if not done:
         return "abandoned"
+    try:
+        capture_charge(job)
+    except Exception:
+        # The requesting connection, if still open, captures it; else the
+        # hold is released when it expires.
+        log.exception("analysis job %s: its charge was not captured", job_id)
     job.result = result
     _publish(job, "address_analysis_response", response_payload(job), to_user=True)
     _publish(job, "address_analysis_completed", {"jobId": job_id, "durationMs": duration}, to_user=True)
@@ -277,26 +283,43 @@ def fail_job(job_id: str, code: str, message: str) -> bool:
     return True
 
 
+def _pending_holds(job: AnalysisJob) -> list[tuple[int, int]]:
+    """(id, amount) of the pending holds taken for this job's request."""
+    from credits.models import Hold
+
+    if not job.charge_reference:
+        return []
+    return list(
+        Hold.objects.filter(
+            account__user_id=job.user_id,
+            account__application_id=job.application_id,
+            action=ACTION,
+            reference=job.charge_reference,
+            status=Hold.Status.PENDING,
+        ).values_list("pk", "amount")
+    )
+
+
+def capture_charge(job: AnalysisJob) -> int:
+    """Capture the hold taken for this completed job in full (the requesting
+    connection may be gone); capturing twice is harmless."""
+    from credits import services as credits
+
+    holds = _pending_holds(job)
+    for hold_id, amount in holds:
+        credits.capture_hold(hold_id, amount, actor=credits.Actor.system())
+    return len(holds)
+
+
 def release_charge(job: AnalysisJob) -> int:
     """Release the pending hold taken for this job (the requesting process
     may be gone); releasing twice is harmless (credits.release_hold)."""
-    if not job.charge_reference:
-        return 0
     from credits import services as credits
-    from credits.models import Hold
 
-    holds = Hold.objects.filter(
-        account__user_id=job.user_id,
-        account__application_id=job.application_id,
-        action=ACTION,
-        reference=job.charge_reference,
-        status=Hold.Status.PENDING,
-    ).values_list("pk", flat=True)
-    released = 0
-    for hold_id in list(holds):
+    holds = _pending_holds(job)
+    for hold_id, _ in holds:
         credits.release_hold(hold_id, actor=credits.Actor.system(), reason=f"analysis {job.id} failed: refunded")
-        released += 1
-    return released
+    return len(holds)
 
 
 def reap_stale_jobs() -> list[str]:

@@ -259,7 +259,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         except asyncio.CancelledError:
             # The connection closed during the request: its hold is released
             # now rather than when it expires.
-            if token is not None:
+            if token is not None and not ctx.meter.handed_over:
                 _settle_shielded(spec, ctx, token, True)
             raise
         if token is not None:

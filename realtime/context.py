@@ -17,6 +17,11 @@ class Meter:
     handler; None charges the whole price held for it."""
 
     cost: int | None = None
+    # Set by a handler that hands its work, and with it the charge (found by
+    # the hold's reference), to a durable job: if the connection closes
+    # before the work ends, the hold is left for the job to capture or
+    # release instead of being released with the request.
+    handed_over: bool = False
 
 
 @dataclass(frozen=True)

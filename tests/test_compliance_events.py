@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import os
 import shutil
+import threading
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -349,6 +350,47 @@ async def test_analysis_is_charged_on_success_and_refunded_on_failure(live_serve
     assert balance.balance == 93  # the failed job's hold was released
     holds = await database_sync_to_async(lambda: sorted(Hold.objects.values_list("status", flat=True)))()
     assert holds == ["captured", "released"]
+
+
+async def test_an_analysis_whose_requester_disconnects_is_still_charged_when_it_completes(
+    live_server_url, settings, monkeypatch
+):
+    """The job owns the charge once it exists: the requester closes while it
+    runs; the job completes, captures the hold and pushes its result to the
+    user's room; the balance is charged once, not refunded."""
+    settings.LEDGERCORE_PRICES = {"address_analysis": 7}
+    settings.LEDGERCORE_JOBS = "inprocess"
+    names = await database_sync_to_async(build_graph)("dc")
+    me = unique("leaver")
+    user_pk, app = await fund(me, 100)
+    gate = threading.Event()
+    real = jobs.analyse_address
+
+    def held(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        assert gate.wait(20), "the test never let the job go on"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(jobs, "analyse_address", held)
+    async with await connected(live_server_url, me) as watcher:  # another tab: gets the pushed result
+        requester = await connected(live_server_url, me)
+        await requester.send("address_analysis", {"chain": "ethereum", "address": names["target"]}, id="gone")
+        job_id = (await requester.expect("address_analysis_started"))["data"]["jobId"]
+        await requester.close()
+        await asyncio.sleep(0.3)  # the closed connection's request is cancelled meanwhile
+        gate.set()
+        try:
+            await watcher.expect("address_analysis_completed", timeout=20, jobId=job_id)
+        except AssertionError as exc:
+            job = await database_sync_to_async(AnalysisJob.objects.get)(pk=job_id)
+            raise AssertionError(f"{exc}; job: {job.status} {job.stage} {job.error_code} {job.error_message}") from None
+    for _ in range(50):
+        balance = await database_sync_to_async(credits.get_balance)(user_pk, app)
+        if balance.balance == 93:
+            break
+        await asyncio.sleep(0.1)
+    assert balance.balance == 93
+    holds = await database_sync_to_async(lambda: list(Hold.objects.values_list("status", flat=True)))()
+    assert holds == ["captured"]
 
 
 def _stale_job(user_id: str, address: str, attempts: int, reference: str = "") -> AnalysisJob:
