@@ -365,31 +365,43 @@ async def address_analysis(ctx: RequestContext, data: dict[str, Any]) -> None:
     chain = data["chain"]
     address = normalize_address(chain, data["address"])  # UnknownChain: NOT_FOUND
     reference = f"{ctx.sid}:{ctx.request_id}" if ctx.request_id is not None else ""
-    job = await database_sync_to_async(jobs.create_job)(
-        user_pk=ctx.user_pk,
-        application_id=ctx.application_id,
-        chain=chain,
-        address=address,
-        hops=data["hops"],
-        charge_reference=reference,
-        request_id="" if ctx.request_id is None else str(ctx.request_id),
-    )
-    # The job finds the hold by this reference: it captures it when it
-    # completes, even if this connection has closed by then.
-    ctx.meter.handed_over = bool(reference)
     layer = get_channel_layer()
     assert layer is not None
     channel = await layer.new_channel()
-    group = jobs.job_group(job.id)
-    # Listen before the job can start, so no step is missed.
-    await layer.group_add(group, channel)
-    try:
-        await ctx.send("address_analysis_started", {"jobId": job.id})
+
+    async def start() -> str:
+        job = await database_sync_to_async(jobs.create_job)(
+            user_pk=ctx.user_pk,
+            application_id=ctx.application_id,
+            chain=chain,
+            address=address,
+            hops=data["hops"],
+            charge_reference=reference,
+            request_id="" if ctx.request_id is None else str(ctx.request_id),
+        )
+        # Listen before the job can start, so no step is missed.
+        await layer.group_add(jobs.job_group(job.id), channel)
         jobs.start_reaper()
         await database_sync_to_async(jobs.dispatch)(job.id)
-        await _follow(ctx, job.id, channel)
+        return str(job.id)
+
+    # Once created, the job owns the charge: it captures the hold (found by
+    # this reference) when it completes, even if this connection has closed
+    # by then. Creation and dispatch are shielded, so a connection closing
+    # meanwhile cannot leave a job created and never dispatched.
+    ctx.meter.handed_over = bool(reference)
+    starting = asyncio.ensure_future(start())
+    _STARTING.add(starting)
+    starting.add_done_callback(_STARTING.discard)
+    job_id = await asyncio.shield(starting)
+    try:
+        await ctx.send("address_analysis_started", {"jobId": job_id})
+        await _follow(ctx, job_id, channel)
     finally:
-        await layer.group_discard(group, channel)
+        await layer.group_discard(jobs.job_group(job_id), channel)
+
+
+_STARTING: set[asyncio.Future[str]] = set()
 
 
 # --- address_transactions, cross_border_flows ---------------------------------------------
