@@ -54,6 +54,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import add_service_arguments, percentile  # noqa: E402
 from devtools.servers import DaphneProcess, server_environment  # noqa: E402
 
 SECRET = uuid.uuid4().hex + uuid.uuid4().hex
@@ -64,14 +65,6 @@ STACK_LABELS = {"embedded": "SQLite, in-memory layer", "scaled": "PostgreSQL, Re
 FIRST_DELTA_P95_TARGET_MS = 300.0
 ACCURACY_TARGET = 0.90
 STAGES = (("typing_ms", "chat_typing"), ("first_delta_ms", "first delta"), ("response_ms", "chat_response"))
-
-
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -281,9 +274,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stack", choices=["embedded", "scaled", "both"], default="both")
     p.add_argument("--warmup", type=int, default=3, help="uncounted questions asked first")
-    p.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/postgres")
-    p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    p.add_argument("--worker", choices=["embedded", "scaled"], help=argparse.SUPPRESS)
+    add_service_arguments(p)
     return p
 
 

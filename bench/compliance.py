@@ -57,6 +57,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import add_service_arguments, percentile  # noqa: E402
 from devtools.servers import DaphneProcess, DbWorkerProcess, server_environment  # noqa: E402
 
 SECRET = uuid.uuid4().hex + uuid.uuid4().hex
@@ -67,14 +68,6 @@ STACK_LABELS = {"embedded": "SQLite, in-memory layer, in-process jobs", "scaled"
 KINDS = ("ofac", "ofac_adjacent", "exchange", "ordinary")
 STARTED_TARGET_MS = 200.0
 P95_TARGET_MS = {2: 2_000.0, 4: 10_000.0}
-
-
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -477,9 +470,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--per-kind", type=int, default=8, help="addresses of each of the 4 kinds per hop setting")
     p.add_argument("--hops", default="2,4", help="hop settings, comma-separated")
     p.add_argument("--pages", type=int, default=4, help="address_transactions pages followed per address")
-    p.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/postgres")
-    p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    p.add_argument("--worker", choices=["embedded", "scaled"], help=argparse.SUPPRESS)
+    add_service_arguments(p)
     return p
 
 

@@ -56,6 +56,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import add_service_arguments, percentile  # noqa: E402
 from devtools.servers import DaphneProcess, server_environment  # noqa: E402
 
 SECRET = uuid.uuid4().hex + uuid.uuid4().hex
@@ -63,14 +64,6 @@ RESULT_PREFIX = "result "
 EVENT_TIMEOUT = 15.0
 DRAIN_TIMEOUT = 300.0
 STACK_LABELS = {"embedded": "SQLite, in-memory layer", "scaled": "PostgreSQL, Redis"}
-
-
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def log(message: str) -> None:
@@ -368,9 +361,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--accounts", type=int, default=1000, help="accounts of the spread run")
     p.add_argument("--events", type=int, default=200, help="sequential deductions timed to the socket")
     p.add_argument("--warmup", type=int, default=5, help="uncounted ops before each measured part")
-    p.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/postgres")
-    p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    p.add_argument("--worker", choices=["embedded", "scaled"], help=argparse.SUPPRESS)
+    add_service_arguments(p)
     return p
 
 

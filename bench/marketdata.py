@@ -90,6 +90,7 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import add_service_arguments, percentile  # noqa: E402
 from devtools.servers import DaphneProcess, server_environment  # noqa: E402
 from marketdata.resolutions import RESOLUTION_MS  # noqa: E402
 from marketdata.trades import TradeInput  # noqa: E402
@@ -113,14 +114,6 @@ LIVE_RESOLUTION = "1m"
 TABS_PER_USER = 10
 CONNECT_BATCH = 50
 THROTTLES = "connection=100000/s,user=100000/s"
-
-
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def summary(values: list[float], *pcts: float) -> dict[str, float]:
@@ -969,9 +962,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--busy-trades", type=int, default=100)
     p.add_argument("--busy-rate", type=float, default=20.0, help="trades per second in the busy phase")
     p.add_argument("--live-path", choices=["auto", "commit", "post"], default="auto")
-    p.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/postgres")
-    p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    p.add_argument("--worker", choices=["embedded", "scaled"], help=argparse.SUPPRESS)
+    add_service_arguments(p)
     p.add_argument("--clients", metavar="URL", help=argparse.SUPPRESS)
     return p
 

@@ -67,6 +67,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import add_service_arguments, percentile  # noqa: E402
 from devtools.servers import DaphneProcess, server_environment  # noqa: E402
 
 SECRET = uuid.uuid4().hex + uuid.uuid4().hex
@@ -79,14 +80,6 @@ DRIVER_FETCH = 10_000
 FRAME_TIMEOUT = 60.0
 CANCEL_AFTER_SECONDS = 0.5
 STACK_LABELS = {"embedded": "SQLite, in-memory layer", "scaled": "PostgreSQL, Redis"}
-
-
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def log(message: str) -> None:
@@ -520,9 +513,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--conn-max-age", type=int, default=0, help="scaled stack: Django's CONN_MAX_AGE for the server (0: default)"
     )
-    p.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/postgres")
-    p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    p.add_argument("--worker", choices=["embedded", "scaled"], help=argparse.SUPPRESS)
+    add_service_arguments(p)
     return p
 
 

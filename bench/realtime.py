@@ -32,6 +32,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import add_service_arguments, percentile  # noqa: E402
 from devtools.servers import DaphneProcess, manage, server_environment  # noqa: E402
 
 SECRET = uuid.uuid4().hex + uuid.uuid4().hex
@@ -42,14 +43,6 @@ CONNECT_BATCH = 50
 def token(user_id: str) -> str:
     now = int(time.time())
     return jwt.encode({"sub": user_id, "iat": now, "exp": now + 3600}, SECRET, algorithm="HS256")
-
-
-def percentile(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 async def open_connections(url: str, users: list[str]) -> list[Any]:
@@ -264,8 +257,7 @@ def main() -> None:
     parser.add_argument("--pings", type=int, default=20, help="sequential pings per connection")
     parser.add_argument("--broadcasts", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=1, help="uncounted broadcasts before the measured ones")
-    parser.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    add_service_arguments(parser, worker=False)
     args = parser.parse_args()
     args.subscribers = min(args.subscribers, args.connections)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -1,0 +1,24 @@
+"""What every benchmark script shares: percentiles and the options that
+choose the stacks and the services of the scaled one."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """The nearest-rank percentile of ``values`` (nan when empty)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def add_service_arguments(p: argparse.ArgumentParser, *, worker: bool = True) -> None:
+    """--postgres and --redis (the scaled stack's services) and, for scripts
+    that re-invoke themselves per stack, the hidden --worker."""
+    p.add_argument("--postgres", default="postgres://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    if worker:
+        p.add_argument("--worker", choices=["embedded", "scaled"], help=argparse.SUPPRESS)
