@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_INTERNAL = 1011
 # Failures that are the server's fault: their charge is given back.
-SERVER_FAILURES = {"INTERNAL", "TIMEOUT"}
+SERVER_FAILURES = {"INTERNAL", "TIMEOUT", "UNAVAILABLE"}
 MAX_CONCURRENT_TASKS = 16
 
 

@@ -51,6 +51,17 @@ class Cancelled(ProtocolError):
     code = "CANCELLED"
 
 
+class Unavailable(ProtocolError):
+    """A backing service (Redis, PostgreSQL) does not answer, or the process
+    is shutting down: the request was not run and not charged; retry after
+    ``retryAfter`` seconds (on another process, after a shutdown)."""
+
+    code = "UNAVAILABLE"
+
+    def __init__(self, message: str, *, retry_after: int = 1, **extra: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **extra)
+
+
 class ValidationFailed(ProtocolError):
     """Sent as ``validation_error`` with per-field messages."""
 
