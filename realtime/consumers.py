@@ -13,7 +13,6 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -82,7 +81,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         token = auth.token_from_scope(self.scope)
         if token is not None:
             try:
-                identity = await sync_to_async(auth.verify_token, thread_sensitive=False)(token)
+                identity = await auth.verify_token_async(token)
             except auth.AuthenticationFailed as exc:
                 raise Unauthorized(str(exc)) from None
             subject, requested_app = identity.user_id, requested_app or identity.application_id
