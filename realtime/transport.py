@@ -29,7 +29,10 @@ instead of failing the connection.
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 SCOPE_KEY = "realtime.writer"
 
@@ -190,11 +193,10 @@ def harden(protocol: Any, max_message_bytes: int) -> None:
         begin(length)
         total = protocol.message_data_total_length
         if total > max_message_bytes and not protocol.failedByMe:
+            reason = f"message of {total} bytes exceeds the {max_message_bytes}-byte limit"
+            log.info("closing the connection of %s with 1009: %s", getattr(protocol, "peer", "?"), reason)
             protocol.wasMaxMessagePayloadSizeExceeded = True
-            protocol._fail_connection(
-                protocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG,
-                f"message of {total} bytes exceeds the {max_message_bytes}-byte limit",
-            )
+            protocol._fail_connection(protocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG, reason)
 
     def on_text_or_binary(payload: bytes, is_binary: bool) -> None:
         try:

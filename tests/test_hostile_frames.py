@@ -100,6 +100,7 @@ def test_message_over_the_transport_maximum_is_closed_with_1009_and_a_reason(dap
         assert received is not None, "no close frame: the TCP connection was dropped"
         assert received.code == 1009
         assert f"exceeds the {MAX_MESSAGE}-byte limit" in received.reason
+    assert f"with 1009: message of {MAX_MESSAGE + 1} bytes" in daphne.logs()
     # The process goes on serving.
     with connect(f"{daphne.url}/ws?token={dev_token(unique('next'))}") as ws:
         assert json.loads(ws.recv(timeout=10))["event"] == "connected"
@@ -151,3 +152,13 @@ def test_decoder_rejects_surrogates_cheaply_and_accepts_pairs():
     # Invalid UTF-8 as the transport passes it on (surrogate escapes).
     frame, parsed, error = decode(b'{"event":"\xff"}'.decode("utf-8", "surrogateescape"), None, MAX_FRAME)
     assert frame is None and parsed is None and error is not None and "frame" in error.errors
+
+
+def test_a_protocol_violation_is_closed_with_1002_and_a_reason(daphne):  # noqa: F811
+    raw = connected(daphne, "violation")
+    raw.send(bytes([0x81, 4]) + b"ping")  # unmasked client frame (RFC 6455 5.1)
+    while (got := raw.recv_frame())[0] != CLOSE:
+        pass
+    assert struct.unpack("!H", got[1][:2])[0] == 1002
+    assert b"unmasked" in got[1][2:]
+    raw.close()
