@@ -136,6 +136,11 @@ LEDGERCORE_THROTTLE_RATES = config.rates(
     {"connection": "30/s", "user": "60/s", "expensive": "20/min"},
 )
 LEDGERCORE_MAX_FRAME_BYTES = config.integer("LEDGERCORE_MAX_FRAME_BYTES", 65536, minimum=256)
+# The transport's limit (daphne): a message over it is not read; the
+# connection is closed with 1009. Between the two: validation_error.
+LEDGERCORE_MAX_MESSAGE_BYTES = config.integer(
+    "LEDGERCORE_MAX_MESSAGE_BYTES", max(1 << 20, LEDGERCORE_MAX_FRAME_BYTES), minimum=LEDGERCORE_MAX_FRAME_BYTES
+)
 # A process that has not refreshed its heartbeat for this long is considered
 # dead and its connections leave their rooms (Redis stack only).
 LEDGERCORE_PRESENCE_TIMEOUT_SECONDS = config.number("LEDGERCORE_PRESENCE_TIMEOUT_SECONDS", 15.0, minimum=1.0)
@@ -249,6 +254,9 @@ CLERK_JWKS_CACHE_SECONDS = config.integer("CLERK_JWKS_CACHE_SECONDS", 300, minim
 # Minimum time between refetches caused by an unknown kid, so that tokens
 # with made-up kids cannot make the server hammer the identity provider.
 CLERK_JWKS_REFRESH_COOLDOWN_SECONDS = config.number("CLERK_JWKS_REFRESH_COOLDOWN_SECONDS", 10.0)
+# How long a token whose kid is not cached waits for the key set (and the
+# socket timeout of the fetch); cached keys never wait.
+CLERK_JWKS_TIMEOUT_SECONDS = config.number("CLERK_JWKS_TIMEOUT_SECONDS", 3.0, minimum=0.1)
 if CLERK_JWT_KEY and "BEGIN PUBLIC KEY" not in CLERK_JWT_KEY:
     from django.core.exceptions import ImproperlyConfigured
 

@@ -1,13 +1,22 @@
 """Token verification: Clerk session tokens (RS256) and development tokens (HS256).
 
-Verification is synchronous (a JWKS fetch may block); callers on the event
-loop run it in a worker thread.
+Clerk's signing keys come from its JWKS URL through ``KeySet``: a token
+whose ``kid`` is cached is verified at once, never waiting on a fetch; only
+a token with an unknown ``kid`` waits for the key set, up to
+``CLERK_JWKS_TIMEOUT_SECONDS``. ``verify_token_async`` waits on the event
+loop without holding a thread; ``verify_token`` (synchronous callers)
+blocks its thread for at most that long.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import json
+import logging
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -15,8 +24,11 @@ from urllib.parse import parse_qs
 import jwt
 from django.conf import settings
 
+log = logging.getLogger(__name__)
+
 DEV_ALGORITHM = "HS256"
 CLERK_ALGORITHM = "RS256"
+MAX_JWKS_BYTES = 1 << 20
 
 
 class AuthenticationFailed(Exception):
@@ -31,26 +43,185 @@ class Identity:
     claims: dict[str, Any]
 
 
-_jwks_lock = threading.Lock()
-_jwks_clients: dict[str, jwt.PyJWKClient] = {}
+class KeySet:
+    """The signing keys of one JWKS URL, by ``kid``.
+
+    - A cached ``kid`` is answered from memory and never waits. When the
+      set is older than ``lifespan`` it is still used, and one fetch
+      refreshes it in the background (a failed refresh keeps it).
+    - An unknown ``kid`` waits for a fetch, at most ``timeout`` seconds.
+      Concurrent lookups share the fetch in flight (single flight); a new
+      fetch starts at most once per ``cooldown``, so tokens with made-up kids
+      cannot make the server hammer the identity provider: during the
+      cooldown an unknown ``kid`` is refused at once.
+
+    A fetch runs in a thread of its own and gives up after ``timeout``
+    (connecting and reading together), so nothing else waits on it.
+    """
+
+    def __init__(self, url: str, *, lifespan: float, cooldown: float, timeout: float) -> None:
+        self.url = url
+        self.lifespan = lifespan
+        self.cooldown = cooldown
+        self.timeout = timeout
+        self.fetches = 0
+        self._lock = threading.Lock()  # guards the state below; never held during I/O
+        self._keys: dict[str, Any] = {}
+        self._loaded_at: float | None = None
+        self._started_at = float("-inf")
+        self._inflight: concurrent.futures.Future[None] | None = None
+        self._failure: str | None = None
+
+    def cached(self, kid: str) -> Any | None:
+        """The key of ``kid`` if it is cached (starting a background refresh
+        of a stale set), else None. Never blocks on I/O."""
+        with self._lock:
+            key = self._keys.get(kid)
+            if key is not None and self._stale():
+                self._start(background=True)
+            return key
+
+    def get(self, kid: Any) -> Any:
+        """The key of ``kid``, waiting (this thread) for a fetch if needed."""
+        key, waiting = self._lookup(kid)
+        if waiting is None:
+            return key
+        try:
+            waiting.result(timeout=self.timeout)
+        except concurrent.futures.TimeoutError:
+            raise AuthenticationFailed("signing keys could not be fetched in time; try again") from None
+        except Exception:
+            raise AuthenticationFailed("signing keys could not be fetched; try again") from None
+        return self._after_fetch(kid)
+
+    async def get_async(self, kid: Any) -> Any:
+        """The key of ``kid``, waiting on the event loop (no thread held)
+        for a fetch if needed."""
+        key, waiting = self._lookup(kid)
+        if waiting is None:
+            return key
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(waiting), self.timeout)
+        except TimeoutError:
+            raise AuthenticationFailed("signing keys could not be fetched in time; try again") from None
+        except Exception:
+            raise AuthenticationFailed("signing keys could not be fetched; try again") from None
+        return self._after_fetch(kid)
+
+    def _lookup(self, kid: Any) -> tuple[Any, concurrent.futures.Future[None] | None]:
+        """(key, None) for a cached kid; (None, fetch to wait for) otherwise;
+        raises when no fetch may start."""
+        if not isinstance(kid, str) or not kid:
+            raise AuthenticationFailed("token is signed with an unknown key")
+        key = self.cached(kid)
+        if key is not None:
+            return key, None
+        with self._lock:
+            if kid in self._keys:  # fetched meanwhile
+                return self._keys[kid], None
+            waiting = self._start(background=False)
+            failure = self._failure
+        if waiting is None:
+            if failure is not None:
+                raise AuthenticationFailed("signing keys could not be fetched; try again")
+            raise AuthenticationFailed("token is signed with an unknown key")
+        return None, waiting
+
+    def _after_fetch(self, kid: str) -> Any:
+        with self._lock:
+            key = self._keys.get(kid)
+        if key is None:
+            raise AuthenticationFailed("token is signed with an unknown key")
+        return key
+
+    def _stale(self) -> bool:
+        return self._loaded_at is None or time.monotonic() - self._loaded_at >= self.lifespan
+
+    def _start(self, *, background: bool) -> concurrent.futures.Future[None] | None:
+        """The fetch in flight, or a new one if the cooldown allows it
+        (the first fetch always may). Called with the lock held."""
+        if self._inflight is not None:
+            return self._inflight
+        now = time.monotonic()
+        if now - self._started_at < self.cooldown:
+            return None
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        # Running: a waiter that gives up cannot cancel it for the others.
+        future.set_running_or_notify_cancel()
+        self._inflight = future
+        self._started_at = now
+        self.fetches += 1
+        threading.Thread(target=self._fetch, args=(future,), name="jwks-fetch", daemon=True).start()
+        log.info("fetching signing keys from %s (%s)", self.url, "refresh" if background else "unknown kid")
+        return future
+
+    def _fetch(self, future: concurrent.futures.Future[None]) -> None:
+        try:
+            keys = fetch_jwks(self.url, self.timeout)
+        except Exception as exc:
+            log.warning("could not fetch signing keys from %s: %s", self.url, exc)
+            with self._lock:
+                self._failure = str(exc) or type(exc).__name__
+                self._inflight = None
+            future.set_exception(exc)
+            return
+        with self._lock:
+            self._keys = keys
+            self._loaded_at = time.monotonic()
+            self._failure = None
+            self._inflight = None
+        future.set_result(None)
 
 
-def _jwks_client(url: str) -> jwt.PyJWKClient:
-    # PyJWKClient caches the key set for CLERK_JWKS_CACHE_SECONDS and
-    # refetches it when a token names a kid it has not seen (key rotation),
-    # at most once per CLERK_JWKS_REFRESH_COOLDOWN_SECONDS.
-    with _jwks_lock:
-        client = _jwks_clients.get(url)
-        if client is None:
-            client = jwt.PyJWKClient(
+def fetch_jwks(url: str, timeout: float) -> dict[str, Any]:
+    """The signing keys (``use`` sig or unset, with a kid) of a JWKS
+    document, by kid; gives up after ``timeout`` seconds in all."""
+    if not url.startswith(("https://", "http://")):
+        raise ValueError("the JWKS URL must be http(s)")
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(  # noqa: S310 - http(s) only, checked above
+        url, headers={"Accept": "application/json", "User-Agent": "ledgercore-realtime"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - the configured JWKS URL
+        body = b""
+        while chunk := response.read(65536):
+            body += chunk
+            if len(body) > MAX_JWKS_BYTES:
+                raise ValueError(f"JWKS document larger than {MAX_JWKS_BYTES} bytes")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"JWKS document not read within {timeout} s")
+    keys = {
+        key.key_id: key.key
+        for key in jwt.PyJWKSet.from_dict(json.loads(body)).keys
+        if key.key_id and key.public_key_use in ("sig", None)
+    }
+    if not keys:
+        raise ValueError("the JWKS document has no signing key with a kid")
+    return keys
+
+
+_key_sets_lock = threading.Lock()
+_key_sets: dict[str, KeySet] = {}
+
+
+def key_set(url: str) -> KeySet:
+    with _key_sets_lock:
+        keys = _key_sets.get(url)
+        if keys is None:
+            keys = KeySet(
                 url,
-                cache_jwk_set=settings.CLERK_JWKS_CACHE_SECONDS > 0,
-                lifespan=max(settings.CLERK_JWKS_CACHE_SECONDS, 1),
-                timeout=5,
-                cooldown_duration=settings.CLERK_JWKS_REFRESH_COOLDOWN_SECONDS,
+                lifespan=settings.CLERK_JWKS_CACHE_SECONDS,
+                cooldown=settings.CLERK_JWKS_REFRESH_COOLDOWN_SECONDS,
+                timeout=settings.CLERK_JWKS_TIMEOUT_SECONDS,
             )
-            _jwks_clients[url] = client
-        return client
+            _key_sets[url] = keys
+        return keys
+
+
+def reset_key_sets() -> None:
+    """Forget every cached key set (tests, or after changing the settings)."""
+    with _key_sets_lock:
+        _key_sets.clear()
 
 
 def token_from_scope(scope: dict[str, Any]) -> str | None:
@@ -67,15 +238,40 @@ def token_from_scope(scope: dict[str, Any]) -> str | None:
 
 
 def verify_token(token: str) -> Identity:
+    """Verify a token, blocking this thread for a key fetch if its kid is
+    not cached (at most CLERK_JWKS_TIMEOUT_SECONDS)."""
+    header = _header(token)
+    key = key_set(settings.CLERK_JWKS_URL).get(header.get("kid")) if _needs_jwks(header) else None
+    return _verify(token, header, key)
+
+
+async def verify_token_async(token: str) -> Identity:
+    """Verify a token on the event loop: a key fetch is awaited without
+    holding a thread, and nothing else blocks (the signature check is
+    microseconds)."""
+    header = _header(token)
+    key = await key_set(settings.CLERK_JWKS_URL).get_async(header.get("kid")) if _needs_jwks(header) else None
+    return _verify(token, header, key)
+
+
+def _header(token: str) -> dict[str, Any]:
     try:
-        header = jwt.get_unverified_header(token)
+        return jwt.get_unverified_header(token)
     except jwt.PyJWTError:
         raise AuthenticationFailed("token is not a well-formed JWT") from None
+
+
+def _needs_jwks(header: dict[str, Any]) -> bool:
+    return header.get("alg") == CLERK_ALGORITHM and not settings.CLERK_JWT_KEY and bool(settings.CLERK_JWKS_URL)
+
+
+def _verify(token: str, header: dict[str, Any], jwks_key: Any) -> Identity:
     algorithm = header.get("alg")
     if algorithm == DEV_ALGORITHM and settings.LEDGERCORE_DEV_JWT_SECRET:
         claims = _decode(token, settings.LEDGERCORE_DEV_JWT_SECRET, DEV_ALGORITHM, issuer=None)
     elif algorithm == CLERK_ALGORITHM and (settings.CLERK_JWKS_URL or settings.CLERK_JWT_KEY):
-        claims = _decode(token, _clerk_key(token), CLERK_ALGORITHM, issuer=settings.CLERK_ISSUER or None)
+        key = settings.CLERK_JWT_KEY or jwks_key
+        claims = _decode(token, key, CLERK_ALGORITHM, issuer=settings.CLERK_ISSUER or None)
         _check_authorized_party(claims)
     else:
         raise AuthenticationFailed(f"tokens signed with {algorithm!r} are not accepted")
@@ -84,17 +280,6 @@ def verify_token(token: str) -> Identity:
         raise AuthenticationFailed("token has no subject")
     app = claims.get("app")
     return Identity(user_id=subject, application_id=app if isinstance(app, str) else None, claims=claims)
-
-
-def _clerk_key(token: str) -> Any:
-    if settings.CLERK_JWT_KEY:
-        return settings.CLERK_JWT_KEY
-    try:
-        return _jwks_client(settings.CLERK_JWKS_URL).get_signing_key_from_jwt(token).key
-    except jwt.PyJWKClientConnectionError:
-        raise AuthenticationFailed("signing keys could not be fetched; try again") from None
-    except jwt.PyJWTError:
-        raise AuthenticationFailed("token is signed with an unknown key") from None
 
 
 def _decode(token: str, key: Any, algorithm: str, issuer: str | None) -> dict[str, Any]:

@@ -13,7 +13,6 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -82,7 +81,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         token = auth.token_from_scope(self.scope)
         if token is not None:
             try:
-                identity = await sync_to_async(auth.verify_token, thread_sensitive=False)(token)
+                identity = await auth.verify_token_async(token)
             except auth.AuthenticationFailed as exc:
                 raise Unauthorized(str(exc)) from None
             subject, requested_app = identity.user_id, requested_app or identity.application_id
@@ -128,6 +127,19 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return False
         writer.write(frame)
         return True
+
+    async def send(
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool | int = False
+    ) -> None:
+        """Every frame to this client goes through here: a socket that is
+        closing (the client's close frame arrived, or the server closed it)
+        drops the frame instead of raising into the handler that sent it."""
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except Exception as exc:
+            if not transport.is_closed_error(exc):
+                raise
+            log.debug("dropped a frame for a closing socket (sid %s): %s", getattr(self, "sid", None), exc)
 
     async def send_event(self, event: str, data: dict[str, Any], request_id: RequestId | None = None) -> None:
         await self.send(text_data=encode(event, data, request_id))

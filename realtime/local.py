@@ -18,9 +18,12 @@ a snapshot never receives anything older than that snapshot.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Protocol
 
-from realtime.transport import SharedFrame
+from realtime.transport import SharedFrame, is_closed_error
+
+log = logging.getLogger(__name__)
 
 YIELD_EVERY = 64
 
@@ -73,7 +76,12 @@ class LocalRooms:
             try:
                 if not member.write_frame(frame):
                     await member.send(text_data=text)
-            except Exception:  # noqa: S112 - a closing socket must not stop the others
+            except Exception as exc:
+                # A closing socket, or a failing member, must not stop the others.
+                if is_closed_error(exc):
+                    log.debug("dropped a frame of %s for a closing socket: %s", room, exc)
+                else:
+                    log.exception("failed to send a frame of %s to a member", room)
                 continue
             sent += 1
         return sent

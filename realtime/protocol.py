@@ -7,6 +7,7 @@ Outbound: ``{"event": str, "data": object, "id"?}``.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,11 @@ from realtime.errors import ValidationFailed
 
 RequestId = str | int
 MAX_ID_LENGTH = 64
+# A JSON escape that may decode to a lone surrogate (U+D800..U+DFFF): only
+# frames containing one are searched for surrogates after parsing.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_REPORTED = 10
 
 
 def now_ms() -> int:
@@ -66,10 +72,23 @@ def decode(text: str | None, raw: bytes | None, max_bytes: int) -> tuple[Frame |
                 ),
             )
         return None, None, ValidationFailed("empty frame", {"frame": ["Empty frame."]})
-    try:
-        size = len(text.encode("utf-8", "surrogatepass"))
-    except UnicodeError:
-        size = len(text) * 4
+    if text.isascii():
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            # Surrogates in the text itself: the frame was not valid UTF-8
+            # (realtime.transport passes such a frame on with its bad bytes
+            # as surrogate escapes) or the caller built an invalid string.
+            return (
+                None,
+                None,
+                ValidationFailed(
+                    "frame is not valid UTF-8",
+                    {"frame": [f"Invalid UTF-8 (or a lone surrogate) at character {exc.start}."]},
+                ),
+            )
     if size > max_bytes:
         return (
             None,
@@ -83,6 +102,14 @@ def decode(text: str | None, raw: bytes | None, max_bytes: int) -> tuple[Frame |
         obj = json.loads(text)
     except (ValueError, RecursionError) as exc:
         return None, None, ValidationFailed("frame is not valid JSON", {"frame": [f"Invalid JSON: {exc}"[:200]]})
+    if _SURROGATE_ESCAPE.search(text):
+        surrogates = _lone_surrogates(obj)
+        if surrogates:
+            return (
+                None,
+                _clean_envelope(obj),
+                ValidationFailed("frame contains a lone surrogate, which is not valid Unicode", surrogates),
+            )
     if not isinstance(obj, dict):
         return None, obj, ValidationFailed("frame must be a JSON object", {"frame": ["Expected a JSON object."]})
     errors: dict[str, list[str]] = {}
@@ -104,6 +131,50 @@ def decode(text: str | None, raw: bytes | None, max_bytes: int) -> tuple[Frame |
     if errors:
         return None, obj, ValidationFailed("frame does not match {event, data, id}", errors)
     return Frame(event=str(event), data=data, id=obj.get("id")), obj, None
+
+
+def _lone_surrogates(obj: Any) -> dict[str, list[str]]:
+    """Where a decoded frame holds a lone surrogate (a ``\\ud800`` escape
+    not part of a pair): ``{path: [messages]}``, at most MAX_REPORTED paths,
+    e.g. ``id``, ``data.room``, ``data.items.0``. Iterative: any nesting
+    depth json.loads accepts is walked without recursion."""
+    found: dict[str, list[str]] = {}
+    stack: list[tuple[str, Any]] = [("", obj)]
+    while stack and len(found) < MAX_REPORTED:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                found[path or "frame"] = ["Contains a lone surrogate (U+D800 to U+DFFF), which is not valid Unicode."]
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = _printable(key)
+                if _SURROGATE.search(key):
+                    found.setdefault(path or "frame", []).append(
+                        f'The key "{name}" contains a lone surrogate (U+D800 to U+DFFF), which is not valid Unicode.'
+                    )
+                stack.append((f"{path}.{name}" if path else name, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{index}" if path else str(index), item) for index, item in enumerate(value))
+    return found
+
+
+def _printable(text: str) -> str:
+    """``text`` with any lone surrogate written as its escape (``\\ud800``),
+    so that it can be encoded in a reply."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _clean_envelope(obj: Any) -> dict[str, Any] | None:
+    """The envelope fields of a rejected frame that can be echoed in the
+    error (``id`` to address it, ``event`` to name it): those without a lone
+    surrogate."""
+    if not isinstance(obj, dict):
+        return None
+    return {
+        name: obj[name]
+        for name in ("id", "event")
+        if name in obj and not (isinstance(obj[name], str) and _SURROGATE.search(obj[name]))
+    }
 
 
 def encode(event: str, data: dict[str, Any], request_id: RequestId | None = None) -> str:

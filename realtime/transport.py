@@ -17,12 +17,22 @@ autobahn's ``sendPreparedMessage``. Any other server (uvicorn in the test
 suite) gets no writer and the ordinary ASGI send is used. Both paths write
 synchronously on the event loop's thread, so frames keep the order in which
 they were sent.
+
+``CaptureWriter`` also sets the inbound limits of each daphne connection
+(``harden``): a message over ``LEDGERCORE_MAX_MESSAGE_BYTES`` closes the
+connection with 1009 and a reason (autobahn's default, which daphne keeps,
+drops the TCP connection without a close frame), and a text frame that is
+not valid UTF-8 reaches the consumer, which answers ``validation_error``,
+instead of failing the connection.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 SCOPE_KEY = "realtime.writer"
 
@@ -100,6 +110,23 @@ def _write_now(transport: Any, data: bytes) -> None:
         transport.write(data[sent:])
 
 
+def is_closed_error(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by an ASGI send, says the socket is closing
+    or gone: daphne (autobahn's ``Disconnected`` while the close handshake
+    runs), uvicorn (``ClientDisconnected``, an OSError, or a send after the
+    application's own close)."""
+    if isinstance(exc, OSError):
+        return True
+    try:
+        from autobahn.exception import Disconnected
+    except ImportError:  # pragma: no cover - daphne is a dependency
+        pass
+    else:
+        if isinstance(exc, Disconnected):
+            return True
+    return isinstance(exc, RuntimeError) and "websocket.close" in str(exc)
+
+
 def direct_writer(send: Any) -> DirectWriter | None:
     """A DirectWriter when ``send`` is daphne's send callable for a WebSocket
     connection (``partial(Server.handle_reply, protocol)``), else None."""
@@ -128,5 +155,57 @@ class CaptureWriter:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope.get("type") == "websocket":
-            scope = {**scope, SCOPE_KEY: direct_writer(send)}
+            writer = direct_writer(send)
+            if writer is not None:
+                from django.conf import settings
+
+                harden(writer.protocol, settings.LEDGERCORE_MAX_MESSAGE_BYTES)
+            scope = {**scope, SCOPE_KEY: writer}
         return await self.inner(scope, receive, send)
+
+
+def harden(protocol: Any, max_message_bytes: int) -> None:
+    """Inbound limits and failure handling of one daphne WebSocket
+    connection (autobahn reads these options per connection; they are set
+    here, before the handshake is accepted, so they apply to every frame).
+
+    - ``failByDrop`` off: a connection failed by the server (message too
+      big, protocol violation) gets a close frame with a code and a reason
+      (RFC 6455 7.1.7) instead of a TCP reset.
+    - A message (a frame, or the frames of a fragmented message together)
+      over ``max_message_bytes`` fails the connection with 1009 as soon as
+      its header announces the size; the payload is discarded unread. The
+      limit is on what the client sends only: autobahn's own message limit
+      would also refuse to send a larger message to the client.
+    - Text frames are not UTF-8 validated by autobahn (which would fail the
+      connection with 1007); one that is not valid UTF-8 is handed to the
+      application with its invalid bytes as surrogate escapes, and the frame
+      decoder answers it with ``validation_error``."""
+    protocol.failByDrop = False
+    # Checked below, with the same reason for one frame or many.
+    protocol.maxFramePayloadSize = 0
+    protocol.maxMessagePayloadSize = 0
+    protocol.utf8validateIncoming = False
+    begin = protocol.onMessageFrameBegin
+    on_message = protocol.onMessage
+
+    def on_message_frame_begin(length: int) -> None:
+        begin(length)
+        total = protocol.message_data_total_length
+        if total > max_message_bytes and not protocol.failedByMe:
+            reason = f"message of {total} bytes exceeds the {max_message_bytes}-byte limit"
+            log.info("closing the connection of %s with 1009: %s", getattr(protocol, "peer", "?"), reason)
+            protocol.wasMaxMessagePayloadSizeExceeded = True
+            protocol._fail_connection(protocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG, reason)
+
+    def on_text_or_binary(payload: bytes, is_binary: bool) -> None:
+        try:
+            on_message(payload, is_binary)
+        except UnicodeDecodeError:
+            # daphne decodes text strictly and raised before queueing it.
+            protocol.application_queue.put_nowait(
+                {"type": "websocket.receive", "text": payload.decode("utf-8", "surrogateescape")}
+            )
+
+    protocol.onMessageFrameBegin = on_message_frame_begin
+    protocol.onMessage = on_text_or_binary

@@ -156,9 +156,9 @@ def clerk(settings):
     settings.CLERK_ISSUER = "https://clerk.example.test"
     settings.CLERK_AUTHORIZED_PARTIES = ["https://app.example.test"]
     settings.CLERK_JWKS_REFRESH_COOLDOWN_SECONDS = 1.0
-    auth._jwks_clients.clear()
+    auth.reset_key_sets()
     yield server
-    auth._jwks_clients.clear()
+    auth.reset_key_sets()
     server.close()
 
 
