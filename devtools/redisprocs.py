@@ -4,14 +4,19 @@ shared Redis. Used by fault tests and ``bench/recovery.py``."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import shutil
 import signal
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
-from devtools.servers import free_port
+from devtools.servers import free_port, manage
 
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 
@@ -199,3 +204,82 @@ class Sentinel(_Process):
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"sentinel did not discover {count} replicas:\n{self.logs()}")
+
+
+def room_presence(client: Any, prefix: str, room: str) -> tuple[int, dict[str, int]]:
+    """(connections, {user: connections}) of a room as Redis holds them."""
+    conns = client.hlen(f"{prefix}:room:{room}:conns")
+    users = {user: int(n) for user, n in client.hgetall(f"{prefix}:room:{room}:users").items()}
+    return int(conns), users
+
+
+async def wait_presence(
+    client: Any, prefix: str, room: str, conns: int, users: dict[str, int], timeout: float
+) -> float:
+    """Seconds until Redis holds exactly ``conns``/``users`` for ``room``."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    seen: tuple[int, dict[str, int]] | None = None
+    while loop.time() - start < timeout:
+        try:
+            seen = await asyncio.to_thread(room_presence, client, prefix, room)
+        except Exception:  # noqa: BLE001 - Redis still starting
+            seen = None
+        if seen == (conns, users):
+            return loop.time() - start
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"presence of {room} is {seen}, expected {(conns, users)} within {timeout} s")
+
+
+SETUP_USERS = """
+from accounts import services
+from accounts.models import Application
+app, _ = Application.objects.get_or_create(id="{app}", defaults={{"name": "faults"}})
+for i in range({count}):
+    services.add_member(app, services.get_or_create_user(f"fu{{i}}"), role="admin" if i == 0 else "member")
+"""
+
+
+@contextlib.contextmanager
+def fault_environment(
+    tmp: Path, postgres_url: str, *, users: int, app: str, dev_secret: str, **extra: str
+) -> Iterator[dict[str, str]]:
+    """Environment for server processes on a new migrated PostgreSQL database
+    (dropped afterwards; ``postgres_url`` names the maintenance database)
+    with users fu0..fu<users-1>, members of application ``app`` (fu0 an
+    admin, who may broadcast to it), and a Redis
+    of its own for the setup (point the servers at another with
+    ``with_redis``). The demo data of ``server_environment`` would take most
+    of a fault test's time."""
+    import psycopg
+
+    maintenance = postgres_url
+    database = f"lc_tmp_{uuid.uuid4().hex[:12]}"
+    seeding = RedisServer(tmp).start()
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(
+        {
+            "LEDGERCORE_VAR_DIR": str(tmp),
+            "LEDGERCORE_DEV_JWT_SECRET": dev_secret,
+            "PYTHONUNBUFFERED": "1",
+            "DATABASE_URL": maintenance.rsplit("/", 1)[0] + f"/{database}",
+            "REDIS_URL": seeding.url,
+            "LEDGERCORE_REDIS_PREFIX": f"lcf-{uuid.uuid4().hex[:8]}",
+            **extra,
+        }
+    )
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    try:
+        manage(env, "migrate", "--noinput", "-v", "0")
+        manage(env, "shell", "-c", SETUP_USERS.format(app=app, count=users))
+        yield env
+    finally:
+        seeding.stop()
+        with psycopg.connect(maintenance, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+def with_redis(env: dict[str, str], redis_url: str, **extra: str) -> dict[str, str]:
+    """``env`` pointed at another Redis, with a key prefix of its own."""
+    return {**env, "REDIS_URL": redis_url, "LEDGERCORE_REDIS_PREFIX": f"lcf-{uuid.uuid4().hex[:8]}", **extra}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 
 class ResilientRedisChannelLayer(RedisChannelLayer):
+    CLOSED_REMEMBERED = 100_000
+
     def __init__(self, *args: Any, retry_max: float = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.retry_max = retry_max
@@ -50,8 +52,8 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
         self._failed_discards: set[tuple[str, str]] = set()
         self._recovery: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
         self._pumps: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
-        # Process-local channels with a receiver (a live consumer).
-        self._live: set[str] = set()
+        # Process-local channels whose consumer ended (most recent last).
+        self._closed: OrderedDict[str, None] = OrderedDict()
         # Each completed recovery (tests and benchmarks wait on it).
         self.recoveries = 0
 
@@ -134,14 +136,16 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
         # cancellation can drop a message Redis already handed over, which
         # lost presence events under churn.
         assert self.require_valid_channel_name(channel)
-        self._live.add(channel)
         self._ensure_pump(self.non_local_name(channel))
         try:
             queue = self.receive_buffer[channel]
             message = await queue.get()
         except asyncio.CancelledError:
-            # The consumer ended: what is still buffered for it has no reader.
-            self._live.discard(channel)
+            # The consumer ended: what is buffered or still on its way for
+            # it has no reader.
+            self._closed[channel] = None
+            if len(self._closed) > self.CLOSED_REMEMBERED:
+                self._closed.popitem(last=False)
             self.receive_buffer.pop(channel, None)
             raise
         if queue.empty() and self.receive_buffer.get(channel) is queue:
@@ -168,7 +172,7 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
                 log.exception("channel layer: undeliverable message on %s", real_channel)
                 continue
             for channel in message_channel if isinstance(message_channel, list) else [message_channel]:
-                if channel in self._live:
+                if channel not in self._closed:
                     self.receive_buffer[channel].put_nowait(message)
 
     async def group_add(self, group: str, channel: str) -> None:

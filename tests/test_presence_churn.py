@@ -30,7 +30,7 @@ pytestmark = pytest.mark.redis_stack
 OPERATIONS = 1000
 WORKERS = 4
 USERS = 10
-MAX_OPEN_PER_WORKER = 6
+MIN_OPEN_PER_WORKER = 4
 
 
 @dataclass(eq=False)
@@ -67,24 +67,27 @@ async def worker(index: int, rng: random.Random, urls: list[str], model: Model, 
         mine.remove(conn)
         model.open.remove(conn)
 
+    async def connect() -> None:
+        user = f"fu{rng.randrange(USERS)}"
+        conn = Conn(user, await connected(rng.choice(urls), user, APP))
+        mine.append(conn)
+        model.open.append(conn)
+
     for n in range(operations):
+        # Connections are opened as needed (not counted as operations).
+        missing = MIN_OPEN_PER_WORKER - len(mine)
+        if missing > 0:
+            await asyncio.gather(*(connect() for _ in range(missing)))
         joined = [c for c in mine if c.in_room]
         outside = [c for c in mine if not c.in_room]
-        choices = ["connect"] if len(mine) < MAX_OPEN_PER_WORKER else []
+        choices = ["close", "kill"]
         if outside:
-            choices += ["join", "join", "join_then_kill", "join_then_leave"]
+            choices += ["join"] * 5 + ["join_then_kill", "join_then_leave"]
         if joined:
-            choices += ["leave", "close", "kill"]
-        if mine:
-            choices += ["close", "kill"]
+            choices += ["leave"] * 4
         op = rng.choice(choices)
         request_id = f"w{index}-{n}"
-        if op == "connect":
-            user = f"fu{rng.randrange(USERS)}"
-            conn = Conn(user, await connected(rng.choice(urls), user, APP))
-            mine.append(conn)
-            model.open.append(conn)
-        elif op == "join":
+        if op == "join":
             conn = rng.choice(outside)
             await conn.client.send("subscribe", {"room": ROOM}, request_id)
             await expect_reply(conn.client, request_id, "subscribed")
