@@ -83,14 +83,24 @@ class _Process:
 
 class RedisServer(_Process):
     """``redis-server`` on a free port, without persistence (a restart loses
-    everything, the harshest case), or a replica of another server."""
+    everything, the harshest case) or ``persistent`` (append-only file synced
+    on every write: a restart brings back everything, stale entries
+    included), or a replica of another server."""
 
-    def __init__(self, workdir: Path, *, port: int | None = None, replica_of: RedisServer | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        replica_of: RedisServer | None = None,
+        persistent: bool = False,
+    ) -> None:
         self.port = port or free_port()
         self.dir = workdir / f"redis-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.dir / "redis.log"
         self.replica_of = replica_of
+        self.persistent = persistent
 
     @property
     def url(self) -> str:
@@ -107,16 +117,15 @@ class RedisServer(_Process):
             str(self.dir),
             "--save",
             "",
-            "--appendonly",
-            "no",
         ]
+        args += ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         if self.replica_of is not None:
             args += ["--replicaof", "127.0.0.1", str(self.replica_of.port)]
         return args
 
     def restart(self, down_for: float) -> None:
         """SIGKILL, stay down ``down_for`` seconds, start again on the same
-        port (empty: nothing was persisted)."""
+        port (empty unless persistent)."""
         self.kill()
         time.sleep(down_for)
         self.start()

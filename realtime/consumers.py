@@ -451,9 +451,13 @@ async def _on_departures(departures: list[presence.Departure]) -> list[presence.
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
+    # This process's own channels keep their groups: their consumers leave
+    # them when they close, and one swept while alive (its heartbeat stalled)
+    # must go on receiving.
+    local = f".{getattr(layer, 'client_prefix', None)}!"
     unsent = []
     for departure in departures:
-        if departure.channel:
+        if departure.channel and local not in departure.channel:
             await layer.group_discard(rooms.group_name(departure.room), departure.channel)
         if not await _announce_left(departure):
             unsent.append(departure)

@@ -39,7 +39,7 @@ def fault_env(tmp_path_factory):
     with database_env(
         tmp_path_factory.mktemp("redis-outage"),
         users=10,
-        LEDGERCORE_PRESENCE_TIMEOUT_SECONDS="3",
+        LEDGERCORE_PRESENCE_TIMEOUT_SECONDS="2",
         LEDGERCORE_OUTBOX_RETRY_SECONDS="1",
         LEDGERCORE_REDIS_TIMEOUT_SECONDS="2",
     ) as env:
@@ -126,6 +126,55 @@ async def test_redis_restart_keeps_sockets_answers_unavailable_and_rebuilds_pres
         # A new connection counts exactly.
         late = await connected(b, "fu8", APP)
         assert await join(late) == 8
+        for server in servers:
+            assert "Traceback" not in server.logs(), server.logs()[-3000:]
+    finally:
+        stop_servers(servers)
+        redis_server.kill()
+
+
+async def test_outage_longer_than_the_presence_timeout_on_a_persistent_redis_sweeps_no_live_process(
+    fault_env, tmp_path
+):
+    """Redis comes back with its data (append-only file) after 3.5 s, longer
+    than the presence timeout (2 s): every heartbeat in it is stale, yet no
+    live process is swept; the memberships of connections that closed
+    meanwhile are dropped and announced once."""
+    redis_server = RedisServer(tmp_path, persistent=True).start()
+    env = with_redis(fault_env, redis_server.url)
+    prefix = env["LEDGERCORE_REDIS_PREFIX"]
+    servers = await start_servers(env, tmp_path)
+    a, b = (server.url for server in servers)
+    try:
+        layout = [("fu0", a), ("fu0", b), ("fu1", a), ("fu2", b), ("fu5", a), ("fu6", b)]
+        clients = [await connected(url, user, APP) for user, url in layout]
+        for client in clients:
+            await join(client)
+        observer_a, observer_b = clients[4], clients[5]
+        expected = {"fu0": 2, "fu1": 1, "fu2": 1, "fu5": 1, "fu6": 1}
+        await wait_presence(redis_server.client(), prefix, ROOM, 6, expected, timeout=10)
+        await asyncio.sleep(0.5)
+        for client in clients:
+            client.backlog.clear()
+
+        await asyncio.to_thread(redis_server.kill)
+        await clients[3].close()  # fu2 leaves for good
+        await clients[1].close()  # fu0 keeps its connection on A
+        await asyncio.sleep(3.5)
+        await asyncio.to_thread(redis_server.start)
+        store = redis_server.client()
+
+        for client in (clients[0], clients[2], observer_a, observer_b):
+            await ping_until_pong(client, timeout=10)
+        await wait_presence(store, prefix, ROOM, 4, {"fu0": 1, "fu1": 1, "fu5": 1, "fu6": 1}, timeout=10)
+        for observer in (observer_a, observer_b):
+            await observer.expect("user_left_room", timeout=15, userId="fu2")
+        # Past the point where the stale heartbeats would have been swept:
+        # nobody else is announced as gone, fu2 not twice.
+        for observer in (observer_a, observer_b):
+            await drain(observer, 3.0)
+            assert presence_events(observer, "user_left_room") == Counter(), observer.backlog
+        await wait_presence(store, prefix, ROOM, 4, {"fu0": 1, "fu1": 1, "fu5": 1, "fu6": 1}, timeout=1)
         for server in servers:
             assert "Traceback" not in server.logs(), server.logs()[-3000:]
     finally:
