@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.serializers import BroadcastRequest
 from realtime import push
+from realtime.errors import Unavailable
 from realtime.protocol import now_ms
 
 MAX_BROADCAST_DATA_BYTES = 16384
@@ -57,5 +58,12 @@ class ApplicationBroadcastView(APIView):
             "sentBy": request.user.username,
             "timestamp": now_ms(),
         }
-        async_to_sync(push.broadcast)(f"application:{application_id}", "application_broadcast", payload)
+        try:
+            async_to_sync(push.broadcast)(f"application:{application_id}", "application_broadcast", payload)
+        except Unavailable as exc:  # Redis does not answer: nothing was sent
+            return Response(exc.payload(), status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=_retry_after(exc))
         return Response(payload, status=status.HTTP_202_ACCEPTED)
+
+
+def _retry_after(exc: Unavailable) -> dict[str, str]:
+    return {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}

@@ -88,6 +88,29 @@ def redis_url(name: str) -> str:
     return raw
 
 
+def redis_url_credentials(url: str) -> dict[str, Any]:
+    """db, username and password of a ``redis://`` URL (Sentinel mode: its
+    host and port are not used, the Sentinels name the primary)."""
+    from redis.connection import parse_url
+
+    if not url:
+        return {}
+    parsed = parse_url(url)
+    return {k: parsed[k] for k in ("db", "username", "password") if parsed.get(k) is not None}
+
+
+def host_ports(name: str) -> list[tuple[str, int]]:
+    """``host:port,host:port`` (IPv6 as ``[::1]:26379``) -> [(host, port)]."""
+    result = []
+    for part in filter(None, (p.strip() for p in _env.str(name, default="").split(","))):
+        host, sep, port = part.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ImproperlyConfigured(f"{name}: expected host:port pairs separated by commas, got {part!r}")
+        result.append((host, int(port)))
+    return result
+
+
 def prices(name: str, default: dict[str, int]) -> dict[str, int]:
     raw = _env.str(name, default="").strip()
     result = dict(default)

@@ -102,21 +102,53 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- channel layer, presence, throttles -----------------------------------
 REDIS_URL = config.redis_url("REDIS_URL")
+# Redis through Sentinel: the Sentinels (host:port list) name the primary of
+# LEDGERCORE_REDIS_SENTINEL_MASTER; REDIS_URL then only gives the db number
+# and password (its host is not used) and may be left empty.
+LEDGERCORE_REDIS_SENTINELS = config.host_ports("LEDGERCORE_REDIS_SENTINELS")
+LEDGERCORE_REDIS_SENTINEL_MASTER = config.text("LEDGERCORE_REDIS_SENTINEL_MASTER", "mymaster")
+if LEDGERCORE_REDIS_SENTINELS and not REDIS_URL:
+    REDIS_URL = "redis:///0"
 LEDGERCORE_REDIS_PREFIX = config.text("LEDGERCORE_REDIS_PREFIX", "lc")
 # Connections per process for presence and throttles (the channel layer has
 # its own pool); callers wait for a free one rather than fail.
 LEDGERCORE_REDIS_MAX_CONNECTIONS = config.integer("LEDGERCORE_REDIS_MAX_CONNECTIONS", 50, minimum=1)
+# Connect and command timeout of presence, throttles and history; past it a
+# request gets UNAVAILABLE.
+LEDGERCORE_REDIS_TIMEOUT_SECONDS = config.number("LEDGERCORE_REDIS_TIMEOUT_SECONDS", 5.0, minimum=0.1)
+# Longest pause between reconnection attempts while Redis does not answer
+# (the backoff doubles from 0.1 s up to it).
+LEDGERCORE_REDIS_RETRY_MAX_SECONDS = config.number("LEDGERCORE_REDIS_RETRY_MAX_SECONDS", 1.0, minimum=0.1)
 if REDIS_URL:
+    _redis_host: dict[str, object] = {
+        # channels-redis waits on BZPOPMIN for 5 s; redis-py 8's default
+        # 5 s read timeout would race it and kill idle connections.
+        "socket_timeout": 30,
+        "socket_connect_timeout": LEDGERCORE_REDIS_TIMEOUT_SECONDS,
+    }
+    if LEDGERCORE_REDIS_SENTINELS:
+        _redis_host.update(
+            sentinels=LEDGERCORE_REDIS_SENTINELS,
+            master_name=LEDGERCORE_REDIS_SENTINEL_MASTER,
+            sentinel_kwargs={
+                "socket_timeout": LEDGERCORE_REDIS_TIMEOUT_SECONDS,
+                "socket_connect_timeout": LEDGERCORE_REDIS_TIMEOUT_SECONDS,
+            },
+            **config.redis_url_credentials(REDIS_URL),
+        )
+    else:
+        _redis_host["address"] = REDIS_URL
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels-redis's layer that survives Redis outages and failovers
+            # (realtime.redis_layer).
+            "BACKEND": "realtime.redis_layer.ResilientRedisChannelLayer",
             "CONFIG": {
-                # channels-redis waits on BZPOPMIN for 5 s; redis-py 8's default
-                # 5 s read timeout would race it and kill idle connections.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "hosts": [_redis_host],
                 "prefix": f"{LEDGERCORE_REDIS_PREFIX}:asgi",
                 "capacity": 1000,
                 "expiry": 60,
+                "retry_max": LEDGERCORE_REDIS_RETRY_MAX_SECONDS,
             },
         }
     }

@@ -8,6 +8,7 @@ registry (realtime.registry), every room through its namespace
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from dataclasses import replace
@@ -25,6 +26,7 @@ from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, ValidationFailed
 from realtime.local import local_rooms
 from realtime.protocol import RequestId, decode, encode, now_ms, peek_id
+from realtime.redis import RedisUnavailable, is_outage
 from realtime.registry import InboundEvent, registry
 from realtime.throttles import connection_bucket, retry_after_seconds, user_buckets
 from realtime.transport import SharedFrame
@@ -36,6 +38,22 @@ CLOSE_INTERNAL = 1011
 # Failures that are the server's fault: their charge is given back.
 SERVER_FAILURES = {"INTERNAL", "TIMEOUT", "UNAVAILABLE"}
 MAX_CONCURRENT_TASKS = 16
+
+
+def _closed_socket_errors() -> tuple[type[BaseException], ...]:
+    from autobahn.exception import Disconnected
+
+    errors: list[type[BaseException]] = [Disconnected]
+    try:
+        from uvicorn.protocols.utils import ClientDisconnected
+
+        errors.append(ClientDisconnected)
+    except ImportError:  # pragma: no cover - uvicorn is a test dependency
+        pass
+    return tuple(errors)
+
+
+_CLOSED_SOCKET = _closed_socket_errors()
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
@@ -67,7 +85,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.authenticated = True
         store = presence.store()
         store.start(_on_departures)
-        await self.join_room(f"user:{self.user_id}", rooms.namespaces["user"])
+        # keep: while Redis is down the personal room is joined when it returns.
+        await self.join_room(f"user:{self.user_id}", rooms.namespaces["user"], keep=True)
         await self.send_event(
             "connected",
             {"userId": self.user_id, "sid": self.sid, "timestamp": now_ms(), "applicationId": self.application_id},
@@ -102,9 +121,22 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for task in list(getattr(self, "tasks", ())):
             task.cancel()
+        await self._leave_all()
+
+    async def _leave_all(self) -> None:
         if getattr(self, "authenticated", False):
             for room in list(self.rooms):
                 await self.leave_room(room)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        # However the consumer ends (a failure outside a handler, the server
+        # cancelling it), its rooms are left: a membership that outlives its
+        # socket is a phantom in every subscriberCount.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if getattr(self, "rooms", None):
+                await asyncio.shield(self._leave_all())
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # channels' dispatch hops to a worker thread to close stale database
@@ -144,6 +176,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def send_event(self, event: str, data: dict[str, Any], request_id: RequestId | None = None) -> None:
         await self.send(text_data=encode(event, data, request_id))
 
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        # The socket may be closing (autobahn raises Disconnected before
+        # daphne marks it gone; uvicorn raises ClientDisconnected): the frame
+        # has nowhere to go, and its disconnect is on its way.
+        with contextlib.suppress(*_CLOSED_SOCKET):
+            await super().send(text_data, bytes_data, close)
+
     async def room_event(self, message: dict[str, Any]) -> None:
         """A broadcast to one of this connection's rooms (realtime.push)."""
         if message.get("skip_user") == getattr(self, "user_id", None):
@@ -154,12 +193,31 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     # --- rooms -------------------------------------------------------------
 
-    async def join_room(self, room: str, namespace: rooms.Namespace) -> int:
-        await self.channel_layer.group_add(rooms.group_name(room), self.channel_name)
+    async def join_room(self, room: str, namespace: rooms.Namespace, *, keep: bool = False) -> int:
+        """Join; raises Unavailable when Redis does not answer (with ``keep``
+        the membership is kept and registered when Redis returns)."""
         self.rooms[room] = namespace
-        count, first = await presence.store().join(room, self.channel_name, self.user_id)
+        failure: Exception | None = None
+        try:
+            await self.channel_layer.group_add(rooms.group_name(room), self.channel_name)
+        except Exception as exc:
+            failure = exc
+        if failure is None or keep:
+            try:
+                count, first = await presence.store().join(room, self.channel_name, self.user_id, keep=keep)
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            if keep and is_outage(failure):
+                log.warning("Redis does not answer: %s joins %s when it returns", self.sid, room)
+                return 0
+            self.rooms.pop(room, None)
+            await self.channel_layer.group_discard(rooms.group_name(room), self.channel_name)
+            if is_outage(failure):
+                raise RedisUnavailable() from failure
+            raise failure
         if first and namespace.presence_events:
-            await push.broadcast(
+            await _announce(
                 room,
                 "user_joined_room",
                 {"userId": self.user_id, "room": room, "joinedAt": now_ms()},
@@ -175,7 +233,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         local_rooms.discard(room, self)
         _, last = await presence.store().leave(room, self.channel_name, self.user_id)
         if last and namespace.presence_events:
-            await push.broadcast(room, "user_left_room", {"userId": self.user_id, "room": room, "leftAt": now_ms()})
+            departure = presence.Departure(room, self.user_id, self.channel_name, True)
+            if not await _announce_left(departure):
+                presence.store().retry_announcement(departure)
 
     # --- receiving ---------------------------------------------------------
 
@@ -184,9 +244,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
         try:
             await self._receive(text_data, bytes_data)
+        except ProtocolError as exc:
+            await self._send_error(exc, "error", None, None)
         except Exception:
-            # Infrastructure failures outside a handler (a throttle store that
-            # does not answer, say) must not take the connection down.
+            # Infrastructure failures outside a handler must not take the
+            # connection down.
             log.exception("failed to process a frame (sid %s, user %s)", self.sid, self.user_id)
             await self.send_event("error", Internal("the server failed to process this frame").payload())
 
@@ -218,7 +280,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 ValidationFailed(f"invalid {spec.name} payload", errors), spec.error_event, frame.id, spec.name
             )
             return
-        wait = await user_buckets().take(spec.throttle, self.user_id)
+        try:
+            wait = await user_buckets().take(spec.throttle, self.user_id)
+        except ProtocolError as exc:  # Redis does not answer: UNAVAILABLE, nothing charged
+            await self._send_error(exc, spec.error_event, frame.id, spec.name)
+            return
         if wait:
             await self._send_error(
                 RateLimited(f"too many {spec.throttle} requests for this user", retry_after=retry_after_seconds(wait)),
@@ -390,20 +456,45 @@ def _origin_allowed(scope: dict[str, Any]) -> bool:
     return True
 
 
-async def _on_departures(departures: list[presence.Departure]) -> None:
-    """Connections of a dead process: drop them from groups, announce leaves."""
+async def _on_departures(departures: list[presence.Departure]) -> list[presence.Departure]:
+    """Connections of a dead process, or that left while Redis was down:
+    drop them from groups, announce leaves; returns the announcements that
+    could not be sent (retried)."""
     from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
+    # This process's own channels keep their groups: their consumers leave
+    # them when they close, and one swept while alive (its heartbeat stalled)
+    # must go on receiving.
+    local = f".{getattr(layer, 'client_prefix', None)}!"
+    unsent = []
     for departure in departures:
-        await layer.group_discard(rooms.group_name(departure.room), departure.channel)
-        try:
-            namespace, _ = rooms.parse_room(departure.room)
-        except ProtocolError:
-            continue
-        if departure.last and namespace.presence_events:
-            await push.broadcast(
-                departure.room,
-                "user_left_room",
-                {"userId": departure.user_id, "room": departure.room, "leftAt": now_ms()},
-            )
+        if departure.channel and local not in departure.channel:
+            await layer.group_discard(rooms.group_name(departure.room), departure.channel)
+        if not await _announce_left(departure):
+            unsent.append(departure)
+    return unsent
+
+
+async def _announce_left(departure: presence.Departure) -> bool:
+    """Broadcast user_left_room for a departure that needs it; False if the
+    channel layer did not take it."""
+    try:
+        namespace, _ = rooms.parse_room(departure.room)
+    except ProtocolError:
+        return True
+    if not (departure.last and namespace.presence_events):
+        return True
+    return await _announce(
+        departure.room, "user_left_room", {"userId": departure.user_id, "room": departure.room, "leftAt": now_ms()}
+    )
+
+
+async def _announce(room: str, event: str, data: dict[str, Any], *, skip_user: str | None = None) -> bool:
+    try:
+        await push.broadcast(room, event, data, skip_user=skip_user)
+    except Exception as exc:
+        if not is_outage(exc):
+            log.exception("%s not sent to %s", event, room)
+        return False
+    return True

@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
@@ -34,7 +35,8 @@ class Departure:
     last: bool
 
 
-OnDepartures = Callable[[list[Departure]], Awaitable[None]]
+# Announces departures; returns those it could not announce (retried later).
+OnDepartures = Callable[[list[Departure]], Awaitable[list[Departure]]]
 
 
 class MemoryPresence:
@@ -44,7 +46,7 @@ class MemoryPresence:
         self._conns: dict[str, dict[str, str]] = {}
         self._users: dict[str, Counter[str]] = {}
 
-    async def join(self, room: str, channel: str, user_id: str) -> tuple[int, bool]:
+    async def join(self, room: str, channel: str, user_id: str, *, keep: bool = False) -> tuple[int, bool]:
         conns = self._conns.setdefault(room, {})
         first = False
         if channel not in conns:
@@ -76,12 +78,22 @@ class MemoryPresence:
     def start(self, on_departures: OnDepartures) -> None:
         """Nothing to sweep: the whole store lives and dies with the process."""
 
+    def retry_announcement(self, departure: Departure) -> None:
+        log.warning("user_left_room for %s in %s could not be sent", departure.user_id, departure.room)
 
+
+# The marker room:<room>:left:<user> says "this user's departure from the
+# room was announced and the user has not come back since"; it lets the
+# processes that saw a user leave while Redis was down agree on one
+# announcement (realtime.presence.RedisPresence._announce_gone).
 _JOIN = """
 local added = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 local first = 0
 if added == 1 then
-  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then first = 1 end
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
+    first = 1
+    redis.call('DEL', KEYS[4])
+  end
   redis.call('SADD', KEYS[3], ARGV[3])
 end
 return {redis.call('HLEN', KEYS[1]), first}
@@ -98,15 +110,19 @@ local last = 0
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
   if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then
     redis.call('HDEL', KEYS[2], ARGV[2])
+    redis.call('SET', KEYS[4], '1', 'PX', ARGV[4])
     last = 1
   end
-  redis.call('SREM', KEYS[3], ARGV[3])
 end
+redis.call('SREM', KEYS[3], ARGV[3])
 return {redis.call('HLEN', KEYS[1]), last}
 """
 
 # Heartbeat in the server's clock, so machines with skewed clocks agree.
-# Returns 1 when this process had been swept as dead (then it re-registers).
+# Returns 1 when this process was absent: swept as dead (event loop stalled
+# past the timeout), or Redis lost its data (restart without persistence,
+# failover to a replica that lagged); the process then rebuilds its
+# memberships.
 _HEARTBEAT = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -134,6 +150,7 @@ for _, proc in ipairs(dead) do
       local last = 0
       if redis.call('HINCRBY', ukey, user, -1) <= 0 then
         redis.call('HDEL', ukey, user)
+        redis.call('SET', ARGV[2] .. ':room:' .. room .. ':left:' .. user, '1', 'PX', ARGV[3])
         last = 1
       end
       table.insert(out, room)
@@ -148,36 +165,195 @@ end
 return out
 """
 
+# Rebuild, step 1: this process's registered entries (KEYS[1] = its set).
+# Step 2 (_RESTORE): re-register live entries ARGV[3..] ("channel|user|room");
+# no join is announced (nobody joined: Redis forgot them).
+_RESTORE = """
+for n = 3, #ARGV do
+  local entry = ARGV[n]
+  local i = string.find(entry, '|', 1, true)
+  local j = string.find(entry, '|', i + 1, true)
+  local channel = string.sub(entry, 1, i - 1)
+  local user = string.sub(entry, i + 1, j - 1)
+  local room = string.sub(entry, j + 1)
+  local ckey = ARGV[1] .. ':room:' .. room .. ':conns'
+  if redis.call('HSETNX', ckey, channel, user) == 1 then
+    local ukey = ARGV[1] .. ':room:' .. room .. ':users'
+    if redis.call('HINCRBY', ukey, user, 1) == 1 then
+      redis.call('DEL', ARGV[1] .. ':room:' .. room .. ':left:' .. user)
+    end
+  end
+  redis.call('SADD', KEYS[1], entry)
+end
+return #ARGV - 2
+"""
+
+# Step 3 (_DROP): remove stale entries ARGV[3..] of this process (connections
+# that closed while Redis was down, when Redis kept its data); returns flat
+# (room, user, channel, last) quadruples, as _SWEEP.
+_DROP = """
+local out = {}
+for n = 3, #ARGV do
+  local entry = ARGV[n]
+  local i = string.find(entry, '|', 1, true)
+  local j = string.find(entry, '|', i + 1, true)
+  local channel = string.sub(entry, 1, i - 1)
+  local user = string.sub(entry, i + 1, j - 1)
+  local room = string.sub(entry, j + 1)
+  local ckey = ARGV[1] .. ':room:' .. room .. ':conns'
+  local ukey = ARGV[1] .. ':room:' .. room .. ':users'
+  if redis.call('HDEL', ckey, channel) == 1 then
+    local last = 0
+    if redis.call('HINCRBY', ukey, user, -1) <= 0 then
+      redis.call('HDEL', ukey, user)
+      redis.call('SET', ARGV[1] .. ':room:' .. room .. ':left:' .. user, '1', 'PX', ARGV[2])
+      last = 1
+    end
+    table.insert(out, room)
+    table.insert(out, user)
+    table.insert(out, channel)
+    table.insert(out, last)
+  end
+  redis.call('SREM', KEYS[1], entry)
+end
+return out
+"""
+
+# Users that left while Redis was down (pairs ARGV[3..] room, user): 1 for
+# each that has no connection in the room any more and whose departure no
+# process has announced yet (it claims the announcement), else 0.
+_GONE = """
+local out = {}
+for n = 3, #ARGV, 2 do
+  local room = ARGV[n]
+  local user = ARGV[n + 1]
+  local present = tonumber(redis.call('HGET', ARGV[1] .. ':room:' .. room .. ':users', user) or '0')
+  local claimed = 0
+  if present <= 0 then
+    if redis.call('SET', ARGV[1] .. ':room:' .. room .. ':left:' .. user, '1', 'NX', 'PX', ARGV[2]) then
+      claimed = 1
+    end
+  end
+  table.insert(out, claimed)
+end
+return out
+"""
+
+BATCH = 500
+
+
+def _entry(room: str, channel: str, user_id: str) -> str:
+    return f"{channel}|{user_id}|{room}"
+
+
+def _departures(flat: list[Any]) -> list[Departure]:
+    return [Departure(flat[i], flat[i + 1], flat[i + 2], bool(int(flat[i + 3]))) for i in range(0, len(flat), 4)]
+
 
 class RedisPresence:
-    """Membership shared by every server process through Redis."""
+    """Membership shared by every server process through Redis.
+
+    Each process keeps the truth about its own connections (``_mine``) and
+    makes Redis agree with it: when Redis was unreachable, lost its data or
+    swept this process, the process rebuilds its memberships
+    (``rebuild``); leaves Redis could not take are remembered and
+    announced, once across processes, when it answers again.
+    """
+
+    # After Redis returns, how long a process waits before deciding who left
+    # during the outage, so that every process has re-registered its live
+    # connections first (each notices within one heartbeat plus backoff).
+    SETTLE_SECONDS = 3.0
 
     def __init__(self) -> None:
         self.process_id = uuid.uuid4().hex
         self._mine: dict[tuple[str, str], str] = {}
+        # (room, channel) -> user: leaves Redis did not take.
+        self._unsent_leaves: dict[tuple[str, str], str] = {}
         self._task: asyncio.Task[None] | None = None
         self.timeout = settings.LEDGERCORE_PRESENCE_TIMEOUT_SECONDS
+        self._synced = lcredis.generation()
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._open = asyncio.Event()
+        self._open.set()
+        # Departures whose user_left_room the channel layer did not take.
+        self._announcements: list[Departure] = []
+        # Completed rebuilds (tests and benchmarks wait on it).
+        self.rebuilds = 0
 
-    def _keys(self, room: str) -> list[str]:
+    def retry_announcement(self, departure: Departure) -> None:
+        """Announce a departure again until the channel layer takes it."""
+        self._announcements.append(departure)
+
+    def _keys(self, room: str, user_id: str) -> list[str]:
         return [
             lcredis.key("room", room, "conns"),
             lcredis.key("room", room, "users"),
             lcredis.key("proc", self.process_id),
+            lcredis.key("room", room, "left", user_id),
         ]
 
-    async def join(self, room: str, channel: str, user_id: str) -> tuple[int, bool]:
-        self._mine[(room, channel)] = user_id
-        count, first = await lcredis.run_script(
-            _JOIN, self._keys(room), [channel, user_id, f"{channel}|{user_id}|{room}"]
-        )
-        return int(count), bool(first)
+    @property
+    def _marker_ms(self) -> int:
+        return int(max(60.0, 4 * self.timeout) * 1000)
+
+    async def _enter(self) -> None:
+        while not self._open.is_set():
+            await self._open.wait()
+        self._inflight += 1
+        self._idle.clear()
+
+    def _exit(self) -> None:
+        self._inflight -= 1
+        if self._inflight == 0:
+            self._idle.set()
+
+    async def join(self, room: str, channel: str, user_id: str, *, keep: bool = False) -> tuple[int, bool]:
+        """Register a connection in a room: (connections in the room, first
+        of its user). Raises RedisUnavailable when Redis does not answer;
+        with ``keep`` the membership is then registered when Redis returns."""
+        await self._enter()
+        try:
+            self._mine[(room, channel)] = user_id
+            self._unsent_leaves.pop((room, channel), None)
+            try:
+                count, first = await lcredis.run_script(
+                    _JOIN, self._keys(room, user_id), [channel, user_id, _entry(room, channel, user_id)]
+                )
+            except BaseException:
+                if not keep:
+                    self._mine.pop((room, channel), None)
+                raise
+            return int(count), bool(first)
+        finally:
+            self._exit()
 
     async def leave(self, room: str, channel: str, user_id: str) -> tuple[int, bool]:
+        """Unregister; (connections left, last of its user). Never raises on
+        an outage: the leave is then remembered and announced once Redis
+        answers again (count 0, last False now). Finishes even if the
+        caller is cancelled (a closing connection)."""
         self._mine.pop((room, channel), None)
-        count, last = await lcredis.run_script(
-            _LEAVE, self._keys(room), [channel, user_id, f"{channel}|{user_id}|{room}"]
-        )
-        return int(count), bool(last)
+        return await asyncio.shield(self._leave(room, channel, user_id))
+
+    async def _leave(self, room: str, channel: str, user_id: str) -> tuple[int, bool]:
+        await self._enter()
+        try:
+            count, last = await lcredis.run_script(
+                _LEAVE,
+                self._keys(room, user_id),
+                [channel, user_id, _entry(room, channel, user_id), self._marker_ms],
+            )
+            return int(count), bool(last)
+        except Exception as exc:
+            if not lcredis.is_outage(exc):
+                log.exception("presence leave failed; it is retried when presence is rebuilt")
+            self._unsent_leaves[(room, channel)] = user_id
+            return 0, False
+        finally:
+            self._exit()
 
     async def occupied(self, rooms: Iterable[str]) -> set[str]:
         """Those of ``rooms`` with at least one connection (one round trip)."""
@@ -191,34 +367,109 @@ class RedisPresence:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(on_departures))
 
-    async def heartbeat(self) -> None:
-        swept = await lcredis.run_script(_HEARTBEAT, [lcredis.key("procs")], [self.process_id])
-        if swept and self._mine:
-            # We were presumed dead (event loop stalled past the timeout):
-            # put back the memberships of connections that are still open.
-            log.warning("presence heartbeat resumed after sweep; re-registering %d memberships", len(self._mine))
-            for (room, channel), user_id in list(self._mine.items()):
-                await self.join(room, channel, user_id)
+    async def heartbeat(self) -> bool:
+        """Refresh this process's heartbeat; True if it was absent."""
+        return bool(await lcredis.run_script(_HEARTBEAT, [lcredis.key("procs")], [self.process_id]))
 
     async def sweep(self) -> list[Departure]:
         flat = await lcredis.run_script(
-            _SWEEP, [lcredis.key("procs")], [int(self.timeout * 1000), settings.LEDGERCORE_REDIS_PREFIX]
+            _SWEEP,
+            [lcredis.key("procs")],
+            [int(self.timeout * 1000), settings.LEDGERCORE_REDIS_PREFIX, self._marker_ms],
         )
-        return [Departure(flat[i], flat[i + 1], flat[i + 2], bool(int(flat[i + 3]))) for i in range(0, len(flat), 4)]
+        return _departures(flat)
+
+    async def rebuild(self) -> list[Departure]:
+        """Make Redis agree with this process's live connections: register
+        every membership it lacks, drop the ones of connections that closed
+        meanwhile (their departures are returned). Joins and leaves wait
+        until it is done."""
+        self._open.clear()
+        try:
+            while self._inflight:
+                await self._idle.wait()
+            proc = lcredis.key("proc", self.process_id)
+            prefix = settings.LEDGERCORE_REDIS_PREFIX
+            live = {_entry(room, channel, user) for (room, channel), user in self._mine.items()}
+            registered = set(await lcredis.command("SMEMBERS", proc))
+            departures: list[Departure] = []
+            stale = sorted(registered - live)
+            for start in range(0, len(stale), BATCH):
+                flat = await lcredis.run_script(_DROP, [proc], [prefix, self._marker_ms, *stale[start : start + BATCH]])
+                departures.extend(_departures(flat))
+            entries = sorted(live)
+            for start in range(0, len(entries), BATCH):
+                await lcredis.run_script(_RESTORE, [proc], [prefix, 0, *entries[start : start + BATCH]])
+            self.rebuilds += 1
+            # The first heartbeat of a process finds it absent: not news.
+            (log.warning if self.rebuilds > 1 else log.info)(
+                "presence rebuilt: %d memberships registered, %d stale removed", len(entries), len(departures)
+            )
+            return departures
+        finally:
+            self._open.set()
+
+    async def _announce_gone(self) -> list[Departure]:
+        """Departures of users that left while Redis was down, announced by
+        exactly one process (see _GONE)."""
+        leaves = dict(self._unsent_leaves)
+        pairs = sorted({(room, user) for (room, _channel), user in leaves.items()})
+        departures: list[Departure] = []
+        prefix = settings.LEDGERCORE_REDIS_PREFIX
+        for start in range(0, len(pairs), BATCH):
+            batch = pairs[start : start + BATCH]
+            flags = await lcredis.run_script(
+                _GONE, [lcredis.key("procs")], [prefix, self._marker_ms, *[x for pair in batch for x in pair]]
+            )
+            departures.extend(
+                Departure(room, user, "", True) for (room, user), flag in zip(batch, flags, strict=True) if int(flag)
+            )
+        for key in leaves:
+            self._unsent_leaves.pop(key, None)
+        return departures
 
     async def _run(self, on_departures: OnDepartures) -> None:
-        interval = max(self.timeout / 3, 0.2)
+        beat = min(max(self.timeout / 3, 0.2), 1.0)
+        sweep_every = max(self.timeout / 3, 0.2)
+        loop = asyncio.get_running_loop()
+        next_sweep = 0.0
+        settle_at: float | None = None
+        backlog: list[Departure] = []
+        failures = 0
         while True:
+            delay = beat
             try:
-                await self.heartbeat()
-                departures = await self.sweep()
-                if departures:
-                    await on_departures(departures)
+                generation = lcredis.generation()
+                absent = await self.heartbeat()
+                if absent or generation != self._synced or lcredis.generation() != self._synced:
+                    synced = lcredis.generation()
+                    backlog.extend(await self.rebuild())
+                    self._synced = synced
+                    settle_at = loop.time() + self.SETTLE_SECONDS
+                    # Every heartbeat stopped during the outage: give the
+                    # other processes a full timeout to beat again before
+                    # sweeping any of them as dead.
+                    next_sweep = max(next_sweep, loop.time() + self.timeout)
+                if self._unsent_leaves and (settle_at is None or loop.time() >= settle_at):
+                    backlog.extend(await self._announce_gone())
+                if loop.time() >= next_sweep:
+                    backlog.extend(await self.sweep())
+                    next_sweep = loop.time() + sweep_every
+                if self._announcements:
+                    backlog.extend(self._announcements)
+                    self._announcements.clear()
+                if backlog:
+                    backlog = list(await on_departures(backlog))
+                failures = 0
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("presence heartbeat/sweep failed; retrying")
-            await asyncio.sleep(interval)
+            except Exception as exc:
+                failures += 1
+                if lcredis.is_outage(exc):
+                    delay = min(0.05 * 2**failures, settings.LEDGERCORE_REDIS_RETRY_MAX_SECONDS, beat)
+                else:
+                    log.exception("presence heartbeat/sweep failed; retrying")
+            await asyncio.sleep(delay)
 
 
 _store: MemoryPresence | RedisPresence | None = None

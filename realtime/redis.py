@@ -5,18 +5,64 @@ connection pool, so that under load requests are served in arrival order
 (the pool's own wait lets newcomers overtake waiters, which starved some
 connections for seconds), and Lua scripts run by SHA (EVALSHA) after their
 first use.
+
+Redis is reached directly (``REDIS_URL``) or through Sentinel
+(``LEDGERCORE_REDIS_SENTINELS``), which names the current primary on every
+new connection, so a failover is seen as a short outage.
+
+Outages: a command that fails on a connection error, a timeout or a replica
+that became read-only raises ``RedisUnavailable`` (wire code
+``UNAVAILABLE`` with ``retryAfter``). After a failure the breaker is open:
+for a backoff that doubles up to ``LEDGERCORE_REDIS_RETRY_MAX_SECONDS``,
+commands fail at once without waiting on a dead server; then one attempt
+goes through. When a command succeeds again, ``generation()`` increases, so
+that presence (which owns state Redis may have lost) can rebuild it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions as redis_errors
 from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
+
+from ledgercore.config import redis_url_credentials
+from realtime.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+# What an outage, a failover or a restart looks like from a client: the
+# connection is refused, reset or times out; the server is still loading
+# its data; the node answered as a read-only replica (a demoted primary).
+REDIS_ERRORS: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ReadOnlyError,
+    redis_errors.TryAgainError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+
+class RedisUnavailable(Unavailable):
+    """Redis does not answer: the request was not run and not charged."""
+
+    def __init__(self, retry_after: float = 1.0) -> None:
+        super().__init__("Redis does not answer; retry later", retry_after=max(1, math.ceil(retry_after)))
+
+
+def is_outage(exc: BaseException) -> bool:
+    return isinstance(exc, REDIS_ERRORS + (RedisUnavailable,))
 
 
 @dataclass
@@ -26,6 +72,46 @@ class _LoopState:
     scripts: dict[str, AsyncScript] = field(default_factory=dict)
 
 
+class _Health:
+    """Process-wide view of Redis: a breaker shared by every loop."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.down_since: float | None = None
+        self.retry_at = 0.0
+        self.generation = 0
+
+    def check(self) -> None:
+        """Raise at once while the breaker is open."""
+        if self.down_since is not None:
+            wait = self.retry_at - time.monotonic()
+            if wait > 0:
+                raise RedisUnavailable(wait)
+
+    def failed(self, exc: BaseException) -> RedisUnavailable:
+        now = time.monotonic()
+        if self.down_since is None:
+            self.down_since = now
+            log.warning("Redis does not answer (%s: %s); retrying with backoff", type(exc).__name__, exc)
+        self.failures += 1
+        cap = settings.LEDGERCORE_REDIS_RETRY_MAX_SECONDS
+        backoff = min(cap, 0.05 * 2 ** min(self.failures, 16))
+        self.retry_at = now + backoff
+        return RedisUnavailable(backoff)
+
+    def succeeded(self) -> None:
+        if self.down_since is not None:
+            log.warning("Redis answers again after %.1f s", time.monotonic() - self.down_since)
+            self.down_since = None
+            self.failures = 0
+            self.generation += 1
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+
+_health = _Health()
 _states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
 
 
@@ -33,17 +119,61 @@ def enabled() -> bool:
     return bool(settings.REDIS_URL)
 
 
+def generation() -> int:
+    """Increases each time Redis answers again after failing."""
+    return _health.generation
+
+
+def is_down() -> bool:
+    return _health.down
+
+
+def _client(size: int) -> aioredis.Redis:
+    timeout = settings.LEDGERCORE_REDIS_TIMEOUT_SECONDS
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "decode_responses": True,
+        "health_check_interval": 30,
+        # One immediate retry on a connection error: after Redis restarts,
+        # each pooled connection fails once on first use (its socket is
+        # dead) although Redis answers.
+        "retry": Retry(NoBackoff(), 1),
+    }
+    if settings.LEDGERCORE_REDIS_SENTINELS:
+        from redis.asyncio.sentinel import Sentinel
+
+        sentinel = Sentinel(
+            settings.LEDGERCORE_REDIS_SENTINELS,
+            sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+            **redis_url_credentials(settings.REDIS_URL),
+        )
+        return sentinel.master_for(settings.LEDGERCORE_REDIS_SENTINEL_MASTER, max_connections=size, **options)
+    pool = aioredis.BlockingConnectionPool.from_url(settings.REDIS_URL, max_connections=size, timeout=10, **options)
+    return aioredis.Redis(connection_pool=pool)
+
+
 def _state() -> _LoopState:
     loop = asyncio.get_running_loop()
     state = _states.get(loop)
     if state is None:
         size = settings.LEDGERCORE_REDIS_MAX_CONNECTIONS
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, max_connections=size, timeout=10, socket_timeout=10, decode_responses=True
-        )
-        state = _LoopState(aioredis.Redis(connection_pool=pool), asyncio.Semaphore(size))
+        state = _LoopState(_client(size), asyncio.Semaphore(size))
         _states[loop] = state
     return state
+
+
+async def _call(state: _LoopState, make: Any) -> Any:
+    _health.check()
+    try:
+        async with state.slots:
+            # A waiter that queued before the outage fails fast too.
+            _health.check()
+            result = await make()
+    except REDIS_ERRORS as exc:
+        raise _health.failed(exc) from exc
+    _health.succeeded()
+    return result
 
 
 async def run_script(source: str, keys: list[str], args: list[Any]) -> Any:
@@ -51,14 +181,12 @@ async def run_script(source: str, keys: list[str], args: list[Any]) -> Any:
     script = state.scripts.get(source)
     if script is None:
         script = state.scripts[source] = state.client.register_script(source)
-    async with state.slots:
-        return await script(keys=keys, args=args)
+    return await _call(state, lambda: script(keys=keys, args=args))
 
 
 async def command(name: str, *args: Any) -> Any:
     state = _state()
-    async with state.slots:
-        return await state.client.execute_command(name, *args)
+    return await _call(state, lambda: state.client.execute_command(name, *args))
 
 
 def key(*parts: str) -> str:

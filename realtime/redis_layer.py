@@ -1,0 +1,218 @@
+"""The scaled stack's channel layer: channels-redis's, surviving outages.
+
+With the stock layer a Redis restart or failover is fatal to every
+connection: the receive loop of each consumer raises on the broken
+connection and channels closes the socket with 1011. This subclass:
+
+- ``receive``: one pump task per event loop pops this process's messages
+  (never cancelled with a consumer, so no message Redis handed over is lost
+  when a socket closes) and fills each consumer's buffer. On a connection
+  error the pump waits for Redis (one probe per event loop, backoff
+  doubling up to ``retry_max``) and receives again; sockets stay open.
+- remembers the group memberships of this process's channels: after an
+  outage it re-adds all of them (a Redis restarted without persistence, or a
+  replica promoted before it had them, has lost them), and applies the
+  discards that failed meanwhile.
+- ``group_add``: the membership is recorded first; if Redis does not answer
+  it raises ``RedisUnavailable``, and the membership is re-added when Redis
+  returns unless the caller discards it.
+- ``group_discard``: never raises; a discard Redis did not take is retried
+  after the outage.
+- ``send`` / ``group_send``: raise ``RedisUnavailable`` at once while the
+  process knows Redis is down (callers with a durable outbox retry; others
+  log and drop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict, defaultdict
+from typing import Any
+
+from channels_redis.core import RedisChannelLayer
+from channels_redis.utils import create_pool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from realtime.redis import REDIS_ERRORS, RedisUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class ResilientRedisChannelLayer(RedisChannelLayer):
+    CLOSED_REMEMBERED = 100_000
+
+    def __init__(self, *args: Any, retry_max: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_max = retry_max
+        # group -> this process's channels in it
+        self._memberships: defaultdict[str, set[str]] = defaultdict(set)
+        self._failed_discards: set[tuple[str, str]] = set()
+        self._recovery: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+        self._pumps: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+        # Process-local channels whose consumer ended (most recent last).
+        self._closed: OrderedDict[str, None] = OrderedDict()
+        # Each completed recovery (tests and benchmarks wait on it).
+        self.recoveries = 0
+
+    def create_pool(self, index: int) -> Any:
+        # One immediate retry on a connection error: after Redis restarts,
+        # each pooled connection fails once on first use (its socket is
+        # dead) although Redis answers.
+        host = {"retry": Retry(NoBackoff(), 1), **self.hosts[index]}
+        return create_pool(host)
+
+    # --- outage handling ---------------------------------------------------
+
+    def _recovering(self) -> asyncio.Task[None] | None:
+        task = self._recovery.get(asyncio.get_running_loop())
+        return task if task is not None and not task.done() else None
+
+    def _recover(self, exc: BaseException) -> asyncio.Task[None]:
+        """The loop's recovery task, started if none runs."""
+        task = self._recovering()
+        if task is None:
+            log.warning("channel layer lost Redis (%s: %s); reconnecting", type(exc).__name__, exc)
+            task = asyncio.get_running_loop().create_task(self._reconnect(time.monotonic()))
+            self._recovery[asyncio.get_running_loop()] = task
+        return task
+
+    async def _reconnect(self, since: float) -> None:
+        delay = 0.1
+        while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.retry_max)
+            try:
+                for index in range(self.ring_size):
+                    await self.connection(index).ping()
+                readded = await self._resync()
+            except REDIS_ERRORS:
+                continue
+            self.recoveries += 1
+            log.warning(
+                "channel layer reconnected to Redis after %.1f s; re-added %d group memberships",
+                time.monotonic() - since,
+                readded,
+            )
+            return
+
+    async def _resync(self) -> int:
+        """Put back every membership of this process; apply failed discards."""
+        now = time.time()
+        count = 0
+        for group, channels in list(self._memberships.items()):
+            if not channels:
+                continue
+            connection = self.connection(self.consistent_hash(group))
+            key = self._group_key(group)
+            await connection.zadd(key, dict.fromkeys(channels, now))
+            await connection.expire(key, self.group_expiry)
+            count += len(channels)
+        for group, channel in list(self._failed_discards):
+            if channel not in self._memberships.get(group, ()):
+                await self.connection(self.consistent_hash(group)).zrem(self._group_key(group), channel)
+            self._failed_discards.discard((group, channel))
+        return count
+
+    def _fail_fast(self) -> None:
+        if self._recovering() is not None:
+            raise RedisUnavailable(self.retry_max)
+
+    # --- channel layer API ---------------------------------------------------
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        if "!" not in channel:
+            while True:
+                try:
+                    return await super().receive(channel)
+                except REDIS_ERRORS as exc:
+                    await asyncio.shield(self._recover(exc))
+        # Process-local channels: one pump task per event loop pops this
+        # process's messages and hands them to the receivers' buffers. The
+        # stock layer lets the receiver that holds its lock pop for everyone;
+        # when that receiver's consumer ends (a socket closes) its
+        # cancellation can drop a message Redis already handed over, which
+        # lost presence events under churn.
+        assert self.require_valid_channel_name(channel)
+        self._ensure_pump(self.non_local_name(channel))
+        try:
+            queue = self.receive_buffer[channel]
+            message = await queue.get()
+        except asyncio.CancelledError:
+            # The consumer ended: what is buffered or still on its way for
+            # it has no reader.
+            self._closed[channel] = None
+            if len(self._closed) > self.CLOSED_REMEMBERED:
+                self._closed.popitem(last=False)
+            self.receive_buffer.pop(channel, None)
+            raise
+        if queue.empty() and self.receive_buffer.get(channel) is queue:
+            del self.receive_buffer[channel]
+        return message  # type: ignore[no-any-return]
+
+    def _ensure_pump(self, real_channel: str) -> None:
+        loop = asyncio.get_running_loop()
+        pump = self._pumps.get(loop)
+        if pump is None or pump.done():
+            self._pumps[loop] = loop.create_task(self._pump(real_channel))
+
+    async def _pump(self, real_channel: str) -> None:
+        while True:
+            try:
+                message_channel, message = await self.receive_single(real_channel)
+            except REDIS_ERRORS as exc:
+                # Wait for the reconnection and receive again: sockets stay.
+                await asyncio.shield(self._recover(exc))
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("channel layer: undeliverable message on %s", real_channel)
+                continue
+            for channel in message_channel if isinstance(message_channel, list) else [message_channel]:
+                if channel not in self._closed:
+                    self.receive_buffer[channel].put_nowait(message)
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self._memberships[group].add(channel)
+        self._failed_discards.discard((group, channel))
+        self._fail_fast()
+        try:
+            await super().group_add(group, channel)
+        except REDIS_ERRORS as exc:
+            self._recover(exc)
+            raise RedisUnavailable(self.retry_max) from exc
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        members = self._memberships.get(group)
+        if members is not None:
+            members.discard(channel)
+            if not members:
+                del self._memberships[group]
+        if self._recovering() is not None:
+            self._failed_discards.add((group, channel))
+            return
+        try:
+            await super().group_discard(group, channel)
+        except REDIS_ERRORS as exc:
+            self._failed_discards.add((group, channel))
+            self._recover(exc)
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        self._fail_fast()
+        try:
+            await super().send(channel, message)
+        except REDIS_ERRORS as exc:
+            raise RedisUnavailable(self.retry_max) from exc
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        self._fail_fast()
+        try:
+            await super().group_send(group, message)
+        except REDIS_ERRORS as exc:
+            raise RedisUnavailable(self.retry_max) from exc
+
+    def local_memberships(self) -> int:
+        return sum(len(channels) for channels in self._memberships.values())
