@@ -120,13 +120,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     # --- sending -----------------------------------------------------------
 
-    def write_frame(self, frame: SharedFrame) -> bool:
+    def write_frame(self, frame: SharedFrame, room: str | None = None, position: int | None = None) -> bool:
         """Write a frame shared by many sockets without the ASGI send when
-        the server allows it (``realtime.transport``); False otherwise."""
+        the server allows it (``realtime.transport``); False otherwise. A
+        ``room`` frame may be conflated while the socket lags."""
         writer = self.scope.get(transport.SCOPE_KEY)
         if writer is None:
             return False
-        writer.write(frame)
+        writer.write(frame, room, position)
         return True
 
     async def send_event(self, event: str, data: dict[str, Any], request_id: RequestId | None = None) -> None:

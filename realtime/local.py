@@ -12,7 +12,9 @@ returns True, or returns False and the frame goes through its ASGI send.
 
 Each member keeps a position (e.g. the timestamp of the last bar it got): a
 frame with an older position is not sent to it, so a member that joined with
-a snapshot never receives anything older than that snapshot.
+a snapshot never receives anything older than that snapshot. A member whose
+socket lags keeps only the latest frames of the room for a while
+(``realtime.backpressure``): positions never go back there either.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ YIELD_EVERY = 64
 
 
 class Member(Protocol):
-    def write_frame(self, frame: SharedFrame) -> bool: ...
+    def write_frame(self, frame: SharedFrame, room: str | None = None, position: int | None = None) -> bool: ...
 
     async def send(
         self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
@@ -71,7 +73,7 @@ class LocalRooms:
                     continue
                 members[member] = position
             try:
-                if not member.write_frame(frame):
+                if not member.write_frame(frame, room, position):
                     await member.send(text_data=text)
             except Exception:  # noqa: S112 - a closing socket must not stop the others
                 continue
