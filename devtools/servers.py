@@ -90,11 +90,11 @@ def server_environment(
     postgres_url: str | None = None,
     redis_url: str | None = None,
     redis_prefix: str = "lc",
-    seed: bool = True,
     **extra: str,
 ) -> Iterator[dict[str, str]]:
     """Environment for server subprocesses: a fresh migrated database with demo
-    data (``seed_demo``, unless ``seed`` is false): a SQLite file under
+    data (``seed_demo``; not with ``DEVTOOLS_SEED_DEMO="0"`` in ``extra``,
+    for a caller that seeds only what it needs): a SQLite file under
     tmp_path (embedded stack), or, given postgres_url (a maintenance
     database URL) and redis_url, a new PostgreSQL database dropped
     afterwards (scaled stack)."""
@@ -119,7 +119,7 @@ def server_environment(
         env["LEDGERCORE_REDIS_PREFIX"] = f"{redis_prefix}-{uuid.uuid4().hex[:8]}"
     try:
         manage(env, "migrate", "--noinput", "-v", "0")
-        if seed:
+        if env.get("DEVTOOLS_SEED_DEMO") != "0":
             manage(env, "seed_demo")
         yield env
     finally:

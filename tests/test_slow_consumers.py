@@ -43,7 +43,7 @@ def environment(tmp_path_factory):
     with stack_env(
         tmp_path_factory.mktemp("slow"),
         scaled_stack(),
-        seed=False,
+        DEVTOOLS_SEED_DEMO="0",
         LEDGERCORE_THROTTLE_RATES="connection=10000/s,user=10000/s",
     ) as env:
         manage(env, "shell", "-c", SEED.format(app=APP, names=names))
