@@ -309,12 +309,40 @@ class Outbound:
         if queue is not None and not protocol.muted:
             queue.put_nowait({"type": "websocket.disconnect", "code": CLOSE_SLOW_CONSUMER})
             protocol.muted = True
+        _trim_later(self.limits.grace + 1.0)
         protocol.closeHandshakeTimeout = self.limits.grace
         try:
             protocol.sendClose(code=CLOSE_SLOW_CONSUMER, reason=SLOW_CONSUMER_REASON)
         except Exception:
             log.exception("could not send the slow-consumer close frame; dropping the connection")
             protocol.dropConnection(abort=True)
+
+
+_trim: dict[str, Any] = {"handle": None, "last": 0.0}
+TRIM_INTERVAL = 10.0
+
+
+def _trim_later(delay: float) -> None:
+    """Give the memory freed by closed slow consumers back to the operating
+    system once they are gone: glibc keeps freed heap pages for reuse, so
+    the process's RSS would otherwise stay at its peak. At most once per
+    TRIM_INTERVAL; a no-op where ``malloc_trim`` does not exist."""
+    if _trim["handle"] is not None:
+        return
+    loop = asyncio.get_running_loop()
+    wait = max(delay, _trim["last"] + TRIM_INTERVAL - loop.time())
+    _trim["handle"] = loop.call_later(wait, _malloc_trim, loop)
+
+
+def _malloc_trim(loop: asyncio.AbstractEventLoop) -> None:
+    _trim["handle"] = None
+    _trim["last"] = loop.time()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def frame_size(frame: Any) -> int:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from typing import Protocol
 
-from realtime.transport import SharedFrame
+from realtime.transport import SCOPE_KEY, SharedFrame
 
 YIELD_EVERY = 64
 
@@ -48,6 +48,10 @@ class LocalRooms:
             members.pop(member, None)
             if not members:
                 del self._rooms[room]
+        # Updates of the room held for a lagging member are not sent after it left.
+        writer = getattr(member, "scope", {}).get(SCOPE_KEY)
+        if writer is not None:
+            writer.outbound.pending.pop(room, None)
 
     def count(self, room: str) -> int:
         return len(self._rooms.get(room, ()))
