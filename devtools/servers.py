@@ -93,9 +93,11 @@ def server_environment(
     **extra: str,
 ) -> Iterator[dict[str, str]]:
     """Environment for server subprocesses: a fresh migrated database with demo
-    data: a SQLite file under tmp_path (embedded stack), or, given
-    postgres_url (a maintenance database URL) and redis_url, a new PostgreSQL
-    database dropped afterwards (scaled stack)."""
+    data (``seed_demo``; not with ``DEVTOOLS_SEED_DEMO="0"`` in ``extra``,
+    for a caller that seeds only what it needs): a SQLite file under
+    tmp_path (embedded stack), or, given postgres_url (a maintenance
+    database URL) and redis_url, a new PostgreSQL database dropped
+    afterwards (scaled stack)."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(
         {
@@ -117,7 +119,8 @@ def server_environment(
         env["LEDGERCORE_REDIS_PREFIX"] = f"{redis_prefix}-{uuid.uuid4().hex[:8]}"
     try:
         manage(env, "migrate", "--noinput", "-v", "0")
-        manage(env, "seed_demo")
+        if env.get("DEVTOOLS_SEED_DEMO") != "0":
+            manage(env, "seed_demo")
         yield env
     finally:
         if database is not None and postgres_url:

@@ -176,6 +176,14 @@ LEDGERCORE_MAX_MESSAGE_BYTES = config.integer(
 # A process that has not refreshed its heartbeat for this long is considered
 # dead and its connections leave their rooms (Redis stack only).
 LEDGERCORE_PRESENCE_TIMEOUT_SECONDS = config.number("LEDGERCORE_PRESENCE_TIMEOUT_SECONDS", 15.0, minimum=1.0)
+# Outbound buffer of one connection (realtime.backpressure): bytes and frames
+# written and not yet sent (in the process or in the kernel's send queue).
+# Over a quarter of either limit, live chart updates are conflated; over a
+# limit the connection is closed 4008 (slow consumer) and aborted if it has
+# not read up to its close frame within the grace period.
+LEDGERCORE_SEND_BUFFER_BYTES = config.integer("LEDGERCORE_SEND_BUFFER_BYTES", 1024 * 1024, minimum=4096)
+LEDGERCORE_SEND_BUFFER_FRAMES = config.integer("LEDGERCORE_SEND_BUFFER_FRAMES", 4096, minimum=16)
+LEDGERCORE_SLOW_CLOSE_GRACE_SECONDS = config.number("LEDGERCORE_SLOW_CLOSE_GRACE_SECONDS", 5.0, minimum=0.1)
 
 # --- credits ----------------------------------------------------------------
 # Default price per action (event name); per-application overrides in admin.

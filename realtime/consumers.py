@@ -8,7 +8,6 @@ registry (realtime.registry), every room through its namespace
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from dataclasses import replace
@@ -38,22 +37,6 @@ CLOSE_INTERNAL = 1011
 # Failures that are the server's fault: their charge is given back.
 SERVER_FAILURES = {"INTERNAL", "TIMEOUT", "UNAVAILABLE"}
 MAX_CONCURRENT_TASKS = 16
-
-
-def _closed_socket_errors() -> tuple[type[BaseException], ...]:
-    from autobahn.exception import Disconnected
-
-    errors: list[type[BaseException]] = [Disconnected]
-    try:
-        from uvicorn.protocols.utils import ClientDisconnected
-
-        errors.append(ClientDisconnected)
-    except ImportError:  # pragma: no cover - uvicorn is a test dependency
-        pass
-    return tuple(errors)
-
-
-_CLOSED_SOCKET = _closed_socket_errors()
 
 
 class RealtimeConsumer(AsyncWebsocketConsumer):
@@ -151,13 +134,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     # --- sending -----------------------------------------------------------
 
-    def write_frame(self, frame: SharedFrame) -> bool:
+    def write_frame(self, frame: SharedFrame, room: str | None = None, position: int | None = None) -> bool:
         """Write a frame shared by many sockets without the ASGI send when
-        the server allows it (``realtime.transport``); False otherwise."""
+        the server allows it (``realtime.transport``); False otherwise. A
+        ``room`` frame may be conflated while the socket lags."""
         writer = self.scope.get(transport.SCOPE_KEY)
         if writer is None:
             return False
-        writer.write(frame)
+        writer.write(frame, room, position)
         return True
 
     async def send(
@@ -175,13 +159,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def send_event(self, event: str, data: dict[str, Any], request_id: RequestId | None = None) -> None:
         await self.send(text_data=encode(event, data, request_id))
-
-    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
-        # The socket may be closing (autobahn raises Disconnected before
-        # daphne marks it gone; uvicorn raises ClientDisconnected): the frame
-        # has nowhere to go, and its disconnect is on its way.
-        with contextlib.suppress(*_CLOSED_SOCKET):
-            await super().send(text_data, bytes_data, close)
 
     async def room_event(self, message: dict[str, Any]) -> None:
         """A broadcast to one of this connection's rooms (realtime.push)."""

@@ -28,6 +28,9 @@ from channels.layers import InMemoryChannelLayer
 log = logging.getLogger(__name__)
 
 
+DROP_LOG_INTERVAL = 10.0
+
+
 class NoLocalReceivers(RuntimeError):
     """This process serves no connection; an in-memory send reaches no one."""
 
@@ -38,6 +41,7 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._next_clean = 0.0
+        self._drops: dict[str, tuple[int, float]] = {}
         self._owner: asyncio.AbstractEventLoop | None = None
 
     async def receive(self, channel: str) -> dict[str, Any]:
@@ -94,4 +98,19 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):
             except asyncio.QueueFull:
                 # Same policy as the stock layers: a consumer that stopped
                 # reading loses group messages rather than blocking the room.
-                log.warning("channel %s is full; dropped a message to group %s", channel, group)
+                self._dropped(channel, group)
+
+    def _dropped(self, channel: str, group: str) -> None:
+        """Log drops at most once per channel per DROP_LOG_INTERVAL (with
+        how many): one line per message would flood the log (and the CPU)
+        exactly when the process is overloaded."""
+        now = time.monotonic()
+        count, since = self._drops.get(channel, (0, 0.0))
+        count += 1
+        if now - since < DROP_LOG_INTERVAL:
+            self._drops[channel] = (count, since)
+            return
+        log.warning("channel %s is full; dropped %d message(s) to group %s", channel, count, group)
+        self._drops[channel] = (0, now)
+        if len(self._drops) > 10_000:
+            self._drops = {c: v for c, v in self._drops.items() if now - v[1] < DROP_LOG_INTERVAL}

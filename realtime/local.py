@@ -12,7 +12,9 @@ returns True, or returns False and the frame goes through its ASGI send.
 
 Each member keeps a position (e.g. the timestamp of the last bar it got): a
 frame with an older position is not sent to it, so a member that joined with
-a snapshot never receives anything older than that snapshot.
+a snapshot never receives anything older than that snapshot. A member whose
+socket lags keeps only the latest frames of the room for a while
+(``realtime.backpressure``): positions never go back there either.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import asyncio
 import logging
 from typing import Protocol
 
-from realtime.transport import SharedFrame, is_closed_error
+from realtime.transport import SCOPE_KEY, SharedFrame, is_closed_error
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ YIELD_EVERY = 64
 
 
 class Member(Protocol):
-    def write_frame(self, frame: SharedFrame) -> bool: ...
+    def write_frame(self, frame: SharedFrame, room: str | None = None, position: int | None = None) -> bool: ...
 
     async def send(
         self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
@@ -49,6 +51,10 @@ class LocalRooms:
             members.pop(member, None)
             if not members:
                 del self._rooms[room]
+        # Updates of the room held for a lagging member are not sent after it left.
+        writer = getattr(member, "scope", {}).get(SCOPE_KEY)
+        if writer is not None:
+            writer.outbound.pending.pop(room, None)
 
     def count(self, room: str) -> int:
         return len(self._rooms.get(room, ()))
@@ -74,7 +80,7 @@ class LocalRooms:
                     continue
                 members[member] = position
             try:
-                if not member.write_frame(frame):
+                if not member.write_frame(frame, room, position):
                     await member.send(text_data=text)
             except Exception as exc:
                 # A closing socket, or a failing member, must not stop the others.

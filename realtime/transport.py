@@ -11,7 +11,8 @@ route) recognises the server's own send callable and gives the connection a
 ``DirectWriter``: a ``SharedFrame`` is encoded and framed once (autobahn's
 ``PreparedMessage``, made for broadcasting) and its bytes are written to
 each socket, sent at once when the socket has nothing buffered
-(``_write_now``). Per-message compression, if a client negotiated it
+(``_write_now``). Both the writer and the ASGI send it wraps keep to the
+connection's outbound buffer limits (``realtime.backpressure``). Per-message compression, if a client negotiated it
 (daphne does not offer it), and frames queued by autobahn are left to
 autobahn's ``sendPreparedMessage``. Any other server (uvicorn in the test
 suite) gets no writer and the ordinary ASGI send is used. Both paths write
@@ -56,23 +57,40 @@ class SharedFrame:
 
 
 class DirectWriter:
-    """Writes prepared frames to one daphne WebSocket connection."""
+    """Writes prepared frames to one daphne WebSocket connection, within the
+    connection's outbound buffer limits (``realtime.backpressure``)."""
 
-    __slots__ = ("protocol", "server")
+    __slots__ = ("outbound", "protocol", "server")
 
     def __init__(self, server: Any, protocol: Any) -> None:
+        from realtime.backpressure import Outbound
+
         self.server = server
         self.protocol = protocol
+        self.outbound = Outbound(protocol)
 
-    def write(self, frame: SharedFrame) -> bool:
+    def write(self, frame: SharedFrame, room: str | None = None, position: int | None = None) -> bool:
         """Write ``frame``; False when the socket is closing or gone (as
-        daphne's own send, nothing is written then)."""
+        daphne's own send, nothing is written then) or closes now as a slow
+        consumer. Given a ``room``, the frame is a live update that may be
+        conflated with later ones of that room while the connection lags."""
+        if not self._open():
+            return False
+        if room is not None:
+            return self.outbound.offer_live(room, position, frame, self._write)
+        return self.outbound.write(functools.partial(self._write, frame), len(frame.prepared().payloadHybi))
+
+    def _open(self) -> bool:
         protocol = self.protocol
         if protocol.state != protocol.STATE_OPEN:
             return False
         details = self.server.connections.get(protocol)
-        if details is None or details.get("disconnected"):
-            return False
+        return details is not None and not details.get("disconnected")
+
+    def _write(self, frame: SharedFrame) -> None:
+        if not self._open():
+            return
+        protocol = self.protocol
         prepared = frame.prepared()
         if getattr(protocol, "_perMessageCompress", True) is None and not getattr(protocol, "send_queue", True):
             # What sendPreparedMessage does without compression, minus the
@@ -81,7 +99,6 @@ class DirectWriter:
             _write_now(protocol.transport, prepared.payloadHybi)
         else:
             protocol.sendPreparedMessage(prepared)
-        return True
 
 
 def _write_now(transport: Any, data: bytes) -> None:
@@ -156,11 +173,13 @@ class CaptureWriter:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if scope.get("type") == "websocket":
             writer = direct_writer(send)
+            scope = {**scope, SCOPE_KEY: writer}
             if writer is not None:
                 from django.conf import settings
 
                 harden(writer.protocol, settings.LEDGERCORE_MAX_MESSAGE_BYTES)
-            scope = {**scope, SCOPE_KEY: writer}
+                # The ASGI send too is held to the connection's buffer limits.
+                send = writer.outbound.guard(send)
         return await self.inner(scope, receive, send)
 
 

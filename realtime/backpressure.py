@@ -1,0 +1,355 @@
+"""Bounded outbound buffers: a client that does not read is conflated, then
+closed, and never makes the server's memory grow without bound.
+
+Under daphne every frame for a WebSocket ends up in the connection's twisted
+transport (``dataBuffer`` + ``_tempDataBuffer``) or, for chopped or
+synchronised writes, in autobahn's ``send_queue``. Those buffers grow without
+bound when the peer stops reading. ``Outbound`` measures them (the bytes the
+kernel has not taken yet, and how many frames those bytes belong to) before
+each frame is written, through both ways a frame leaves: the connection's
+ASGI send (``guard``) and the prepared-frame writer (``realtime.transport``).
+
+- Over the low watermark (a quarter of either limit), live chart updates
+  (``realtime.local`` rooms with positions) are not written: the connection
+  keeps, per room, the latest update of each of the last
+  ``LIVE_PENDING_BUCKETS`` candles and writes them, oldest candle first,
+  when the buffer has drained below the watermark. An older candle is never
+  written after a newer one.
+- Over ``LEDGERCORE_SEND_BUFFER_BYTES`` or ``LEDGERCORE_SEND_BUFFER_FRAMES``,
+  the connection is closed with ``CLOSE_SLOW_CONSUMER`` (4008, reason
+  ``SLOW_CONSUMER_REASON``): the close frame is queued after what is already
+  buffered, nothing more is written, and if the client has not read up to it
+  and answered within ``LEDGERCORE_SLOW_CLOSE_GRACE_SECONDS`` the TCP
+  connection is aborted, which frees its buffers. Either way daphne then
+  delivers ``websocket.disconnect`` and the consumer leaves its rooms.
+
+Before deciding that a client lags, the transport is given a chance to
+write what it holds (twisted only writes on a later turn of the event loop,
+so a burst of frames to a healthy client is briefly "buffered" too): only
+bytes the kernel refuses count.
+
+Other ASGI servers (uvicorn in the test suite) hide their buffers; there the
+ASGI send is left as it is (see docs/PROTOCOL.md, "Slow consumers").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import struct
+import sys
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+CLOSE_SLOW_CONSUMER = 4008
+SLOW_CONSUMER_REASON = "slow consumer: send buffer exceeded"
+# Live chart candles kept per room for a lagging connection.
+LIVE_PENDING_BUCKETS = 4
+# How often a connection holding conflated updates looks whether it drained.
+DRAIN_CHECK_SECONDS = 0.05
+# ioctl: unsent bytes of a TCP socket's send queue (linux/sockios.h).
+SIOCOUTQNSD: int | None = 0x894B if sys.platform.startswith("linux") else None
+if SIOCOUTQNSD is not None:
+    import fcntl
+# Bytes of a server frame's header, as counted (2 to 10 in fact).
+FRAME_HEADER = 4
+# Attempts to hand buffered bytes to the kernel before judging a client.
+FLUSH_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class Limits:
+    bytes: int
+    frames: int
+    grace: float
+
+    @property
+    def low_bytes(self) -> int:
+        return self.bytes // 4
+
+    @property
+    def low_frames(self) -> int:
+        return self.frames // 4
+
+    @classmethod
+    def from_settings(cls) -> Limits:
+        from django.conf import settings
+
+        return cls(
+            settings.LEDGERCORE_SEND_BUFFER_BYTES,
+            settings.LEDGERCORE_SEND_BUFFER_FRAMES,
+            settings.LEDGERCORE_SLOW_CLOSE_GRACE_SECONDS,
+        )
+
+
+def _descriptor(transport: Any) -> Any:
+    """The twisted file descriptor that holds the bytes (under TLS, the TCP
+    transport below the TLS protocol)."""
+    for _ in range(4):
+        if transport is None or hasattr(transport, "dataBuffer"):
+            return transport
+        transport = getattr(transport, "transport", None)
+    return None
+
+
+def kernel_unsent(fd: Any) -> int:
+    """Bytes the kernel holds for the socket and has not sent (Linux
+    ``SIOCOUTQNSD``; 0 where unavailable). A client that stops reading
+    closes its TCP window, and the kernel's send buffer (autotuned up to
+    ``net.ipv4.tcp_wmem``'s maximum, 4 MiB by default) fills before
+    anything is left to the process."""
+    if SIOCOUTQNSD is None or fd is None:
+        return 0
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd.fileno(), SIOCOUTQNSD, b"\0\0\0\0"))[0])
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def buffered_bytes(protocol: Any) -> int:
+    """Bytes written to ``protocol`` that have not left this machine: held
+    by autobahn, by the transport, or unsent in the kernel."""
+    total = 0
+    queue = getattr(protocol, "send_queue", None)
+    if queue:
+        total += sum(len(data) for data, _ in queue)
+    transport = getattr(protocol, "transport", None)
+    tls_pending = getattr(transport, "_appSendBuffer", None)
+    if tls_pending:
+        total += sum(len(data) for data in tls_pending)
+    fd = _descriptor(transport)
+    if fd is not None:
+        total += len(fd.dataBuffer) - fd.offset + fd._tempDataLen
+        if getattr(fd, "connected", False):
+            total += kernel_unsent(fd)
+    return total
+
+
+def flush(protocol: Any) -> None:
+    """Hand what the transport buffers to the kernel now, as far as it takes
+    it (what the reactor does when the socket is writable)."""
+    fd = _descriptor(getattr(protocol, "transport", None))
+    if fd is None or not getattr(fd, "connected", False) or getattr(fd, "disconnecting", True):
+        return
+    for _ in range(FLUSH_ATTEMPTS):
+        before = len(fd.dataBuffer) - fd.offset + fd._tempDataLen
+        if not before:
+            return
+        try:
+            result = fd.doWrite()
+        except Exception:  # noqa: BLE001 - the reactor sees to a broken socket
+            return
+        if result is not None:  # connection lost: the reactor will notice
+            return
+        if len(fd.dataBuffer) - fd.offset + fd._tempDataLen >= before:
+            return
+
+
+class Outbound:
+    """The outbound buffer policy of one daphne WebSocket connection."""
+
+    __slots__ = ("_drain", "_sized", "_sizes", "closing", "limits", "pending", "protocol")
+
+    def __init__(self, protocol: Any, limits: Limits | None = None) -> None:
+        self.protocol = protocol
+        self.limits = limits or Limits.from_settings()
+        # Bytes each written frame added to the buffer, oldest first; the
+        # oldest leave the buffer first.
+        self._sizes: deque[int] = deque()
+        self._sized = 0
+        self.pending: dict[str, dict[int | None, Any]] = {}
+        self._drain: asyncio.TimerHandle | None = None
+        self.closing = False
+
+    # --- measuring ----------------------------------------------------------
+
+    def measure(self) -> tuple[int, int]:
+        """(bytes, frames) buffered: frames with at least one byte not yet
+        taken by the kernel."""
+        total = buffered_bytes(self.protocol)
+        sizes = self._sizes
+        while sizes and self._sized - sizes[0] >= total:
+            self._sized -= sizes.popleft()
+        return total, len(sizes)
+
+    def _over(self, max_bytes: int, max_frames: int) -> bool:
+        size, frames = self.measure()
+        if size <= max_bytes and frames <= max_frames:
+            return False
+        flush(self.protocol)
+        size, frames = self.measure()
+        return size > max_bytes or frames > max_frames
+
+    def lagging(self) -> bool:
+        return self._over(self.limits.low_bytes, self.limits.low_frames)
+
+    # --- writing ------------------------------------------------------------
+
+    def admit(self) -> bool:
+        """May a frame be written now? Over a limit the connection is closed
+        (and False returned); False too while it closes."""
+        if self.closing:
+            return False
+        protocol = self.protocol
+        if protocol.state in (protocol.STATE_CLOSING, protocol.STATE_CLOSED):
+            return False  # autobahn would refuse the frame
+        if self._over(self.limits.bytes, self.limits.frames):
+            self.close_slow()
+            return False
+        return True
+
+    def write(self, write: Callable[[], Any], size: int) -> bool:
+        """Run ``write`` (which writes one frame of ``size`` bytes) if the
+        buffer allows it."""
+        if not self.admit():
+            return False
+        write()
+        self._account(size)
+        return True
+
+    def _account(self, size: int) -> None:
+        self._sizes.append(size)
+        self._sized += size
+
+    def guard(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        """The connection's ASGI send, with this policy for ``websocket.send``."""
+
+        async def guarded(message: dict[str, Any]) -> None:
+            if message.get("type") != "websocket.send":
+                await send(message)
+                return
+            if not self.admit():
+                return  # closing as a slow consumer: nothing more is written
+            await send(message)
+            # The frame's size: its payload (text is ASCII JSON but for
+            # escapes-free non-ASCII, where this undercounts) and a header.
+            payload = message.get("text") or message.get("bytes") or b""
+            self._account(len(payload) + FRAME_HEADER)
+
+        return guarded
+
+    # --- conflation ---------------------------------------------------------
+
+    def offer_live(self, room: str, position: int | None, frame: Any, write: Callable[[Any], Any]) -> bool:
+        """Write a live update now, or keep it (the latest per candle) while
+        the connection lags. False when the connection is closing."""
+        if self.closing:
+            return False
+        held = self.pending.get(room)
+        if held is None and not self.lagging():
+            return self.write(functools.partial(write, frame), frame_size(frame))
+        if held is None:
+            held = self.pending[room] = {}
+        held.pop(position, None)
+        held[position] = frame  # the latest update of that candle wins
+        if len(held) > LIVE_PENDING_BUCKETS:
+            del held[min(held, key=_order)]
+        self._schedule(write)
+        return True
+
+    def _schedule(self, write: Callable[[Any], Any]) -> None:
+        if self._drain is None:
+            loop = asyncio.get_running_loop()
+            self._drain = loop.call_later(DRAIN_CHECK_SECONDS, self._drain_check, write)
+
+    def _drain_check(self, write: Callable[[Any], Any]) -> None:
+        self._drain = None
+        protocol = self.protocol
+        if self.closing or protocol.state != protocol.STATE_OPEN:
+            self.pending.clear()
+            return
+        if self.lagging():
+            self._schedule(write)
+            return
+        pending, self.pending = self.pending, {}
+        for held in pending.values():
+            for position in sorted(held, key=_order):
+                frame = held[position]
+                if not self.write(functools.partial(write, frame), frame_size(frame)):
+                    return
+
+    # --- closing ------------------------------------------------------------
+
+    def close_slow(self) -> None:
+        """Close as a slow consumer: the close frame follows what is
+        buffered; the connection is aborted if the client has not completed
+        the close within the grace period."""
+        if self.closing:
+            return
+        self.closing = True
+        self.pending.clear()
+        if self._drain is not None:
+            self._drain.cancel()
+            self._drain = None
+        size, frames = self.measure()
+        protocol = self.protocol
+        log.warning(
+            "closing slow consumer %s (%s): %d bytes in %d frames not read (limits %d bytes, %d frames)",
+            getattr(protocol, "client_addr", None),
+            CLOSE_SLOW_CONSUMER,
+            size,
+            frames,
+            self.limits.bytes,
+            self.limits.frames,
+        )
+        self._sizes.clear()
+        self._sized = 0
+        if protocol.state != protocol.STATE_OPEN:
+            return
+        # The application hears of the disconnection now, not when the TCP
+        # connection ends: it leaves its rooms (presence, group membership)
+        # at once and stops receiving what it could not send anyway.
+        queue = getattr(protocol, "application_queue", None)
+        if queue is not None and not protocol.muted:
+            queue.put_nowait({"type": "websocket.disconnect", "code": CLOSE_SLOW_CONSUMER})
+            protocol.muted = True
+        _trim_later(self.limits.grace + 1.0)
+        protocol.closeHandshakeTimeout = self.limits.grace
+        try:
+            protocol.sendClose(code=CLOSE_SLOW_CONSUMER, reason=SLOW_CONSUMER_REASON)
+        except Exception:
+            log.exception("could not send the slow-consumer close frame; dropping the connection")
+            protocol.dropConnection(abort=True)
+
+
+_trim: dict[str, Any] = {"handle": None, "last": 0.0}
+TRIM_INTERVAL = 10.0
+
+
+def _trim_later(delay: float) -> None:
+    """Give the memory freed by closed slow consumers back to the operating
+    system once they are gone: glibc keeps freed heap pages for reuse, so
+    the process's RSS would otherwise stay at its peak. At most once per
+    TRIM_INTERVAL; a no-op where ``malloc_trim`` does not exist."""
+    if _trim["handle"] is not None:
+        return
+    loop = asyncio.get_running_loop()
+    wait = max(delay, _trim["last"] + TRIM_INTERVAL - loop.time())
+    _trim["handle"] = loop.call_later(wait, _malloc_trim, loop)
+
+
+def _malloc_trim(loop: asyncio.AbstractEventLoop) -> None:
+    _trim["handle"] = None
+    _trim["last"] = loop.time()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def frame_size(frame: Any) -> int:
+    """Bytes of a ``realtime.transport.SharedFrame`` on the wire."""
+    prepared = frame.prepared()
+    return len(prepared.payloadHybi)
+
+
+def _order(position: int | None) -> float:
+    return -math.inf if position is None else position
