@@ -225,7 +225,10 @@ class Outbound:
                 await send(message)
                 return
             if not self.admit():
-                return  # closing as a slow consumer: nothing more is written
+                # Closing (as a slow consumer, or the close handshake runs):
+                # nothing more is written, and the sender is not told.
+                log.debug("dropped a frame for a closing socket (%s)", "slow consumer" if self.closing else "closing")
+                return
             await send(message)
             # The frame's size: its payload (text is ASCII JSON but for
             # escapes-free non-ASCII, where this undercounts) and a header.
