@@ -139,6 +139,11 @@ LEDGERCORE_MAX_FRAME_BYTES = config.integer("LEDGERCORE_MAX_FRAME_BYTES", 65536,
 # A process that has not refreshed its heartbeat for this long is considered
 # dead and its connections leave their rooms (Redis stack only).
 LEDGERCORE_PRESENCE_TIMEOUT_SECONDS = config.number("LEDGERCORE_PRESENCE_TIMEOUT_SECONDS", 15.0, minimum=1.0)
+# Room history for missed-event recovery: each room keeps its events for this
+# long and at most this many of them (in Redis on the scaled stack, in
+# process memory on the embedded one).
+LEDGERCORE_HISTORY_SECONDS = config.number("LEDGERCORE_HISTORY_SECONDS", 120.0, minimum=1.0)
+LEDGERCORE_HISTORY_SIZE = config.integer("LEDGERCORE_HISTORY_SIZE", 1000, minimum=1)
 
 # --- credits ----------------------------------------------------------------
 # Default price per action (event name); per-application overrides in admin.

@@ -21,7 +21,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from accounts import services as accounts
-from realtime import auth, charging, presence, push, rooms, transport
+from realtime import auth, charging, history, presence, push, rooms, streams, transport
 from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, ValidationFailed
 from realtime.local import local_rooms
@@ -50,6 +50,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.authenticated = False
         self.rooms: dict[str, rooms.Namespace] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.streams = streams.RoomStreams(self)
         self.bucket = connection_bucket()
         await self.accept()
         try:
@@ -68,11 +69,18 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.authenticated = True
         store = presence.store()
         store.start(_on_departures)
-        await self.join_room(f"user:{self.user_id}", rooms.namespaces["user"])
-        await self.send_event(
-            "connected",
-            {"userId": self.user_id, "sid": self.sid, "timestamp": now_ms(), "applicationId": self.application_id},
+        # The personal room is recovered at connect: ?sinceOffset=&sinceEpoch=
+        # (its last position seen), answered in ``connected``.
+        personal = f"user:{self.user_id}"
+        asked = (
+            _query_param(self.scope, "sinceOffset") is not None or _query_param(self.scope, "sinceEpoch") is not None
         )
+        since = history.parse_since(_query_param(self.scope, "sinceOffset"), _query_param(self.scope, "sinceEpoch"))
+        _, recovery = await self.join_room(personal, rooms.namespaces["user"], since)
+        hello = {"userId": self.user_id, "sid": self.sid, "timestamp": now_ms(), "applicationId": self.application_id}
+        await self.send(text_data=streams.answer(encode("connected", hello), personal, recovery, asked))
+        if recovery is not None:
+            await self.streams.replay(personal, recovery)
         for hook in registry.connect_hooks:
             await self._guarded(RequestContext(self, "connected", None), hook, "error")
 
@@ -103,6 +111,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         for task in list(getattr(self, "tasks", ())):
             task.cancel()
+        if hasattr(self, "streams"):
+            self.streams.close()
         if getattr(self, "authenticated", False):
             for room in list(self.rooms):
                 await self.leave_room(room)
@@ -134,16 +144,27 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def room_event(self, message: dict[str, Any]) -> None:
         """A broadcast to one of this connection's rooms (realtime.push)."""
-        if message.get("skip_user") == getattr(self, "user_id", None):
-            return
         if message["room"] not in getattr(self, "rooms", {}):
             return
-        await self.send(text_data=message["text"])
+        # In offset order, exactly once (realtime.streams).
+        await self.streams.deliver(message)
+
+    async def room_gap(self, message: dict[str, Any]) -> None:
+        """Events of a room are missing behind later ones: fill from history."""
+        if message["room"] in getattr(self, "rooms", {}):
+            await self.streams.fill(message["room"])
 
     # --- rooms -------------------------------------------------------------
 
-    async def join_room(self, room: str, namespace: rooms.Namespace) -> int:
+    async def join_room(
+        self, room: str, namespace: rooms.Namespace, since: history.Position | None = None
+    ) -> tuple[int, history.Recovery | None]:
+        """Join; returns the room's connection count and, for a room with
+        history, its position (read after joining the group, so that every
+        later event reaches this connection) and what was missed since
+        ``since``."""
         await self.channel_layer.group_add(rooms.group_name(room), self.channel_name)
+        recovery = await self.streams.open(room, since) if namespace.history else None
         self.rooms[room] = namespace
         count, first = await presence.store().join(room, self.channel_name, self.user_id)
         if first and namespace.presence_events:
@@ -153,13 +174,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 {"userId": self.user_id, "room": room, "joinedAt": now_ms()},
                 skip_user=self.user_id,
             )
-        return count
+        return count, recovery
 
     async def leave_room(self, room: str) -> None:
         namespace = self.rooms.pop(room, None)
         if namespace is None:
             return
         await self.channel_layer.group_discard(rooms.group_name(room), self.channel_name)
+        self.streams.forget(room)
         local_rooms.discard(room, self)
         _, last = await presence.store().leave(room, self.channel_name, self.user_id)
         if last and namespace.presence_events:
