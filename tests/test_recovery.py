@@ -262,6 +262,12 @@ async def test_personal_room_credit_events_are_recovered_at_connect(live_server_
     assert balance["event"] == "credit_balance_updated" and "offset" not in balance
     assert balance["data"]["newBalance"] == 42
     await client.nothing(0.5)
+    # Once connected, a subscribe of the personal room with since re-sends
+    # everything after that position up to the connection's own.
+    reply = await subscribe(client, personal, since={"offset": missed[1]["offset"], "epoch": since["epoch"]})
+    assert reply["recovered"] is True and reply["offset"] == missed[-1]["offset"]
+    assert await room_events(client, personal, 2) == missed[2:]
+    await client.nothing(0.5)
     await client.close()
 
     # A stale or malformed position at connect: recovered false, nothing replayed.
