@@ -149,11 +149,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         # In offset order, exactly once (realtime.streams).
         await self.streams.deliver(message)
 
-    async def room_gap(self, message: dict[str, Any]) -> None:
-        """Events of a room are missing behind later ones: fill from history."""
-        if message["room"] in getattr(self, "rooms", {}):
-            await self.streams.fill(message["room"])
-
     # --- rooms -------------------------------------------------------------
 
     async def join_room(

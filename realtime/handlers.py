@@ -135,11 +135,14 @@ async def subscribe(ctx: RequestContext, data: dict[str, Any]) -> None:
     room = f"{namespace.name}:{rest}"
     since = data.get("since")
     position = Position(since["epoch"], since["offset"]) if since is not None else None
-    count, recovery = await ctx.connection.join_room(room, namespace, position)
-    reply = encode("subscribed", {"room": room, "subscriberCount": count}, ctx.request_id)
-    await ctx.connection.send(text_data=answer(reply, room, recovery, since is not None))
-    if recovery is not None:
-        await ctx.connection.streams.replay(room, recovery)
+    # Under the streams' lock: a gap being filled in a room already joined
+    # must not interleave with this answer and its replay.
+    async with ctx.connection.streams.lock:
+        count, recovery = await ctx.connection.join_room(room, namespace, position)
+        reply = encode("subscribed", {"room": room, "subscriberCount": count}, ctx.request_id)
+        await ctx.connection.send(text_data=answer(reply, room, recovery, since is not None))
+        if recovery is not None:
+            await ctx.connection.streams.replay(room, recovery)
     if namespace.on_join is not None:
         await namespace.on_join(ctx, rest)
 

@@ -33,7 +33,7 @@ class SincePayload(Payload):
     offset = serializers.IntegerField(
         min_value=0, max_value=2**53, help_text="Offset of the last event of the room you received."
     )
-    epoch = serializers.CharField(max_length=64, help_text="Epoch that offset belongs to.")
+    epoch = serializers.CharField(min_length=1, max_length=64, help_text="Epoch that offset belongs to.")
 
 
 class SubscribePayload(RoomPayload):

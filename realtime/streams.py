@@ -15,9 +15,10 @@ full). Each connection keeps, per room, the last offset it delivered:
   the stream continues.
 
 An event of a new epoch (the history was lost) is announced with
-``room_resync`` too. Everything here runs in the consumer's own dispatch
-(the gap timer only sends the consumer a ``room.gap`` message), so a
-connection's frames never interleave.
+``room_resync`` too. Live events are delivered from the consumer's dispatch;
+the gap timer runs beside it, so every send of a stream happens under the
+connection's ``lock`` (uncontended but for a firing timer), and so does a
+subscription's answer and replay.
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GAP_WAIT_SECONDS = 0.2
-GAP_EVENT = "room.gap"
+# A gap whose history cannot be read (Redis not answering) after this many
+# attempts is given up: room_resync, and the held-back events go out.
+GAP_READ_ATTEMPTS = 3
 RESYNC_EVENT = "room_resync"
 
 
 class _Stream:
-    __slots__ = ("epoch", "pending", "position", "retired", "timer")
+    __slots__ = ("attempts", "epoch", "pending", "position", "retired", "timer")
 
     def __init__(self, epoch: str, position: int) -> None:
         self.epoch = epoch
@@ -51,12 +54,14 @@ class _Stream:
         self.pending: dict[int, tuple[str, str | None]] = {}
         self.timer: asyncio.Task[None] | None = None
         self.retired: set[str] = set()
+        self.attempts = 0
 
 
 class RoomStreams:
     def __init__(self, connection: RealtimeConsumer) -> None:
         self.connection = connection
         self._streams: dict[str, _Stream] = {}
+        self.lock = asyncio.Lock()
 
     # --- joining and leaving ---------------------------------------------------
 
@@ -98,6 +103,10 @@ class RoomStreams:
 
     async def deliver(self, message: dict[str, Any]) -> None:
         """A ``room.event`` for a room the connection is in."""
+        async with self.lock:
+            await self._deliver(message)
+
+    async def _deliver(self, message: dict[str, Any]) -> None:
         offset = message.get("offset")
         stream = self._streams.get(message["room"])
         skip_user = message.get("skip_user")
@@ -122,11 +131,8 @@ class RoomStreams:
         stream.pending[offset] = (message["text"], skip_user)
         self._arm(room, stream)
 
-    async def fill(self, room: str) -> None:
+    async def _fill(self, room: str, stream: _Stream) -> None:
         """The gap timer fired: read what is still missing from the history."""
-        stream = self._streams.get(room)
-        if stream is None:
-            return
         stream.timer = None
         if not stream.pending:
             return
@@ -136,9 +142,14 @@ class RoomStreams:
             try:
                 recovery = await _shared_read(room, since, first - 1)
             except Exception:
-                log.exception("could not read the history of %s to fill a gap; retrying", room)
-                self._arm(room, stream)
-                return
+                stream.attempts += 1
+                if stream.attempts < GAP_READ_ATTEMPTS:
+                    log.warning("could not read the history of %s to fill a gap; retrying", room, exc_info=True)
+                    self._arm(room, stream)
+                    return
+                log.exception("could not read the history of %s to fill a gap; giving up", room)
+                recovery = Recovery(stream.epoch, stream.position, recovered=False)
+            stream.attempts = 0
             if self._streams.get(room) is not stream:
                 return  # left meanwhile
             if recovery.recovered and recovery.epoch == stream.epoch:
@@ -193,18 +204,15 @@ class RoomStreams:
             stream.timer = asyncio.get_running_loop().create_task(self._wake(room))
 
     async def _wake(self, room: str) -> None:
-        """Ask the consumer (through its own channel, so that the fill runs
-        in its dispatch, between its other messages) to fill the gap."""
         await asyncio.sleep(GAP_WAIT_SECONDS)
-        for attempt in range(5):
-            try:
-                await self.connection.channel_layer.send(
-                    self.connection.channel_name, {"type": GAP_EVENT, "room": room}
-                )
-                return
-            except Exception:
-                log.warning("could not wake %s to fill a gap in %s", self.connection.sid, room, exc_info=True)
-                await asyncio.sleep(GAP_WAIT_SECONDS * (attempt + 1))
+        async with self.lock:
+            stream = self._streams.get(room)
+            if stream is not None and stream.timer is asyncio.current_task():
+                try:
+                    await self._fill(room, stream)
+                except Exception:
+                    # A send to a closing socket, say: the connection is going.
+                    log.debug("gap fill of %s failed (sid %s)", room, self.connection.sid, exc_info=True)
 
 
 _reads: dict[tuple[str, str, int, int], asyncio.Future[Recovery]] = {}

@@ -437,6 +437,17 @@ async def test_subscribe_since_is_validated(live_server_url):
     await client.close()
 
 
+def test_the_asyncapi_document_describes_positions_and_since():
+    from realtime.asyncapi import build_document
+
+    messages = build_document()["channels"]["ws"]["messages"]
+    since = messages["subscribe"]["payload"]["properties"]["data"]["properties"]["since"]
+    assert since["required"] == ["offset", "epoch"]
+    for name in ("subscribed", "connected", "room_resync", "credits_granted", "user_joined_room"):
+        assert {"room", "offset", "epoch", "recovered"} <= set(messages[name]["payload"]["properties"]), name
+    assert set(messages["query_started"]["payload"]["properties"]) == {"event", "data", "id"}
+
+
 # --- the Redis store across a real restart -----------------------------------------
 
 
