@@ -195,7 +195,7 @@ class RoomStreams:
                 stream.timer.cancel()
                 stream.timer = None
         stream.position = position
-        log.warning("room %s: %s; the client is told to refetch (sid %s)", room, reason, self.connection.sid)
+        log.info("room %s: %s; the client is told to refetch (sid %s)", room, reason, self.connection.sid)
         text = framed(encode(RESYNC_EVENT, {"room": room, "reason": reason}), room, position, epoch, False)
         await self.connection.send(text_data=text)
 
