@@ -184,6 +184,11 @@ LEDGERCORE_PRESENCE_TIMEOUT_SECONDS = config.number("LEDGERCORE_PRESENCE_TIMEOUT
 LEDGERCORE_SEND_BUFFER_BYTES = config.integer("LEDGERCORE_SEND_BUFFER_BYTES", 1024 * 1024, minimum=4096)
 LEDGERCORE_SEND_BUFFER_FRAMES = config.integer("LEDGERCORE_SEND_BUFFER_FRAMES", 4096, minimum=16)
 LEDGERCORE_SLOW_CLOSE_GRACE_SECONDS = config.number("LEDGERCORE_SLOW_CLOSE_GRACE_SECONDS", 5.0, minimum=0.1)
+# Room history for missed-event recovery: each room keeps its events for this
+# long and at most this many of them (in Redis on the scaled stack, in
+# process memory on the embedded one).
+LEDGERCORE_HISTORY_SECONDS = config.number("LEDGERCORE_HISTORY_SECONDS", 120.0, minimum=1.0)
+LEDGERCORE_HISTORY_SIZE = config.integer("LEDGERCORE_HISTORY_SIZE", 1000, minimum=1)
 
 # --- credits ----------------------------------------------------------------
 # Default price per action (event name); per-application overrides in admin.

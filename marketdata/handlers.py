@@ -236,5 +236,6 @@ register_namespace(
         presence_events=False,
         description="Live chart of a symbol at a resolution; open to any authenticated user.",
         on_join=_join_market_room,
+        history=False,
     )
 )

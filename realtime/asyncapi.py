@@ -11,11 +11,34 @@ from realtime.rooms import namespaces
 ENVELOPE_DESCRIPTION = (
     "Every frame is one JSON text object. Client to server: {event, data, id?}. "
     "Server to client: {event, data, id?}; id echoes the request's id on every event it caused "
-    "and is absent on pushed events. Timestamps are epoch milliseconds (UTC)."
+    "and is absent on pushed events. Timestamps are epoch milliseconds (UTC). "
+    "Events published to a room, and the subscribed (and connected, for the personal room) answers, also "
+    "carry the room's position next to event and data: room, offset (increasing per room) and epoch; answers "
+    "to a recovery add recovered. Resubscribe with since {offset, epoch} (the personal room: connect with "
+    "?sinceOffset=&sinceEpoch=) to get the events missed since, in order and exactly once; recovered: false "
+    "means refetch. market: rooms carry no position (resubscribe for their initial data)."
 )
 
+POSITION_FIELDS: dict[str, Any] = {
+    "room": {"type": "string", "description": "The room whose position this frame carries."},
+    "offset": {
+        "type": "integer",
+        "minimum": 0,
+        "description": "Events: the event's offset in the room. Answers: the room's last offset at the answer.",
+    },
+    "epoch": {"type": "string", "description": "Run of the room's offsets; a new one means history was lost."},
+    "recovered": {
+        "type": "boolean",
+        "description": "Answers to a recovery: true when every missed event follows; false: refetch.",
+    },
+}
+# Outbound events that are not pushed to rooms but carry a room's position.
+POSITIONED_ANSWERS = {"connected", "subscribed"}
 
-def _message(name: str, summary: str, payload: dict[str, Any], category: str, with_id: bool) -> dict[str, Any]:
+
+def _message(
+    name: str, summary: str, payload: dict[str, Any], category: str, with_id: bool, positioned: bool = False
+) -> dict[str, Any]:
     envelope: dict[str, Any] = {
         "type": "object",
         "required": ["event", "data"],
@@ -29,6 +52,8 @@ def _message(name: str, summary: str, payload: dict[str, Any], category: str, wi
         },
         "additionalProperties": False,
     }
+    if positioned:
+        envelope["properties"].update(POSITION_FIELDS)
     return {"name": name, "title": name, "summary": summary, "tags": [{"name": category}], "payload": envelope}
 
 
@@ -44,7 +69,10 @@ def build_document() -> dict[str, Any]:
             "price": spec.price,
         }
     for name, out in sorted(registry.outbound_events.items()):
-        messages[name] = _message(name, out.summary, json_schema(out.serializer()), out.category, not out.pushed)
+        positioned = out.pushed or name in POSITIONED_ANSWERS
+        messages[name] = _message(
+            name, out.summary, json_schema(out.serializer()), out.category, not out.pushed, positioned
+        )
         if out.pushed:
             messages[name]["x-ledgercore"] = {"pushed": True}
         send_refs.append({"$ref": f"#/channels/ws/messages/{name}"})

@@ -20,7 +20,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from accounts import services as accounts
-from realtime import auth, charging, presence, push, rooms, transport
+from realtime import auth, charging, history, presence, push, rooms, streams, transport
 from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, ValidationFailed
 from realtime.local import local_rooms
@@ -50,6 +50,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.authenticated = False
         self.rooms: dict[str, rooms.Namespace] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.streams = streams.RoomStreams(self)
         self.bucket = connection_bucket()
         await self.accept()
         try:
@@ -68,12 +69,19 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.authenticated = True
         store = presence.store()
         store.start(_on_departures)
-        # keep: while Redis is down the personal room is joined when it returns.
-        await self.join_room(f"user:{self.user_id}", rooms.namespaces["user"], keep=True)
-        await self.send_event(
-            "connected",
-            {"userId": self.user_id, "sid": self.sid, "timestamp": now_ms(), "applicationId": self.application_id},
+        # The personal room is recovered at connect: ?sinceOffset=&sinceEpoch=
+        # (its last position seen), answered in ``connected``.
+        personal = f"user:{self.user_id}"
+        asked = (
+            _query_param(self.scope, "sinceOffset") is not None or _query_param(self.scope, "sinceEpoch") is not None
         )
+        since = history.parse_since(_query_param(self.scope, "sinceOffset"), _query_param(self.scope, "sinceEpoch"))
+        # keep: while Redis is down the personal room is joined when it returns.
+        _, recovery = await self.join_room(personal, rooms.namespaces["user"], since, keep=True)
+        hello = {"userId": self.user_id, "sid": self.sid, "timestamp": now_ms(), "applicationId": self.application_id}
+        await self.send(text_data=streams.answer(encode("connected", hello), personal, recovery, asked))
+        if recovery is not None:
+            await self.streams.replay(personal, recovery)
         for hook in registry.connect_hooks:
             await self._guarded(RequestContext(self, "connected", None), hook, "error")
 
@@ -107,6 +115,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self._leave_all()
 
     async def _leave_all(self) -> None:
+        if hasattr(self, "streams"):
+            self.streams.close()
         if getattr(self, "authenticated", False):
             for room in list(self.rooms):
                 await self.leave_room(room)
@@ -162,21 +172,30 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 
     async def room_event(self, message: dict[str, Any]) -> None:
         """A broadcast to one of this connection's rooms (realtime.push)."""
-        if message.get("skip_user") == getattr(self, "user_id", None):
-            return
         if message["room"] not in getattr(self, "rooms", {}):
             return
-        await self.send(text_data=message["text"])
+        # In offset order, exactly once (realtime.streams).
+        await self.streams.deliver(message)
 
     # --- rooms -------------------------------------------------------------
 
-    async def join_room(self, room: str, namespace: rooms.Namespace, *, keep: bool = False) -> int:
-        """Join; raises Unavailable when Redis does not answer (with ``keep``
-        the membership is kept and registered when Redis returns)."""
+    async def join_room(
+        self, room: str, namespace: rooms.Namespace, since: history.Position | None = None, *, keep: bool = False
+    ) -> tuple[int, history.Recovery | None]:
+        """Join; returns the room's connection count and, for a room with
+        history, its position (read after joining the group, so that every
+        later event reaches this connection) and what was missed since
+        ``since``. Raises Unavailable when Redis does not answer; with
+        ``keep`` the membership is kept instead and registered when Redis
+        returns (its events then come as they arrive, without recovery,
+        until the client reconnects)."""
         self.rooms[room] = namespace
         failure: Exception | None = None
+        recovery: history.Recovery | None = None
         try:
             await self.channel_layer.group_add(rooms.group_name(room), self.channel_name)
+            if namespace.history:
+                recovery = await self.streams.open(room, since)
         except Exception as exc:
             failure = exc
         if failure is None or keep:
@@ -187,8 +206,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if failure is not None:
             if keep and is_outage(failure):
                 log.warning("Redis does not answer: %s joins %s when it returns", self.sid, room)
-                return 0
+                return 0, None
             self.rooms.pop(room, None)
+            self.streams.forget(room)
             await self.channel_layer.group_discard(rooms.group_name(room), self.channel_name)
             if is_outage(failure):
                 raise RedisUnavailable() from failure
@@ -200,13 +220,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 {"userId": self.user_id, "room": room, "joinedAt": now_ms()},
                 skip_user=self.user_id,
             )
-        return count
+        return count, recovery
 
     async def leave_room(self, room: str) -> None:
         namespace = self.rooms.pop(room, None)
         if namespace is None:
             return
         await self.channel_layer.group_discard(rooms.group_name(room), self.channel_name)
+        self.streams.forget(room)
         local_rooms.discard(room, self)
         _, last = await presence.store().leave(room, self.channel_name, self.user_id)
         if last and namespace.presence_events:

@@ -12,10 +12,12 @@ from rest_framework import serializers
 from accounts import services as accounts
 from realtime.context import RequestContext
 from realtime.errors import ProtocolError, Unauthorized, ValidationFailed
-from realtime.payloads import EmptyPayload, Payload, RoomPayload
-from realtime.protocol import now_ms
+from realtime.history import Position
+from realtime.payloads import EmptyPayload, Payload, RoomPayload, SubscribePayload
+from realtime.protocol import encode, now_ms
 from realtime.registry import registry
 from realtime.rooms import Namespace, parse_room, register_namespace
+from realtime.streams import RESYNC_EVENT, answer
 
 # --- outbound payloads -------------------------------------------------------
 
@@ -52,6 +54,17 @@ class UserLeftPayload(Payload):
     userId = serializers.CharField()
     room = serializers.CharField()
     leftAt = serializers.IntegerField(help_text="Epoch milliseconds.")
+
+
+class RoomResyncPayload(Payload):
+    room = serializers.CharField()
+    reason = serializers.ChoiceField(
+        ["epoch_changed", "history_gap"],
+        help_text=(
+            "epoch_changed: the room's history was lost (new epoch); history_gap: events could not be delivered "
+            "and are no longer in the history."
+        ),
+    )
 
 
 class ErrorPayload(Payload):
@@ -92,6 +105,15 @@ registry.outbound(
     pushed=True,
     summary="A user's last connection left the room (unsubscribe, close or dead server process).",
 )
+registry.outbound(
+    RESYNC_EVENT,
+    RoomResyncPayload,
+    pushed=True,
+    summary=(
+        "Events of the room were lost and cannot be recovered: refetch the room's state. The envelope carries "
+        "recovered: false and the position the stream continues from."
+    ),
+)
 registry.outbound("error", ErrorPayload, category="Errors", summary="Standard error envelope.")
 registry.outbound(
     "rate_limit_error", ErrorPayload, category="Errors", summary="A per-connection or per-user throttle was hit."
@@ -108,15 +130,28 @@ async def ping(ctx: RequestContext, data: dict[str, Any]) -> None:
     await ctx.send("pong", {"timestamp": now_ms()})
 
 
-@registry.on("subscribe", RoomPayload, summary="Join a room.", replies=("subscribed",))
+@registry.on(
+    "subscribe",
+    SubscribePayload,
+    summary="Join a room; with since, also recover the events missed since that position.",
+    replies=("subscribed",),
+)
 async def subscribe(ctx: RequestContext, data: dict[str, Any]) -> None:
     namespace, rest = parse_room(data["room"])
     await namespace.authorize(ctx, rest)
     if namespace.canonical is not None:
         rest = namespace.canonical(rest)
     room = f"{namespace.name}:{rest}"
-    count = await ctx.connection.join_room(room, namespace)
-    await ctx.send("subscribed", {"room": room, "subscriberCount": count})
+    since = data.get("since")
+    position = Position(since["epoch"], since["offset"]) if since is not None else None
+    # Under the streams' lock: a gap being filled in a room already joined
+    # must not interleave with this answer and its replay.
+    async with ctx.connection.streams.lock:
+        count, recovery = await ctx.connection.join_room(room, namespace, position)
+        reply = encode("subscribed", {"room": room, "subscriberCount": count}, ctx.request_id)
+        await ctx.connection.send(text_data=answer(reply, room, recovery, since is not None))
+        if recovery is not None:
+            await ctx.connection.streams.replay(room, recovery)
     if namespace.on_join is not None:
         await namespace.on_join(ctx, rest)
 

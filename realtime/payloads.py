@@ -29,6 +29,23 @@ class RoomPayload(Payload):
     room = serializers.CharField(max_length=300, trim_whitespace=False)
 
 
+class SincePayload(Payload):
+    offset = serializers.IntegerField(
+        min_value=0, max_value=2**53, help_text="Offset of the last event of the room you received."
+    )
+    epoch = serializers.CharField(min_length=1, max_length=64, help_text="Epoch that offset belongs to.")
+
+
+class SubscribePayload(RoomPayload):
+    since = SincePayload(
+        required=False,
+        help_text=(
+            "Recover: the room's last position you saw (from an event's envelope or a previous subscribed). "
+            "Events published since are sent after subscribed, which says recovered true or false."
+        ),
+    )
+
+
 def json_schema(field: Any) -> dict[str, Any]:
     """JSON Schema of a serializer or field, enough to document the wire."""
     if isinstance(field, serializers.ListSerializer):

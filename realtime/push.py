@@ -10,20 +10,29 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 
+from realtime import history
 from realtime.protocol import encode
-from realtime.rooms import group_name
+from realtime.rooms import group_name, namespaces
 
 ROOM_EVENT = "room.event"
 
 
 async def broadcast(room: str, event: str, data: dict[str, Any], *, skip_user: str | None = None) -> None:
+    """Publish to a room: numbered and kept in the room's history
+    (realtime.history; one Redis round trip on the scaled stack), then sent
+    to its members through the channel layer."""
     layer = get_channel_layer()
     assert layer is not None, "CHANNEL_LAYERS is not configured"
     # Encoded once here rather than once per receiving connection.
-    await layer.group_send(
-        group_name(room),
-        {"type": ROOM_EVENT, "room": room, "text": encode(event, data), "skip_user": skip_user},
-    )
+    text = encode(event, data)
+    message: dict[str, Any] = {"type": ROOM_EVENT, "room": room, "skip_user": skip_user}
+    namespace = namespaces.get(room.partition(":")[0])
+    if namespace is None or namespace.history:
+        epoch, offset = await history.store().publish(room, text, skip_user)
+        message.update(text=history.framed(text, room, offset, epoch), offset=offset, epoch=epoch)
+    else:
+        message["text"] = text
+    await layer.group_send(group_name(room), message)
 
 
 async def send_to_user(user_id: str, event: str, data: dict[str, Any]) -> None:

@@ -37,6 +37,10 @@ class Namespace:
     # The canonical spelling of a room's part after the colon, when several
     # spellings name one room (called after ``authorize`` accepted it).
     canonical: Callable[[str], str] | None = None
+    # Whether events published to its rooms are numbered and kept for
+    # recovery (realtime.history). Rooms whose frames each process computes
+    # itself (live charts) are not: their clients resubscribe instead.
+    history: bool = True
 
 
 namespaces: dict[str, Namespace] = {}
