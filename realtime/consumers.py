@@ -211,6 +211,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             self.streams.forget(room)
             await self.channel_layer.group_discard(rooms.group_name(room), self.channel_name)
             if is_outage(failure):
+                log.warning(
+                    "Redis does not answer: %s could not join %s (%r, caused by %r)",
+                    self.sid,
+                    room,
+                    failure,
+                    failure.__cause__,
+                )
                 raise RedisUnavailable() from failure
             raise failure
         if first and namespace.presence_events:

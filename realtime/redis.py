@@ -26,6 +26,7 @@ import logging
 import math
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,10 +106,25 @@ class _Health:
             self.down_since = None
             self.failures = 0
             self.generation += 1
+            for listener in list(_recovery_listeners):
+                try:
+                    listener()
+                except Exception:
+                    log.exception("a Redis recovery listener failed")
 
     @property
     def down(self) -> bool:
         return self.down_since is not None
+
+
+_recovery_listeners: list[Callable[[], None]] = []
+
+
+def on_recovery(listener: Callable[[], None]) -> None:
+    """Call ``listener`` (on the loop that saw it) each time Redis answers
+    again after failing: the channel layer reconnects at once instead of at
+    the end of its backoff."""
+    _recovery_listeners.append(listener)
 
 
 _health = _Health()

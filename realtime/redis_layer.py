@@ -26,6 +26,7 @@ connection and channels closes the socket with 1011. This subclass:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict, defaultdict
@@ -36,7 +37,7 @@ from channels_redis.utils import create_pool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from realtime.redis import REDIS_ERRORS, RedisUnavailable
+from realtime.redis import REDIS_ERRORS, RedisUnavailable, is_down, on_recovery
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
         self._memberships: defaultdict[str, set[str]] = defaultdict(set)
         self._failed_discards: set[tuple[str, str]] = set()
         self._recovery: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+        self._nudges: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
+        on_recovery(self._nudge_all)
         self._pumps: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
         # Process-local channels whose consumer ended (most recent last).
         self._closed: OrderedDict[str, None] = OrderedDict()
@@ -81,8 +84,13 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
 
     async def _reconnect(self, since: float) -> None:
         delay = 0.1
+        nudge = self._nudges.setdefault(asyncio.get_running_loop(), asyncio.Event())
         while True:
-            await asyncio.sleep(delay)
+            # The next attempt comes after the backoff, or at once when a
+            # caller has seen Redis answer again (``_ready``).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(nudge.wait(), delay)
+            nudge.clear()
             delay = min(delay * 2, self.retry_max)
             try:
                 for index in range(self.ring_size):
@@ -116,8 +124,28 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
             self._failed_discards.discard((group, channel))
         return count
 
-    def _fail_fast(self) -> None:
-        if self._recovering() is not None:
+    def _nudge_all(self) -> None:
+        """Redis answers again: every loop's reconnection attempts now."""
+        for loop, nudge in list(self._nudges.items()):
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(nudge.set)
+
+    async def _ready(self) -> None:
+        """Return when the layer may use Redis; raise RedisUnavailable at
+        once while Redis is known to be down. When the rest of the process
+        has seen Redis answer again (``realtime.redis``) but this layer's
+        reconnection is still in its backoff, it is attempted now and
+        waited for, briefly."""
+        task = self._recovering()
+        if task is None:
+            return
+        if is_down():
+            raise RedisUnavailable(self.retry_max)
+        nudge = self._nudges.get(asyncio.get_running_loop())
+        if nudge is not None:
+            nudge.set()
+        done, _ = await asyncio.wait({task}, timeout=self.retry_max + 1)
+        if not done:
             raise RedisUnavailable(self.retry_max)
 
     # --- channel layer API ---------------------------------------------------
@@ -178,7 +206,7 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
     async def group_add(self, group: str, channel: str) -> None:
         self._memberships[group].add(channel)
         self._failed_discards.discard((group, channel))
-        self._fail_fast()
+        await self._ready()
         try:
             await super().group_add(group, channel)
         except REDIS_ERRORS as exc:
@@ -201,14 +229,14 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
             self._recover(exc)
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
-        self._fail_fast()
+        await self._ready()
         try:
             await super().send(channel, message)
         except REDIS_ERRORS as exc:
             raise RedisUnavailable(self.retry_max) from exc
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
-        self._fail_fast()
+        await self._ready()
         try:
             await super().group_send(group, message)
         except REDIS_ERRORS as exc:

@@ -120,7 +120,11 @@ class RoomStreams:
         if epoch != stream.epoch:
             if epoch in stream.retired:
                 return  # an old epoch's straggler; the client was told to refetch
-            await self._resync(room, stream, "epoch_changed", epoch, offset - 1)
+            # The room's history was lost (Redis restarted without it, say):
+            # the client refetches, and the new epoch is delivered from its
+            # start, its first events read from history if this connection
+            # missed them (its group may have been re-added late).
+            await self._resync(room, stream, "epoch_changed", epoch, 0)
         if offset <= stream.position:
             return
         if offset == stream.position + 1:
