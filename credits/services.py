@@ -363,9 +363,11 @@ def hold_credits(
     reference: str = "",
     ttl_seconds: int | None = None,
     idempotency_key: str | None = None,
+    owner: str = "",
 ) -> Hold:
     """Reserve credits for long work: the balance drops now; capture or
-    release settles it."""
+    release settles it. ``owner``: the server process that will settle it
+    (released when that process dies, ``release_holds_of_dead_processes``)."""
     _positive(amount)
     ttl = ttl_seconds if ttl_seconds is not None else settings.LEDGERCORE_HOLD_TTL_SECONDS
 
@@ -381,6 +383,7 @@ def hold_credits(
             amount=amount,
             action=action[:100],
             reference=reference[:200],
+            owner=owner[:80],
             expires_at=timezone.now() + timedelta(seconds=ttl),
         )
         _append(
@@ -519,6 +522,26 @@ def release_expired_holds(now: object | None = None) -> int:
     for hold_id in Hold.objects.filter(status=Hold.Status.PENDING, expires_at__lt=cutoff).values_list("pk", flat=True):
         try:
             release_hold(hold_id, actor=Actor.system(), expired=True)
+            released += 1
+        except InvalidMovement:
+            continue  # settled meanwhile
+    return released
+
+
+def release_holds_of_dead_processes(alive: set[str], cutoff: datetime) -> int:
+    """Release every pending hold whose owning process is dead (not in
+    ``alive``; taken before ``cutoff``, so an owner that has not written its
+    first heartbeat yet is not mistaken for a dead one); returns how many."""
+    orphans = (
+        Hold.objects.filter(status=Hold.Status.PENDING, created_at__lt=cutoff)
+        .exclude(owner="")
+        .exclude(owner__in=alive)
+        .values_list("pk", "owner")
+    )
+    released = 0
+    for hold_id, owner in list(orphans):
+        try:
+            release_hold(hold_id, actor=Actor.system(), reason=f"its server process {owner} stopped: refunded")
             released += 1
         except InvalidMovement:
             continue  # settled meanwhile

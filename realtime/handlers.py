@@ -56,7 +56,16 @@ class UserLeftPayload(Payload):
 
 class ErrorPayload(Payload):
     code = serializers.ChoiceField(
-        ["RATE_LIMITED", "UNAUTHORIZED", "NOT_FOUND", "INTERNAL", "VALIDATION_FAILED", "TIMEOUT", "CANCELLED"]
+        [
+            "RATE_LIMITED",
+            "UNAUTHORIZED",
+            "NOT_FOUND",
+            "INTERNAL",
+            "VALIDATION_FAILED",
+            "TIMEOUT",
+            "CANCELLED",
+            "UNAVAILABLE",
+        ]
     )
     message = serializers.CharField()
     retryAfter = serializers.IntegerField(required=False, help_text="Seconds; set where retrying later helps.")
