@@ -1,0 +1,202 @@
+"""Every charge settles exactly once, whatever fails: refused requests are
+never charged; a PostgreSQL outage ends a request with UNAVAILABLE and the
+server serves again when PostgreSQL is back; a server killed with SIGKILL
+at random moments leaves each hold captured (its request completed) or
+released (it did not), and a clean ledger.
+
+The fault tests start real processes: daphne, and for the outage a
+PostgreSQL cluster of their own (devtools.pgcluster) that they stop and
+start; the shared servers are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from websockets.exceptions import WebSocketException
+from websockets.sync.client import connect
+
+from credits import services as credits
+from credits.models import Hold
+from devtools.chargefaults import KillRun, final_of, grant, hello, pending_holds, recv, server_rows, settlement_problems
+from devtools.pgcluster import PostgresCluster
+from devtools.servers import DaphneProcess, manage, migrated_environment
+from queryengine.models import QueryLimits
+from tests.conftest import scaled_stack
+from tests.test_query_ws import DONE, SLOW_SQL, connected, frames_until, fund
+from tests.wsclient import DEV_SECRET, dev_token, unique
+
+# Short liveness settings, so that a dead process's holds go within seconds.
+FAULT_ENV = {
+    "LEDGERCORE_PRICES": "query=1",
+    "LEDGERCORE_THROTTLE_RATES": "connection=1000/s,user=1000/s,expensive=1000/s",
+    "LEDGERCORE_PROCESS_HEARTBEAT_SECONDS": "0.5",
+    "LEDGERCORE_PROCESS_DEAD_SECONDS": "3",
+    "LOG_LEVEL": "INFO",
+}
+FAST_SQL = "SELECT count(*) FROM credit_entries"
+# Charged requests of the kill test (bench/charging_faults.py runs 500).
+REQUESTS = 60
+MEDIUM_SQL = "SELECT count(*) FROM credit_entries a, credit_entries b, credit_entries c, credit_entries d"
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_query_refused_by_the_concurrency_limit_or_a_throttle_is_not_charged(live_server_url, settings):
+    settings.LEDGERCORE_PRICES = {"query": 3}
+    settings.LEDGERCORE_THROTTLE_RATES = {**settings.LEDGERCORE_THROTTLE_RATES, "expensive": "2/h"}
+    me = unique("limited")
+    user_pk, app = await fund(me, grants=30, amount=1)
+    await database_sync_to_async(QueryLimits.objects.create)(application_id=app, max_concurrent=1)
+    async with await connected(live_server_url, me) as client:
+        before = client.balance["data"]["newBalance"]
+        await client.send("query", {"sql": SLOW_SQL}, id="slow")
+        slow_id = (await client.expect("query_started"))["data"]["queryId"]
+        await client.send("query", {"sql": FAST_SQL}, id="refused")
+        refused = await frames_until(client, "refused", DONE)
+        assert (refused[-1]["event"], refused[-1]["data"]["code"]) == ("query_error", "RATE_LIMITED")
+        await client.send("query_cancel", {"queryId": slow_id})
+        cancelled = await frames_until(client, "slow", DONE)
+        assert cancelled[-1]["data"]["code"] == "CANCELLED"  # it ran, then was stopped: charged
+        throttled = await client.request("query", {"sql": FAST_SQL})
+        assert (throttled["event"], throttled["data"]["code"]) == ("rate_limit_error", "RATE_LIMITED")
+
+    @database_sync_to_async
+    def ledger() -> tuple[int, list[str]]:
+        holds = Hold.objects.filter(account__user_id=user_pk, account__application_id=app).order_by("pk")
+        return credits.get_balance(user_pk, app).balance, [hold.status for hold in holds]
+
+    for _ in range(100):  # the settlements run after the answers
+        balance, holds = await ledger()
+        if "pending" not in holds:
+            break
+        await asyncio.sleep(0.05)
+    # One query ran (cancelled: charged); the one refused by the concurrency
+    # limit was held and released; the throttled one never held anything.
+    assert holds == ["captured", "released"]
+    assert balance == before - 3
+
+
+# --- helpers for server subprocesses --------------------------------------------------------------
+
+
+# --- PostgreSQL outage ---------------------------------------------------------------------------
+
+
+@pytest.mark.redis_stack
+def test_postgresql_outage_ends_the_request_unavailable_and_the_server_serves_again(tmp_path):
+    from django.conf import settings
+
+    with (
+        PostgresCluster() as pg,
+        migrated_environment(
+            tmp_path,
+            dev_secret=DEV_SECRET,
+            postgres_url=pg.url(),
+            redis_url=settings.REDIS_URL,
+            redis_prefix=settings.LEDGERCORE_REDIS_PREFIX,
+            LEDGERCORE_QUERY_MAX_CONCURRENT="1",  # a stale record would refuse the next query
+            **FAULT_ENV,
+        ) as env,
+    ):
+        grant(env, ["outage_user"], grants=30, amount=2)
+        server = DaphneProcess(env, tmp_path / "daphne.log").start()
+        url = f"{server.url}/ws?token={dev_token('outage_user')}"
+        try:
+            with connect(url) as ws:
+                hello(ws)
+                ws.send(json.dumps({"event": "query", "data": {"sql": SLOW_SQL}, "id": "slow"}))
+                while recv(ws, 10)["event"] != "query_started":
+                    pass
+                time.sleep(0.3)  # running in PostgreSQL
+                pg.stop("fast")
+                stopped = time.monotonic()
+                final = final_of(ws, "slow", timeout=10)
+                took = time.monotonic() - stopped
+                assert (final["event"], final["data"]["code"]) == ("query_error", "UNAVAILABLE"), final
+                assert final["data"]["retryAfter"] >= 1
+                assert took < 5, f"the final event came {took:.1f} s after PostgreSQL stopped"
+
+                ws.send(json.dumps({"event": "query", "data": {"sql": FAST_SQL}, "id": "down"}))
+                refused = final_of(ws, "down", timeout=5)
+                assert (refused["event"], refused["data"]["code"]) == ("query_error", "UNAVAILABLE"), refused
+
+            pg.start()
+            back = time.monotonic()
+            served = None
+            while served is None and time.monotonic() - back < 15:
+                try:
+                    with connect(url, open_timeout=2) as ws:
+                        hello(ws)
+                        ws.send(json.dumps({"event": "query", "data": {"sql": FAST_SQL}, "id": "back"}))
+                        reply = final_of(ws, "back", timeout=5)
+                        if reply["event"] == "query_completed":
+                            served = time.monotonic() - back
+                except (WebSocketException, OSError, TimeoutError, AssertionError):
+                    pass
+                if served is None:
+                    time.sleep(0.2)
+            assert served is not None and served < 5, f"served again after {served} s"
+
+            deadline = time.monotonic() + 10
+            while pending_holds(env) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert pending_holds(env) == 0
+            assert settlement_problems(env) == []
+            statuses = server_rows(env, "SELECT status, error_code FROM queryengine_queryrecord ORDER BY created_at")
+            assert statuses[0] == ("failed", "UNAVAILABLE")  # not left running
+            assert ("completed", "") in statuses
+            assert "0 failing" in manage(env, "reconcile_ledger")
+        finally:
+            server.stop()
+            if not pg.running():
+                pg.start()
+        assert "Traceback" not in server.logs()
+
+
+# --- kill -9 --------------------------------------------------------------------------------------
+
+
+def _stack(tmp_path: Path) -> Any:
+    if not scaled_stack():
+        return migrated_environment(tmp_path, dev_secret=DEV_SECRET, **FAULT_ENV)
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    maintenance = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/postgres"
+    return migrated_environment(
+        tmp_path,
+        dev_secret=DEV_SECRET,
+        postgres_url=maintenance,
+        redis_url=settings.REDIS_URL,
+        redis_prefix=settings.LEDGERCORE_REDIS_PREFIX,
+        **FAULT_ENV,
+    )
+
+
+def test_kill_9_at_random_moments_leaves_every_hold_captured_or_released_once(tmp_path):
+    with _stack(tmp_path) as env:
+        users = [f"killed_{index}" for index in range(4)]
+        grant(env, users, grants=12, amount=50)
+        run = KillRun(env, tmp_path, users, requests=REQUESTS, seed=13)
+        released_after = run.run([FAST_SQL, MEDIUM_SQL])
+        assert run.kills >= 2, "the server was not killed during the requests"
+        assert run.sent == REQUESTS
+        assert pending_holds(env) == 0, f"holds still pending {released_after:.1f} s after the last kill"
+        assert released_after < 60
+        assert settlement_problems(env) == []
+        completed = {
+            qid for (qid,) in server_rows(env, "SELECT id FROM queryengine_queryrecord WHERE status = 'completed'")
+        }
+        assert run.completed <= completed  # every query_completed a client saw was charged
+        captured = server_rows(env, "SELECT count(*) FROM credits_hold WHERE status = 'captured'")[0][0]
+        assert captured == len(completed)
+        assert "0 failing" in manage(env, "reconcile_ledger")
