@@ -200,3 +200,60 @@ def test_kill_9_at_random_moments_leaves_every_hold_captured_or_released_once(tm
         captured = server_rows(env, "SELECT count(*) FROM credits_hold WHERE status = 'captured'")[0][0]
         assert captured == len(completed)
         assert "0 failing" in manage(env, "reconcile_ledger")
+
+
+# --- the ledger's side ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_holds_of_dead_processes_are_released_and_only_theirs():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts import services as accounts
+    from realtime import processes
+    from realtime.models import ServerProcess
+
+    user = accounts.get_or_create_user(unique("owned"))
+    app = user.default_application_id
+    assert app is not None
+    credits.grant_credits(user.pk, app, 30, reason="test", actor=credits.Actor.system())
+    now = timezone.now()
+    ServerProcess.objects.create(id="alive:1", started_at=now, heartbeat_at=now)
+    ServerProcess.objects.create(id="dead:2", started_at=now, heartbeat_at=now - timedelta(minutes=5))
+    for owner in ("alive:1", "dead:2", "never-heartbeat:3", ""):
+        credits.hold_credits(user.pk, app, 5, action="query", actor=credits.Actor.system(), owner=owner)
+    Hold.objects.update(created_at=now - timedelta(minutes=1))
+    young = credits.hold_credits(user.pk, app, 5, action="query", actor=credits.Actor.system(), owner="starting:4")
+
+    assert processes.reap_dead() == 2
+    statuses = {hold.owner: hold.status for hold in Hold.objects.all()}
+    assert statuses == {
+        "alive:1": "pending",
+        "dead:2": "released",
+        "never-heartbeat:3": "released",
+        "": "pending",  # a job's, or a caller's that settles it itself: expires at its TTL
+        "starting:4": "pending",  # too young to tell: its process may not have beaten yet
+    }
+    assert young.owner == "starting:4"
+    assert credits.get_balance(user.pk, app).balance == 30 - 3 * 5
+    assert processes.reap_dead() == 0
+
+
+@pytest.mark.django_db
+def test_reconcile_reports_a_hold_whose_status_does_not_match_its_entries():
+    from accounts import services as accounts
+    from credits.reconcile import reconcile_accounts
+
+    user = accounts.get_or_create_user(unique("audited"))
+    app = user.default_application_id
+    assert app is not None
+    credits.grant_credits(user.pk, app, 10, reason="test", actor=credits.Actor.system())
+    hold = credits.hold_credits(user.pk, app, 4, action="query", actor=credits.Actor.system())
+    credits.capture_hold(hold.pk, 4, actor=credits.Actor.system())
+    assert [report.problems for report in reconcile_accounts()] == [[]]
+    Hold.objects.filter(pk=hold.pk).update(status=Hold.Status.PENDING)  # captured, yet open again
+    (report,) = reconcile_accounts()
+    assert not report.ok
+    assert report.problems == [f"hold {hold.pk} is pending with 1 hold, 1 capture, 0 release"]
