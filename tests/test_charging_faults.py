@@ -104,7 +104,7 @@ def test_postgresql_outage_ends_the_request_unavailable_and_the_server_serves_ag
             redis_url=settings.REDIS_URL,
             redis_prefix=settings.LEDGERCORE_REDIS_PREFIX,
             LEDGERCORE_QUERY_MAX_CONCURRENT="1",  # a stale record would refuse the next query
-            **FAULT_ENV,
+            **{**FAULT_ENV, "LEDGERCORE_PRICES": "query=1,chat=1"},
         ) as env,
     ):
         grant(env, ["outage_user"], grants=30, amount=2)
@@ -128,6 +128,13 @@ def test_postgresql_outage_ends_the_request_unavailable_and_the_server_serves_ag
                 ws.send(json.dumps({"event": "query", "data": {"sql": FAST_SQL}, "id": "down"}))
                 refused = final_of(ws, "down", timeout=5)
                 assert (refused["event"], refused["data"]["code"]) == ("query_error", "UNAVAILABLE"), refused
+                ws.send(json.dumps({"event": "chat", "data": {"message": "how many credit entries?"}, "id": "ask"}))
+                refused = final_of(ws, "ask", timeout=5)
+                assert (refused["event"], refused["data"]["code"]) == ("chat_error", "UNAVAILABLE"), refused
+                room = {"room": "application:whatever"}
+                ws.send(json.dumps({"event": "subscribe", "data": room, "id": "join"}))
+                refused = final_of(ws, "join", timeout=5)
+                assert (refused["event"], refused["data"]["code"]) == ("error", "UNAVAILABLE"), refused
 
             pg.start()
             back = time.monotonic()
