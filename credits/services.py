@@ -27,6 +27,7 @@ from django.utils import timezone
 from credits import expiry
 from credits.combining import GroupCommit, Movement, Session
 from credits.models import ActorType, CreditAccount, CreditBlock, EntryKind, Hold, LedgerEntry, Price
+from realtime.processes import DeadOwners
 
 GENESIS_HASH = "0" * 64
 
@@ -528,16 +529,10 @@ def release_expired_holds(now: object | None = None) -> int:
     return released
 
 
-def release_holds_of_dead_processes(alive: set[str], cutoff: datetime) -> int:
-    """Release every pending hold whose owning process is dead (not in
-    ``alive``; taken before ``cutoff``, so an owner that has not written its
-    first heartbeat yet is not mistaken for a dead one); returns how many."""
-    orphans = (
-        Hold.objects.filter(status=Hold.Status.PENDING, created_at__lt=cutoff)
-        .exclude(owner="")
-        .exclude(owner__in=alive)
-        .values_list("pk", "owner")
-    )
+def release_holds_of_dead_processes(owners: DeadOwners) -> int:
+    """Release every pending hold whose owning process is dead
+    (``realtime.processes``); returns how many."""
+    orphans = Hold.objects.filter(owners.filter(), status=Hold.Status.PENDING).values_list("pk", "owner")
     released = 0
     for hold_id, owner in list(orphans):
         try:

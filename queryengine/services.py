@@ -315,19 +315,14 @@ def _finish(record_id: str, started: float, **fields: Any) -> int:
 
 
 @processes.on_dead("query records")
-def fail_records_of_dead_processes(alive: set[str], cutoff: Any) -> int:
+def fail_records_of_dead_processes(owners: processes.DeadOwners) -> int:
     """Fail the queued/running records of dead server processes, so that
     they stop counting against their users' concurrency limit."""
-    return (
-        QueryRecord.objects.filter(status__in=QueryRecord.ACTIVE, created_at__lt=cutoff)
-        .exclude(owner="")
-        .exclude(owner__in=alive)
-        .update(
-            status=QueryRecord.Status.FAILED,
-            error_code=errors.INTERNAL,
-            error_message="abandoned: its server process stopped",
-            finished_at=timezone.now(),
-        )
+    return QueryRecord.objects.filter(owners.filter(), status__in=QueryRecord.ACTIVE).update(
+        status=QueryRecord.Status.FAILED,
+        error_code=errors.INTERNAL,
+        error_message="abandoned: its server process stopped",
+        finished_at=timezone.now(),
     )
 
 

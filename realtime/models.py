@@ -11,6 +11,9 @@ class ServerProcess(models.Model):
     id = models.CharField(primary_key=True, max_length=80, help_text="host:pid:random, fixed for the process's life.")
     hostname = models.CharField(max_length=255, blank=True)
     pid = models.PositiveIntegerField(default=0)
+    pid_namespace = models.CharField(
+        max_length=40, blank=True, help_text="Processes of one namespace see each other's PIDs."
+    )
     started_at = models.DateTimeField()
     heartbeat_at = models.DateTimeField(db_index=True)
 

@@ -10,9 +10,13 @@ when it dies, and repairs retried until the database takes them.
   its id. A process whose heartbeat is older than
   ``LEDGERCORE_PROCESS_DEAD_SECONDS`` is dead: the registered reapers
   (``on_dead``) of any live process settle what it owned. A process judges
-  others only after its own database access has been healthy for two
+  others so only after its own database access has been healthy for two
   heartbeats, so an outage that stopped every heartbeat does not make live
   processes look dead to the first one that reconnects.
+- A process also knows at once that a process of its own machine (same
+  host name and PID namespace) has died when that PID no longer exists:
+  a server restarted after a crash settles what its predecessor left as
+  soon as it starts, without waiting for the heartbeat to age.
 - ``retry_until_done``: a write that failed because the database did not
   answer (finishing a query record, say) is retried every second until it
   goes through.
@@ -32,6 +36,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
+from django.db.models import Q
 from django.db.utils import InterfaceError
 from django.utils import timezone
 
@@ -43,10 +48,10 @@ PROCESS_ID = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 FORGET_AFTER = timedelta(hours=1)
 RETRY_SECONDS = 1.0
 
-# (alive process ids, cutoff): settle what dead processes own (an owner
-# not in ``alive`` whose thing was created before ``cutoff``); returns how
-# many things were settled.
-Reaper = Callable[[set[str], datetime], int]
+# Settle what dead processes own: the things matching the filter (built by
+# ``owned_by_dead`` for the model's owner and creation fields); returns how
+# many were settled.
+Reaper = Callable[["DeadOwners"], int]
 _reapers: list[tuple[str, Reaper]] = []
 # Called every heartbeat, for periodic work of other apps.
 _periodic: list[tuple[str, Callable[[], object]]] = []
@@ -78,6 +83,58 @@ def is_database_error(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return ""
+
+
+HOSTNAME = socket.gethostname()[:255]
+PID_NAMESPACE = _pid_namespace()
+
+
+@dataclass(frozen=True)
+class DeadOwners:
+    """Who is dead: ``dead`` (known for sure), and, when ``alive`` is
+    given, every owner not in it whose thing is older than ``cutoff`` (an
+    owner that has not written its first heartbeat yet is not dead)."""
+
+    dead: frozenset[str]
+    alive: frozenset[str] | None
+    cutoff: datetime
+
+    def filter(self, owner: str = "owner", created: str = "created_at") -> Q:
+        known = Q(**{f"{owner}__in": self.dead})
+        if self.alive is None:
+            return known
+        silent = ~Q(**{f"{owner}__in": self.alive}) & ~Q(**{owner: ""}) & Q(**{f"{created}__lt": self.cutoff})
+        return known | silent
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def dead_on_this_machine() -> set[str]:
+    """Processes of this host and PID namespace whose PID is gone (or is
+    this process's own: the earlier owner of the PID is gone)."""
+    from realtime.models import ServerProcess
+
+    if not PID_NAMESPACE:
+        return set()
+    rows = ServerProcess.objects.filter(hostname=HOSTNAME, pid_namespace=PID_NAMESPACE).exclude(pk=PROCESS_ID)
+    return {
+        process_id for process_id, pid in rows.values_list("id", "pid") if pid == os.getpid() or not _pid_exists(pid)
+    }
+
+
 def dead_cutoff() -> datetime:
     return timezone.now() - timedelta(seconds=settings.LEDGERCORE_PROCESS_DEAD_SECONDS)
 
@@ -101,28 +158,38 @@ def beat() -> None:
             create_defaults={
                 "heartbeat_at": now,
                 "started_at": now,
-                "hostname": socket.gethostname()[:255],
+                "hostname": HOSTNAME,
+                "pid_namespace": PID_NAMESPACE,
                 "pid": os.getpid(),
             },
         )
 
 
-def reap_dead() -> int:
-    """Run every reaper once; returns how many things they settled."""
+def reap_dead(*, by_heartbeat: bool = True) -> int:
+    """Run every reaper once; returns how many things they settled.
+    ``by_heartbeat=False``: only for the processes known dead on this
+    machine."""
     from realtime.models import ServerProcess
 
     cutoff = dead_cutoff()
-    alive = alive_ids(cutoff)
+    dead = dead_on_this_machine()
+    alive = frozenset(alive_ids(cutoff) - dead) if by_heartbeat else None
+    if alive is None and not dead:
+        return 0
+    owners = DeadOwners(frozenset(dead), alive, cutoff)
     settled = 0
     for name, reaper in _reapers:
         try:
-            settled += reaper(alive, cutoff)
+            settled += reaper(owners)
         except Exception as exc:
             if not is_database_error(exc):
                 log.exception("reaper %s failed", name)
             else:
                 log.warning("reaper %s: the database did not answer (%s)", name, type(exc).__name__)
     ServerProcess.objects.filter(heartbeat_at__lt=timezone.now() - FORGET_AFTER).delete()
+    if dead:
+        # Settled: their rows are no longer needed to tell.
+        ServerProcess.objects.filter(pk__in=dead).delete()
     return settled
 
 
@@ -194,8 +261,18 @@ class _Maintenance:
             if self._healthy_since is None:
                 self._healthy_since = now
         self._run_repairs(now)
-        if now - self._last_reap >= interval and now - self._healthy_since >= 2 * interval:
-            self._last_reap = now
+        if now - self._last_reap < interval:
+            return
+        self._last_reap = now
+        if now - self._healthy_since < 2 * interval:
+            try:
+                settled = reap_dead(by_heartbeat=False)
+            except DatabaseError as exc:
+                log.warning("reaping dead processes failed (%s)", type(exc).__name__)
+            else:
+                if settled:
+                    log.warning("settled %d things left by dead server processes of this machine", settled)
+        else:
             for name, work in _periodic:
                 try:
                     work()

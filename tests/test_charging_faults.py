@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -246,6 +247,21 @@ def test_holds_of_dead_processes_are_released_and_only_theirs():
     assert young.owner == "starting:4"
     assert credits.get_balance(user.pk, app).balance == 30 - 3 * 5
     assert processes.reap_dead() == 0
+
+    # A process of this machine whose PID is gone is dead at once, however
+    # fresh its heartbeat and young its hold.
+    exited = subprocess.Popen(["true"])
+    exited.wait()
+    ServerProcess.objects.create(
+        id="crashed:5",
+        hostname=processes.HOSTNAME,
+        pid_namespace=processes.PID_NAMESPACE,
+        pid=exited.pid,
+        started_at=now,
+        heartbeat_at=timezone.now(),
+    )
+    credits.hold_credits(user.pk, app, 5, action="query", actor=credits.Actor.system(), owner="crashed:5")
+    assert processes.reap_dead(by_heartbeat=False) == (1 if processes.PID_NAMESPACE else 0)
 
 
 @pytest.mark.django_db

@@ -21,6 +21,12 @@ class Migration(migrations.Migration):
                 ),
                 ("hostname", models.CharField(blank=True, max_length=255)),
                 ("pid", models.PositiveIntegerField(default=0)),
+                (
+                    "pid_namespace",
+                    models.CharField(
+                        blank=True, help_text="Processes of one namespace see each other's PIDs.", max_length=40
+                    ),
+                ),
                 ("started_at", models.DateTimeField()),
                 ("heartbeat_at", models.DateTimeField(db_index=True)),
             ],
