@@ -118,8 +118,8 @@ def test_postgresql_outage_ends_the_request_unavailable_and_the_server_serves_ag
                 while recv(ws, 10)["event"] != "query_started":
                     pass
                 time.sleep(0.3)  # running in PostgreSQL
-                pg.stop("fast")
                 stopped = time.monotonic()
+                pg.stop("fast")
                 final = final_of(ws, "slow", timeout=10)
                 took = time.monotonic() - stopped
                 assert (final["event"], final["data"]["code"]) == ("query_error", "UNAVAILABLE"), final
@@ -137,8 +137,8 @@ def test_postgresql_outage_ends_the_request_unavailable_and_the_server_serves_ag
                 refused = final_of(ws, "join", timeout=5)
                 assert (refused["event"], refused["data"]["code"]) == ("error", "UNAVAILABLE"), refused
 
-            pg.start()
             back = time.monotonic()
+            pg.start()
             served = None
             while served is None and time.monotonic() - back < 15:
                 try:
@@ -153,6 +153,7 @@ def test_postgresql_outage_ends_the_request_unavailable_and_the_server_serves_ag
                 if served is None:
                     time.sleep(0.2)
             assert served is not None and served < 5, f"served again after {served} s"
+            print(f"UNAVAILABLE {took:.2f} s after the stop; served again {served:.2f} s after the restart")
 
             deadline = time.monotonic() + 10
             while pending_holds(env) and time.monotonic() < deadline:
