@@ -31,7 +31,7 @@ from chat import services
 from chat.models import new_message_id
 from chat.translators import ChatContext
 from queryengine.executor import CancelHandle
-from realtime import push
+from realtime import processes, push
 from realtime.context import RequestContext
 from realtime.errors import NotFound, ProtocolError, Unauthorized
 from realtime.handlers import ErrorPayload
@@ -93,8 +93,11 @@ class ChatErrorPayload(ErrorPayload):
 
 class ChatFailure(ProtocolError):
     def __init__(self, code: str, message: str, conversation_id: str) -> None:
-        super().__init__(message, conversationId=conversation_id)
+        super().__init__(message, retry_after=2 if code == "UNAVAILABLE" else None, conversationId=conversation_id)
         self.code = code
+
+
+DATABASE_DOWN = "the database does not answer; nothing was charged"
 
 
 def _context(data: dict[str, Any] | None) -> ChatContext:
@@ -140,6 +143,10 @@ async def chat(ctx: RequestContext, data: dict[str, Any]) -> None:
         )
     except services.ChatError as exc:
         raise ChatFailure(exc.code, exc.message, conversation_id) from None
+    except Exception as exc:
+        if processes.is_database_error(exc):
+            raise ChatFailure("UNAVAILABLE", DATABASE_DOWN, conversation_id) from None
+        raise
     room = f"chat:{conversation_id}"
     message_id = new_message_id()
 
@@ -156,6 +163,11 @@ async def chat(ctx: RequestContext, data: dict[str, Any]) -> None:
     def on_delta(piece: str) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, piece)
 
+    def settle(tokens: int) -> None:
+        # In the transaction that stores the answer: charged if and only if answered.
+        if ctx.charge is not None:
+            ctx.charge.capture_in_transaction(token_cost(ctx.application_id, tokens))
+
     def work() -> services.ChatResult:
         try:
             return _in_worker(
@@ -168,6 +180,7 @@ async def chat(ctx: RequestContext, data: dict[str, Any]) -> None:
                 on_delta=on_delta,
                 cancel=cancel,
                 reference=f"{ctx.sid}:{ctx.request_id}" if ctx.request_id is not None else ctx.sid,
+                settle=settle,
             )
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
@@ -186,16 +199,20 @@ async def chat(ctx: RequestContext, data: dict[str, Any]) -> None:
     except services.ChatError as exc:
         await emit("chat_stop_typing", ids)
         raise ChatFailure(exc.code, exc.message, conversation_id) from None
-    except Exception:
-        log.exception("chat turn failed (conversation %s, request id %r)", conversation_id, ctx.request_id)
+    except Exception as exc:
         await emit("chat_stop_typing", ids)
+        if processes.is_database_error(exc):
+            log.warning("chat turn failed: the database does not answer (conversation %s)", conversation_id)
+            raise ChatFailure("UNAVAILABLE", DATABASE_DOWN, conversation_id) from None
+        log.exception("chat turn failed (conversation %s, request id %r)", conversation_id, ctx.request_id)
         raise ChatFailure("INTERNAL", "the server failed to answer; nothing was charged", conversation_id) from None
     await emit(
         "chat_message",
         {**ids, "messageId": message_id, "role": "assistant", "delta": "", "content": result.content, "isFinal": True},
     )
     await emit("chat_stop_typing", ids)
-    ctx.meter.cost = await database_sync_to_async(token_cost)(ctx.application_id, result.tokens)
+    if ctx.charge is not None and not ctx.charge.settled:
+        ctx.meter.cost = await database_sync_to_async(token_cost)(ctx.application_id, result.tokens)
     response: dict[str, Any] = {**ids, "messageId": message_id, "tokens": result.tokens}
     if result.sql:
         response["sql"] = result.sql

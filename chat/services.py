@@ -35,7 +35,7 @@ UNAUTHORIZED = "UNAUTHORIZED"
 NOT_FOUND = "NOT_FOUND"
 INTERNAL = "INTERNAL"
 # Query failures that are the asker's or the moment's, passed on as they are.
-PASSED_ON = {query_errors.TIMEOUT, query_errors.RATE_LIMITED, query_errors.CANCELLED}
+PASSED_ON = {query_errors.TIMEOUT, query_errors.RATE_LIMITED, query_errors.CANCELLED, query_errors.UNAVAILABLE}
 # Refusals of a statement a translator produced: answered honestly, not raised.
 REFUSED = {query_errors.VALIDATION_FAILED, query_errors.UNAUTHORIZED}
 
@@ -122,10 +122,13 @@ def answer_question(
     cancel: CancelHandle | None = None,
     clock_ms: int | None = None,
     reference: str = "",
+    settle: Callable[[int], None] | None = None,
 ) -> ChatResult:
     """One turn: store the question, translate it, run the SQL as the caller
     (or the analysis), compose the answer from the results, stream it
-    through ``on_delta`` and store it. Raises ChatError with a wire code."""
+    through ``on_delta`` and store it. ``settle(tokens)`` runs in the
+    transaction that stores the answer (the turn's charge is captured
+    there). Raises ChatError with a wire code."""
     started = time.monotonic()
     message_id = message_id or new_message_id()
     conversation = open_conversation(user_pk, application_id, conversation_id, title=message)
@@ -166,6 +169,23 @@ def answer_question(
     result.content = content
     if translator.name == "builtin" or not result.tokens:
         result.tokens = answers.count_tokens(content)
+    with transaction.atomic():
+        _store_answer(conversation, message_id, content, result, translator.name, translation, timings, started)
+        if settle is not None:
+            settle(result.tokens)
+    return result
+
+
+def _store_answer(
+    conversation: Conversation,
+    message_id: str,
+    content: str,
+    result: ChatResult,
+    translator_name: str,
+    translation: Translation,
+    timings: dict[str, int],
+    started: float,
+) -> None:
     Message.objects.create(
         id=message_id,
         conversation=conversation,
@@ -174,7 +194,7 @@ def answer_question(
         sql=result.sql,
         params=result.params or None,
         query_id=result.query_id,
-        translator=translator.name,
+        translator=translator_name,
         slots=translation.slots or None,
         tokens=result.tokens,
         translate_ms=timings["translate_ms"],
@@ -182,7 +202,6 @@ def answer_question(
         total_ms=int((time.monotonic() - started) * 1000),
     )
     Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
-    return result
 
 
 def _store_failure(

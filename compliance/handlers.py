@@ -30,6 +30,7 @@ from compliance.addresses import InvalidAddress, UnknownChain, normalize_address
 from compliance.models import AnalysisJob, JobStatus
 from marketdata.resolutions import duration_ms
 from marketdata.windows import MAX_TIMESTAMP_MS, WindowError, parse_range
+from realtime import processes
 from realtime.context import RequestContext
 from realtime.errors import NotFound, ProtocolError, ValidationFailed
 from realtime.handlers import ErrorPayload
@@ -402,6 +403,9 @@ async def address_analysis(ctx: RequestContext, data: dict[str, Any]) -> None:
 
 
 _STARTING: set[asyncio.Future[str]] = set()
+# Every server process looks for analyses whose worker died, not only those
+# that requested one since they started.
+processes.every_heartbeat("reaping analysis jobs", jobs.reap_stale_jobs)
 
 
 # --- address_transactions, cross_border_flows ---------------------------------------------

@@ -36,7 +36,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -162,16 +162,31 @@ def create_job(
     charge_reference: str = "",
     request_id: str = "",
 ) -> AnalysisJob:
-    return AnalysisJob.objects.create(
-        id=new_job_id(),
-        user_id=user_pk,
-        application_id=application_id,
-        chain=chain,
-        address=address,
-        hops=hops,
-        charge_reference=charge_reference[:200],
-        request_id=request_id[:64],
-    )
+    """The job row; from its commit on, the job owns the request's hold
+    (found by ``charge_reference``): it is no longer released when the
+    requesting process dies, but captured or released by the job."""
+    from credits.models import Hold
+
+    with transaction.atomic():
+        job = AnalysisJob.objects.create(
+            id=new_job_id(),
+            user_id=user_pk,
+            application_id=application_id,
+            chain=chain,
+            address=address,
+            hops=hops,
+            charge_reference=charge_reference[:200],
+            request_id=request_id[:64],
+        )
+        if charge_reference:
+            Hold.objects.filter(
+                account__user_id=user_pk,
+                account__application_id=application_id,
+                action=ACTION,
+                reference=charge_reference[:200],
+                status=Hold.Status.PENDING,
+            ).update(owner="")
+    return job
 
 
 def _claim(job_id: str) -> bool:
@@ -243,22 +258,26 @@ def run_job(job_id: str) -> str:
     finally:
         beat.stop.set()
     duration = round((time.monotonic() - started) * 1000)
-    done = AnalysisJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-        status=JobStatus.COMPLETED,
-        stage="done",
-        pct=100,
-        result=result,
-        finished_at=timezone.now(),
-        duration_ms=duration,
-    )
+    try:
+        # Completed and charged in one transaction: never one without the other.
+        with transaction.atomic():
+            done = AnalysisJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+                status=JobStatus.COMPLETED,
+                stage="done",
+                pct=100,
+                result=result,
+                finished_at=timezone.now(),
+                duration_ms=duration,
+            )
+            if done:
+                capture_charge(job)
+    except Exception:
+        # Neither was written: the job's heartbeat has stopped, so the
+        # reaper runs it again (or fails and refunds it after its last try).
+        log.exception("analysis job %s: its completion was not recorded; it will be retried", job_id)
+        return "abandoned"
     if not done:
         return "abandoned"
-    try:
-        capture_charge(job)
-    except Exception:
-        # The requesting connection, if still open, captures it; else the
-        # hold is released when it expires.
-        log.exception("analysis job %s: its charge was not captured", job_id)
     job.result = result
     _publish(job, "address_analysis_response", response_payload(job), to_user=True)
     _publish(job, "address_analysis_completed", {"jobId": job_id, "durationMs": duration}, to_user=True)

@@ -23,7 +23,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from credits.models import EntryKind, LedgerEntry, OutboxEvent
-from realtime import push
+from realtime import processes, push
 from realtime.layers import NoLocalReceivers
 
 log = logging.getLogger(__name__)
@@ -248,6 +248,9 @@ async def _relay_loop() -> None:
             await relay_once()
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("credit outbox relay failed; retrying")
+        except Exception as exc:
+            if processes.is_database_error(exc):
+                log.warning("credit outbox relay: the database does not answer (%s); retrying", type(exc).__name__)
+            else:
+                log.exception("credit outbox relay failed; retrying")
         await asyncio.sleep(interval)

@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from rest_framework import serializers
 
 from credits import events, services
-from realtime import charging
+from realtime import charging, processes
 from realtime.context import RequestContext
 from realtime.payloads import Payload
 from realtime.registry import registry
@@ -93,7 +93,13 @@ def _reserve(user_pk: int, user_id: str, application_id: str, action: str, refer
         return None
     try:
         hold = services.hold_credits(
-            user_pk, application_id, price, action=action, actor=services.Actor.user(user_id), reference=reference
+            user_pk,
+            application_id,
+            price,
+            action=action,
+            actor=services.Actor.user(user_id),
+            reference=reference,
+            owner=processes.PROCESS_ID,
         )
     except services.InsufficientCredits as exc:
         raise charging.InsufficientCredits(exc.required, exc.available, action) from None
@@ -101,17 +107,22 @@ def _reserve(user_pk: int, user_id: str, application_id: str, action: str, refer
 
 
 def _settle(reservation: _Reservation, failed_on_server: bool, cost: int | None) -> None:
-    if failed_on_server:
-        services.release_hold(reservation.hold_id, actor=services.Actor.system(), reason="server failure: refunded")
-    else:
-        charged = reservation.amount if cost is None else max(0, min(cost, reservation.amount))
-        services.capture_hold(reservation.hold_id, charged, actor=services.Actor.system())
+    try:
+        if failed_on_server:
+            services.release_hold(
+                reservation.hold_id, actor=services.Actor.system(), reason="not run or failed: refunded"
+            )
+        else:
+            charged = reservation.amount if cost is None else max(0, min(cost, reservation.amount))
+            services.capture_hold(reservation.hold_id, charged, actor=services.Actor.system())
+    except services.InvalidMovement as exc:
+        raise charging.SettledElsewhere(str(exc)) from None
 
 
 class LedgerCharger:
-    """Hold the action's price before executing; capture it (or the smaller
-    metered cost the handler reported) on success, release it when the
-    server failed (INTERNAL, TIMEOUT)."""
+    """Hold the action's price before executing (owned by this process);
+    capture it (or the smaller metered cost the handler reported) on
+    success, release it when the request was refused or the server failed."""
 
     async def reserve(self, ctx: RequestContext, price_key: str) -> Any:
         reference = f"{ctx.sid}:{ctx.request_id}" if ctx.request_id is not None else ctx.sid
@@ -122,5 +133,9 @@ class LedgerCharger:
     async def settle(self, token: Any, failed_on_server: bool, cost: int | None = None) -> None:
         await database_sync_to_async(_settle)(token, failed_on_server, cost)
 
+    def capture_now(self, token: Any, cost: int | None = None) -> None:
+        _settle(token, False, cost)
+
 
 charging.install(LedgerCharger())
+processes.on_dead("credit holds")(services.release_holds_of_dead_processes)

@@ -117,6 +117,12 @@ class Hold(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     action = models.CharField(max_length=100)
     reference = models.CharField(max_length=200, blank=True)
+    owner = models.CharField(
+        max_length=80,
+        blank=True,
+        help_text="Server process that settles it (realtime.processes); when it dies the hold is released. "
+        "Empty: settled by its job or at its expiry.",
+    )
     expires_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
     closed_at = models.DateTimeField(null=True, blank=True)

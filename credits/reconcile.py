@@ -4,7 +4,9 @@ For each account: the entries' amounts sum to the balance, sequences run
 1..last_sequence without gaps, the lifetime counters equal the last entry's,
 the hash chain is intact and ends at the account's ``last_hash``, and every
 expiring-credit block's ``remaining`` equals its grant minus its draws, the
-open blocks summing to the account's ``expiring``.
+open blocks summing to the account's ``expiring``; and every hold is
+settled at most once, as its status says: one hold entry, then one capture
+(captured) or one release (released, expired), or neither (pending).
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from django.db.models import Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce
 
 from credits import services
-from credits.models import CreditAccount, CreditBlock, LedgerEntry
+from credits.models import CreditAccount, CreditBlock, EntryKind, Hold, LedgerEntry
 
 
 @dataclass
@@ -76,6 +78,7 @@ def reconcile_account(account: CreditAccount) -> AccountReport:
     if last is not None and last.balance_after != account.balance:
         problems.append(f"balance {account.balance} != last entry's balance_after {last.balance_after}")
     problems.extend(_block_problems(account))
+    problems.extend(_hold_problems(account))
     expected_last_hash = last.hash if last is not None else ""
     if (account.last_hash or "") != expected_last_hash:
         problems.append("account last_hash does not match the last entry's hash")
@@ -108,6 +111,37 @@ def _block_problems(account: CreditAccount) -> list[str]:
     if open_total != account.expiring:
         problems.append(f"expiring {account.expiring} != open blocks' remaining {open_total}")
     return problems[: MAX_PROBLEMS_PER_KIND * 2]
+
+
+_EXPECTED_HOLD_ENTRIES: dict[str, tuple[int, int, int]] = {
+    Hold.Status.PENDING: (1, 0, 0),
+    Hold.Status.CAPTURED: (1, 1, 0),
+    Hold.Status.RELEASED: (1, 0, 1),
+    Hold.Status.EXPIRED: (1, 0, 1),
+}
+
+
+def _hold_problems(account: CreditAccount) -> list[str]:
+    """Holds whose entries (hold, capture, release) do not match their status."""
+    counts: dict[int, dict[str, int]] = {}
+    rows = (
+        LedgerEntry.objects.filter(
+            account_id=account.pk, kind__in=(EntryKind.HOLD, EntryKind.CAPTURE, EntryKind.RELEASE)
+        )
+        .values_list("hold_id", "kind")
+        .annotate(n=Count("id"))
+    )
+    for hold_id, kind, n in rows:
+        counts.setdefault(hold_id, {})[kind] = n
+    problems: list[str] = []
+    for hold_id, status in Hold.objects.filter(account_id=account.pk).values_list("pk", "status").order_by("pk"):
+        seen = counts.get(hold_id, {})
+        found = (seen.get(EntryKind.HOLD, 0), seen.get(EntryKind.CAPTURE, 0), seen.get(EntryKind.RELEASE, 0))
+        if found != _EXPECTED_HOLD_ENTRIES.get(status):
+            problems.append(f"hold {hold_id} is {status} with {found[0]} hold, {found[1]} capture, {found[2]} release")
+            if len(problems) >= MAX_PROBLEMS_PER_KIND:
+                break
+    return problems
 
 
 def reconcile_accounts() -> list[AccountReport]:

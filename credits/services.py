@@ -27,6 +27,7 @@ from django.utils import timezone
 from credits import expiry
 from credits.combining import GroupCommit, Movement, Session
 from credits.models import ActorType, CreditAccount, CreditBlock, EntryKind, Hold, LedgerEntry, Price
+from realtime.processes import DeadOwners
 
 GENESIS_HASH = "0" * 64
 
@@ -363,9 +364,11 @@ def hold_credits(
     reference: str = "",
     ttl_seconds: int | None = None,
     idempotency_key: str | None = None,
+    owner: str = "",
 ) -> Hold:
     """Reserve credits for long work: the balance drops now; capture or
-    release settles it."""
+    release settles it. ``owner``: the server process that will settle it
+    (released when that process dies, ``release_holds_of_dead_processes``)."""
     _positive(amount)
     ttl = ttl_seconds if ttl_seconds is not None else settings.LEDGERCORE_HOLD_TTL_SECONDS
 
@@ -381,6 +384,7 @@ def hold_credits(
             amount=amount,
             action=action[:100],
             reference=reference[:200],
+            owner=owner[:80],
             expires_at=timezone.now() + timedelta(seconds=ttl),
         )
         _append(
@@ -519,6 +523,20 @@ def release_expired_holds(now: object | None = None) -> int:
     for hold_id in Hold.objects.filter(status=Hold.Status.PENDING, expires_at__lt=cutoff).values_list("pk", flat=True):
         try:
             release_hold(hold_id, actor=Actor.system(), expired=True)
+            released += 1
+        except InvalidMovement:
+            continue  # settled meanwhile
+    return released
+
+
+def release_holds_of_dead_processes(owners: DeadOwners) -> int:
+    """Release every pending hold whose owning process is dead
+    (``realtime.processes``); returns how many."""
+    orphans = Hold.objects.filter(owners.filter(), status=Hold.Status.PENDING).values_list("pk", "owner")
+    released = 0
+    for hold_id, owner in list(orphans):
+        try:
+            release_hold(hold_id, actor=Actor.system(), reason=f"its server process {owner} stopped: refunded")
             released += 1
         except InvalidMovement:
             continue  # settled meanwhile

@@ -33,3 +33,9 @@ application = ProtocolTypeRouter(
         "websocket": CaptureWriter(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# Heartbeat this server process from the start (not only once a client
+# connects), so that it settles what a previous, killed process left.
+from realtime import processes  # noqa: E402
+
+processes.start()

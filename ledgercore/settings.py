@@ -98,6 +98,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", 0)
+    # A connection that broke while PostgreSQL restarted is replaced, not
+    # reused; nothing waits on PostgreSQL for long: connecting gives up
+    # after the connect timeout, a lock wait after the lock timeout, a
+    # session idle in a transaction is ended; server processes also bound
+    # every statement (realtime.apps).
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    _pg_options = DATABASES["default"].setdefault("OPTIONS", {})
+    _pg_options.setdefault("connect_timeout", config.integer("LEDGERCORE_DB_CONNECT_TIMEOUT_SECONDS", 3, minimum=1))
+    _pg_session = (
+        f"-c lock_timeout={config.integer('LEDGERCORE_DB_LOCK_TIMEOUT_MS', 10_000, minimum=0)}"
+        " -c idle_in_transaction_session_timeout=60000"
+    )
+    _pg_options["options"] = f"{_pg_options.get('options', '')} {_pg_session}".strip()
+# Longest statement of a server process on PostgreSQL (0: no limit).
+LEDGERCORE_DB_STATEMENT_TIMEOUT_MS = config.integer("LEDGERCORE_DB_STATEMENT_TIMEOUT_MS", 30_000, minimum=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- channel layer, presence, throttles -----------------------------------
@@ -189,6 +204,19 @@ LEDGERCORE_SLOW_CLOSE_GRACE_SECONDS = config.number("LEDGERCORE_SLOW_CLOSE_GRACE
 # process memory on the embedded one).
 LEDGERCORE_HISTORY_SECONDS = config.number("LEDGERCORE_HISTORY_SECONDS", 120.0, minimum=1.0)
 LEDGERCORE_HISTORY_SIZE = config.integer("LEDGERCORE_HISTORY_SIZE", 1000, minimum=1)
+
+# --- server processes ---------------------------------------------------------
+# Each server process refreshes a heartbeat row in the database this often;
+# one silent for LEDGERCORE_PROCESS_DEAD_SECONDS is dead, and live processes
+# release its credit holds and fail its running query records.
+LEDGERCORE_PROCESS_HEARTBEAT_SECONDS = config.number("LEDGERCORE_PROCESS_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
+LEDGERCORE_PROCESS_DEAD_SECONDS = config.number("LEDGERCORE_PROCESS_DEAD_SECONDS", 30.0, minimum=1.0)
+if LEDGERCORE_PROCESS_DEAD_SECONDS < 3 * LEDGERCORE_PROCESS_HEARTBEAT_SECONDS:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "LEDGERCORE_PROCESS_DEAD_SECONDS: must be at least three LEDGERCORE_PROCESS_HEARTBEAT_SECONDS"
+    )
 
 # --- credits ----------------------------------------------------------------
 # Default price per action (event name); per-application overrides in admin.

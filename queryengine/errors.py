@@ -14,6 +14,8 @@ TIMEOUT = "TIMEOUT"
 CANCELLED = "CANCELLED"
 INTERNAL = "INTERNAL"
 NOT_FOUND = "NOT_FOUND"
+# The database did not answer (stopped, restarting, unreachable): nothing ran.
+UNAVAILABLE = "UNAVAILABLE"
 
 
 class QueryError(Exception):

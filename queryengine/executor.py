@@ -521,6 +521,9 @@ def connect_postgres(target: DatabaseTarget) -> Any:
         ensure_role(target)
     try:
         connection = psycopg.connect(**target.pg_params, autocommit=False)
+    except psycopg.OperationalError as exc:
+        log.warning("could not connect to PostgreSQL for a query: %s", str(exc).strip().split("\n")[0])
+        raise QueryError(errors.UNAVAILABLE, "the database does not answer; retry shortly", retry_after=2) from None
     except psycopg.Error as exc:
         log.error(
             "could not log in to PostgreSQL as the query role %r (%s): run manage.py setup_query_role",
@@ -647,6 +650,11 @@ def _postgres_error(run: _Run, exc: Exception) -> QueryError:
         return QueryError(errors.TIMEOUT, f"the query ran past its time limit of {run.time_limit_ms} ms")
     if isinstance(exc, psycopg.errors.IdleInTransactionSessionTimeout):
         return QueryError(errors.TIMEOUT, "the query was idle past its time limit")
+    state = getattr(exc, "sqlstate", None) or ""
+    if state[:2] in ("08", "57") or (isinstance(exc, psycopg.OperationalError) and not state):
+        # The connection broke or the server is shutting down or restarting.
+        log.warning("a query lost the database (%s): %s", state or "no sqlstate", str(exc).strip()[:200])
+        return QueryError(errors.UNAVAILABLE, "the database stopped answering; retry shortly", retry_after=2)
     if isinstance(exc, psycopg.errors.InsufficientPrivilege):
         log.warning("the query role was denied a compiled query: %s", run.query.sql[:500])
         return QueryError(errors.UNAUTHORIZED, "the query tried to read something outside the query catalog")
@@ -654,7 +662,6 @@ def _postgres_error(run: _Run, exc: Exception) -> QueryError:
         log.warning("a compiled query tried to write: %s", run.query.sql[:500])
         return QueryError(errors.UNAUTHORIZED, "queries cannot write")
     diag = getattr(exc, "diag", None)
-    state = getattr(exc, "sqlstate", None) or ""
     message = (getattr(diag, "message_primary", None) or str(exc)) if diag else str(exc)
     # 22: data exceptions (division by zero, bad casts); 42: the query's
     # syntax or names; 54: program limits (too many columns, ...).

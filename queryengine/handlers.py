@@ -186,6 +186,8 @@ async def query(ctx: RequestContext, data: dict[str, Any]) -> None:
             on_chunk=chunk,
             on_completed=completed,
             reference=f"{ctx.sid}:{ctx.request_id}" if ctx.request_id is not None else ctx.sid,
+            # Charged in the transaction that records the query as completed.
+            settle=ctx.charge.capture_in_transaction if ctx.charge is not None else None,
         )
     except services.QueryFailed as failure:
         raise QueryFailure(failure) from None

@@ -40,6 +40,9 @@ class QueryRecord(models.Model):
     truncated = models.BooleanField(default=False)
     estimated_ms = models.PositiveIntegerField(null=True, blank=True)
     reference = models.CharField(max_length=200, blank=True, help_text="Connection and request id.")
+    owner = models.CharField(
+        max_length=80, blank=True, help_text="Server process running it; when that process dies the record is failed."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

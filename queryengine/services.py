@@ -38,6 +38,7 @@ from queryengine.compiler import Caller, CompiledQuery, compile_query
 from queryengine.errors import QueryError
 from queryengine.executor import CancelHandle, DatabaseTarget, EarlyConnection, ExecutionResult, execute
 from queryengine.models import QueryLimits, QueryRecord
+from realtime import processes
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ StartedCallback = Callable[[str, int], None]
 ProgressCallback = Callable[[int, float | None], None]
 ChunkCallback = Callable[[list[list[Any]], list[dict[str, str]]], None]
 CompletedCallback = Callable[[int, int, bool], None]
+# Runs inside the transaction that records a query as completed (the
+# request's charge is captured there: charged if and only if completed).
+SettleCallback = Callable[[], None]
 
 _STATUS_FOR_CODE = {
     errors.TIMEOUT: QueryRecord.Status.TIMEOUT,
@@ -285,14 +289,41 @@ def _admit(
             finished_at=now if error else None,
             duration_ms=0 if error else None,
             reference=reference[:200],
+            owner=processes.PROCESS_ID,
             created_at=now,
         )
 
 
 def _finish(record_id: str, started: float, **fields: Any) -> int:
+    """Record how a query ended. When the database does not answer, the
+    write is retried until it does (``realtime.processes``), so the record
+    never keeps its user's concurrency slot."""
     duration_ms = int((time.monotonic() - started) * 1000)
-    QueryRecord.objects.filter(pk=record_id).update(finished_at=timezone.now(), duration_ms=duration_ms, **fields)
+    changes = {"finished_at": timezone.now(), "duration_ms": duration_ms, **fields}
+
+    def write() -> None:
+        QueryRecord.objects.filter(pk=record_id, status__in=QueryRecord.ACTIVE).update(**changes)
+
+    try:
+        write()
+    except Exception as exc:
+        if not processes.is_database_error(exc):
+            raise
+        log.warning("query %s: its end could not be recorded yet (%s); retrying", record_id, type(exc).__name__)
+        processes.retry_until_done(f"recording the end of query {record_id}", write)
     return duration_ms
+
+
+@processes.on_dead("query records")
+def fail_records_of_dead_processes(owners: processes.DeadOwners) -> int:
+    """Fail the queued/running records of dead server processes, so that
+    they stop counting against their users' concurrency limit."""
+    return QueryRecord.objects.filter(owners.filter(), status__in=QueryRecord.ACTIVE).update(
+        status=QueryRecord.Status.FAILED,
+        error_code=errors.INTERNAL,
+        error_message="abandoned: its server process stopped",
+        finished_at=timezone.now(),
+    )
 
 
 def run_query(
@@ -307,6 +338,7 @@ def run_query(
     on_chunk: ChunkCallback | None = None,
     on_completed: CompletedCallback | None = None,
     reference: str = "",
+    settle: SettleCallback | None = None,
 ) -> QueryOutcome:
     """Run one user query for (user, application), streaming through the
     callbacks, in protocol order (all on this thread, except that
@@ -360,9 +392,13 @@ def run_query(
         announced = True
         if on_started is not None:
             on_started(record.id, estimated_ms)
-        QueryRecord.objects.filter(pk=record.id).update(
-            status=QueryRecord.Status.RUNNING, started_at=timezone.now(), estimated_ms=estimated_ms
-        )
+        try:
+            QueryRecord.objects.filter(pk=record.id).update(
+                status=QueryRecord.Status.RUNNING, started_at=timezone.now(), estimated_ms=estimated_ms
+            )
+        except Exception as exc:  # cosmetic: the query runs on its own connection
+            if not processes.is_database_error(exc):
+                raise
 
     try:
         result: ExecutionResult = execute(
@@ -387,11 +423,15 @@ def run_query(
             error_message=exc.message[:2000],
         )
         raise QueryFailed(exc, record.id) from None
-    except Exception:
+    except Exception as exc:
         if cancel.cancelled:
             # A callback failed because the caller went away and cancelled.
             _finish(record.id, started, status=QueryRecord.Status.CANCELLED, error_code=errors.CANCELLED)
             raise QueryFailed(QueryError(errors.CANCELLED, "the query was cancelled"), record.id) from None
+        if processes.is_database_error(exc):
+            unavailable = QueryError(errors.UNAVAILABLE, "the database stopped answering; retry shortly", retry_after=2)
+            _finish(record.id, started, status=QueryRecord.Status.FAILED, error_code=errors.UNAVAILABLE)
+            raise QueryFailed(unavailable, record.id) from None
         log.exception("query %s failed unexpectedly", record.id)
         _finish(
             record.id,
@@ -407,13 +447,27 @@ def run_query(
         if early is not None:
             early.close()
 
-    duration_ms = _finish(
-        record.id,
-        started,
-        status=QueryRecord.Status.COMPLETED,
-        rows_returned=result.total_rows,
-        truncated=result.truncated,
-    )
+    try:
+        with transaction.atomic():
+            duration_ms = int((time.monotonic() - started) * 1000)
+            QueryRecord.objects.filter(pk=record.id).update(
+                status=QueryRecord.Status.COMPLETED,
+                rows_returned=result.total_rows,
+                truncated=result.truncated,
+                finished_at=timezone.now(),
+                duration_ms=duration_ms,
+            )
+            if settle is not None:
+                settle()
+    except Exception as exc:
+        if not processes.is_database_error(exc):
+            raise
+        # The rows were sent, but the completion (and its charge) could not
+        # be recorded: the query is not charged and ends UNAVAILABLE.
+        _finish(record.id, started, status=QueryRecord.Status.FAILED, error_code=errors.UNAVAILABLE)
+        raise QueryFailed(
+            QueryError(errors.UNAVAILABLE, "the database stopped answering; retry shortly", retry_after=2), record.id
+        ) from None
     if on_completed is not None:
         on_completed(duration_ms, result.total_rows, result.truncated)
     return QueryOutcome(record.id, result.total_rows, result.truncated, duration_ms, result.schema)
@@ -545,6 +599,7 @@ async def run_query_async(
     on_chunk: AsyncCallback | None = None,
     on_completed: AsyncCallback | None = None,
     reference: str = "",
+    settle: SettleCallback | None = None,
 ) -> QueryOutcome:
     """``run_query`` in a worker thread with async callbacks (same order and
     arguments; the worker does not wait for each to finish, see _Outbox).
@@ -565,6 +620,7 @@ async def run_query_async(
             on_chunk=outbox.bridge(on_chunk),
             on_completed=outbox.bridge(on_completed),
             reference=reference,
+            settle=settle,
         ),
     )
     try:

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 
 
@@ -8,6 +10,21 @@ class RealtimeConfig(AppConfig):
     def ready(self) -> None:
         # Every app declares its events in its own handlers.py; importing them
         # fills the one registry.
+        from django.db.backends.signals import connection_created
         from django.utils.module_loading import autodiscover_modules
 
         autodiscover_modules("handlers")
+        connection_created.connect(_bound_statements, dispatch_uid="realtime-statement-timeout")
+
+
+def _bound_statements(sender: object, connection: Any, **kwargs: object) -> None:
+    """In a server process no statement waits on PostgreSQL longer than
+    LEDGERCORE_DB_STATEMENT_TIMEOUT_MS (management commands are not bound)."""
+    from django.conf import settings
+
+    from realtime import processes
+
+    timeout = settings.LEDGERCORE_DB_STATEMENT_TIMEOUT_MS
+    if processes.serving() and timeout and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('statement_timeout', %s, false)", [str(timeout)])

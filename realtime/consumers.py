@@ -20,9 +20,9 @@ from django.conf import settings
 from rest_framework import serializers
 
 from accounts import services as accounts
-from realtime import auth, charging, history, presence, push, rooms, streams, transport
+from realtime import auth, charging, history, presence, processes, push, rooms, streams, transport
 from realtime.context import RequestContext
-from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, ValidationFailed
+from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, Unavailable, ValidationFailed
 from realtime.local import local_rooms
 from realtime.protocol import RequestId, decode, encode, now_ms, peek_id
 from realtime.redis import RedisUnavailable, is_outage
@@ -36,6 +36,14 @@ CLOSE_UNAUTHORIZED = 4401
 CLOSE_INTERNAL = 1011
 # Failures that are the server's fault: their charge is given back.
 SERVER_FAILURES = {"INTERNAL", "TIMEOUT", "UNAVAILABLE"}
+# The only failure that is charged: work the client started, then stopped.
+# Every other one (a refusal: RATE_LIMITED, VALIDATION_FAILED, UNAUTHORIZED,
+# NOT_FOUND, ...; or a server failure) releases the hold: what did not run
+# is never charged.
+CHARGED_FAILURES = {"CANCELLED"}
+# Retries of a settlement the database did not take (seconds, doubling).
+SETTLE_RETRY_FIRST, SETTLE_RETRY_MAX = 0.25, 2.0
+SETTLE_WAIT_SECONDS = 2.0
 MAX_CONCURRENT_TASKS = 16
 
 
@@ -52,6 +60,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.tasks: set[asyncio.Task[None]] = set()
         self.streams = streams.RoomStreams(self)
         self.bucket = connection_bucket()
+        processes.start()
         await self.accept()
         try:
             user = await self._authenticate()
@@ -59,7 +68,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.send_event("error", exc.payload())
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
-        except Exception:
+        except Exception as exc:
+            if processes.is_database_error(exc):
+                log.warning("authentication: the database does not answer (sid %s)", self.sid)
+                await self.send_event("error", _database_unavailable().payload())
+                await self.close(code=CLOSE_INTERNAL)
+                return
             log.exception("authentication failed unexpectedly (sid %s)", self.sid)
             await self.send_event("error", Internal("the server could not authenticate this connection").payload())
             await self.close(code=CLOSE_INTERNAL)
@@ -327,7 +341,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 )
                 return
             ctx = replace(ctx, application=requested_app)
-        token = None
+        charge = None
         if spec.price:
             try:
                 token = await charging.charger.reserve(ctx, spec.price)
@@ -337,19 +351,33 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     {"required": exc.required, "available": exc.available, "action": exc.action},
                 )
                 return
+            except Exception as exc:
+                if not processes.is_database_error(exc):
+                    raise
+                # Nothing was held: the request is refused, not charged.
+                log.warning("%s refused: the database does not answer (request id %r)", spec.name, ctx.request_id)
+                await self._send_error(_database_unavailable(), spec.error_event, ctx.request_id, spec.name)
+                return
+            if token is not None:
+                charge = charging.Charge(charging.charger, token)
+                ctx = replace(ctx, charge=charge)
         try:
             failure = await self._guarded(ctx, _bind(spec, data), spec.error_event)
         except asyncio.CancelledError:
             # The connection closed during the request: its hold is released
             # now rather than when it expires.
-            if token is not None and not ctx.meter.handed_over:
-                _settle_shielded(spec, ctx, token, True)
+            if charge is not None and not charge.settled and not ctx.meter.handed_over:
+                _settle_shielded(spec, ctx, charge, True)
             raise
-        if token is not None:
+        if charge is not None and not charge.settled:
             # The client may close as soon as it has the answer, which cancels
-            # this task: the settlement (capture, or the release after a
-            # server failure) must still happen, so it runs shielded.
-            await asyncio.shield(_settle_shielded(spec, ctx, token, failure in SERVER_FAILURES))
+            # this task: the settlement (capture, or the release of a refused
+            # or failed request) must still happen, so it runs shielded.
+            # It is awaited only briefly: while the database does not answer
+            # it goes on retrying in the background, and the connection
+            # goes on serving.
+            release = failure is not None and failure not in CHARGED_FAILURES
+            await asyncio.wait({_settle_shielded(spec, ctx, charge, release)}, timeout=SETTLE_WAIT_SECONDS)
 
     async def _guarded(self, ctx: RequestContext, call: Any, error_event: str) -> str | None:
         """Runs a handler; sends any error; returns its code (None: success)."""
@@ -369,7 +397,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return ValidationFailed.code
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            if processes.is_database_error(exc):
+                log.warning(
+                    "%s failed: the database does not answer (%s; request id %r, sid %s)",
+                    ctx.event,
+                    type(exc).__name__,
+                    ctx.request_id,
+                    self.sid,
+                )
+                await self._send_error(_database_unavailable(), error_event, ctx.request_id, ctx.event)
+                return Unavailable.code
             log.exception(
                 "unhandled error in %s (request id %r, sid %s, user %s)",
                 ctx.event,
@@ -398,23 +436,44 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
 _SETTLING: set[asyncio.Future[None]] = set()
 
 
+def _database_unavailable() -> Unavailable:
+    return Unavailable("the database does not answer; nothing was charged", retry_after=2)
+
+
 def _settle_shielded(
-    spec: InboundEvent, ctx: RequestContext, token: Any, failed_on_server: bool
+    spec: InboundEvent, ctx: RequestContext, charge: charging.Charge, release: bool
 ) -> asyncio.Future[None]:
     """Settle in a task of its own, kept alive until done, that cancelling
     the request's task does not stop."""
-    settling = asyncio.ensure_future(_settle(spec, ctx, token, failed_on_server))
+    settling = asyncio.ensure_future(_settle(spec, ctx, charge, release))
     _SETTLING.add(settling)
     settling.add_done_callback(_SETTLING.discard)
     return settling
 
 
-async def _settle(spec: InboundEvent, ctx: RequestContext, token: Any, failed_on_server: bool) -> None:
-    try:
-        await charging.charger.settle(token, failed_on_server, ctx.meter.cost)
-    except Exception:
-        # The hold stays pending and is released when it expires.
-        log.exception("failed to settle the charge of %s (request id %r)", spec.name, ctx.request_id)
+async def _settle(spec: InboundEvent, ctx: RequestContext, charge: charging.Charge, release: bool) -> None:
+    """Capture or release, retried until the database takes it (the
+    request's answer is already sent; a settlement never delays it). If this
+    process dies first, the hold is released by the others."""
+    delay, attempts = SETTLE_RETRY_FIRST, 0
+    while not charge.settled:
+        try:
+            await charging.charger.settle(charge.token, release, ctx.meter.cost)
+        except charging.SettledElsewhere:
+            return
+        except Exception as exc:
+            attempts += 1
+            outage = processes.is_database_error(exc)
+            if not outage:
+                log.exception("failed to settle the charge of %s (request id %r)", spec.name, ctx.request_id)
+            elif attempts == 1:
+                log.warning("the charge of %s (request id %r) is not settled yet: retrying", spec.name, ctx.request_id)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, SETTLE_RETRY_MAX if outage else 60.0)
+            continue
+        charge.settled = True
+        if attempts:
+            log.info("the charge of %s (request id %r) settled after %d retries", spec.name, ctx.request_id, attempts)
 
 
 def _bind(spec: InboundEvent, data: dict[str, Any]) -> Any:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from realtime.protocol import RequestId
 
 if TYPE_CHECKING:
+    from realtime.charging import Charge
     from realtime.consumers import RealtimeConsumer
 
 
@@ -33,6 +34,9 @@ class RequestContext:
     # user belongs to: the request runs and is charged there.
     application: str | None = None
     meter: Meter = field(default_factory=Meter)
+    # The request's charge, when it has a price: a handler that records its
+    # completion captures it in that transaction (Charge.capture_in_transaction).
+    charge: Charge | None = None
 
     @property
     def user_id(self) -> str:

@@ -74,6 +74,12 @@ def live_server_url() -> Iterator[str]:
     database). End-to-end tests use daphne in a subprocess instead."""
     import uvicorn
 
+    from realtime import processes
+
+    # No heartbeat thread in the test process: pytest-django opens and
+    # blocks the test database around each test (the fault tests run
+    # server subprocesses that heartbeat).
+    processes.disable()
     from ledgercore.asgi import application
 
     port = free_port()
