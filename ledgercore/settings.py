@@ -139,6 +139,10 @@ LEDGERCORE_MAX_FRAME_BYTES = config.integer("LEDGERCORE_MAX_FRAME_BYTES", 65536,
 # A process that has not refreshed its heartbeat for this long is considered
 # dead and its connections leave their rooms (Redis stack only).
 LEDGERCORE_PRESENCE_TIMEOUT_SECONDS = config.number("LEDGERCORE_PRESENCE_TIMEOUT_SECONDS", 15.0, minimum=1.0)
+# On SIGTERM/SIGINT a server process (ledgercore.serve) stops accepting and
+# gives requests in flight this long to finish before it stops them
+# (refunded) and closes every connection with 1001.
+LEDGERCORE_DRAIN_SECONDS = config.number("LEDGERCORE_DRAIN_SECONDS", 10.0, minimum=0.0)
 
 # --- credits ----------------------------------------------------------------
 # Default price per action (event name); per-application overrides in admin.

@@ -21,7 +21,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from accounts import services as accounts
-from realtime import auth, charging, presence, push, rooms, transport
+from realtime import auth, charging, lifecycle, presence, push, rooms, transport
 from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, ValidationFailed
 from realtime.local import local_rooms
@@ -52,6 +52,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.tasks: set[asyncio.Task[None]] = set()
         self.bucket = connection_bucket()
         await self.accept()
+        lifecycle.register(self)
         try:
             user = await self._authenticate()
         except Unauthorized as exc:
@@ -106,6 +107,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if getattr(self, "authenticated", False):
             for room in list(self.rooms):
                 await self.leave_room(room)
+        lifecycle.unregister(self)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # channels' dispatch hops to a worker thread to close stale database
@@ -139,6 +141,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if message["room"] not in getattr(self, "rooms", {}):
             return
         await self.send(text_data=message["text"])
+
+    async def lifecycle_close(self, message: dict[str, Any]) -> None:
+        """The process drains (realtime.lifecycle): close after what was
+        queued for this connection."""
+        await self.close(code=message["code"], reason=message["reason"])
 
     # --- rooms -------------------------------------------------------------
 
@@ -198,6 +205,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         ctx = RequestContext(self, frame.event, frame.id)
         if spec is None:
             await ctx.send("error", {"code": "NOT_FOUND", "message": f"unknown event {frame.event[:100]!r}"})
+            return
+        if lifecycle.refuses(spec.name):
+            await self._send_error(lifecycle.unavailable(), spec.error_event, frame.id, spec.name)
             return
         payload = spec.serializer(data=frame.data)
         if not payload.is_valid():
@@ -261,6 +271,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             # now rather than when it expires.
             if token is not None and not ctx.meter.handed_over:
                 _settle_shielded(spec, ctx, token, True)
+            if not ctx.meter.handed_over:
+                lifecycle.stopped(ctx, spec)
             raise
         if token is not None:
             # The client may close as soon as it has the answer, which cancels

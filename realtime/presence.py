@@ -76,6 +76,10 @@ class MemoryPresence:
     def start(self, on_departures: OnDepartures) -> None:
         """Nothing to sweep: the whole store lives and dies with the process."""
 
+    async def release(self) -> list[Departure]:
+        """Nothing shared to release: the store dies with the process."""
+        return []
+
 
 _JOIN = """
 local added = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
@@ -149,6 +153,36 @@ return out
 """
 
 
+# Removes every membership of one process (ARGV[1]), its record and its
+# heartbeat; returns what _SWEEP returns.
+_RELEASE = """
+local out = {}
+for _, entry in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local i = string.find(entry, '|', 1, true)
+  local j = string.find(entry, '|', i + 1, true)
+  local channel = string.sub(entry, 1, i - 1)
+  local user = string.sub(entry, i + 1, j - 1)
+  local room = string.sub(entry, j + 1)
+  local ckey = ARGV[2] .. ':room:' .. room .. ':conns'
+  local ukey = ARGV[2] .. ':room:' .. room .. ':users'
+  if redis.call('HDEL', ckey, channel) == 1 then
+    local last = 0
+    if redis.call('HINCRBY', ukey, user, -1) <= 0 then
+      redis.call('HDEL', ukey, user)
+      last = 1
+    end
+    table.insert(out, room)
+    table.insert(out, user)
+    table.insert(out, channel)
+    table.insert(out, last)
+  end
+end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[1], ARGV[1])
+return out
+"""
+
+
 class RedisPresence:
     """Membership shared by every server process through Redis."""
 
@@ -203,6 +237,22 @@ class RedisPresence:
     async def sweep(self) -> list[Departure]:
         flat = await lcredis.run_script(
             _SWEEP, [lcredis.key("procs")], [int(self.timeout * 1000), settings.LEDGERCORE_REDIS_PREFIX]
+        )
+        return [Departure(flat[i], flat[i + 1], flat[i + 2], bool(int(flat[i + 3]))) for i in range(0, len(flat), 4)]
+
+    async def release(self) -> list[Departure]:
+        """Leave for good (shutdown): stop heartbeating, remove this
+        process's record and heartbeat, and any membership still in it
+        (returned, to be announced)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._mine.clear()
+        flat = await lcredis.run_script(
+            _RELEASE,
+            [lcredis.key("procs"), lcredis.key("proc", self.process_id)],
+            [self.process_id, settings.LEDGERCORE_REDIS_PREFIX],
         )
         return [Departure(flat[i], flat[i + 1], flat[i + 2], bool(int(flat[i + 3]))) for i in range(0, len(flat), 4)]
 
