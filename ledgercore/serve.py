@@ -91,9 +91,12 @@ class GracefulServer(Server):  # type: ignore[misc]  # daphne is untyped
     async def handle_reply(self, protocol: Any, message: dict[str, Any]) -> None:
         if isinstance(protocol, WebSocketProtocol) and not self.connections.get(protocol, {}).get("disconnected"):
             kind = message.get("type")
-            if kind == "websocket.send" and protocol.state in (protocol.STATE_CLOSING, protocol.STATE_CLOSED):
-                # The close handshake has begun: the frame can no longer be
-                # sent (daphne drops it likewise once the socket is gone).
+            if kind in ("websocket.send", "websocket.close") and protocol.state in (
+                protocol.STATE_CLOSING,
+                protocol.STATE_CLOSED,
+            ):
+                # The close handshake has begun: nothing more can be sent
+                # (daphne drops it likewise once the socket is gone).
                 return
             code = message.get("code") or 1000
             if kind == "websocket.close" and protocol.state == protocol.STATE_OPEN and code in _SENDABLE_CLOSE_CODES:

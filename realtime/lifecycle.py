@@ -10,9 +10,10 @@ On SIGTERM (or SIGINT) the server entry point (``ledgercore.serve``) stops
 listening and runs ``drain``:
 
 1. Until the deadline (``LEDGERCORE_DRAIN_SECONDS``), every connection with
-   no request in flight is closed with 1001 and a reason, at once or as soon
-   as its last request ends (its final events, and the credit events of its
-   charge, go out first: the close goes through the connection's channel).
+   no request in flight is closed with 1001 and a reason: at once if it had
+   none at the signal, else as soon as its last request ends (its final
+   events, and the credit events of its charge, go out first: the close goes
+   through the connection's channel, or directly if the channel is slow).
    New requests are refused with ``UNAVAILABLE`` and ``retryAfter``;
    ``ping``, ``unsubscribe`` and ``*_cancel`` still work.
 2. At the deadline, what is left is stopped: in-process work first (an
@@ -58,6 +59,11 @@ POLL_SECONDS = 0.05
 # long the close handshakes and disconnects get afterwards.
 STOP_GRACE_SECONDS = 0.5
 CLOSE_GRACE_SECONDS = 1.0
+# Connections closed and not yet disconnected at any one time, at most.
+CLOSE_BATCH = 50
+# A close sent through a connection's channel not delivered by then is made
+# directly.
+CHANNEL_CLOSE_WAIT_SECONDS = 0.3
 # All that follows the deadline, at most (the process still has to exit).
 AFTER_DEADLINE_SECONDS = 1.3
 
@@ -174,19 +180,48 @@ async def _flush(timeout: float) -> None:
     await _call_hooks("flush", timeout)
 
 
-async def _close(consumer: RealtimeConsumer) -> None:
-    """Close with 1001 through the connection's own channel, so that what
-    was sent to it before (its credit events) goes out first."""
-    message = {"type": "lifecycle.close", "code": CLOSE_GOING_AWAY, "reason": CLOSE_REASON}
-    try:
-        await consumer.channel_layer.send(consumer.channel_name, message)
-        return
-    except Exception:
-        log.debug("could not queue the close of a connection; closing it now", exc_info=True)
+async def _close_now(consumer: RealtimeConsumer) -> None:
     try:
         await consumer.close(code=CLOSE_GOING_AWAY, reason=CLOSE_REASON)
     except Exception:
         log.debug("closing a connection during shutdown failed", exc_info=True)
+
+
+class _Closer:
+    """Closes connections with 1001: at once, or through the connection's
+    own channel so that what was sent to it before (the events and credit
+    events of the request that just ended) goes out first; directly if the
+    channel has not delivered the close within CHANNEL_CLOSE_WAIT_SECONDS
+    (a busy channel layer)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.closed: set[RealtimeConsumer] = set()
+        self.queued: dict[RealtimeConsumer, float] = {}
+
+    async def now(self, consumer: RealtimeConsumer) -> None:
+        self.closed.add(consumer)
+        self.queued.pop(consumer, None)
+        await _close_now(consumer)
+
+    async def after_queued(self, consumer: RealtimeConsumer) -> None:
+        self.closed.add(consumer)
+        message = {"type": "lifecycle.close", "code": CLOSE_GOING_AWAY, "reason": CLOSE_REASON}
+        try:
+            await consumer.channel_layer.send(consumer.channel_name, message)
+        except Exception:
+            log.debug("could not queue the close of a connection; closing it now", exc_info=True)
+            await _close_now(consumer)
+            return
+        self.queued[consumer] = self.loop.time()
+
+    async def overdue(self) -> None:
+        now = self.loop.time()
+        for consumer, queued in list(self.queued.items()):
+            if consumer not in _consumers:
+                del self.queued[consumer]
+            elif now - queued >= CHANNEL_CLOSE_WAIT_SECONDS:
+                await self.now(consumer)
 
 
 async def _finish_stopped() -> int:
@@ -217,20 +252,29 @@ async def drain(seconds: float, after: float = AFTER_DEADLINE_SECONDS) -> DrainR
     _draining = True
     _forced = forced = asyncio.Event()
     report = DrainReport(connections=len(_consumers))
-    closed: set[RealtimeConsumer] = set()
+    closer = _Closer(loop)
+    idle_at_signal = {c for c in _consumers if not c.tasks}
 
     def left(grace: float) -> float:
         return max(min(grace, end - loop.time()), 0.0)
 
     while loop.time() < deadline and not forced.is_set():
-        idle = [c for c in _consumers if c not in closed and not c.tasks]
+        # Paced: the disconnects of the connections being closed (rooms
+        # left, announced) share the channel layer's and Redis's connections.
+        room = CLOSE_BATCH - sum(1 for c in closer.closed if c in _consumers)
+        idle = [c for c in _consumers if c not in closer.closed and not c.tasks][: max(room, 0)]
         if idle:
             await _flush(max(deadline - loop.time(), 0.0))
             for consumer in idle:
                 if consumer in _consumers and not consumer.tasks:
-                    closed.add(consumer)
-                    await _close(consumer)
+                    # Idle at the signal: at once. Idle since: after the
+                    # events of its last request.
+                    if consumer in idle_at_signal:
+                        await closer.now(consumer)
+                    else:
+                        await closer.after_queued(consumer)
                     report.closed_idle += 1
+        await closer.overdue()
         if not _consumers and not _busy():
             break
         with contextlib.suppress(TimeoutError):
@@ -254,13 +298,13 @@ async def drain(seconds: float, after: float = AFTER_DEADLINE_SECONDS) -> DrainR
             await asyncio.wait(list(_SETTLING), timeout=left(STOP_GRACE_SECONDS))
         report.stopped_requests = await _finish_stopped()
     await _flush(left(STOP_GRACE_SECONDS))
-    for consumer in [c for c in _consumers if c not in closed]:
-        closed.add(consumer)
-        await _close(consumer)
+    for consumer in [c for c in _consumers if c not in closer.closed]:
+        await closer.after_queued(consumer)
         report.closed_at_deadline += 1
 
     grace_end = loop.time() + left(CLOSE_GRACE_SECONDS)
     while (_consumers or _busy()) and loop.time() < grace_end:
+        await closer.overdue()
         await asyncio.sleep(POLL_SECONDS)
     report.not_disconnected = len(_consumers)
     report.seconds = loop.time() - started
