@@ -40,6 +40,7 @@ bench: install
 	.venv/bin/python bench/compliance.py
 	.venv/bin/python bench/chat.py
 	.venv/bin/python bench/charging_faults.py
+	.venv/bin/python bench/shutdown.py
 
 clean:
 	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache .hypothesis

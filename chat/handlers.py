@@ -19,6 +19,7 @@ the id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from typing import Any
@@ -195,6 +196,16 @@ async def chat(ctx: RequestContext, data: dict[str, Any]) -> None:
         result = await future
     except asyncio.CancelledError:
         cancel.cancel()
+        # Nobody awaits the worker now: retrieve its outcome so that it is
+        # not logged as an error never retrieved.
+        future.add_done_callback(lambda done: done.cancelled() or done.exception())
+        # The turn ends here (the connection closed, or the server is
+        # shutting down): typing stops for the room and, if it is still
+        # open, this connection, so chat_typing keeps its pair.
+        with contextlib.suppress(Exception):
+            await ctx.send("chat_stop_typing", ids)
+        with contextlib.suppress(Exception):
+            await push.broadcast(room, "chat_stop_typing", ids)
         raise
     except services.ChatError as exc:
         await emit("chat_stop_typing", ids)

@@ -44,6 +44,7 @@ from compliance import analysis, graph
 from compliance.analysis import ClusterFact, Limits, Walk
 from compliance.graph import AssetFact, EdgeBatch, LabelFact
 from compliance.models import Address, AnalysisJob, Cluster, JobStatus
+from realtime import lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +297,7 @@ def fail_job(job_id: str, code: str, message: str) -> bool:
     if not failed:
         return False
     job = AnalysisJob.objects.select_related("user").get(pk=job_id)
-    if code in ("INTERNAL", "TIMEOUT"):
+    if code in ("INTERNAL", "TIMEOUT", "UNAVAILABLE"):
         release_charge(job)
     _publish(job, "address_analysis_error", {"jobId": job_id, "code": code, "message": message}, to_user=True)
     return True
@@ -371,13 +372,35 @@ _pool_lock = threading.Lock()
 _reaper: threading.Thread | None = None
 
 
+# Jobs handed to this process's pool and not yet ended (inprocess runner).
+_local: set[str] = set()
+
+
 def _run_in_thread(job_id: str) -> None:
     try:
         run_job(job_id)
     except Exception:
         log.exception("analysis job %s crashed its worker thread", job_id)
     finally:
+        _local.discard(job_id)
         connection.close()
+
+
+def stop_local_jobs() -> int:
+    """Shutdown: fail (and refund) the jobs queued or running in this
+    process's pool; a running one stops at its next step."""
+    stopped = 0
+    try:
+        for job_id in list(_local):
+            if fail_job(job_id, "UNAVAILABLE", "the server running the analysis shut down; it was refunded, retry it"):
+                stopped += 1
+            _local.discard(job_id)
+    finally:
+        connection.close()
+    return stopped
+
+
+lifecycle.add_work(lifecycle.Work("address analyses", busy=lambda: len(_local), stop=stop_local_jobs))
 
 
 def _reaper_loop() -> None:
@@ -412,4 +435,5 @@ def dispatch(job_id: str) -> None:
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(settings.LEDGERCORE_ANALYSIS_WORKERS, thread_name_prefix="analysis")
+    _local.add(job_id)
     _pool.submit(_run_in_thread, job_id)

@@ -23,7 +23,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from credits.models import EntryKind, LedgerEntry, OutboxEvent
-from realtime import processes, push
+from realtime import lifecycle, processes, push
 from realtime.layers import NoLocalReceivers
 
 log = logging.getLogger(__name__)
@@ -165,6 +165,11 @@ _dispatcher = _Dispatcher()
 
 def flush_dispatcher(timeout: float = 5.0) -> bool:
     return _dispatcher.flush(timeout)
+
+
+# A shutdown pushes the events of what this process committed before its
+# connections close.
+lifecycle.add_work(lifecycle.Work("credit events", flush=lambda: flush_dispatcher(2.0)))
 
 
 def _mark_all(delivered: list[int], failed: list[int]) -> None:

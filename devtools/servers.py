@@ -1,5 +1,6 @@
-"""Real server processes for end-to-end tests and benchmarks: daphne, as
-``make run`` runs it, on a fresh database of either stack."""
+"""Real server processes for end-to-end tests and benchmarks: the server
+(``ledgercore.serve``: daphne draining on SIGTERM) as ``make run`` runs it,
+on a fresh database of either stack."""
 
 from __future__ import annotations
 
@@ -34,9 +35,19 @@ def manage(env: dict[str, str], *args: str) -> str:
 
 
 class DaphneProcess:
-    def __init__(self, env: dict[str, str], log_path: Path, app: str = "ledgercore.asgi:application") -> None:
+    """A server process. ``server_module`` is what runs it: ``ledgercore.serve``
+    (daphne draining on SIGTERM, as ``make run``) or ``daphne`` itself."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        app: str = "ledgercore.asgi:application",
+        server_module: str = "ledgercore.serve",
+    ) -> None:
         self.port = free_port()
         self.app = app
+        self.server_module = server_module
         self.env = env
         self.log_path = log_path
         self.url = f"ws://127.0.0.1:{self.port}"
@@ -46,7 +57,7 @@ class DaphneProcess:
     def start(self) -> DaphneProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), self.app],
+            [sys.executable, "-m", self.server_module, "-b", "127.0.0.1", "-p", str(self.port), self.app],
             cwd=ROOT,
             env=self.env,
             stdout=log,
@@ -66,14 +77,22 @@ class DaphneProcess:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
-    def stop(self) -> None:
+    def drain_seconds(self) -> float:
+        return float(self.env.get("LEDGERCORE_DRAIN_SECONDS") or 10)
+
+    def stop(self) -> int | None:
+        """SIGTERM, as a deployment stops it: the server drains (up to
+        LEDGERCORE_DRAIN_SECONDS) and exits; killed if it overstays. Returns
+        the exit code (None if it had to be killed)."""
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=10)
+                return self.process.wait(timeout=self.drain_seconds() + 5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+                return None
+        return self.process.returncode if self.process else None
 
     def kill(self) -> None:
         """Dies as a crashed process does: no disconnect handling at all."""

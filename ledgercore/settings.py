@@ -217,6 +217,10 @@ if LEDGERCORE_PROCESS_DEAD_SECONDS < 3 * LEDGERCORE_PROCESS_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured(
         "LEDGERCORE_PROCESS_DEAD_SECONDS: must be at least three LEDGERCORE_PROCESS_HEARTBEAT_SECONDS"
     )
+# On SIGTERM/SIGINT a server process (ledgercore.serve) stops accepting and
+# gives requests in flight this long to finish before it stops them
+# (refunded) and closes every connection with 1001.
+LEDGERCORE_DRAIN_SECONDS = config.number("LEDGERCORE_DRAIN_SECONDS", 10.0, minimum=0.0)
 
 # --- credits ----------------------------------------------------------------
 # Default price per action (event name); per-application overrides in admin.

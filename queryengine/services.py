@@ -38,7 +38,7 @@ from queryengine.compiler import Caller, CompiledQuery, compile_query
 from queryengine.errors import QueryError
 from queryengine.executor import CancelHandle, DatabaseTarget, EarlyConnection, ExecutionResult, execute
 from queryengine.models import QueryLimits, QueryRecord
-from realtime import processes
+from realtime import lifecycle, processes
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,9 @@ def describe_catalog() -> dict[str, Any]:
 
 _running: dict[str, tuple[int, CancelHandle]] = {}
 _running_lock = threading.Lock()
+# A shutdown waits for the queries of this process to end (their tasks are
+# cancelled at the drain deadline, which cancels them).
+lifecycle.add_work(lifecycle.Work("queries", busy=lambda: len(_running)))
 
 
 def cancel_query(query_id: str, *, user_pk: int) -> bool:
@@ -576,6 +579,11 @@ def _discard(item: Awaitable[None] | None) -> None:
         close()  # a coroutine never awaited
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _in_worker(**kwargs: Any) -> QueryOutcome:
     # This thread's ORM connections, as Django treats a request's: kept for
     # the next query run by this (pooled) thread only within CONN_MAX_AGE
@@ -628,6 +636,9 @@ async def run_query_async(
     except asyncio.CancelledError:
         cancel.cancel()
         outbox.abort()
+        # Nobody awaits the worker now: retrieve its outcome (the query's
+        # cancellation) so it is not logged as an error never retrieved.
+        future.add_done_callback(_retrieve)
         raise
     except QueryFailed:
         # The events before the failure go out before its query_error.

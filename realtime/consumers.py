@@ -20,7 +20,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from accounts import services as accounts
-from realtime import auth, charging, history, presence, processes, push, rooms, streams, transport
+from realtime import auth, charging, history, lifecycle, presence, processes, push, rooms, streams, transport
 from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, Unavailable, ValidationFailed
 from realtime.local import local_rooms
@@ -62,6 +62,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.bucket = connection_bucket()
         processes.start()
         await self.accept()
+        lifecycle.register(self)
         try:
             user = await self._authenticate()
         except Unauthorized as exc:
@@ -134,6 +135,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if getattr(self, "authenticated", False):
             for room in list(self.rooms):
                 await self.leave_room(room)
+        lifecycle.unregister(self)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         # However the consumer ends (a failure outside a handler, the server
@@ -190,6 +192,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
         # In offset order, exactly once (realtime.streams).
         await self.streams.deliver(message)
+
+    async def lifecycle_close(self, message: dict[str, Any]) -> None:
+        """The process drains (realtime.lifecycle): close after what was
+        queued for this connection."""
+        await self.close(code=message["code"], reason=message["reason"])
 
     # --- rooms -------------------------------------------------------------
 
@@ -292,6 +299,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         if spec is None:
             await ctx.send("error", {"code": "NOT_FOUND", "message": f"unknown event {frame.event[:100]!r}"})
             return
+        if lifecycle.refuses(spec.name):
+            await self._send_error(lifecycle.unavailable(), spec.error_event, frame.id, spec.name)
+            return
         payload = spec.serializer(data=frame.data)
         if not payload.is_valid():
             errors = _flatten_errors(payload.errors)
@@ -368,6 +378,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             # now rather than when it expires.
             if charge is not None and not charge.settled and not ctx.meter.handed_over:
                 _settle_shielded(spec, ctx, charge, True)
+            if not ctx.meter.handed_over:
+                lifecycle.stopped(ctx, spec)
             raise
         if charge is not None and not charge.settled:
             # The client may close as soon as it has the answer, which cancels

@@ -81,6 +81,10 @@ class MemoryPresence:
     def retry_announcement(self, departure: Departure) -> None:
         log.warning("user_left_room for %s in %s could not be sent", departure.user_id, departure.room)
 
+    async def release(self) -> list[Departure]:
+        """Nothing shared to release: the store dies with the process."""
+        return []
+
 
 # The marker room:<room>:left:<user> says "this user's departure from the
 # room was announced and the user has not come back since"; it lets the
@@ -248,6 +252,38 @@ def _entry(room: str, channel: str, user_id: str) -> str:
 
 def _departures(flat: list[Any]) -> list[Departure]:
     return [Departure(flat[i], flat[i + 1], flat[i + 2], bool(int(flat[i + 3]))) for i in range(0, len(flat), 4)]
+
+
+# Removes every membership of one process (ARGV[1]), its record and its
+# heartbeat, marking announced departures as _SWEEP does (ARGV[3]: the
+# marker's lifetime in ms); returns what _SWEEP returns.
+_RELEASE = """
+local out = {}
+for _, entry in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local i = string.find(entry, '|', 1, true)
+  local j = string.find(entry, '|', i + 1, true)
+  local channel = string.sub(entry, 1, i - 1)
+  local user = string.sub(entry, i + 1, j - 1)
+  local room = string.sub(entry, j + 1)
+  local ckey = ARGV[2] .. ':room:' .. room .. ':conns'
+  local ukey = ARGV[2] .. ':room:' .. room .. ':users'
+  if redis.call('HDEL', ckey, channel) == 1 then
+    local last = 0
+    if redis.call('HINCRBY', ukey, user, -1) <= 0 then
+      redis.call('HDEL', ukey, user)
+      redis.call('SET', ARGV[2] .. ':room:' .. room .. ':left:' .. user, '1', 'PX', ARGV[3])
+      last = 1
+    end
+    table.insert(out, room)
+    table.insert(out, user)
+    table.insert(out, channel)
+    table.insert(out, last)
+  end
+end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[1], ARGV[1])
+return out
+"""
 
 
 class RedisPresence:
@@ -427,6 +463,22 @@ class RedisPresence:
         for key in leaves:
             self._unsent_leaves.pop(key, None)
         return departures
+
+    async def release(self) -> list[Departure]:
+        """Leave for good (shutdown): stop heartbeating, remove this
+        process's record and heartbeat, and any membership still in it
+        (returned, to be announced)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._mine.clear()
+        flat = await lcredis.run_script(
+            _RELEASE,
+            [lcredis.key("procs"), lcredis.key("proc", self.process_id)],
+            [self.process_id, settings.LEDGERCORE_REDIS_PREFIX, self._marker_ms],
+        )
+        return _departures(flat)
 
     async def _run(self, on_departures: OnDepartures) -> None:
         beat = min(max(self.timeout / 3, 0.2), 1.0)

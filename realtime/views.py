@@ -12,6 +12,7 @@ from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
+from realtime import lifecycle
 from realtime import redis as lcredis
 from realtime.asyncapi import build_document
 
@@ -42,7 +43,10 @@ async def _channel_layer_answers() -> None:
 
 
 async def readyz(request: HttpRequest) -> JsonResponse:
-    """The database and the channel layer (and Redis, if configured) answer."""
+    """The database and the channel layer (and Redis, if configured) answer,
+    and the process is not shutting down."""
+    if lifecycle.draining():
+        return JsonResponse({"status": "draining", "checks": {}}, status=503)
     checks: dict[str, Awaitable[object]] = {
         "database": database_sync_to_async(_database_answers)(),
         "channel_layer": _channel_layer_answers(),

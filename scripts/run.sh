@@ -25,4 +25,5 @@ Development token for demo_user in app_demo (valid 24 h):
 $token
 
 INFO
-exec .venv/bin/daphne -b "$HOST" -p "$PORT" ledgercore.asgi:application
+# daphne, draining on SIGTERM/Ctrl-C (LEDGERCORE_DRAIN_SECONDS; Ctrl-C twice: at once).
+exec $PY manage.py serve -b "$HOST" -p "$PORT" ledgercore.asgi:application
