@@ -41,6 +41,9 @@ bench: install
 	.venv/bin/python bench/chat.py
 	.venv/bin/python bench/charging_faults.py
 	.venv/bin/python bench/shutdown.py
+	.venv/bin/python bench/recovery.py
+	.venv/bin/python bench/slow_consumers.py
+	.venv/bin/python bench/asgi_servers.py
 
 clean:
 	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache .hypothesis
