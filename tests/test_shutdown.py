@@ -234,12 +234,18 @@ def test_sigterm_drains_requests_closes_1001_releases_presence_and_exits_cleanly
     assert bob_frames[-1]["data"]["newBalance"] == GRANTS * 10 - PRICE
 
     # Alice's query was stopped at the deadline: its final error, then the
-    # release's balance, then the close.
+    # close. The release's balance event follows the error when it is
+    # dispatched within the after-deadline budget (AFTER_DEADLINE_SECONDS;
+    # on a loaded machine it may not be, and the client gets its balance
+    # after its next `connected`); the release itself is checked in the
+    # ledger below.
     alice_frames = result["alice"][0]
     final = request_frames(alice_frames, "slow")[-1]
     assert final["event"] == "query_error" and final["data"]["code"] == "UNAVAILABLE", final
-    assert alice_frames[-1]["event"] == "credit_balance_updated", [f["event"] for f in alice_frames]
-    assert alice_frames[-1]["data"]["newBalance"] == GRANTS * 10
+    after_error = alice_frames[alice_frames.index(final) + 1 :]
+    assert all(f["event"] == "credit_balance_updated" for f in after_error), [f["event"] for f in after_error]
+    for frame in after_error:
+        assert frame["data"]["newBalance"] == GRANTS * 10, frame
 
     # The ledger: bob's hold captured, alice's released, the refused request
     # never held; every account reconciles.
