@@ -242,10 +242,11 @@ def test_sigterm_drains_requests_closes_1001_releases_presence_and_exits_cleanly
     alice_frames = result["alice"][0]
     final = request_frames(alice_frames, "slow")[-1]
     assert final["event"] == "query_error" and final["data"]["code"] == "UNAVAILABLE", final
+    # Only credit events may follow it (the release's, and the outbox
+    # relay's at-least-once re-sends of earlier ones); nothing of the query.
     after_error = alice_frames[alice_frames.index(final) + 1 :]
-    assert all(f["event"] == "credit_balance_updated" for f in after_error), [f["event"] for f in after_error]
-    for frame in after_error:
-        assert frame["data"]["newBalance"] == GRANTS * 10, frame
+    assert all(f["event"].startswith("credit") for f in after_error), [f["event"] for f in after_error]
+    assert not request_frames(after_error, "slow"), after_error
 
     # The ledger: bob's hold captured, alice's released, the refused request
     # never held; every account reconciles.
