@@ -54,3 +54,11 @@ def invalid(message: str, *, line: int | None = None, column: int | None = None)
 
 def forbidden(message: str, *, line: int | None = None, column: int | None = None) -> QueryError:
     return QueryError(UNAUTHORIZED, message, line=line, column=column)
+
+
+class ConnectionGone(RuntimeError):
+    """The caller's connection went away: nobody sends the query's events.
+
+    Raised by a progress or row callback; the executor stops reporting and
+    lets the query end on its cancellation, without logging a fault.
+    """

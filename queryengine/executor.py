@@ -230,6 +230,8 @@ class _Run:
             if self.stopped() is not None:
                 return 1
             self.progress()
+        except errors.ConnectionGone:
+            return 1
         except Exception:
             log.exception("query progress callback failed")
             return 1
@@ -268,6 +270,8 @@ class _Run:
             while not done.wait(PROGRESS_SECONDS / 4):
                 try:
                     self.progress()
+                except errors.ConnectionGone:
+                    return
                 except Exception:
                     log.exception("query progress callback failed")
                     return

@@ -35,7 +35,7 @@ from accounts.models import User
 from queryengine import errors, pgrole
 from queryengine.catalog import catalog
 from queryengine.compiler import Caller, CompiledQuery, compile_query
-from queryengine.errors import QueryError
+from queryengine.errors import ConnectionGone, QueryError
 from queryengine.executor import CancelHandle, DatabaseTarget, EarlyConnection, ExecutionResult, execute
 from queryengine.models import QueryLimits, QueryRecord
 from realtime import lifecycle, processes
@@ -489,10 +489,6 @@ CALLBACK_TIMEOUT_SECONDS = 30.0
 # socket slower than the query still slows the query down.
 EVENTS_IN_FLIGHT = 4
 _EMPTY = object()
-
-
-class ConnectionGone(RuntimeError):
-    """The awaiting task was cancelled: nobody sends the query's events."""
 
 
 class _Outbox:
