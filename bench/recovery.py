@@ -17,7 +17,7 @@ measures from its return:
   arrived (sent to a group whose memberships were not re-added yet).
 
 Finally ``--operations`` random join/leave/close/kill operations (as
-tests/test_presence_churn.py) and the time from the last one until
+tests/realtime/test_presence_churn.py) and the time from the last one until
 presence is exact. Not a test: figures depend on the machine; see
 docs/benchmarks.md.
 

@@ -1,5 +1,5 @@
 """The LedgerCore ASGI application with an in-process publisher, for
-bench/slow_consumers.py and tests/test_slow_consumers.py (run it as
+bench/slow_consumers.py and tests/realtime/test_slow_consumers.py (run it as
 ``DaphneProcess(env, log, app="devtools.publisher_app:application")``).
 
 From the first WebSocket connection on, ``application_broadcast`` events go

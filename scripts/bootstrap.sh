@@ -10,7 +10,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(0 if
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-# anvil (a local Ethereum node) for tests/test_compliance_rpc.py, from npm into
+# anvil (a local Ethereum node) for tests/compliance/test_compliance_rpc.py, from npm into
 # .cache/anvil. Optional: without npm or the registry those tests skip, so a
 # failure here must not fail the bootstrap.
 if [ ! -e .cache/anvil/node_modules/.bin/anvil ]; then

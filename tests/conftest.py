@@ -3,6 +3,16 @@
 The same suite runs on the embedded stack (SQLite, in-memory layer) and on
 the scaled stack (PostgreSQL, Redis) depending on DATABASE_URL/REDIS_URL;
 scripts/test.sh runs both.
+
+Layout: one package per app, tests/<app>/ for realtime, accounts, credits,
+compliance, marketdata, queryengine and chat, holding the tests of that app's
+behaviour (its events over a real WebSocket included). tests/realtime also
+holds the core's cross-process behaviour: presence churn, Redis outages and
+Sentinel, missed-event recovery across processes, slow consumers, fuzzing and
+hostile frames. tests/system holds what spans the whole project: the server as
+a subprocess end to end, graceful shutdown, charging under faults and SIGKILL,
+and the project wiring (HTTP endpoints, settings validation, management
+commands). Shared client helpers stay at the top: wsclient, rawws, redisfaults.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 never charged; a PostgreSQL outage ends a request with UNAVAILABLE and the
 server serves again when PostgreSQL is back; the holds of dead processes
 are released, and reconcile_ledger tells a hold settled wrongly. (A server
-killed with SIGKILL: tests/test_charging_kill.py.)
+killed with SIGKILL: tests/system/test_charging_kill.py.)
 
 The fault tests start real processes: daphne, and for the outage a
 PostgreSQL cluster of their own (devtools.pgcluster) that they stop and
@@ -27,7 +27,7 @@ from devtools.chargefaults import final_of, grant, hello, pending_holds, recv, s
 from devtools.pgcluster import PostgresCluster
 from devtools.servers import DaphneProcess, manage, migrated_environment
 from queryengine.models import QueryLimits
-from tests.test_query_ws import DONE, SLOW_SQL, connected, frames_until, fund
+from tests.queryengine.test_query_ws import DONE, SLOW_SQL, connected, frames_until, fund
 from tests.wsclient import DEV_SECRET, dev_token, unique
 
 # Short liveness settings, so that a dead process's holds go within seconds.

@@ -1,6 +1,6 @@
 """Which connections get a direct writer (realtime.transport): daphne's own
 WebSocket send callable does, anything else keeps the ASGI send. The writing
-itself is tested end to end under daphne (tests/test_end_to_end.py)."""
+itself is tested end to end under daphne (tests/system/test_end_to_end.py)."""
 
 from __future__ import annotations
 

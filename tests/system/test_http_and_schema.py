@@ -19,7 +19,7 @@ from realtime.asyncapi import build_document
 from realtime.rooms import group_name
 from tests.wsclient import DEV_SECRET
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_EVENTS = {
     "connected": ["userId", "sid", "timestamp"],
     "ping": [],

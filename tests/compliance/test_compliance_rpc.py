@@ -31,7 +31,7 @@ from compliance.models import Transaction, Transfer, TxStatus
 from compliance.rpc import TRANSFER_TOPIC, EthBlockIngester, RpcClient, RpcError, RpcTransportError, map_block
 from devtools.servers import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ANVIL_PREFIX = ROOT / ".cache" / "anvil"
 ETH = 10**18
 GAS = hex(200_000)

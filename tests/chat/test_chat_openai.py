@@ -17,7 +17,7 @@ from chat import services
 from chat.eval import fixtures
 from chat.translators import ChatContext, TranslatorUnavailable
 from chat.translators.openai import OpenAITranslator
-from tests.test_chat_ws import assert_well_formed, turn
+from tests.chat.test_chat_ws import assert_well_formed, turn
 from tests.wsclient import connected, unique
 
 VOLUME_SQL = "SELECT venue, sum(size) AS volume FROM trades WHERE symbol = :symbol GROUP BY venue ORDER BY venue"

@@ -15,7 +15,7 @@ from typing import Any
 from devtools.chargefaults import KillRun, grant, pending_holds, server_rows, settlement_problems
 from devtools.servers import manage, migrated_environment
 from tests.conftest import scaled_stack
-from tests.test_charging_faults import FAST_SQL, FAULT_ENV, MEDIUM_SQL
+from tests.system.test_charging_faults import FAST_SQL, FAULT_ENV, MEDIUM_SQL
 from tests.wsclient import DEV_SECRET
 
 # Charged requests of the test (bench/charging_faults.py runs 500).
