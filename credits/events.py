@@ -1,8 +1,9 @@
-"""Credit events: the ledger's signal writes a durable outbox row in the
-entry's transaction; after commit the events are pushed to ``user:<userId>``
-and the row is marked delivered. Rows left undelivered (a process died
-between commit and send, the layer failed) are re-sent by the relay of any
-server process. Delivery is at-least-once; clients dedupe by ``sequence``.
+"""Credit events: the code that writes a ledger entry also writes a durable
+outbox row in the entry's transaction (``write_outbox``); after commit the
+events are pushed to ``user:<userId>`` and the row is marked delivered.
+Rows left undelivered (a process died between commit and send, the layer
+failed) are re-sent by the relay of any server process. Delivery is
+at-least-once; clients dedupe by ``sequence``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
-from django.db.models.signals import post_save
-from django.dispatch import receiver
 from django.utils import timezone
 
 from credits.models import EntryKind, LedgerEntry, OutboxEvent
@@ -68,11 +67,10 @@ def events_for(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
-@receiver(post_save, sender=LedgerEntry, dispatch_uid="credits-outbox")
-def ledger_entry_written(sender: type, instance: LedgerEntry, created: bool, **kwargs: Any) -> None:
-    if not created:
-        return
-    outbox = OutboxEvent.objects.create(entry=instance)
+def write_outbox(entry: LedgerEntry) -> None:
+    """Record that ``entry``'s events must be sent, in the caller's (the
+    entry's) transaction; called by the code that writes the entry."""
+    outbox = OutboxEvent.objects.create(entry=entry)
     # Only after commit: a rolled-back movement announces nothing. The send
     # happens on the dispatcher thread, so the committing caller never waits
     # for the channel layer.

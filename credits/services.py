@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from credits import expiry
+from credits import events, expiry
 from credits.combining import GroupCommit, Movement, Session
 from credits.models import ActorType, CreditAccount, CreditBlock, EntryKind, Hold, LedgerEntry, Price
 from realtime.processes import DeadOwners
@@ -169,6 +169,7 @@ def _append(
     entry.hash = entry_hash(entry)
     account.last_hash = entry.hash
     entry.save(force_insert=True)
+    events.write_outbox(entry)
     session.remember(entry)
     if amount < 0 and kind != EntryKind.EXPIRY:
         expiry.take(account, entry, -amount)
