@@ -2,8 +2,8 @@
 outbox row in the entry's transaction (``write_outbox``); after commit the
 events are pushed to ``user:<userId>`` and the row is marked delivered.
 Rows left undelivered (a process died between commit and send, the layer
-failed) are re-sent by the relay of any server process. Delivery is
-at-least-once; clients dedupe by ``sequence``.
+failed) are re-sent by the relay (credits.relay) of any server process.
+Delivery is at-least-once; clients dedupe by ``sequence``.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ from datetime import timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from credits.models import EntryKind, LedgerEntry, OutboxEvent
-from realtime import lifecycle, processes, push
+from realtime import lifecycle, push
 from realtime.layers import NoLocalReceivers
 
 log = logging.getLogger(__name__)
@@ -219,41 +218,3 @@ def pending_ids(older_than_seconds: float, limit: int = 500) -> list[int]:
         .order_by("created_at")
         .values_list("pk", flat=True)[:limit]
     )
-
-
-async def relay_once(older_than_seconds: float | None = None) -> int:
-    """Re-send what commit-time delivery did not confirm; release expired
-    holds; expire credits past their expiry date. Returns how many outbox
-    rows were sent."""
-    from credits.services import expire_credits, release_expired_holds
-
-    await database_sync_to_async(release_expired_holds)()
-    await database_sync_to_async(expire_credits)()
-    wait = settings.LEDGERCORE_OUTBOX_RETRY_SECONDS if older_than_seconds is None else older_than_seconds
-    ids = await database_sync_to_async(pending_ids)(wait)
-    return await adeliver(ids) if ids else 0
-
-
-_relay_task: asyncio.Task[None] | None = None
-
-
-def start_relay() -> None:
-    """Run the relay in this server process (idempotent)."""
-    global _relay_task
-    if _relay_task is None or _relay_task.done():
-        _relay_task = asyncio.get_running_loop().create_task(_relay_loop())
-
-
-async def _relay_loop() -> None:
-    interval = max(settings.LEDGERCORE_OUTBOX_RETRY_SECONDS / 2, 0.1)
-    while True:
-        try:
-            await relay_once()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if processes.is_database_error(exc):
-                log.warning("credit outbox relay: the database does not answer (%s); retrying", type(exc).__name__)
-            else:
-                log.exception("credit outbox relay failed; retrying")
-        await asyncio.sleep(interval)

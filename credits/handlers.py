@@ -9,7 +9,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from rest_framework import serializers
 
-from credits import events, services
+from credits import relay, services
 from realtime import charging, processes
 from realtime.context import RequestContext
 from realtime.payloads import Payload
@@ -67,7 +67,7 @@ registry.outbound(
 
 @registry.on_connect
 async def send_balance(ctx: RequestContext) -> None:
-    events.start_relay()
+    relay.start_relay()
     balance = await database_sync_to_async(services.get_balance)(ctx.user_pk, ctx.application_id)
     await ctx.connection.send_event(
         "credit_balance_updated",
