@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from credits.models import EntryKind, LedgerEntry, OutboxEvent
+from credits.payloads import balance_payload
 from realtime import lifecycle, push
 from realtime.layers import NoLocalReceivers
 
@@ -32,16 +33,6 @@ DEDUCTED_KINDS = {EntryKind.DEDUCTION, EntryKind.EXPIRY}
 
 def _ms(entry: LedgerEntry) -> int:
     return int(entry.created_at.timestamp() * 1000)
-
-
-def balance_payload(entry: LedgerEntry) -> dict[str, Any]:
-    return {
-        "newBalance": entry.balance_after,
-        "lifetimeEarned": entry.lifetime_earned_after,
-        "lifetimeSpent": entry.lifetime_spent_after,
-        "applicationId": entry.account.application_id,
-        "sequence": entry.sequence,
-    }
 
 
 def events_for(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
@@ -62,7 +53,14 @@ def events_for(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
         events.append(("credits_deducted", {"amount": -entry.amount, "action": entry.action, **common}))
     elif entry.kind == EntryKind.CAPTURE and entry.spent > 0:
         events.append(("credits_deducted", {"amount": entry.spent, "action": entry.action, **common}))
-    events.append(("credit_balance_updated", balance_payload(entry)))
+    balance = balance_payload(
+        application_id=entry.account.application_id,
+        balance=entry.balance_after,
+        lifetime_earned=entry.lifetime_earned_after,
+        lifetime_spent=entry.lifetime_spent_after,
+        sequence=entry.sequence,
+    )
+    events.append(("credit_balance_updated", balance))
     return events
 
 
