@@ -11,6 +11,7 @@ import logging
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_fixed
 
 from credits import events
 from credits.services import expire_credits, release_expired_holds
@@ -40,16 +41,22 @@ def start_relay() -> None:
         _relay_task = asyncio.get_running_loop().create_task(_relay_loop())
 
 
+def _log_failure(attempt: RetryCallState) -> None:
+    exc = attempt.outcome.exception() if attempt.outcome is not None else None
+    if exc is not None and processes.is_database_error(exc):
+        log.warning("credit outbox relay: the database does not answer (%s); retrying", type(exc).__name__)
+    else:
+        log.error("credit outbox relay failed; retrying", exc_info=exc)
+
+
 async def _relay_loop() -> None:
     interval = max(settings.LEDGERCORE_OUTBOX_RETRY_SECONDS / 2, 0.1)
+    # A failed pass is logged and retried after the same interval, without
+    # limit: the relay runs for the life of the process. Cancellation (a
+    # BaseException) is not retried.
+    retrying = AsyncRetrying(
+        wait=wait_fixed(interval), retry=retry_if_exception_type(Exception), before_sleep=_log_failure
+    )
     while True:
-        try:
-            await relay_once()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if processes.is_database_error(exc):
-                log.warning("credit outbox relay: the database does not answer (%s); retrying", type(exc).__name__)
-            else:
-                log.exception("credit outbox relay failed; retrying")
+        await retrying(relay_once)
         await asyncio.sleep(interval)
