@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -82,7 +81,7 @@ def get_balance(user_pk: int, application_id: str) -> Balance:
 _group = GroupCommit(locked_account, (CreditError,))
 
 
-def _move(user_pk: int, application_id: str, movement: Movement, idempotency_key: str | None = None) -> Any:
+def _move[T](user_pk: int, application_id: str, movement: Movement[T], idempotency_key: str | None = None) -> T:
     return _group.run((user_pk, application_id), movement, idempotency_key)
 
 
