@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.db import transaction
+from django.db import close_old_connections, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -111,8 +111,6 @@ class _Dispatcher:
                     self._thread.start()
 
     def _run(self) -> None:
-        from django.db import close_old_connections, connections
-
         loop = asyncio.new_event_loop()
         try:
             while True:
