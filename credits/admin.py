@@ -24,7 +24,7 @@ class MovementForm(forms.Form):
     )
 
     def clean_reason(self) -> str:
-        reason = self.cleaned_data["reason"].strip()
+        reason = str(self.cleaned_data["reason"]).strip()
         if not reason:
             raise forms.ValidationError("A reason is required.")
         return reason

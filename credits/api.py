@@ -30,7 +30,8 @@ from credits.models import CreditAccount, EntryKind, LedgerEntry
 from credits.reconcile import reconcile_accounts
 
 
-class BearerTokenScheme(OpenApiAuthenticationExtension):
+# drf-spectacular registers the extension in its untyped __init_subclass__.
+class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     """Documents realtime.rest.BearerTokenAuthentication in the OpenAPI schema."""
 
     target_class = "realtime.rest.BearerTokenAuthentication"

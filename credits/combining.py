@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -56,24 +56,25 @@ class Session:
         return self._known is not None
 
 
-Movement = Callable[[Session], Any]
+type Movement[T] = Callable[[Session], T]
 LockAccount = Callable[[int, str], CreditAccount]
 
 
 @dataclass
-class _Request:
-    movement: Movement
+class _Request[T]:
+    movement: Movement[T]
     idempotency_key: str | None
     wake: threading.Event = field(default_factory=threading.Event)
     lead: bool = False
     finished: bool = False
-    result: Any = None
+    result: T | None = None
     error: BaseException | None = None
 
-    def outcome(self) -> Any:
+    def outcome(self) -> T:
         if self.error is not None:
             raise self.error
-        return self.result
+        # Set by the movement (which may itself return None) before finished.
+        return cast(T, self.result)
 
 
 ACCOUNT_FIELDS = [
@@ -92,16 +93,16 @@ class GroupCommit:
         self._lock_account = lock_account
         self._business_errors = business_errors
         self._mutex = threading.Lock()
-        self._queues: dict[AccountKey, list[_Request]] = {}
+        self._queues: dict[AccountKey, list[_Request[Any]]] = {}
         self._committing: dict[AccountKey, int] = {}
         self.batches = 0
         self.movements = 0
 
-    def run(self, key: AccountKey, movement: Movement, idempotency_key: str | None = None) -> Any:
+    def run[T](self, key: AccountKey, movement: Movement[T], idempotency_key: str | None = None) -> T:
         limit = settings.LEDGERCORE_GROUP_COMMIT_MAX
         if connection.in_atomic_block or limit <= 1:
             return self._alone(key, movement)
-        request = _Request(movement, idempotency_key)
+        request: _Request[T] = _Request(movement, idempotency_key)
         with self._mutex:
             queue = self._queues.get(key)
             if queue is None:
@@ -136,14 +137,14 @@ class GroupCommit:
         with self._mutex:
             return len(self._queues.get(key, ())) + self._committing.get(key, 0)
 
-    def _alone(self, key: AccountKey, movement: Movement) -> Any:
+    def _alone[T](self, key: AccountKey, movement: Movement[T]) -> T:
         with transaction.atomic():
             account = self._lock_account(*key)
             result = movement(Session(account, None))
             account.save(update_fields=ACCOUNT_FIELDS)
             return result
 
-    def _execute(self, key: AccountKey, batch: list[_Request]) -> None:
+    def _execute(self, key: AccountKey, batch: list[_Request[Any]]) -> None:
         try:
             self._execute_together(key, batch)
         except Exception:  # any database failure: retry each alone
@@ -160,7 +161,7 @@ class GroupCommit:
             request.finished = True
             request.wake.set()
 
-    def _execute_together(self, key: AccountKey, batch: list[_Request]) -> None:
+    def _execute_together(self, key: AccountKey, batch: list[_Request[Any]]) -> None:
         with transaction.atomic():
             account = self._lock_account(*key)
             keys = [r.idempotency_key for r in batch if r.idempotency_key]

@@ -1,8 +1,9 @@
-"""Credit events: the ledger's signal writes a durable outbox row in the
-entry's transaction; after commit the events are pushed to ``user:<userId>``
-and the row is marked delivered. Rows left undelivered (a process died
-between commit and send, the layer failed) are re-sent by the relay of any
-server process. Delivery is at-least-once; clients dedupe by ``sequence``.
+"""Credit events: the code that writes a ledger entry also writes a durable
+outbox row in the entry's transaction (``write_outbox``); after commit the
+events are pushed to ``user:<userId>`` and the row is marked delivered.
+Rows left undelivered (a process died between commit and send, the layer
+failed) are re-sent by the relay (credits.relay) of any server process.
+Delivery is at-least-once; clients dedupe by ``sequence``.
 """
 
 from __future__ import annotations
@@ -15,15 +16,13 @@ from datetime import timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.conf import settings
-from django.db import transaction
+from django.db import close_old_connections, connections, transaction
 from django.db.models import F
-from django.db.models.signals import post_save
-from django.dispatch import receiver
 from django.utils import timezone
 
 from credits.models import EntryKind, LedgerEntry, OutboxEvent
-from realtime import lifecycle, processes, push
+from credits.payloads import balance_payload
+from realtime import lifecycle, push
 from realtime.layers import NoLocalReceivers
 
 log = logging.getLogger(__name__)
@@ -34,16 +33,6 @@ DEDUCTED_KINDS = {EntryKind.DEDUCTION, EntryKind.EXPIRY}
 
 def _ms(entry: LedgerEntry) -> int:
     return int(entry.created_at.timestamp() * 1000)
-
-
-def balance_payload(entry: LedgerEntry) -> dict[str, Any]:
-    return {
-        "newBalance": entry.balance_after,
-        "lifetimeEarned": entry.lifetime_earned_after,
-        "lifetimeSpent": entry.lifetime_spent_after,
-        "applicationId": entry.account.application_id,
-        "sequence": entry.sequence,
-    }
 
 
 def events_for(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
@@ -64,15 +53,21 @@ def events_for(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
         events.append(("credits_deducted", {"amount": -entry.amount, "action": entry.action, **common}))
     elif entry.kind == EntryKind.CAPTURE and entry.spent > 0:
         events.append(("credits_deducted", {"amount": entry.spent, "action": entry.action, **common}))
-    events.append(("credit_balance_updated", balance_payload(entry)))
+    balance = balance_payload(
+        application_id=entry.account.application_id,
+        balance=entry.balance_after,
+        lifetime_earned=entry.lifetime_earned_after,
+        lifetime_spent=entry.lifetime_spent_after,
+        sequence=entry.sequence,
+    )
+    events.append(("credit_balance_updated", balance))
     return events
 
 
-@receiver(post_save, sender=LedgerEntry, dispatch_uid="credits-outbox")
-def ledger_entry_written(sender: type, instance: LedgerEntry, created: bool, **kwargs: Any) -> None:
-    if not created:
-        return
-    outbox = OutboxEvent.objects.create(entry=instance)
+def write_outbox(entry: LedgerEntry) -> None:
+    """Record that ``entry``'s events must be sent, in the caller's (the
+    entry's) transaction; called by the code that writes the entry."""
+    outbox = OutboxEvent.objects.create(entry=entry)
     # Only after commit: a rolled-back movement announces nothing. The send
     # happens on the dispatcher thread, so the committing caller never waits
     # for the channel layer.
@@ -116,8 +111,6 @@ class _Dispatcher:
                     self._thread.start()
 
     def _run(self) -> None:
-        from django.db import close_old_connections, connections
-
         loop = asyncio.new_event_loop()
         try:
             while True:
@@ -221,41 +214,3 @@ def pending_ids(older_than_seconds: float, limit: int = 500) -> list[int]:
         .order_by("created_at")
         .values_list("pk", flat=True)[:limit]
     )
-
-
-async def relay_once(older_than_seconds: float | None = None) -> int:
-    """Re-send what commit-time delivery did not confirm; release expired
-    holds; expire credits past their expiry date. Returns how many outbox
-    rows were sent."""
-    from credits.services import expire_credits, release_expired_holds
-
-    await database_sync_to_async(release_expired_holds)()
-    await database_sync_to_async(expire_credits)()
-    wait = settings.LEDGERCORE_OUTBOX_RETRY_SECONDS if older_than_seconds is None else older_than_seconds
-    ids = await database_sync_to_async(pending_ids)(wait)
-    return await adeliver(ids) if ids else 0
-
-
-_relay_task: asyncio.Task[None] | None = None
-
-
-def start_relay() -> None:
-    """Run the relay in this server process (idempotent)."""
-    global _relay_task
-    if _relay_task is None or _relay_task.done():
-        _relay_task = asyncio.get_running_loop().create_task(_relay_loop())
-
-
-async def _relay_loop() -> None:
-    interval = max(settings.LEDGERCORE_OUTBOX_RETRY_SECONDS / 2, 0.1)
-    while True:
-        try:
-            await relay_once()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if processes.is_database_error(exc):
-                log.warning("credit outbox relay: the database does not answer (%s); retrying", type(exc).__name__)
-            else:
-                log.exception("credit outbox relay failed; retrying")
-        await asyncio.sleep(interval)

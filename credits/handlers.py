@@ -1,5 +1,6 @@
-"""Credit events (section "Credits" of the event reference), the balance
-sent on connect, and the charger of the registry's charging path."""
+"""Credit events (section "Credits" of the event reference; their payloads
+in credits.payloads), the balance sent on connect, and the charger of the
+registry's charging path."""
 
 from __future__ import annotations
 
@@ -7,46 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from channels.db import database_sync_to_async
-from rest_framework import serializers
 
-from credits import events, services
+from credits import relay, services
+from credits.payloads import BalancePayload, DeductedPayload, GrantedPayload, InsufficientPayload, balance_payload
 from realtime import charging, processes
 from realtime.context import RequestContext
-from realtime.payloads import Payload
 from realtime.registry import registry
-
-
-class _CreditCommon(Payload):
-    applicationId = serializers.CharField()
-    sequence = serializers.IntegerField(help_text="The account's ledger sequence; strictly increasing, dedupe by it.")
-
-
-class BalancePayload(_CreditCommon):
-    newBalance = serializers.IntegerField()
-    lifetimeEarned = serializers.IntegerField()
-    lifetimeSpent = serializers.IntegerField()
-
-
-class _MovementPayload(_CreditCommon):
-    amount = serializers.IntegerField()
-    newBalance = serializers.IntegerField()
-    transactionId = serializers.CharField()
-    timestamp = serializers.IntegerField(help_text="Epoch milliseconds.")
-
-
-class DeductedPayload(_MovementPayload):
-    action = serializers.CharField()
-
-
-class GrantedPayload(_MovementPayload):
-    reason = serializers.CharField()
-
-
-class InsufficientPayload(Payload):
-    required = serializers.IntegerField()
-    available = serializers.IntegerField()
-    action = serializers.CharField()
-
 
 registry.outbound(
     "credit_balance_updated",
@@ -67,17 +34,17 @@ registry.outbound(
 
 @registry.on_connect
 async def send_balance(ctx: RequestContext) -> None:
-    events.start_relay()
+    relay.start_relay()
     balance = await database_sync_to_async(services.get_balance)(ctx.user_pk, ctx.application_id)
     await ctx.connection.send_event(
         "credit_balance_updated",
-        {
-            "newBalance": balance.balance,
-            "lifetimeEarned": balance.lifetime_earned,
-            "lifetimeSpent": balance.lifetime_spent,
-            "applicationId": balance.application_id,
-            "sequence": balance.sequence,
-        },
+        balance_payload(
+            application_id=balance.application_id,
+            balance=balance.balance,
+            lifetime_earned=balance.lifetime_earned,
+            lifetime_spent=balance.lifetime_spent,
+            sequence=balance.sequence,
+        ),
     )
 
 

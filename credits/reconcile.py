@@ -17,7 +17,7 @@ from typing import Any
 from django.db.models import Count, Sum
 from django.db.models.functions import Coalesce
 
-from credits import services
+from credits import ledger
 from credits.models import CreditAccount, CreditBlock, EntryKind, Hold, LedgerEntry
 
 
@@ -43,7 +43,7 @@ def reconcile_account(account: CreditAccount) -> AccountReport:
     problems: list[str] = []
     total = 0
     expected_sequence = 1
-    prev_hash = services.GENESIS_HASH
+    prev_hash = ledger.GENESIS_HASH
     last: LedgerEntry | None = None
     sequence_problems = hash_problems = 0
     for entry in LedgerEntry.objects.filter(account_id=account.pk).order_by("sequence").iterator(chunk_size=2000):
@@ -56,7 +56,7 @@ def reconcile_account(account: CreditAccount) -> AccountReport:
             hash_problems += 1
             if hash_problems <= MAX_PROBLEMS_PER_KIND:
                 problems.append(f"entry {entry.sequence}: prev_hash does not match the previous entry's hash")
-        if entry.hash != services.entry_hash(entry):
+        if entry.hash != ledger.entry_hash(entry):
             hash_problems += 1
             if hash_problems <= MAX_PROBLEMS_PER_KIND:
                 problems.append(f"entry {entry.sequence}: hash does not match its content")

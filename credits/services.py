@@ -1,69 +1,63 @@
-"""Credit movements: one short atomic function per movement.
+"""Credit movements: one short atomic function per movement, and the reads
+and sweeps around them (balance, price, expiry, release of stale holds).
 
 Each movement locks the account row (SELECT ... FOR UPDATE on PostgreSQL; an
 IMMEDIATE transaction serialises writers on SQLite), replays an idempotency
 key it has seen (returning the original entry, writing nothing), appends one
-entry with the balance after it and a hash chained to the previous entry,
-and updates the account. The database refuses a negative balance and
-duplicate sequences or keys even if this code were wrong. Movements on one
-account that arrive at the same moment share one transaction and one commit
-(credits.combining), each still checked and written on its own.
+entry with the balance after it and a hash chained to the previous entry
+(credits.ledger), and updates the account. The database refuses a negative
+balance and duplicate sequences or keys even if this code were wrong.
+Movements on one account that arrive at the same moment share one
+transaction and one commit (credits.combining), each still checked and
+written on its own.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from credits import expiry
 from credits.combining import GroupCommit, Movement, Session
-from credits.models import ActorType, CreditAccount, CreditBlock, EntryKind, Hold, LedgerEntry, Price
+from credits.ledger import (
+    Actor,
+    CreditError,
+    InsufficientCredits,
+    InvalidMovement,
+    append,
+    give_back,
+    locked_account,
+    require_positive,
+)
+from credits.models import CreditAccount, CreditBlock, EntryKind, Hold, LedgerEntry, Price
 from realtime.processes import DeadOwners
 
-GENESIS_HASH = "0" * 64
-
-
-class CreditError(Exception):
-    pass
-
-
-class InsufficientCredits(CreditError):
-    def __init__(self, required: int, available: int, action: str) -> None:
-        super().__init__(f"{action} needs {required} credits; {available} available")
-        self.required = required
-        self.available = available
-        self.action = action
-
-
-class InvalidMovement(CreditError):
-    pass
-
-
-@dataclass(frozen=True)
-class Actor:
-    type: str
-    id: str = ""
-
-    @classmethod
-    def system(cls) -> Actor:
-        return cls(ActorType.SYSTEM, "")
-
-    @classmethod
-    def staff(cls, username: str) -> Actor:
-        return cls(ActorType.STAFF, username)
-
-    @classmethod
-    def user(cls, user_id: str) -> Actor:
-        return cls(ActorType.USER, user_id)
+__all__ = [
+    "Actor",
+    "Balance",
+    "CreditError",
+    "InsufficientCredits",
+    "InvalidMovement",
+    "adjust_credits",
+    "capture_hold",
+    "deduct_credits",
+    "expire_block",
+    "expire_credits",
+    "get_balance",
+    "grant_credits",
+    "group_commit_stats",
+    "hold_credits",
+    "movements_in_flight",
+    "price_of",
+    "refund_credits",
+    "release_expired_holds",
+    "release_hold",
+    "release_holds_of_dead_processes",
+]
 
 
 @dataclass(frozen=True)
@@ -75,30 +69,6 @@ class Balance:
     sequence: int
 
 
-def entry_hash(entry: LedgerEntry) -> str:
-    """SHA-256 over the entry's content and the previous entry's hash."""
-    content = {
-        "account": entry.account_id,
-        "sequence": entry.sequence,
-        "kind": entry.kind,
-        "amount": entry.amount,
-        "spent": entry.spent,
-        "balance_after": entry.balance_after,
-        "lifetime_earned_after": entry.lifetime_earned_after,
-        "lifetime_spent_after": entry.lifetime_spent_after,
-        "action": entry.action,
-        "reason": entry.reason,
-        "actor": [entry.actor_type, entry.actor_id],
-        "reference": entry.reference,
-        "idempotency_key": entry.idempotency_key,
-        "reverses": entry.reverses_id,
-        "hold": entry.hold_id,
-        "created_at": entry.created_at.isoformat(),
-        "prev_hash": entry.prev_hash,
-    }
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def get_balance(user_pk: int, application_id: str) -> Balance:
     account = CreditAccount.objects.filter(user_id=user_pk, application_id=application_id).first()
     if account is None:
@@ -108,102 +78,10 @@ def get_balance(user_pk: int, application_id: str) -> Balance:
     )
 
 
-def _locked_account(user_pk: int, application_id: str) -> CreditAccount:
-    account = CreditAccount.objects.select_for_update().filter(user_id=user_pk, application_id=application_id).first()
-    if account is not None:
-        return account
-    try:
-        with transaction.atomic():
-            CreditAccount.objects.create(user_id=user_pk, application_id=application_id)
-    except IntegrityError:
-        pass  # created concurrently
-    return CreditAccount.objects.select_for_update().get(user_id=user_pk, application_id=application_id)
+_group = GroupCommit(locked_account, (CreditError,))
 
 
-def _append(
-    session: Session,
-    kind: str,
-    amount: int,
-    *,
-    action: str,
-    actor: Actor,
-    spent: int = 0,
-    earned: int = 0,
-    reason: str = "",
-    reference: str = "",
-    idempotency_key: str | None = None,
-    reverses: LedgerEntry | None = None,
-    hold: Hold | None = None,
-) -> LedgerEntry:
-    """Write one entry; the account row is saved once when the movement (or
-    its batch) ends. Raises before writing anything if the balance would go
-    below zero."""
-    account = session.account
-    balance_after = account.balance + amount
-    if balance_after < 0:
-        raise InsufficientCredits(-amount, account.balance, action)
-    account.balance = balance_after
-    account.lifetime_earned += earned
-    account.lifetime_spent += spent
-    account.last_sequence += 1
-    entry = LedgerEntry(
-        account=account,
-        sequence=account.last_sequence,
-        kind=kind,
-        amount=amount,
-        spent=max(spent, 0),
-        balance_after=balance_after,
-        lifetime_earned_after=account.lifetime_earned,
-        lifetime_spent_after=account.lifetime_spent,
-        action=action[:100],
-        reason=reason[:500],
-        actor_type=actor.type,
-        actor_id=actor.id[:150],
-        reference=reference[:200],
-        idempotency_key=(idempotency_key or f"auto:{uuid.uuid4().hex}")[:200],
-        reverses=reverses,
-        hold=hold,
-        created_at=timezone.now(),
-        prev_hash=account.last_hash or GENESIS_HASH,
-    )
-    entry.hash = entry_hash(entry)
-    account.last_hash = entry.hash
-    entry.save(force_insert=True)
-    session.remember(entry)
-    if amount < 0 and kind != EntryKind.EXPIRY:
-        expiry.take(account, entry, -amount)
-    return entry
-
-
-def _give_back(session: Session, entry: LedgerEntry, source: LedgerEntry, source_total: int, amount: int) -> None:
-    """Return credits to the blocks ``source`` took them from; those of
-    blocks that expired meanwhile expire now."""
-    expired = expiry.give_back(session.account, entry, source, source_total, amount)
-    if not expired:
-        return
-    lapsed = _append(
-        session,
-        EntryKind.EXPIRY,
-        -sum(part for _, part in expired),
-        action="expiry",
-        actor=Actor.system(),
-        reason="returned credits of an expired grant",
-        reference=entry.reference,
-        idempotency_key=f"expiry-return:{entry.pk}",
-        reverses=entry,
-    )
-    expiry.expire(session.account, lapsed, expired)
-
-
-def _positive(amount: int) -> None:
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-        raise InvalidMovement("amount must be a positive integer")
-
-
-_group = GroupCommit(_locked_account, (CreditError,))
-
-
-def _move(user_pk: int, application_id: str, movement: Movement, idempotency_key: str | None = None) -> Any:
+def _move[T](user_pk: int, application_id: str, movement: Movement[T], idempotency_key: str | None = None) -> T:
     return _group.run((user_pk, application_id), movement, idempotency_key)
 
 
@@ -229,7 +107,7 @@ def grant_credits(
     expires_at: datetime | None = None,
 ) -> LedgerEntry:
     """Add credits; with ``expires_at`` what is not spent by then expires."""
-    _positive(amount)
+    require_positive(amount)
     if not reason.strip():
         raise InvalidMovement("a grant needs a reason")
     if expires_at is not None and expires_at <= timezone.now():
@@ -239,7 +117,7 @@ def grant_credits(
         replay = session.replayed(idempotency_key)
         if replay is not None:
             return replay
-        entry = _append(
+        entry = append(
             session,
             EntryKind.GRANT,
             amount,
@@ -271,10 +149,10 @@ def deduct_credits(
     reference: str = "",
     idempotency_key: str | None = None,
 ) -> LedgerEntry:
-    _positive(amount)
+    require_positive(amount)
 
     def movement(session: Session) -> LedgerEntry:
-        return session.replayed(idempotency_key) or _append(
+        return session.replayed(idempotency_key) or append(
             session,
             EntryKind.DEDUCTION,
             -amount,
@@ -302,7 +180,7 @@ def refund_credits(entry_id: int, *, reason: str, actor: Actor, idempotency_key:
             return replay
         if LedgerEntry.objects.filter(reverses=original).exists():
             raise InvalidMovement("entry already reversed")
-        refund = _append(
+        refund = append(
             session,
             EntryKind.REFUND,
             original.spent,
@@ -314,7 +192,7 @@ def refund_credits(entry_id: int, *, reason: str, actor: Actor, idempotency_key:
             idempotency_key=key,
             reverses=original,
         )
-        _give_back(session, refund, original, original.spent, original.spent)
+        give_back(session, refund, original, original.spent, original.spent)
         return refund
 
     return _move(original.account.user_id, original.account.application_id, movement, key)
@@ -338,7 +216,7 @@ def adjust_credits(
 
     def movement(session: Session) -> LedgerEntry:
         original = LedgerEntry.objects.get(pk=reverses, account=session.account) if reverses else None
-        return session.replayed(idempotency_key) or _append(
+        return session.replayed(idempotency_key) or append(
             session,
             EntryKind.ADJUSTMENT,
             amount,
@@ -369,7 +247,7 @@ def hold_credits(
     """Reserve credits for long work: the balance drops now; capture or
     release settles it. ``owner``: the server process that will settle it
     (released when that process dies, ``release_holds_of_dead_processes``)."""
-    _positive(amount)
+    require_positive(amount)
     ttl = ttl_seconds if ttl_seconds is not None else settings.LEDGERCORE_HOLD_TTL_SECONDS
 
     def movement(session: Session) -> Hold:
@@ -387,7 +265,7 @@ def hold_credits(
             owner=owner[:80],
             expires_at=timezone.now() + timedelta(seconds=ttl),
         )
-        _append(
+        append(
             session,
             EntryKind.HOLD,
             -amount,
@@ -426,7 +304,7 @@ def capture_hold(hold_id: int, cost: int, *, actor: Actor) -> LedgerEntry:
         hold.captured = cost
         hold.closed_at = timezone.now()
         hold.save(update_fields=["status", "captured", "closed_at"])
-        capture = _append(
+        capture = append(
             session,
             EntryKind.CAPTURE,
             hold.amount - cost,
@@ -437,7 +315,7 @@ def capture_hold(hold_id: int, cost: int, *, actor: Actor) -> LedgerEntry:
             idempotency_key=f"capture:{hold.pk}",
             hold=hold,
         )
-        _give_back(session, capture, hold.entries.get(kind=EntryKind.HOLD), hold.amount, hold.amount - cost)
+        give_back(session, capture, hold.entries.get(kind=EntryKind.HOLD), hold.amount, hold.amount - cost)
         return capture
 
     return _settle_hold(hold_id, settle, f"capture:{hold_id}")
@@ -454,7 +332,7 @@ def release_hold(hold_id: int, *, actor: Actor, reason: str = "", expired: bool 
         hold.status = Hold.Status.EXPIRED if expired else Hold.Status.RELEASED
         hold.closed_at = timezone.now()
         hold.save(update_fields=["status", "closed_at"])
-        release = _append(
+        release = append(
             session,
             EntryKind.RELEASE,
             hold.amount,
@@ -465,7 +343,7 @@ def release_hold(hold_id: int, *, actor: Actor, reason: str = "", expired: bool 
             idempotency_key=f"release:{hold.pk}",
             hold=hold,
         )
-        _give_back(session, release, hold.entries.get(kind=EntryKind.HOLD), hold.amount, hold.amount)
+        give_back(session, release, hold.entries.get(kind=EntryKind.HOLD), hold.amount, hold.amount)
         return release
 
     return _settle_hold(hold_id, settle, f"release:{hold_id}")
@@ -485,7 +363,7 @@ def expire_block(block_id: int, now: datetime | None = None) -> LedgerEntry | No
             return current.expiry
         entry = None
         if current.remaining > 0:
-            entry = _append(
+            entry = append(
                 session,
                 EntryKind.EXPIRY,
                 -current.remaining,

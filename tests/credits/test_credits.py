@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts import services as accounts
 from credits import services
 from credits.events import events_for
+from credits.ledger import GENESIS_HASH, entry_hash
 from credits.models import CreditAccount, CreditBlock, EntryKind, LedgerEntry, OutboxEvent, Price
 from credits.reconcile import reconcile_account
 from credits.services import Actor
@@ -117,9 +118,9 @@ class TestMovements:
         services.grant_credits(user.pk, app, 100, reason="r", actor=SYSTEM)
         services.deduct_credits(user.pk, app, 1, action="q", actor=SYSTEM)
         first, second = entries_of(user, app)
-        assert first.prev_hash == services.GENESIS_HASH
+        assert first.prev_hash == GENESIS_HASH
         assert second.prev_hash == first.hash
-        assert all(services.entry_hash(e) == e.hash for e in (first, second))
+        assert all(entry_hash(e) == e.hash for e in (first, second))
 
     def test_prices_default_from_settings_and_override_per_application(self, settings):
         settings.LEDGERCORE_PRICES = {"query": 3}
