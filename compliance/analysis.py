@@ -41,6 +41,7 @@ from typing import Any, Literal, NamedTuple, Protocol, cast
 from compliance.chains import STABLECOINS
 from compliance.graph import AssetFact, Edge, EdgeBatch, LabelFact
 from compliance.models import EntityCategory
+from compliance.units import format_units
 
 Walk = Literal["in", "out"]
 Progress = Callable[[str, int], None]
@@ -150,16 +151,6 @@ class MemoryGraph:
 
 
 # --- amounts -------------------------------------------------------------------------------
-
-
-def format_units(base_units: int, decimals: int | None) -> str:
-    """Base units as a plain decimal string of the asset's units (no exponent)."""
-    if not decimals:
-        return str(base_units)
-    text = format(Decimal(base_units).scaleb(-decimals), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
 
 
 def usd_value(base_units: int, asset: AssetFact) -> float | None:

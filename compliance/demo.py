@@ -39,8 +39,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from compliance.addresses import BITCOIN, ETHEREUM, encode_bitcoin_address
+from compliance.batching import chunked
 from compliance.chains import KNOWN_TOKENS
-from compliance.ingest import GraphWriter, PortRow, TransferRow, TxRow, chunked, insert_rows, utxo_edges
+from compliance.ingest import GraphWriter, PortRow, TransferRow, TxRow, insert_rows, utxo_edges
 from compliance.models import (
     Address,
     AddressLabel,

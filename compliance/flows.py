@@ -18,9 +18,9 @@ from decimal import Decimal
 from typing import Any
 
 from compliance import graph
-from compliance.analysis import format_units
 from compliance.chains import STABLECOINS
 from compliance.models import AddressLabel, Transfer
+from compliance.units import format_units
 
 HOUR_MS = 3_600_000
 MAX_WINDOW_MS = 366 * 86_400_000
