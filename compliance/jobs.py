@@ -41,9 +41,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from compliance import analysis, graph
-from compliance.analysis import ClusterFact, Limits, Walk
 from compliance.graph import AssetFact, EdgeBatch, LabelFact
 from compliance.models import Address, AnalysisJob, Cluster, JobStatus
+from compliance.walk import CLUSTER_LABEL_SAMPLE, ClusterFact, Limits, Progress, Walk
 from realtime import lifecycle
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class DatabaseGraph:
 
     def cluster_labels(self, cluster_id: int, exclude: int) -> list[LabelFact]:
         # Giant clusters are read up to a sample: enough to attribute them.
-        members = [m for m in graph.cluster_members(cluster_id, limit=analysis.CLUSTER_LABEL_SAMPLE) if m != exclude]
+        members = [m for m in graph.cluster_members(cluster_id, limit=CLUSTER_LABEL_SAMPLE) if m != exclude]
         return [label for facts in graph.active_labels(members).values() for label in facts]
 
     def tx_hashes(self, tx_ids: Collection[int]) -> dict[int, str]:
@@ -104,7 +104,7 @@ def limits() -> Limits:
 
 
 def analyse_address(
-    chain: str, address: str, hops: int = 2, *, progress: analysis.Progress | None = None, bounds: Limits | None = None
+    chain: str, address: str, hops: int = 2, *, progress: Progress | None = None, bounds: Limits | None = None
 ) -> dict[str, Any]:
     """The risk analysis of a stored (or never seen) address, synchronously.
     ``address`` must be in its normal form (compliance.addresses)."""
