@@ -34,7 +34,8 @@ from compliance.addresses import (
 )
 from compliance.bigquery import import_bigquery_export, parse_timestamp_ms
 from compliance.clustering import cluster_addresses
-from compliance.demo import DAY_MS, EXCHANGES, demo_tx_hash, seed_compliance_data
+from compliance.demo import seed_compliance_data
+from compliance.demo_graph import DAY_MS, EXCHANGES, demo_tx_hash
 from compliance.encodings import base58check_encode
 from compliance.fields import MAX_AMOUNT, to_amount
 from compliance.ingest import GraphWriter, PortRow, TransferRow, TxRow, apportion, utxo_edges
