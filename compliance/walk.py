@@ -22,7 +22,7 @@ Progress = Callable[[str, int], None]
 PEELING_MIN_STEPS = 3
 PEELING_MAX_STEPS = 10
 PEELING_KEEP_SHARE = Fraction(7, 10)  # the change keeps at least 70%
-CLUSTER_LABEL_SAMPLE = 10_000
+CLUSTER_LABEL_SAMPLE = 10_000  # members of a giant cluster read to attribute it (DatabaseGraph)
 
 
 @dataclass(frozen=True)
