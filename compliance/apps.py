@@ -5,6 +5,9 @@ class ComplianceConfig(AppConfig):
     name = "compliance"
 
     def ready(self) -> None:
+        # Imported here: these modules read the models, not loaded before ready().
+        from compliance import jobs, tasks
         from compliance.catalog import register_compliance_tables
 
         register_compliance_tables()
+        jobs.use_task_queue(tasks.run_analysis.enqueue)

@@ -28,7 +28,7 @@ from itertools import groupby
 from django.db import transaction
 
 from compliance.addresses import UnknownChain
-from compliance.ingest import chunked
+from compliance.batching import chunked
 from compliance.models import Address, Chain, ChainKind, Cluster, TxInput, TxOutput
 
 DEFAULT_MAX_CLUSTER_SIZE = 50_000

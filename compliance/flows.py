@@ -18,9 +18,10 @@ from decimal import Decimal
 from typing import Any
 
 from compliance import graph
-from compliance.analysis import format_units
 from compliance.chains import STABLECOINS
 from compliance.models import AddressLabel, Transfer
+from compliance.units import format_units
+from marketdata import services as market_services
 
 HOUR_MS = 3_600_000
 MAX_WINDOW_MS = 366 * 86_400_000
@@ -325,8 +326,6 @@ class _Prices:
         return None if close is None else units * close
 
     def _load(self, market: str) -> dict[int, Decimal]:
-        from marketdata import services as market_services
-
         try:
             candles = market_services.load_candles(market, "1h", start_ms=self.start, end_ms=self.end)
         except market_services.MarketDataError:

@@ -17,7 +17,7 @@ from typing import Literal, NamedTuple
 from django.db.models import Q
 from django.utils import timezone
 
-from compliance.ingest import chunked
+from compliance.batching import chunked
 from compliance.models import Address, AddressLabel, Asset, Chain, Transaction, Transfer
 from compliance.services import normalise_on_chain
 

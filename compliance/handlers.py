@@ -28,12 +28,23 @@ from rest_framework import serializers
 from compliance import flows, history, jobs
 from compliance.addresses import InvalidAddress, UnknownChain, normalize_address, normalize_chain_address
 from compliance.models import AnalysisJob, JobStatus
+from compliance.payloads import (
+    AnalysisErrorPayload,
+    AnalysisRequest,
+    AnalysisResponsePayload,
+    CompletedPayload,
+    FlowsResponsePayload,
+    JobIdPayload,
+    ProgressPayload,
+    TransactionsRequest,
+    TransactionsResponsePayload,
+    TransactionsUpdatePayload,
+)
 from marketdata.resolutions import duration_ms
 from marketdata.windows import MAX_TIMESTAMP_MS, WindowError, parse_range
 from realtime import processes
 from realtime.context import RequestContext
 from realtime.errors import NotFound, ProtocolError, ValidationFailed
-from realtime.handlers import ErrorPayload
 from realtime.payloads import Payload
 from realtime.protocol import now_ms
 from realtime.registry import registry
@@ -44,33 +55,6 @@ POLL_SECONDS = 1.0  # with no message for this long, the job row is read
 
 
 # --- payloads ---------------------------------------------------------------------------
-
-
-class _AddressRequest(Payload):
-    chain = serializers.CharField(max_length=32, help_text="ethereum or bitcoin.")
-    address = serializers.CharField(max_length=128, help_text="Validated per chain; EIP-55 checksums are checked.")
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        # Malformed addresses are refused before anything is charged; an
-        # unknown chain is NOT_FOUND from the handler.
-        try:
-            attrs["address"] = normalize_chain_address(attrs["chain"], attrs["address"].strip())
-        except UnknownChain:
-            pass
-        except InvalidAddress as exc:
-            raise serializers.ValidationError({"address": [f"Not a valid {attrs['chain']} address: {exc}"]}) from None
-        return attrs
-
-
-class AnalysisRequest(_AddressRequest):
-    hops = serializers.IntegerField(min_value=1, max_value=5, default=2, help_text="1-5, default 2.")
-
-
-class TransactionsRequest(_AddressRequest):
-    limit = serializers.IntegerField(min_value=1, max_value=history.MAX_LIMIT, default=history.DEFAULT_LIMIT)
-    cursor = serializers.CharField(
-        required=False, allow_null=True, max_length=500, help_text="nextCursor of the previous page."
-    )
 
 
 class WindowField(serializers.Field):  # type: ignore[type-arg]
@@ -126,148 +110,6 @@ class FlowsRequest(Payload):
         if end - start > flows.MAX_WINDOW_MS:
             raise serializers.ValidationError({"window": ["At most 366 days."]})
         return attrs
-
-
-class JobIdPayload(Payload):
-    jobId = serializers.CharField()  # noqa: N815
-
-
-class ProgressPayload(JobIdPayload):
-    stage = serializers.CharField(help_text="resolve, labels, expand_hop_<n>, exposure, score, explain.")
-    pct = serializers.IntegerField(min_value=0, max_value=100, help_text="Never decreases.")
-
-
-class EntityPayload(Payload):
-    name = serializers.CharField()
-    category = serializers.CharField()
-    country = serializers.CharField(allow_null=True)
-
-
-class SourcePayload(Payload):
-    source = serializers.CharField(help_text="Where the label comes from, e.g. ofac:ETH.")
-    version = serializers.CharField()
-    confidence = serializers.IntegerField(min_value=0, max_value=100)
-
-
-class SignalPayload(Payload):
-    type = serializers.ChoiceField(["ownership", "exposure", "behaviour"])
-    category = serializers.CharField(allow_null=True, help_text="Entity category; null for behaviours.")
-    direction = serializers.ChoiceField(["in", "out"], allow_null=True, help_text="in: source of funds.")
-    severity = serializers.ChoiceField(["low", "medium", "high", "severe"])
-    hops = serializers.IntegerField(help_text="0 ownership, 1 direct, more indirect (minimum hops).")
-    amount = serializers.CharField(allow_null=True, help_text="Exact, in the asset's units (decimal string).")
-    asset = serializers.CharField(allow_null=True)
-    amountUSD = serializers.FloatField(allow_null=True, help_text="Dollar stablecoins only (1 USD each).")  # noqa: N815
-    share = serializers.FloatField(allow_null=True, help_text="Of the address's flow that way in that asset.")
-    contribution = serializers.IntegerField(help_text="Points of riskScore; contributions add up to it.")
-    rule = serializers.CharField()
-    entity = EntityPayload(allow_null=True)
-    counterparty = serializers.CharField(allow_null=True, help_text="The attributed address of the example path.")
-    sources = SourcePayload(many=True)
-    path = serializers.ListField(child=serializers.CharField(), help_text="Transaction hashes, hop by hop.")
-    description = serializers.CharField()
-
-
-class ClusterPayload(Payload):
-    id = serializers.IntegerField()
-    heuristic = serializers.CharField()
-    size = serializers.IntegerField()
-    entity = serializers.CharField(allow_null=True)
-    category = serializers.CharField(allow_null=True)
-
-
-class ExposurePayload(Payload):
-    category = serializers.CharField()
-    direction = serializers.ChoiceField(["in", "out"])
-    asset = serializers.CharField()
-    direct = serializers.CharField(help_text="Asset units (decimal string).")
-    indirect = serializers.CharField(help_text="Asset units (decimal string).")
-    directUSD = serializers.FloatField(allow_null=True)  # noqa: N815
-    indirectUSD = serializers.FloatField(allow_null=True)  # noqa: N815
-    minHops = serializers.IntegerField()  # noqa: N815
-
-
-class StatsPayload(Payload):
-    addressesVisited = serializers.IntegerField()  # noqa: N815
-    edgesRead = serializers.IntegerField()  # noqa: N815
-
-
-class AnalysisResponsePayload(JobIdPayload):
-    chain = serializers.CharField()
-    address = serializers.CharField(help_text="Normal form.")
-    hops = serializers.IntegerField()
-    known = serializers.BooleanField(help_text="False: the address was never seen (no labels, no transfers).")
-    riskScore = serializers.IntegerField(min_value=0, max_value=100)  # noqa: N815
-    riskLevel = serializers.ChoiceField(["low", "medium", "high", "severe"])  # noqa: N815
-    clusters = ClusterPayload(many=True)
-    signals = SignalPayload(many=True)
-    exposure = ExposurePayload(many=True, help_text="Every category reached, licit ones included.")
-    rules = serializers.ListField(child=serializers.CharField(), help_text="Rules triggered.")
-    truncated = serializers.BooleanField(help_text="The neighbourhood was cut at the expansion bounds.")
-    stats = StatsPayload()
-
-
-class CompletedPayload(JobIdPayload):
-    durationMs = serializers.IntegerField()  # noqa: N815
-
-
-class AnalysisErrorPayload(ErrorPayload):
-    jobId = serializers.CharField(allow_null=True, required=False)  # noqa: N815
-
-
-class TransactionPayload(Payload):
-    hash = serializers.CharField()
-    timestamp = serializers.IntegerField()
-    direction = serializers.ChoiceField(["in", "out", "self"])
-    counterparty = serializers.CharField(allow_null=True)
-    asset = serializers.CharField()
-    amount = serializers.CharField(help_text="Net for the address, in the asset's units (decimal string).")
-    blockNumber = serializers.IntegerField(allow_null=True)  # noqa: N815
-    fee = serializers.CharField(allow_null=True, help_text="In the chain's native units.")
-
-
-class TransactionsResponsePayload(Payload):
-    chain = serializers.CharField()
-    address = serializers.CharField()
-    transactions = TransactionPayload(many=True)
-    nextCursor = serializers.CharField(allow_null=True, help_text="Opaque; null on the last page.")  # noqa: N815
-
-
-class TransactionsUpdatePayload(Payload):
-    chain = serializers.CharField()
-    address = serializers.CharField(help_text="Normal form, as in the room's name.")
-    transactions = TransactionPayload(many=True)
-
-
-class FlowPayload(Payload):
-    direction = serializers.ChoiceField(["outbound", "inbound"])
-    day = serializers.CharField(help_text="UTC date, YYYY-MM-DD.")
-    asset = serializers.CharField()
-    txCount = serializers.IntegerField()  # noqa: N815
-    volume = serializers.CharField(help_text="Asset units (decimal string).")
-    volumeUSD = serializers.FloatField(allow_null=True)  # noqa: N815
-    unpricedTransfers = serializers.IntegerField()  # noqa: N815
-
-
-class TotalsPayload(Payload):
-    outbound = serializers.FloatField()
-    inbound = serializers.FloatField()
-    net = serializers.FloatField(help_text="outbound - inbound.")
-
-
-class FlowsResponsePayload(Payload):
-    corridor = serializers.CharField()
-    flows = FlowPayload(many=True)
-    totalsUSD = TotalsPayload()  # noqa: N815
-    unpricedTransfers = serializers.IntegerField(help_text="Transfers left out of the USD figures.")  # noqa: N815
-    window = type(
-        "WindowRangePayload",
-        (Payload,),
-        {
-            "from": serializers.IntegerField(help_text="Epoch ms, inclusive."),
-            "to": serializers.IntegerField(help_text="Epoch ms, exclusive."),
-        },
-    )(help_text="The window the flows cover.")
 
 
 # --- address_analysis -------------------------------------------------------------------

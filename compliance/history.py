@@ -18,9 +18,9 @@ from django.core import signing
 from django.db.models import Q
 
 from compliance import graph
-from compliance.analysis import format_units
 from compliance.chains import CHAIN_SPECS
 from compliance.models import Address, Transaction, Transfer
+from compliance.units import format_units
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500

@@ -20,7 +20,9 @@ from typing import Any, NamedTuple
 from django.db import connection, models, transaction
 from django.db.models import Model
 
+from compliance.batching import chunked
 from compliance.fields import INT64_MAX, AmountField, amount_db_value
+from compliance.live import publish_after_commit
 from compliance.models import (
     Address,
     Asset,
@@ -33,8 +35,6 @@ from compliance.models import (
 )
 from compliance.models import Transfer as TransferModel
 
-# Stays under SQLite's and PostgreSQL's bound-parameter limits in IN (...) lists.
-LOOKUP_CHUNK = 900
 # A UTXO transaction whose address pairs exceed this gets no derived edges
 # (large CoinJoins): the walk treats it as opaque rather than storing
 # millions of edges for one transaction.
@@ -70,11 +70,6 @@ class PortRow(NamedTuple):
     timestamp: int
     spent_tx_hash: str = ""
     spent_output_index: int | None = None
-
-
-def chunked[T](items: Sequence[T], size: int = LOOKUP_CHUNK) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 _PLAIN_FIELDS = (models.IntegerField, models.CharField, models.ForeignKey, models.BooleanField)
@@ -391,8 +386,6 @@ class GraphWriter:
         self.flush()
 
     def _publish_after_commit(self) -> None:
-        from compliance.live import publish_after_commit
-
         addresses = {a for t in self._transfers for a in (t.from_address, t.to_address) if a is not None}
         addresses.update(p.address for p in (*self._inputs, *self._outputs) if p.address is not None)
         hashes = set(self._txs)

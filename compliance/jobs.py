@@ -29,22 +29,25 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from compliance import analysis, graph
-from compliance.analysis import ClusterFact, Limits, Walk
 from compliance.graph import AssetFact, EdgeBatch, LabelFact
 from compliance.models import Address, AnalysisJob, Cluster, JobStatus
-from realtime import lifecycle
+from compliance.walk import CLUSTER_LABEL_SAMPLE, ClusterFact, Limits, Progress, Walk
+from credits import services as credits
+from credits.models import Hold
+from realtime import lifecycle, push
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +85,7 @@ class DatabaseGraph:
 
     def cluster_labels(self, cluster_id: int, exclude: int) -> list[LabelFact]:
         # Giant clusters are read up to a sample: enough to attribute them.
-        members = [m for m in graph.cluster_members(cluster_id, limit=analysis.CLUSTER_LABEL_SAMPLE) if m != exclude]
+        members = [m for m in graph.cluster_members(cluster_id, limit=CLUSTER_LABEL_SAMPLE) if m != exclude]
         return [label for facts in graph.active_labels(members).values() for label in facts]
 
     def tx_hashes(self, tx_ids: Collection[int]) -> dict[int, str]:
@@ -104,7 +107,7 @@ def limits() -> Limits:
 
 
 def analyse_address(
-    chain: str, address: str, hops: int = 2, *, progress: analysis.Progress | None = None, bounds: Limits | None = None
+    chain: str, address: str, hops: int = 2, *, progress: Progress | None = None, bounds: Limits | None = None
 ) -> dict[str, Any]:
     """The risk analysis of a stored (or never seen) address, synchronously.
     ``address`` must be in its normal form (compliance.addresses)."""
@@ -127,10 +130,6 @@ def job_group(job_id: str) -> str:
 
 def _publish(job: AnalysisJob | dict[str, Any], event: str, data: dict[str, Any], *, to_user: bool = False) -> None:
     """Best effort: the row already holds what was published."""
-    from channels.layers import get_channel_layer
-
-    from realtime import push
-
     job_id = job["id"] if isinstance(job, dict) else job.id
     user_id = job["user__username"] if isinstance(job, dict) else job.user.username
     layer = get_channel_layer()
@@ -166,8 +165,6 @@ def create_job(
     """The job row; from its commit on, the job owns the request's hold
     (found by ``charge_reference``): it is no longer released when the
     requesting process dies, but captured or released by the job."""
-    from credits.models import Hold
-
     with transaction.atomic():
         job = AnalysisJob.objects.create(
             id=new_job_id(),
@@ -305,8 +302,6 @@ def fail_job(job_id: str, code: str, message: str) -> bool:
 
 def _pending_holds(job: AnalysisJob) -> list[tuple[int, int]]:
     """(id, amount) of the pending holds taken for this job's request."""
-    from credits.models import Hold
-
     if not job.charge_reference:
         return []
     return list(
@@ -323,8 +318,6 @@ def _pending_holds(job: AnalysisJob) -> list[tuple[int, int]]:
 def capture_charge(job: AnalysisJob) -> int:
     """Capture the hold taken for this completed job in full (the requesting
     connection may be gone); capturing twice is harmless."""
-    from credits import services as credits
-
     holds = _pending_holds(job)
     for hold_id, amount in holds:
         credits.capture_hold(hold_id, amount, actor=credits.Actor.system())
@@ -334,8 +327,6 @@ def capture_charge(job: AnalysisJob) -> int:
 def release_charge(job: AnalysisJob) -> int:
     """Release the pending hold taken for this job (the requesting process
     may be gone); releasing twice is harmless (credits.release_hold)."""
-    from credits import services as credits
-
     holds = _pending_holds(job)
     for hold_id, _ in holds:
         credits.release_hold(hold_id, actor=credits.Actor.system(), reason=f"analysis {job.id} failed: refunded")
@@ -424,13 +415,24 @@ def start_reaper() -> None:
             _reaper.start()
 
 
+# How a job reaches ``manage.py db_worker`` (``LEDGERCORE_JOBS=tasks``): the
+# enqueue of compliance.tasks.run_analysis, plugged in by compliance.apps at
+# ready(), since that task module imports this one to run the job.
+_enqueue_task: Callable[[str], object] | None = None
+
+
+def use_task_queue(enqueue: Callable[[str], object]) -> None:
+    global _enqueue_task
+    _enqueue_task = enqueue
+
+
 def dispatch(job_id: str) -> None:
     """Hand a queued job to the configured runner."""
     global _pool
     if settings.LEDGERCORE_JOBS == "tasks":
-        from compliance.tasks import run_analysis
-
-        run_analysis.enqueue(job_id)
+        if _enqueue_task is None:
+            raise RuntimeError("no task queue for analysis jobs: compliance.apps plugs it in at ready()")
+        _enqueue_task(job_id)
         return
     with _pool_lock:
         if _pool is None:

@@ -21,8 +21,10 @@ import logging
 from collections.abc import Iterable
 
 from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
 from django.db import transaction
 
+from compliance.history import transactions_among
 from realtime import presence, push
 from realtime.layers import NoLocalReceivers
 
@@ -53,10 +55,6 @@ def publish(chain: str, addresses: set[str], tx_hashes: set[str]) -> int:
 
 
 async def _publish(chain: str, addresses: set[str], tx_hashes: set[str]) -> int:
-    from channels.db import database_sync_to_async
-
-    from compliance.history import transactions_among
-
     rooms = {room_name(chain, address): address for address in addresses}
     watched = await presence.store().occupied(rooms)
     sent = 0

@@ -37,8 +37,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from compliance.addresses import BITCOIN, ETHEREUM, InvalidAddress
+from compliance.batching import chunked
 from compliance.chains import CHAIN_SPECS, ChainSpec, unmapped_chain_spec
-from compliance.ingest import chunked
 from compliance.models import Address, AddressLabel, Chain, Entity, EntityCategory, LabelImport
 from compliance.services import delist_labels, ensure_chain
 

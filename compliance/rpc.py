@@ -40,6 +40,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_result, stop_after_attempt
+
 from compliance.addresses import ETHEREUM
 from compliance.ingest import GraphWriter, TransferRow, TxRow
 from compliance.models import Chain, Transaction, Transfer, TransferKind, TxStatus
@@ -64,6 +66,7 @@ class RpcError(Exception):
         super().__init__(message if code is None else f"{message} (code {code})")
         self.code = code
         self.data = data
+        self.transient = False  # sending the same request again may succeed
 
 
 class RpcTransportError(RpcError):
@@ -71,10 +74,10 @@ class RpcTransportError(RpcError):
 
 
 class RpcClient:
-    """A small JSON-RPC 2.0 client over HTTP (stdlib only): single calls and
-    batches, with retries and exponential backoff on transport failures,
-    HTTP 429/5xx and rate-limit errors. Nodes that refuse batches are called
-    one request at a time from then on."""
+    """A small JSON-RPC 2.0 client over HTTP (urllib; tenacity retries):
+    single calls and batches, with retries and exponential backoff on
+    transport failures, HTTP 429/5xx and rate-limit errors. Nodes that refuse
+    batches are called one request at a time from then on."""
 
     def __init__(
         self,
@@ -98,36 +101,40 @@ class RpcClient:
 
     def _post(self, body: Any) -> Any:
         payload = json.dumps(body).encode()
-        attempt = 0
-        while True:
-            attempt += 1
-            self.requests += 1
-            request = urllib.request.Request(  # noqa: S310 - the operator's node URL
-                self.url, data=payload, headers={"Content-Type": "application/json", "Accept": "application/json"}
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                    answer = json.loads(response.read())
-            except urllib.error.HTTPError as exc:
-                retriable = exc.code == 429 or exc.code >= 500
-                failure: RpcError = RpcTransportError(f"HTTP {exc.code} from {self.url}", exc.code)
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-                retriable, failure = True, RpcTransportError(f"{self.url}: {exc}")
-            except json.JSONDecodeError:
-                retriable, failure = True, RpcError(f"{self.url} answered with something that is not JSON")
-            else:
-                if isinstance(answer, dict) and _transient(answer.get("error")) and attempt <= self.retries:
-                    self._pause(attempt, f"rate limited: {answer['error']}")
-                    continue
-                return answer
-            if not retriable or attempt > self.retries:
-                raise failure
-            self._pause(attempt, str(failure))
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries + 1),
+            retry=retry_if_exception(_worth_retrying) | retry_if_result(_rate_limited),
+            wait=self._delay,
+            sleep=self._sleep,
+            before_sleep=_log_retry,
+            retry_error_callback=_last_outcome,
+        )
+        return retrying(self._send, payload)
 
-    def _pause(self, attempt: int, reason: str) -> None:
-        delay = self.backoff * 2 ** (attempt - 1) * (1 + random.random() / 4)  # noqa: S311 - jitter
-        log.warning("JSON-RPC request failed (%s); retrying in %.1f s", reason, delay)
-        self._sleep(delay)
+    def _send(self, payload: bytes) -> Any:
+        """One HTTP request: the decoded answer, or an ``RpcError`` (marked
+        ``transient`` when sending it again may succeed)."""
+        self.requests += 1
+        request = urllib.request.Request(  # noqa: S310 - the operator's node URL
+            self.url, data=payload, headers={"Content-Type": "application/json", "Accept": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            failure: RpcError = RpcTransportError(f"HTTP {exc.code} from {self.url}", exc.code)
+            failure.transient = exc.code == 429 or exc.code >= 500
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            failure = RpcTransportError(f"{self.url}: {exc}")
+            failure.transient = True
+        except json.JSONDecodeError:
+            failure = RpcError(f"{self.url} answered with something that is not JSON")
+            failure.transient = True
+        raise failure
+
+    def _delay(self, state: RetryCallState) -> float:
+        """Exponential backoff from ``backoff`` with up to 25% jitter."""
+        return self.backoff * 2 ** (state.attempt_number - 1) * (1 + random.random() / 4)  # noqa: S311 - jitter
 
     def _id(self) -> int:
         self._next_id += 1
@@ -171,6 +178,30 @@ class RpcClient:
 
 def _transient(error: Any) -> bool:
     return isinstance(error, dict) and error.get("code") in _TRANSIENT_CODES
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    return isinstance(exc, RpcError) and exc.transient
+
+
+def _rate_limited(answer: Any) -> bool:
+    return isinstance(answer, dict) and _transient(answer.get("error"))
+
+
+def _log_retry(state: RetryCallState) -> None:
+    assert state.outcome is not None and state.next_action is not None
+    if state.outcome.failed:
+        reason = str(state.outcome.exception())
+    else:
+        reason = f"rate limited: {state.outcome.result()['error']}"
+    log.warning("JSON-RPC request failed (%s); retrying in %.1f s", reason, state.next_action.sleep)
+
+
+def _last_outcome(state: RetryCallState) -> Any:
+    """Out of retries: a rate-limited answer is returned as it is (its error
+    is raised by whoever reads its result); a failure is raised."""
+    assert state.outcome is not None
+    return state.outcome.result()
 
 
 def _result(answer: Any, method: str) -> Any:

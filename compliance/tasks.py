@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from django.tasks import task
 
+from compliance.jobs import run_job
+
 
 @task()
 def run_analysis(job_id: str) -> str:
-    from compliance.jobs import run_job
-
     return run_job(job_id)

@@ -4,16 +4,11 @@ sanctions rules, peeling chains, bounds and the score's arithmetic."""
 
 from __future__ import annotations
 
-from compliance.analysis import (
-    Limits,
-    MemoryGraph,
-    analyse,
-    apportion_score,
-    exposure_weight,
-    format_units,
-    share_factor,
-)
+from compliance.analysis import analyse
 from compliance.graph import AssetFact, Edge, LabelFact
+from compliance.scoring import apportion_score, exposure_weight, share_factor
+from compliance.units import format_units
+from compliance.walk import Limits, MemoryGraph
 
 TARGET = 1
 
@@ -165,7 +160,7 @@ def test_indirect_sanctions_exposure_is_not_severe_by_itself():
 
 
 def test_a_cluster_attributed_to_sanctions_is_ownership():
-    from compliance.analysis import ClusterFact
+    from compliance.walk import ClusterFact
 
     cluster = ClusterFact(7, "multi_input", 3, None)
     source = MemoryGraph(

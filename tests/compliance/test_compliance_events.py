@@ -26,13 +26,13 @@ from django.utils import timezone
 from accounts import services as accounts
 from compliance import history, jobs
 from compliance.addresses import encode_bitcoin_address
-from compliance.analysis import Limits
 from compliance.flows import cross_border_flows as corridor_flows
 from compliance.flows import parse_corridor
 from compliance.ingest import GraphWriter, TransferRow, TxRow
 from compliance.models import AddressLabel, AnalysisJob, JobStatus, TransferKind, TxStatus
 from compliance.ofac import default_ofac_directory, import_ofac_lists
 from compliance.services import ensure_chain, get_or_create_address, get_or_create_entity, label_address
+from compliance.walk import Limits
 from credits import services as credits
 from credits.models import Hold
 from devtools.servers import DbWorkerProcess, database_url
