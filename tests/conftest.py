@@ -12,7 +12,9 @@ Sentinel, missed-event recovery across processes, slow consumers, fuzzing and
 hostile frames. tests/system holds what spans the whole project: the server as
 a subprocess end to end, graceful shutdown, charging under faults and SIGKILL,
 and the project wiring (HTTP endpoints, settings validation, management
-commands). Shared client helpers stay at the top: wsclient, rawws, redisfaults.
+commands). Shared helpers stay at the top: wsclient (WebSocket client, dev
+tokens), rawws (raw frames), redisfaults (Redis fault tests) and stacks (the
+stack under test, server-process environments).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from django.db.backends.signals import connection_created
 
 from credits.events import flush_dispatcher
 from devtools.servers import free_port
+from tests.stacks import scaled_stack
 from tests.wsclient import DEV_SECRET
 
 
@@ -41,10 +44,6 @@ def _allow_ledger_purge(sender: object, connection: object, **kwargs: object) ->
 
 
 connection_created.connect(_allow_ledger_purge, dispatch_uid="tests-allow-ledger-purge")
-
-
-def scaled_stack() -> bool:
-    return bool(django_settings.REDIS_URL) and django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
