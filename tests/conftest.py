@@ -12,7 +12,15 @@ Sentinel, missed-event recovery across processes, slow consumers, fuzzing and
 hostile frames. tests/system holds what spans the whole project: the server as
 a subprocess end to end, graceful shutdown, charging under faults and SIGKILL,
 and the project wiring (HTTP endpoints, settings validation, management
-commands). Shared client helpers stay at the top: wsclient, rawws, redisfaults.
+commands). Shared helpers stay at the top: wsclient (WebSocket client, dev
+tokens), rawws (raw frames), redisfaults (Redis fault tests), stacks (the
+stack under test, server-process environments) and factories.
+
+Named actors (each with a unique user id, made by tests/factories.py):
+``alice``, a user with her personal application; ``colleague``, a plain
+member of alice's application; ``outsider``, a user of another application
+only; ``staff``, a staff member. ``staff_client`` is a Django test client
+logged in to the admin as a superuser.
 """
 
 from __future__ import annotations
@@ -26,9 +34,12 @@ import pytest
 from django.conf import settings as django_settings
 from django.db.backends.signals import connection_created
 
+from accounts.models import User
 from credits.events import flush_dispatcher
 from devtools.servers import free_port
-from tests.wsclient import DEV_SECRET
+from tests.factories import AdminFactory, MembershipFactory, UserFactory
+from tests.stacks import scaled_stack
+from tests.wsclient import DEV_SECRET, unique
 
 
 def _allow_ledger_purge(sender: object, connection: object, **kwargs: object) -> None:
@@ -41,10 +52,6 @@ def _allow_ledger_purge(sender: object, connection: object, **kwargs: object) ->
 
 
 connection_created.connect(_allow_ledger_purge, dispatch_uid="tests-allow-ledger-purge")
-
-
-def scaled_stack() -> bool:
-    return bool(django_settings.REDIS_URL) and django_settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -75,6 +82,39 @@ def settle_credit_events(django_db_blocker: Any) -> Iterator[None]:
     yield
     with django_db_blocker.unblock():
         assert flush_dispatcher(), "credit event dispatcher did not settle"
+
+
+@pytest.fixture
+def alice(db: None) -> User:
+    """A user with her personal application (her default, which she owns)."""
+    return UserFactory.create(username=unique("alice"))
+
+
+@pytest.fixture
+def colleague(db: None, alice: User) -> User:
+    """A plain member of alice's application (with a personal one of his own)."""
+    user = UserFactory.create(username=unique("colleague"))
+    MembershipFactory.create(application=alice.default_application, user=user)
+    return user
+
+
+@pytest.fixture
+def outsider(db: None) -> User:
+    """A user of another tenant: member of his personal application only."""
+    return UserFactory.create(username=unique("outsider"))
+
+
+@pytest.fixture
+def staff(db: None) -> User:
+    """A staff member (is_staff), not a superuser."""
+    return UserFactory.create(username=unique("staff"), staff=True)
+
+
+@pytest.fixture
+def staff_client(db: None, client: Any) -> Any:
+    """Django's test client logged in to the admin as a superuser."""
+    client.force_login(AdminFactory.create())
+    return client
 
 
 @pytest.fixture(scope="session")

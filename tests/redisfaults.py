@@ -8,22 +8,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from devtools.redisprocs import fault_environment, room_presence, wait_presence, with_redis  # noqa: F401 - re-exported
 from devtools.servers import DaphneProcess
+from tests.stacks import maintenance_url
 from tests.wsclient import DEV_SECRET, Client
 
 APP = "app_faults"
 ROOM = f"application:{APP}"
-
-
-def maintenance_url() -> str:
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    return f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/postgres"
 
 
 @contextlib.contextmanager
@@ -32,6 +29,25 @@ def database_env(tmp: Path, users: int, **extra: str) -> Iterator[dict[str, str]
     members of APP (devtools.redisprocs.fault_environment)."""
     with fault_environment(tmp, maintenance_url(), users=users, app=APP, dev_secret=DEV_SECRET, **extra) as env:
         yield env
+
+
+def fault_env_fixture(name: str, *, users: int, presence_timeout_seconds: int) -> Callable[..., Any]:
+    """A module-scoped fixture: database_env with ``users`` users and the
+    short presence, outbox-retry and Redis timeouts under which an outage
+    shows within seconds."""
+
+    @pytest.fixture(scope="module")
+    def fault_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+        with database_env(
+            tmp_path_factory.mktemp(name),
+            users=users,
+            LEDGERCORE_PRESENCE_TIMEOUT_SECONDS=str(presence_timeout_seconds),
+            LEDGERCORE_OUTBOX_RETRY_SECONDS="1",
+            LEDGERCORE_REDIS_TIMEOUT_SECONDS="2",
+        ) as env:
+            yield env
+
+    return fault_env
 
 
 async def start_servers(env: dict[str, str], tmp: Path, count: int = 2) -> list[DaphneProcess]:

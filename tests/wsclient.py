@@ -130,3 +130,21 @@ async def connected(base_url: str, user_id: str, app: str | None = None, **kwarg
     assert balance["event"] == "credit_balance_updated", balance
     client.balance = balance  # type: ignore[attr-defined]
     return client
+
+
+async def frames_until(client: Client, request_id: str, last: set[str], timeout: float = 10.0) -> list[dict[str, Any]]:
+    """Frames carrying this request id, up to and including one of ``last``."""
+    frames: list[dict[str, Any]] = []
+    others: list[dict[str, Any]] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        while True:
+            frame = await client.recv(max(deadline - asyncio.get_running_loop().time(), 0.01))
+            if frame.get("id") != request_id:
+                others.append(frame)  # e.g. credit events: kept for later expect()
+                continue
+            frames.append(frame)
+            if frame["event"] in last:
+                return frames
+    finally:
+        client.backlog.extend(others)

@@ -6,16 +6,9 @@ import pytest
 from django.urls import reverse
 
 from accounts import services
-from accounts.models import Application, Membership, User
+from accounts.models import Application, Membership
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client(client):
-    admin = User.objects.create_superuser("root_admin", "root@example.test", "a-long-test-password")
-    client.force_login(admin)
-    return client
 
 
 def test_staff_see_users_and_applications(staff_client):
@@ -48,8 +41,7 @@ def test_staff_add_a_member_to_an_application(staff_client):
     assert Membership.objects.get(application=app, user=user).role == "admin"
 
 
-def test_non_staff_are_sent_to_login(client):
-    user = services.get_or_create_user("plain_user")
-    client.force_login(user)
+def test_non_staff_are_sent_to_login(client, alice):
+    client.force_login(alice)
     response = client.get(reverse("admin:accounts_application_changelist"))
     assert response.status_code == 302 and "login" in response["Location"]

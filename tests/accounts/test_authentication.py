@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import jwt
 import pytest
@@ -16,10 +14,10 @@ import websockets
 from channels.db import database_sync_to_async
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 
 from accounts.models import User
 from realtime import auth
+from tests.keyserver import KeyServer
 from tests.wsclient import DEV_SECRET, Client, dev_token, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -104,48 +102,6 @@ async def test_connection_outlives_token_expiry(live_server_url):
 
 
 # --- Clerk RS256 --------------------------------------------------------------
-
-
-class KeyServer:
-    """Serves a JWKS document on 127.0.0.1 and counts fetches."""
-
-    def __init__(self) -> None:
-        self.keys: dict[str, rsa.RSAPrivateKey] = {}
-        self.fetches = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.fetches += 1
-                body = json.dumps({"keys": [outer.jwk(kid) for kid in outer.keys]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def add_key(self, kid: str) -> None:
-        self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    def jwk(self, kid: str) -> dict:
-        data = json.loads(RSAAlgorithm.to_jwk(self.keys[kid].public_key()))
-        data.update({"kid": kid, "use": "sig", "alg": "RS256"})
-        return data
-
-    def token(self, kid: str, **claims) -> str:
-        now = int(time.time())
-        body = {"sub": unique("clerk_user"), "iat": now, "nbf": now - 1, "exp": now + 60, **claims}
-        return jwt.encode(body, self.keys[kid], algorithm="RS256", headers={"kid": kid})
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 @pytest.fixture

@@ -6,87 +6,25 @@ unknown kids share one fetch and give up at CLERK_JWKS_TIMEOUT_SECONDS."""
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
-import jwt
 import pytest
 import websockets
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 
 from realtime import auth
-from tests.wsclient import Client, unique
+from tests.keyserver import KeyServer
+from tests.wsclient import Client
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ISSUER = "https://clerk.example.test"
 
 
-class SlowKeyServer:
-    """A JWKS endpoint on 127.0.0.1. While ``hold`` is set, each request
-    signals ``entered`` and waits for ``release`` before answering (or
-    answers 500 when ``fail`` is set)."""
+class SlowKeyServer(KeyServer):
+    """A key server (tests.keyserver) whose tokens ISSUER issues."""
 
-    def __init__(self) -> None:
-        self.keys: dict[str, rsa.RSAPrivateKey] = {}
-        self.requests = 0
-        self.hold = False
-        self.fail = False
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.holding = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.requests += 1
-                if outer.hold:
-                    outer.holding += 1
-                    outer.entered.set()
-                    outer.release.wait(30)
-                    outer.holding -= 1
-                if outer.fail:
-                    self.send_error(500)
-                    return
-                body = json.dumps({"keys": [outer.jwk(kid) for kid in outer.keys]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def add_key(self, kid: str) -> None:
-        self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    def jwk(self, kid: str) -> dict:
-        data = json.loads(RSAAlgorithm.to_jwk(self.keys[kid].public_key()))
-        data.update({"kid": kid, "use": "sig", "alg": "RS256"})
-        return data
-
-    def token(self, kid: str) -> str:
-        now = int(time.time())
-        body = {"sub": unique("clerk"), "iss": ISSUER, "iat": now, "nbf": now - 1, "exp": now + 60}
-        return jwt.encode(body, self.keys[kid], algorithm="RS256", headers={"kid": kid})
-
-    def slow(self) -> None:
-        self.entered.clear()
-        self.release.clear()
-        self.hold = True
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+    def token(self, kid: str, **claims: Any) -> str:
+        return super().token(kid, iss=ISSUER, **claims)
 
 
 @pytest.fixture
@@ -119,7 +57,7 @@ async def entered(server: SlowKeyServer) -> None:
 
 async def test_a_cached_kid_verifies_while_unknown_kids_wait_for_a_slow_key_server(live_server_url, keys):
     assert (await connects(live_server_url, keys.token("key-1")))["event"] == "connected"
-    assert keys.requests == 1
+    assert keys.fetches == 1
     keys.add_key("key-2")  # rotation
     keys.slow()
     # More waiters than the event loop's default thread pool has threads:
@@ -133,7 +71,7 @@ async def test_a_cached_kid_verifies_while_unknown_kids_wait_for_a_slow_key_serv
     keys.release.set()
     frames = await asyncio.gather(*waiting)
     assert [frame["event"] for frame in frames] == ["connected"] * 12, frames
-    assert keys.requests == 2, "concurrent lookups of one unknown kid share one fetch"
+    assert keys.fetches == 2, "concurrent lookups of one unknown kid share one fetch"
 
 
 async def test_a_key_server_that_does_not_answer_delays_unknown_kids_only_up_to_the_timeout(
@@ -163,7 +101,7 @@ async def test_a_failing_key_server_refuses_unknown_kids_and_keeps_the_cached_ke
     frame = await connects(live_server_url, keys.token("key-2"))
     assert frame["event"] == "error" and "could not be fetched" in frame["data"]["message"], frame
     assert (await connects(live_server_url, keys.token("key-1")))["event"] == "connected"
-    assert keys.requests == 2
+    assert keys.fetches == 2
     keys.fail = False
     assert (await connects(live_server_url, keys.token("key-2")))["event"] == "connected"
 
@@ -177,7 +115,7 @@ async def test_an_expired_key_set_keeps_verifying_while_it_is_refreshed(live_ser
     await entered(keys)  # that use started a background refresh, which the server holds
     for _ in range(3):
         assert (await connects(live_server_url, keys.token("key-1")))["event"] == "connected"
-    assert keys.holding == 1 and keys.requests == 2, "one refresh in flight, nobody waiting on it"
+    assert keys.holding == 1 and keys.fetches == 2, "one refresh in flight, nobody waiting on it"
     keys.release.set()
 
 
@@ -198,7 +136,7 @@ def test_the_unknown_kid_cooldown_holds_and_blocking_lookups_do_not_wait_on_each
     thread.start()
     thread.join(20)
     assert result == {"error": "token is signed with an unknown key"}
-    assert keys.requests == 1
+    assert keys.fetches == 1
     # Past it (a fresh set with no cooldown), a blocked lookup does not
     # hold up a cached one.
     key_set = auth.KeySet(keys.url, lifespan=300, cooldown=0, timeout=20)

@@ -8,10 +8,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from channels.db import database_sync_to_async
 
-from accounts import services
-from accounts.models import Application, Membership
 from tests.wsclient import connected, dev_token, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,14 +28,6 @@ def call(live_server_url: str, method: str, path: str, token: str | None, body: 
         return exc.code, json.loads(exc.read())
 
 
-@database_sync_to_async
-def team(owner: str, member: str) -> str:
-    app = Application.objects.create(name="desk")
-    services.add_member(app, services.get_or_create_user(owner), Membership.Role.OWNER)
-    services.add_member(app, services.get_or_create_user(member), Membership.Role.MEMBER)
-    return app.id
-
-
 async def test_me_reports_user_bound_application_and_memberships(live_server_url):
     user = unique("rest")
     status, body = call(live_server_url, "GET", "/api/me", dev_token(user))
@@ -54,9 +43,8 @@ async def test_rest_rejects_missing_and_bad_tokens(live_server_url):
     assert call(live_server_url, "GET", "/api/me", dev_token(unique("x"), exp_in=-100))[0] == 401
 
 
-async def test_owner_broadcast_reaches_every_member_subscribed_to_the_room(live_server_url):
-    owner, member = unique("own"), unique("mem")
-    app = await team(owner, member)
+async def test_owner_broadcast_reaches_every_member_subscribed_to_the_room(live_server_url, alice, colleague):
+    owner, member, app = alice.username, colleague.username, alice.default_application_id
     listener = await connected(live_server_url, member)
     await listener.request("subscribe", {"room": f"application:{app}"})
     status, sent = call(
@@ -70,12 +58,11 @@ async def test_owner_broadcast_reaches_every_member_subscribed_to_the_room(live_
     await listener.close()
 
 
-async def test_plain_members_and_outsiders_cannot_broadcast(live_server_url):
-    owner, member = unique("own"), unique("mem")
-    app = await team(owner, member)
+async def test_plain_members_and_outsiders_cannot_broadcast(live_server_url, alice, colleague, outsider):
+    owner, member, app = alice.username, colleague.username, alice.default_application_id
     listener = await connected(live_server_url, owner)
     await listener.request("subscribe", {"room": f"application:{app}"})
-    for sender in (member, unique("outsider")):
+    for sender in (member, outsider.username):
         status, body = call(
             live_server_url, "POST", f"/api/applications/{app}/broadcast", dev_token(sender), {"message": "hi"}
         )
@@ -84,9 +71,8 @@ async def test_plain_members_and_outsiders_cannot_broadcast(live_server_url):
     await listener.close()
 
 
-async def test_invalid_broadcast_is_refused(live_server_url):
-    owner, member = unique("own"), unique("mem")
-    app = await team(owner, member)
+async def test_invalid_broadcast_is_refused(live_server_url, alice):
+    owner, app = alice.username, alice.default_application_id
     status, body = call(
         live_server_url, "POST", f"/api/applications/{app}/broadcast", dev_token(owner), {"message": ""}
     )

@@ -25,15 +25,13 @@ def test_user_ids_outside_the_alphabet_are_refused():
         services.get_or_create_user("bad id with spaces")
 
 
-def test_resolve_application_honours_membership():
-    alice = services.get_or_create_user("alice")
-    bob = services.get_or_create_user("bob")
+def test_resolve_application_honours_membership(alice, outsider):
     team = Application.objects.create(name="team")
     services.add_member(team, alice)
     assert services.resolve_application(alice, team.id) == team
     assert services.resolve_application(alice, None) == alice.default_application
     with pytest.raises(services.TenancyError):
-        services.resolve_application(bob, team.id)
+        services.resolve_application(outsider, team.id)
     team.is_active = False
     team.save()
     with pytest.raises(services.TenancyError):

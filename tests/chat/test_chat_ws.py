@@ -15,6 +15,7 @@ from chat.eval import fixtures
 from chat.models import Conversation, Message
 from credits import services as credits
 from devtools.servers import free_port
+from tests.factories import funded
 from tests.wsclient import Client, connected, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -177,10 +178,7 @@ async def test_the_conversation_room_carries_the_stream_to_the_owners_other_tabs
 async def test_chat_is_charged_and_refunded_when_the_server_fails(live_server_url, settings):
     me = unique("payer")
     settings.LEDGERCORE_PRICES = {"chat": 3}
-    user = await database_sync_to_async(accounts.get_or_create_user)(me)
-    await database_sync_to_async(credits.grant_credits)(
-        user.pk, user.default_application_id, 10, reason="test", actor=credits.Actor.system()
-    )
+    user, _ = await database_sync_to_async(funded)(me, 10, reason="test")
     async with await connected(live_server_url, me) as client:
         assert_well_formed(await turn(client, "ok", {"message": "hello", "conversationId": "paid"}), "paid")
         assert await balance(me) == 7

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
@@ -840,13 +839,6 @@ class TestDemoGraph:
         seed_compliance_data(transfers=SMALL, seed=5)
         result = cluster_addresses("bitcoin")
         assert result.clusters > 10 and result.coinjoins_skipped >= 1
-
-
-@pytest.fixture
-def staff_client(client):
-    admin = get_user_model().objects.create_superuser(unique("analyst"), "a@example.test", "a-long-test-password")
-    client.force_login(admin)
-    return client
 
 
 @pytest.mark.django_db

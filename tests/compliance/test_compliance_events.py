@@ -38,6 +38,8 @@ from credits.models import Hold
 from devtools.servers import DbWorkerProcess, database_url
 from marketdata import services as market
 from marketdata.trades import TradeInput
+from tests import wsclient
+from tests.factories import funded
 from tests.wsclient import Client, connected, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -117,28 +119,13 @@ def build_graph(tag: str = "g") -> dict[str, str]:
 
 @database_sync_to_async
 def fund(user_id: str, amount: int = 100) -> tuple[int, str]:
-    user = accounts.get_or_create_user(user_id)
-    app = user.default_application_id
-    assert app is not None
-    credits.grant_credits(user.pk, app, amount, reason="test grant", actor=SYSTEM)
+    user, app = funded(user_id, amount, reason="test grant")
     return user.pk, app
 
 
 async def frames_until(client: Client, request_id: str, last: set[str], timeout: float = 30.0) -> list[dict[str, Any]]:
-    frames: list[dict[str, Any]] = []
-    others: list[dict[str, Any]] = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    try:
-        while True:
-            frame = await client.recv(max(deadline - asyncio.get_running_loop().time(), 0.01))
-            if frame.get("id") != request_id:
-                others.append(frame)
-                continue
-            frames.append(frame)
-            if frame["event"] in last or frame["event"] == "validation_error":
-                return frames
-    finally:
-        client.backlog.extend(others)
+    """wsclient.frames_until, ending at a validation_error too."""
+    return await wsclient.frames_until(client, request_id, last | {"validation_error"}, timeout)
 
 
 def ofac_dir() -> Path:
@@ -434,10 +421,7 @@ def test_a_job_interrupted_twice_is_failed_and_refunded(settings):
     settings.LEDGERCORE_PRICES = {"address_analysis": 9}
     names = build_graph("rf")
     user_id = unique("crash")
-    user = accounts.get_or_create_user(user_id)
-    app = user.default_application_id
-    assert app is not None
-    credits.grant_credits(user.pk, app, 50, reason="grant", actor=SYSTEM)
+    user, app = funded(user_id, 50, reason="grant")
     hold = credits.hold_credits(
         user.pk, app, 9, action="address_analysis", actor=credits.Actor.user(user_id), reference="sid:req"
     )

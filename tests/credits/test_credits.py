@@ -23,13 +23,14 @@ from credits.ledger import GENESIS_HASH, entry_hash
 from credits.models import CreditAccount, CreditBlock, EntryKind, LedgerEntry, OutboxEvent, Price
 from credits.reconcile import reconcile_account
 from credits.services import Actor
+from tests.factories import UserFactory, funded
 from tests.wsclient import connected, unique
 
 SYSTEM = Actor.system()
 
 
 def new_user(prefix: str = "payer"):
-    user = accounts.get_or_create_user(unique(prefix))
+    user = UserFactory.create(username=unique(prefix))
     return user, user.default_application_id
 
 
@@ -438,10 +439,7 @@ async def test_grant_reaches_the_open_socket_with_balance_and_sequence(live_serv
 @pytestmark_ws
 async def test_balance_after_connect_reflects_the_bound_application(live_server_url):
     user_id = unique("rich")
-    user = await database_sync_to_async(accounts.get_or_create_user)(user_id)
-    await database_sync_to_async(services.grant_credits)(
-        user.pk, user.default_application_id, 77, reason="r", actor=SYSTEM
-    )
+    await database_sync_to_async(funded)(user_id, 77, reason="r")
     client = await connected(live_server_url, user_id)
     assert client.balance["data"]["newBalance"] == 77 and client.balance["data"]["sequence"] == 1
     await client.close()
@@ -475,10 +473,7 @@ async def test_chargeable_event_without_credits_gets_insufficient_credits_and_do
 @pytestmark_ws
 async def test_chargeable_event_is_charged_on_success(live_server_url, priced_ping):
     user_id = unique("payer")
-    user = await database_sync_to_async(accounts.get_or_create_user)(user_id)
-    await database_sync_to_async(services.grant_credits)(
-        user.pk, user.default_application_id, 12, reason="r", actor=SYSTEM
-    )
+    await database_sync_to_async(funded)(user_id, 12, reason="r")
     client = await connected(live_server_url, user_id)
     assert (await client.request("ping", id="a"))["event"] == "pong"
     deducted = await client.expect("credits_deducted")
@@ -492,9 +487,7 @@ async def test_chargeable_event_is_charged_on_success(live_server_url, priced_pi
 @pytestmark_ws
 async def test_server_failure_refunds_the_charge(live_server_url, priced_ping, monkeypatch):
     user_id = unique("unlucky")
-    user = await database_sync_to_async(accounts.get_or_create_user)(user_id)
-    app = user.default_application_id
-    await database_sync_to_async(services.grant_credits)(user.pk, app, 10, reason="r", actor=SYSTEM)
+    user, app = await database_sync_to_async(funded)(user_id, 10, reason="r")
 
     async def broken(ctx, data):
         raise ZeroDivisionError

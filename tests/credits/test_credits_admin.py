@@ -10,24 +10,20 @@ from django.test import Client as HttpClient
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts import services as accounts
-from accounts.models import User
 from credits.models import CreditAccount, CreditBlock, LedgerEntry
-from credits.services import Actor, grant_credits
+from tests.factories import AdminFactory, GrantFactory, UserFactory
 from tests.wsclient import connected, unique
 
 
 def staff_client() -> HttpClient:
-    admin = User.objects.create_superuser(unique("finance"), "f@example.test", "a-long-test-password")
     http = HttpClient()
-    http.force_login(admin)
+    http.force_login(AdminFactory.create(username=unique("finance")))
     return http
 
 
 def account_for(user_id: str) -> CreditAccount:
-    user = accounts.get_or_create_user(user_id)
-    assert user.default_application_id is not None
-    grant_credits(user.pk, user.default_application_id, 1, reason="opening", actor=Actor.system())
+    user = UserFactory.create(username=user_id)
+    GrantFactory.create(user=user, amount=1, reason="opening")
     return CreditAccount.objects.get(user=user)
 
 

@@ -19,6 +19,7 @@ from credits import services
 from credits.models import CreditAccount, LedgerEntry
 from credits.reconcile import reconcile_accounts
 from credits.services import Actor
+from tests import factories
 
 pytestmark = pytest.mark.django_db
 
@@ -32,21 +33,15 @@ def client_for(user) -> APIClient:
 
 
 def funded(username: str, grant: int = 100, deduct: int = 0):
-    user = accounts.get_or_create_user(username)
-    app = user.default_application_id
-    assert app is not None
-    services.grant_credits(user.pk, app, grant, reason="r", actor=SYSTEM)
+    user, app = factories.funded(username, grant, reason="r")
     if deduct:
         services.deduct_credits(user.pk, app, deduct, action="query", actor=Actor.user(username))
     return user, app
 
 
 def finance_user(username: str = "finance", staff: bool = True):
-    user = accounts.get_or_create_user(username)
-    if staff:
-        user.is_staff = True
-        user.save(update_fields=["is_staff"])
-    else:
+    user = factories.UserFactory.create(username=username, staff=staff)
+    if not staff:
         user.user_permissions.add(
             Permission.objects.get(codename="view_ledgerentry", content_type__app_label="credits")
         )

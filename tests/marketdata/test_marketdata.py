@@ -21,8 +21,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
-from accounts import services as accounts
-from accounts.models import User
 from marketdata import services
 from marketdata.candles import Candle, CandleBuilder, Tick, aggregate_ticks, rollup, trade_id_key
 from marketdata.demo import FIXTURE_NAME, SEED_HOURS, fixture_dir, seed_market_data
@@ -32,6 +30,7 @@ from marketdata.models import Instrument, Trade, TradeSeries, Venue, VenueSymbol
 from marketdata.resolutions import RESOLUTION_MS, RESOLUTIONS, divides, duration_ms, source_resolution
 from marketdata.trades import TradeInput
 from marketdata.windows import MAX_CANDLES, TooManyCandles, WindowError, resolve_window
+from tests.factories import UserFactory
 from tests.wsclient import dev_token, unique
 
 AGGTRADES = fixture_dir() / FIXTURE_NAME
@@ -645,10 +644,7 @@ def rest_trades(count: int, first_id: int = 1) -> dict:
 
 
 def bearer(username: str, *, staff: bool = False, permission: bool = False) -> APIClient:
-    user = accounts.get_or_create_user(username)
-    if staff:
-        user.is_staff = True
-        user.save(update_fields=["is_staff"])
+    user = UserFactory.create(username=username, staff=staff)
     if permission:
         user.user_permissions.add(Permission.objects.get(codename="add_trade", content_type__app_label="marketdata"))
     client = APIClient()
@@ -702,13 +698,6 @@ def test_rest_ingestion_refuses_invalid_batches_with_per_trade_errors():
 
 
 # ------------------------------------------------------------ admin
-
-
-@pytest.fixture
-def staff_client(client):
-    admin_user = User.objects.create_superuser("market_admin", "m@example.test", "a-long-test-password")
-    client.force_login(admin_user)
-    return client
 
 
 @pytest.mark.django_db

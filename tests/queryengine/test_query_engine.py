@@ -30,6 +30,7 @@ from queryengine.catalog import catalog
 from queryengine.compiler import CompiledQuery
 from queryengine.errors import QueryError
 from queryengine.models import QueryLimits, QueryRecord
+from tests.factories import funded
 from tests.wsclient import unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,12 +41,7 @@ on_postgresql = pytest.mark.skipif(connection.vendor != "postgresql", reason="Po
 
 
 def funded_user(prefix: str = "analyst", grants: int = 2) -> tuple[Any, str]:
-    user = accounts.get_or_create_user(unique(prefix))
-    app = user.default_application_id
-    assert app is not None
-    for index in range(grants):
-        credits.grant_credits(user.pk, app, 10 + index, reason=f"grant {index}", actor=SYSTEM)
-    return user, app
+    return funded(unique(prefix), *(10 + index for index in range(grants)))
 
 
 class Recorder:

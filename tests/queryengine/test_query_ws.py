@@ -5,7 +5,6 @@ with their refund, charging and tenancy."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
@@ -14,7 +13,8 @@ from accounts import services as accounts
 from accounts.models import Application, Membership
 from credits import services as credits
 from queryengine.models import QueryLimits, QueryRecord
-from tests.wsclient import Client, connected, unique
+from tests.factories import funded
+from tests.wsclient import connected, frames_until, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,30 +27,8 @@ SLOW_SQL = (
 
 @database_sync_to_async
 def fund(user_id: str, grants: int = 3, amount: int = 100) -> tuple[int, str]:
-    user = accounts.get_or_create_user(user_id)
-    app = user.default_application_id
-    assert app is not None
-    for index in range(grants):
-        credits.grant_credits(user.pk, app, amount + index, reason=f"grant {index}", actor=SYSTEM)
+    user, app = funded(user_id, *(amount + index for index in range(grants)))
     return user.pk, app
-
-
-async def frames_until(client: Client, request_id: str, last: set[str], timeout: float = 10.0) -> list[dict[str, Any]]:
-    """Frames carrying this request id, up to and including one of ``last``."""
-    frames: list[dict[str, Any]] = []
-    others: list[dict[str, Any]] = []
-    deadline = asyncio.get_running_loop().time() + timeout
-    try:
-        while True:
-            frame = await client.recv(max(deadline - asyncio.get_running_loop().time(), 0.01))
-            if frame.get("id") != request_id:
-                others.append(frame)  # e.g. credit events: kept for later expect()
-                continue
-            frames.append(frame)
-            if frame["event"] in last:
-                return frames
-    finally:
-        client.backlog.extend(others)
 
 
 DONE = {"query_completed", "query_error"}

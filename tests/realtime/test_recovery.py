@@ -19,7 +19,6 @@ import pytest
 from channels.db import database_sync_to_async
 
 from accounts import services as accounts
-from accounts.models import Application, Membership
 from compliance.addresses import normalize_chain_address
 from credits import services as credits
 from credits.events import flush_dispatcher
@@ -27,6 +26,7 @@ from devtools.servers import free_port
 from marketdata import services as market
 from realtime import history, push
 from realtime.protocol import encode
+from tests.factories import team
 from tests.wsclient import Client, connected, dev_token, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,10 +36,7 @@ SYSTEM = credits.Actor.system()
 
 @database_sync_to_async
 def make_application(*user_ids: str) -> str:
-    application = Application.objects.create(name=unique("team"))
-    for user_id in user_ids:
-        accounts.add_member(application, accounts.get_or_create_user(user_id), Membership.Role.MEMBER)
-    return application.id
+    return team(*user_ids).id
 
 
 def address_room() -> str:

@@ -20,9 +20,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings as django_settings
 
-from accounts import services as accounts
-from accounts.models import Application, Membership
 from devtools.servers import DaphneProcess, database_url
+from tests.factories import team
 from tests.wsclient import DEV_SECRET, Client, connected, dev_token, unique
 
 pytestmark = [pytest.mark.redis_stack, pytest.mark.django_db(transaction=True)]
@@ -51,10 +50,7 @@ def servers(transactional_db: Any, tmp_path: Path) -> Iterator[tuple[DaphneProce
 
 @database_sync_to_async
 def make_application(owner: str, member: str) -> str:
-    application = Application.objects.create(name=unique("team"))
-    accounts.add_member(application, accounts.get_or_create_user(owner), Membership.Role.OWNER)
-    accounts.add_member(application, accounts.get_or_create_user(member), Membership.Role.MEMBER)
-    return application.id
+    return team(member, owner=owner).id
 
 
 def post_broadcasts(http: str, application: str, owner: str, tag: str, count: int, progress: list[int]) -> None:

@@ -21,7 +21,7 @@ from devtools.redisprocs import RedisServer
 from tests.redisfaults import (
     APP,
     ROOM,
-    database_env,
+    fault_env_fixture,
     join,
     ping_until_pong,
     start_servers,
@@ -32,18 +32,7 @@ from tests.redisfaults import (
 from tests.wsclient import Client, connected
 
 pytestmark = pytest.mark.redis_stack
-
-
-@pytest.fixture(scope="module")
-def fault_env(tmp_path_factory):
-    with database_env(
-        tmp_path_factory.mktemp("redis-outage"),
-        users=10,
-        LEDGERCORE_PRESENCE_TIMEOUT_SECONDS="2",
-        LEDGERCORE_OUTBOX_RETRY_SECONDS="1",
-        LEDGERCORE_REDIS_TIMEOUT_SECONDS="2",
-    ) as env:
-        yield env
+fault_env = fault_env_fixture("redis-outage", users=10, presence_timeout_seconds=2)
 
 
 def presence_events(client: Client, event: str) -> Counter[str]:

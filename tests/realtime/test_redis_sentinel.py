@@ -18,7 +18,7 @@ from devtools.servers import manage
 from tests.redisfaults import (
     APP,
     ROOM,
-    database_env,
+    fault_env_fixture,
     join,
     ping_until_pong,
     start_servers,
@@ -29,18 +29,7 @@ from tests.redisfaults import (
 from tests.wsclient import connected
 
 pytestmark = pytest.mark.redis_stack
-
-
-@pytest.fixture(scope="module")
-def fault_env(tmp_path_factory):
-    with database_env(
-        tmp_path_factory.mktemp("redis-sentinel"),
-        users=4,
-        LEDGERCORE_PRESENCE_TIMEOUT_SECONDS="3",
-        LEDGERCORE_OUTBOX_RETRY_SECONDS="1",
-        LEDGERCORE_REDIS_TIMEOUT_SECONDS="2",
-    ) as env:
-        yield env
+fault_env = fault_env_fixture("redis-sentinel", users=4, presence_timeout_seconds=3)
 
 
 async def test_sentinel_failover_keeps_sockets_and_delivers_the_ledger_event(fault_env, tmp_path):

@@ -15,8 +15,7 @@ from websockets.sync.client import connect
 
 from devtools.rawws import ConnectionGone, RawWebSocket
 from devtools.servers import DaphneProcess, manage
-from tests.conftest import scaled_stack
-from tests.system.test_end_to_end import stack_env
+from tests.stacks import scaled_stack, stack_env
 from tests.wsclient import dev_token
 
 APP = "app_slow"

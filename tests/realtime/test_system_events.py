@@ -9,9 +9,8 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 
-from accounts import services as accounts
-from accounts.models import Application, Membership
 from marketdata import services as market
+from tests.factories import team
 from tests.wsclient import Client, connected, dev_token, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -19,10 +18,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @database_sync_to_async
 def make_application(*user_ids: str) -> str:
-    application = Application.objects.create(name=unique("team"))
-    for user_id in user_ids:
-        accounts.add_member(application, accounts.get_or_create_user(user_id), Membership.Role.MEMBER)
-    return application.id
+    return team(*user_ids).id
 
 
 async def test_connected_is_first_event_with_user_sid_and_epoch_ms(live_server_url):
@@ -195,10 +191,9 @@ async def test_personal_room_of_someone_else_is_unauthorized(live_server_url):
     await client.close()
 
 
-async def test_application_room_requires_membership(live_server_url):
-    member, outsider = unique("ivy"), unique("jack")
-    app = await make_application(member)
-    client = await connected(live_server_url, outsider)
+async def test_application_room_requires_membership(live_server_url, alice, outsider):
+    app = alice.default_application_id
+    client = await connected(live_server_url, outsider.username)
     frame = await client.request("subscribe", {"room": f"application:{app}"})
     assert frame["event"] == "error" and frame["data"]["code"] == "UNAUTHORIZED"
     missing = await client.request("subscribe", {"room": "application:app_does_not_exist"})

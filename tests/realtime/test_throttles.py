@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from channels.db import database_sync_to_async
 
 from ledgercore.config import parse_rate
 from realtime.throttles import TokenBucket, retry_after_seconds
+from tests.factories import team
 from tests.wsclient import connected, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,19 +32,11 @@ async def test_connection_budget_counts_every_frame_and_reports_retry_after(live
 
 
 async def test_throttled_request_is_not_executed(live_server_url, settings):
-    from channels.db import database_sync_to_async
-
-    from accounts import services as accounts
-    from accounts.models import Application
-
     watcher_id, user = unique("watch"), unique("thr")
 
     @database_sync_to_async
     def make_app() -> str:
-        app = Application.objects.create(name="t")
-        accounts.add_member(app, accounts.get_or_create_user(watcher_id))
-        accounts.add_member(app, accounts.get_or_create_user(user))
-        return app.id
+        return team(watcher_id, user, name="t").id
 
     room = f"application:{await make_app()}"
     watcher = await connected(live_server_url, watcher_id)

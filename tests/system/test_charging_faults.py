@@ -15,20 +15,26 @@ import asyncio
 import json
 import subprocess
 import time
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from django.utils import timezone
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
 from credits import services as credits
 from credits.models import Hold
+from credits.reconcile import reconcile_accounts
 from devtools.chargefaults import final_of, grant, hello, pending_holds, recv, server_rows, settlement_problems
 from devtools.pgcluster import PostgresCluster
 from devtools.servers import DaphneProcess, manage, migrated_environment
 from queryengine.models import QueryLimits
-from tests.queryengine.test_query_ws import DONE, SLOW_SQL, connected, frames_until, fund
-from tests.wsclient import DEV_SECRET, dev_token, unique
+from realtime import processes
+from realtime.models import ServerProcess
+from tests.factories import funded
+from tests.queryengine.test_query_ws import DONE, SLOW_SQL, fund
+from tests.wsclient import DEV_SECRET, connected, dev_token, frames_until, unique
 
 # Short liveness settings, so that a dead process's holds go within seconds.
 FAULT_ENV = {
@@ -176,18 +182,7 @@ def test_postgresql_outage_ends_the_request_unavailable_and_the_server_serves_ag
 
 @pytest.mark.django_db
 def test_holds_of_dead_processes_are_released_and_only_theirs():
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from accounts import services as accounts
-    from realtime import processes
-    from realtime.models import ServerProcess
-
-    user = accounts.get_or_create_user(unique("owned"))
-    app = user.default_application_id
-    assert app is not None
-    credits.grant_credits(user.pk, app, 30, reason="test", actor=credits.Actor.system())
+    user, app = funded(unique("owned"), 30, reason="test")
     now = timezone.now()
     ServerProcess.objects.create(id="alive:1", started_at=now, heartbeat_at=now)
     ServerProcess.objects.create(id="dead:2", started_at=now, heartbeat_at=now - timedelta(minutes=5))
@@ -227,13 +222,7 @@ def test_holds_of_dead_processes_are_released_and_only_theirs():
 
 @pytest.mark.django_db
 def test_reconcile_reports_a_hold_whose_status_does_not_match_its_entries():
-    from accounts import services as accounts
-    from credits.reconcile import reconcile_accounts
-
-    user = accounts.get_or_create_user(unique("audited"))
-    app = user.default_application_id
-    assert app is not None
-    credits.grant_credits(user.pk, app, 10, reason="test", actor=credits.Actor.system())
+    user, app = funded(unique("audited"), 10, reason="test")
     hold = credits.hold_credits(user.pk, app, 4, action="query", actor=credits.Actor.system())
     credits.capture_hold(hold.pk, 4, actor=credits.Actor.system())
     assert [report.problems for report in reconcile_accounts()] == [[]]

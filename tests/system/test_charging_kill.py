@@ -13,30 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from devtools.chargefaults import KillRun, grant, pending_holds, server_rows, settlement_problems
-from devtools.servers import manage, migrated_environment
-from tests.conftest import scaled_stack
+from devtools.servers import manage
+from tests.stacks import migrated_stack_env, scaled_stack
 from tests.system.test_charging_faults import FAST_SQL, FAULT_ENV, MEDIUM_SQL
-from tests.wsclient import DEV_SECRET
 
 # Charged requests of the test (bench/charging_faults.py runs 500).
 REQUESTS = 60
 
 
 def _stack(tmp_path: Path) -> Any:
-    if not scaled_stack():
-        return migrated_environment(tmp_path, dev_secret=DEV_SECRET, **FAULT_ENV)
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    maintenance = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/postgres"
-    return migrated_environment(
-        tmp_path,
-        dev_secret=DEV_SECRET,
-        postgres_url=maintenance,
-        redis_url=settings.REDIS_URL,
-        redis_prefix=settings.LEDGERCORE_REDIS_PREFIX,
-        **FAULT_ENV,
-    )
+    return migrated_stack_env(tmp_path, scaled_stack(), **FAULT_ENV)
 
 
 def test_kill_9_at_random_moments_leaves_every_hold_captured_or_released_once(tmp_path):

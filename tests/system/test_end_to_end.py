@@ -11,27 +11,9 @@ from contextlib import ExitStack
 import pytest
 from websockets.sync.client import connect
 
-from devtools.servers import DaphneProcess, manage, server_environment
-from tests.conftest import scaled_stack
-from tests.wsclient import DEV_SECRET, dev_token
-
-
-def stack_env(tmp_path, scaled: bool, **extra: str):
-    if not scaled:
-        return server_environment(tmp_path, dev_secret=DEV_SECRET, LOG_LEVEL="DEBUG", **extra)
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    maintenance = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/postgres"
-    return server_environment(
-        tmp_path,
-        dev_secret=DEV_SECRET,
-        postgres_url=maintenance,
-        redis_url=settings.REDIS_URL,
-        redis_prefix=settings.LEDGERCORE_REDIS_PREFIX,
-        LOG_LEVEL="DEBUG",
-        **extra,
-    )
+from devtools.servers import DaphneProcess, manage
+from tests.stacks import scaled_stack, stack_env
+from tests.wsclient import dev_token
 
 
 def recv(ws, timeout: float = 10.0) -> dict:

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from devtools.servers import DaphneProcess, manage, migrated_environment
-from tests.conftest import scaled_stack
-from tests.wsclient import DEV_SECRET, Client, dev_token
+from devtools.servers import DaphneProcess, manage
+from tests.stacks import migrated_stack_env, scaled_stack
+from tests.wsclient import Client, dev_token
 
 DRAIN_SECONDS = 5.0
 PRICE = 5
@@ -75,20 +75,7 @@ def environment(tmp_path: Any, scaled: bool) -> Any:
         "LEDGERCORE_PRESENCE_TIMEOUT_SECONDS": "60",
         "LOG_LEVEL": "INFO",
     }
-    if not scaled:
-        return migrated_environment(tmp_path, dev_secret=DEV_SECRET, **extra)
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    maintenance = f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/postgres"
-    return migrated_environment(
-        tmp_path,
-        dev_secret=DEV_SECRET,
-        postgres_url=maintenance,
-        redis_url=settings.REDIS_URL,
-        redis_prefix=settings.LEDGERCORE_REDIS_PREFIX,
-        **extra,
-    )
+    return migrated_stack_env(tmp_path, scaled, **extra)
 
 
 async def joined(url: str, user: str) -> Client:
