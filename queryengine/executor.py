@@ -36,7 +36,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
+from psycopg import sql
+
 from queryengine import allowlist, errors, pgrole, values
+from queryengine.catalog import catalog
 from queryengine.compiler import CompiledQuery
 from queryengine.errors import QueryError
 
@@ -390,8 +394,6 @@ Authorizer = Callable[[int, str | None, str | None, str | None, str | None], int
 
 
 def sqlite_authorizer(reads: Mapping[str, frozenset[str]]) -> Authorizer:
-    from queryengine.catalog import catalog
-
     allowed_functions = allowlist.SQLITE_FUNCTIONS
     rowid_tables = catalog.public_only_tables()
 
@@ -480,8 +482,6 @@ ENSURE_ATTEMPTS = 3
 def ensure_role(target: DatabaseTarget) -> None:
     """Create/refresh the query role once per process and catalog, with
     Django's login when it may; otherwise leave it to ``setup_query_role``."""
-    import psycopg
-
     key = (
         tuple(sorted((k, str(v)) for k, v in target.admin_params.items() if k != "password")),
         target.pg_role,
@@ -518,8 +518,6 @@ def connect_postgres(target: DatabaseTarget) -> Any:
     """A new connection logged in as the query role, checked to be exactly
     that role and no superuser (a misconfigured URL must not run user SQL
     with more rights), in a READ ONLY transaction not yet begun."""
-    import psycopg
-
     pgrole.check_role_name(target.pg_role)
     if target.ensure_role:
         ensure_role(target)
@@ -588,9 +586,6 @@ class EarlyConnection:
 
 
 def _execute_postgres(run: _Run) -> ExecutionResult:
-    import psycopg
-    from psycopg import sql
-
     connection = run.early.take() if run.early is not None else connect_postgres(run.target)
     try:
         schema = pgrole.current_schema(connection)
@@ -624,8 +619,6 @@ def _execute_postgres(run: _Run) -> ExecutionResult:
 
 
 def _postgres_estimate(connection: Any, query: CompiledQuery) -> tuple[int, int | None]:
-    import psycopg
-
     try:
         with connection.transaction(), connection.cursor() as cursor:
             # Binary results force the extended protocol: without parameters
@@ -644,8 +637,6 @@ def _postgres_estimate(connection: Any, query: CompiledQuery) -> tuple[int, int 
 
 
 def _postgres_error(run: _Run, exc: Exception) -> QueryError:
-    import psycopg
-
     stop = run.stopped()
     if stop is not None:
         return stop

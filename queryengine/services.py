@@ -30,9 +30,10 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections, connection, connections, transaction
 from django.utils import timezone
+from psycopg.conninfo import conninfo_to_dict
 
 from accounts.models import User
-from queryengine import errors, pgrole
+from queryengine import allowlist, errors, pgrole
 from queryengine.catalog import catalog
 from queryengine.compiler import Caller, CompiledQuery, compile_query
 from queryengine.errors import ConnectionGone, QueryError
@@ -167,8 +168,6 @@ def database_target() -> DatabaseTarget:
 def query_login_from_url(url: str, role: str) -> dict[str, Any]:
     """Connection parameters from LEDGERCORE_QUERY_DATABASE_URL; its user,
     when it names one, must be the query role (the grants are the role's)."""
-    from psycopg.conninfo import conninfo_to_dict
-
     name = "LEDGERCORE_QUERY_DATABASE_URL"
     if urllib.parse.urlsplit(url).scheme not in ("postgres", "postgresql"):
         raise ImproperlyConfigured(f"{name}: expected a postgres:// URL")
@@ -197,8 +196,6 @@ def check_settings() -> None:
 
 def describe_catalog() -> dict[str, Any]:
     """The tables user SQL may read, their columns and types."""
-    from queryengine import allowlist
-
     return {"tables": catalog.describe(), "functions": allowlist.function_names()}
 
 
