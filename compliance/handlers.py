@@ -28,14 +28,12 @@ from rest_framework import serializers
 from compliance import flows, history, jobs
 from compliance.addresses import InvalidAddress, UnknownChain, normalize_address, normalize_chain_address
 from compliance.models import AnalysisJob, JobStatus
-from marketdata.resolutions import duration_ms
-from marketdata.windows import MAX_TIMESTAMP_MS, WindowError, parse_range
+from marketdata import payloads as market_payloads
 from realtime import processes
 from realtime.context import RequestContext
 from realtime.errors import NotFound, ProtocolError, ValidationFailed
 from realtime.handlers import ErrorPayload
 from realtime.payloads import Payload
-from realtime.protocol import now_ms
 from realtime.registry import registry
 from realtime.rooms import Namespace, register_namespace
 
@@ -73,42 +71,12 @@ class TransactionsRequest(_AddressRequest):
     )
 
 
-class WindowField(serializers.Field):  # type: ignore[type-arg]
-    """A duration (``"7d"``: the last such span) or ``{from, to}`` epoch ms."""
+class WindowField(market_payloads.WindowField):
+    """A duration (``"7d"``: the last such span) or ``{from, to}`` epoch ms,
+    resolved to ``(start, end)``."""
 
-    json_schema = {
-        "oneOf": [
-            {"type": "string", "pattern": "^[0-9]{1,12}(ms|s|m|h|d|w)$", "description": "The last such span."},
-            {
-                "type": "object",
-                "properties": {"from": {"type": "integer"}, "to": {"type": "integer"}},
-                "required": ["from", "to"],
-                "additionalProperties": False,
-                "description": "Transfers with timestamp in [from, to), epoch ms.",
-            },
-        ]
-    }
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, str):
-            try:
-                span = duration_ms(data)
-            except ValueError as exc:
-                raise serializers.ValidationError(str(exc)) from None
-            end = now_ms()
-            return max(0, end - span), end
-        if isinstance(data, dict):
-            try:
-                start, end = parse_range(data)
-            except WindowError as exc:
-                raise serializers.ValidationError(
-                    [f"{field}: {' '.join(messages)}" for field, messages in exc.errors.items()]
-                ) from None
-            return start, min(end, MAX_TIMESTAMP_MS)
-        raise serializers.ValidationError("Expected a duration string (7d, 30d) or {from, to} in epoch ms.")
-
-    def to_representation(self, value: Any) -> Any:
-        return value
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(subject="Transfers", examples="7d, 30d", as_range=True, **kwargs)
 
 
 class FlowsRequest(Payload):
