@@ -7,7 +7,7 @@ class QueryEngineConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here: the models these modules import need the app registry ready.
-        from queryengine.services import check_settings
+        from queryengine.config import check_settings
         from queryengine.tables import register_builtin_tables
 
         check_settings()

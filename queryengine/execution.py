@@ -27,6 +27,7 @@ FLUSH_SECONDS = 0.1
 MAX_FETCH_ROWS = 8000
 FAST_FETCH_SECONDS = 0.02
 PROGRESS_SECONDS = 0.2
+PROGRESS_AFTER_SECONDS = 0.2
 SQLITE_BATCH = 100
 SQLITE_TICK_INSTRUCTIONS = 2000
 SQLITE_ROWS_PER_MS = 2000
@@ -176,8 +177,14 @@ class Run:
             self.on_estimate(self.estimated_ms)
 
     def progress(self) -> None:
+        """Report rows processed (and a percentage, never decreasing, when
+        the rows are estimated): not before PROGRESS_AFTER_SECONDS, then at
+        most once per PROGRESS_SECONDS (the protocol: at most 5 a second
+        after 200 ms)."""
         now = time.monotonic()
         if self.on_progress is None or now - self.last_progress < PROGRESS_SECONDS:
+            return
+        if now - self.started < PROGRESS_AFTER_SECONDS:
             return
         with self.progress_lock:
             if now - self.last_progress < PROGRESS_SECONDS:
