@@ -762,9 +762,10 @@ def worker(stack: str, args: argparse.Namespace) -> dict[str, Any]:
 
     from marketdata import services
     from marketdata.candles import Tick
+    from realtime.protocol import now_ms
 
     results: dict[str, Any] = {"load_at_start": os.getloadavg()[0]}
-    end_ms = services.now_ms()
+    end_ms = now_ms()
     started = time.perf_counter()
     store = make_store(args.trades, end_ms)
     ticks = [Tick(t.ts, t.price, t.size, t.venue, t.trade_id) for t in store if t.symbol == MAIN]

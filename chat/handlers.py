@@ -25,71 +25,30 @@ import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.db import connections
-from rest_framework import serializers
 
 from chat import services
 from chat.models import new_message_id
+from chat.payloads import (
+    ChatErrorPayload,
+    ChatMessagePayload,
+    ChatPayload,
+    ChatResponsePayload,
+    ConversationPayload,
+)
 from chat.translators import ChatContext
+from credits.services import price_of
 from queryengine.executor import CancelHandle
 from realtime import processes, push
 from realtime.context import RequestContext
 from realtime.errors import NotFound, ProtocolError, Unauthorized
-from realtime.handlers import ErrorPayload
-from realtime.payloads import Payload
 from realtime.registry import registry
 from realtime.rooms import Namespace, register_namespace
+from realtime.workers import run_in_db_worker
 
 log = logging.getLogger(__name__)
 
 CATEGORY = "Chat"
-MAX_MESSAGE_LENGTH = 4000
-CONVERSATION_ID = r"^[A-Za-z0-9._:@-]{1,64}$"
 _DONE = object()
-
-
-class ContextPayload(Payload):
-    symbol = serializers.CharField(required=False, allow_null=True, max_length=32, help_text="e.g. BTC-USD.")
-    chain = serializers.CharField(required=False, allow_null=True, max_length=32, help_text="ethereum or bitcoin.")
-    address = serializers.CharField(required=False, allow_null=True, max_length=128, help_text="An address on chain.")
-
-
-class ChatPayload(Payload):
-    message = serializers.CharField(max_length=MAX_MESSAGE_LENGTH, help_text="The question, in plain language.")
-    conversationId = serializers.RegexField(  # noqa: N815
-        CONVERSATION_ID,
-        required=False,
-        help_text="Chosen by the client (1-64 of A-Z a-z 0-9 . _ : @ -); created on first use. Default: a new one.",
-    )
-    context = ContextPayload(required=False, allow_null=True, help_text="Fills what the question leaves out.")
-
-
-class ConversationPayload(Payload):
-    conversationId = serializers.CharField()  # noqa: N815
-
-
-class ChatMessagePayload(Payload):
-    conversationId = serializers.CharField()  # noqa: N815
-    messageId = serializers.CharField()  # noqa: N815
-    role = serializers.ChoiceField(["assistant"])
-    delta = serializers.CharField(allow_blank=True, help_text="Text to append; empty on the final message.")
-    content = serializers.CharField(required=False, help_text="The whole answer, on the final message only.")
-    isFinal = serializers.BooleanField(help_text="True on exactly one message per answer, the last.")  # noqa: N815
-
-
-class ChatResponsePayload(Payload):
-    conversationId = serializers.CharField()  # noqa: N815
-    messageId = serializers.CharField()  # noqa: N815
-    tokens = serializers.IntegerField(
-        help_text="Tokens the translator reports (a model server's usage); builtin: tokens of the streamed answer."
-    )
-    sql = serializers.CharField(required=False, help_text="The statement that produced the answer, if one ran.")
-    params = serializers.DictField(required=False, help_text="Its parameters (bound, never interpolated).")
-    queryId = serializers.CharField(required=False, help_text="queryId of its run (query_history).")  # noqa: N815
-
-
-class ChatErrorPayload(ErrorPayload):
-    conversationId = serializers.CharField(required=False)  # noqa: N815
 
 
 class ChatFailure(ProtocolError):
@@ -106,23 +65,37 @@ def _context(data: dict[str, Any] | None) -> ChatContext:
     return ChatContext(symbol=data.get("symbol") or None, chain=data.get("chain") or None, address=data.get("address"))
 
 
-def _in_worker(**kwargs: Any) -> services.ChatResult:
-    try:
-        return services.answer_question(**kwargs)
-    finally:
-        connections.close_all()
-
-
 def token_cost(application_id: str, tokens: int) -> int | None:
     """Credits for ``tokens`` at the price of ``chat_1k_tokens`` per thousand
     (rounded up), at most the ``chat`` price held for the request; None
     (the whole hold) when no per-token price is set."""
-    from credits.services import price_of
-
     rate = price_of(application_id, "chat_1k_tokens")
     if rate <= 0:
         return None
     return -(-tokens * rate // 1000)
+
+
+async def _open_conversation(ctx: RequestContext, conversation_id: str, message: str) -> None:
+    try:
+        await database_sync_to_async(services.open_conversation)(
+            ctx.user_pk, ctx.application_id, conversation_id, message
+        )
+    except services.ChatError as exc:
+        raise ChatFailure(exc.code, exc.message, conversation_id) from None
+    except Exception as exc:
+        if processes.is_database_error(exc):
+            raise ChatFailure("UNAVAILABLE", DATABASE_DOWN, conversation_id) from None
+        raise
+
+
+def _response(ids: dict[str, Any], message_id: str, result: services.ChatResult) -> dict[str, Any]:
+    response: dict[str, Any] = {**ids, "messageId": message_id, "tokens": result.tokens}
+    if result.sql:
+        response["sql"] = result.sql
+        response["params"] = result.params
+        if result.query_id:
+            response["queryId"] = result.query_id
+    return response
 
 
 @registry.on(
@@ -138,16 +111,7 @@ def token_cost(application_id: str, tokens: int) -> int | None:
 )
 async def chat(ctx: RequestContext, data: dict[str, Any]) -> None:
     conversation_id = data.get("conversationId") or f"c_{uuid.uuid4().hex}"
-    try:
-        await database_sync_to_async(services.open_conversation)(
-            ctx.user_pk, ctx.application_id, conversation_id, data["message"]
-        )
-    except services.ChatError as exc:
-        raise ChatFailure(exc.code, exc.message, conversation_id) from None
-    except Exception as exc:
-        if processes.is_database_error(exc):
-            raise ChatFailure("UNAVAILABLE", DATABASE_DOWN, conversation_id) from None
-        raise
+    await _open_conversation(ctx, conversation_id, data["message"])
     room = f"chat:{conversation_id}"
     message_id = new_message_id()
 
@@ -171,7 +135,7 @@ async def chat(ctx: RequestContext, data: dict[str, Any]) -> None:
 
     def work() -> services.ChatResult:
         try:
-            return _in_worker(
+            return services.answer_question(
                 user_pk=ctx.user_pk,
                 application_id=ctx.application_id,
                 conversation_id=conversation_id,
@@ -186,7 +150,7 @@ async def chat(ctx: RequestContext, data: dict[str, Any]) -> None:
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
-    future = loop.run_in_executor(None, work)
+    future = run_in_db_worker(work)
     try:
         while (piece := await queue.get()) is not _DONE:
             await emit(
@@ -224,13 +188,7 @@ async def chat(ctx: RequestContext, data: dict[str, Any]) -> None:
     await emit("chat_stop_typing", ids)
     if ctx.charge is not None and not ctx.charge.settled:
         ctx.meter.cost = await database_sync_to_async(token_cost)(ctx.application_id, result.tokens)
-    response: dict[str, Any] = {**ids, "messageId": message_id, "tokens": result.tokens}
-    if result.sql:
-        response["sql"] = result.sql
-        response["params"] = result.params
-        if result.query_id:
-            response["queryId"] = result.query_id
-    await emit("chat_response", response)
+    await emit("chat_response", _response(ids, message_id, result))
 
 
 for _name, _payload, _summary in [

@@ -25,9 +25,11 @@ from django.utils import timezone
 from chat import answers
 from chat.models import Conversation, Message, new_message_id
 from chat.translators import ChatContext, Translation, Translator, TranslatorUnavailable, Turn, get_translator
+from compliance import jobs
 from queryengine import errors as query_errors
 from queryengine import services as queries
 from queryengine.executor import CancelHandle
+from realtime.protocol import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +105,6 @@ def history(conversation_id: str, turns: int | None = None) -> list[Turn]:
         elif not message.error_code:
             result.append(Turn(question=question, slots=message.slots, sql=message.sql))
     return result
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def answer_question(
@@ -226,8 +224,6 @@ def _store_failure(
 
 
 def _analysis(translation: Translation) -> str:
-    from compliance import jobs
-
     try:
         result = jobs.analyse_address(translation.chain, translation.address, hops=2)
     except Exception:

@@ -23,7 +23,6 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from rest_framework import serializers
 
 from compliance import flows, history, jobs
 from compliance.addresses import InvalidAddress, UnknownChain, normalize_address, normalize_chain_address
@@ -33,6 +32,7 @@ from compliance.payloads import (
     AnalysisRequest,
     AnalysisResponsePayload,
     CompletedPayload,
+    FlowsRequest,
     FlowsResponsePayload,
     JobIdPayload,
     ProgressPayload,
@@ -40,76 +40,14 @@ from compliance.payloads import (
     TransactionsResponsePayload,
     TransactionsUpdatePayload,
 )
-from marketdata.resolutions import duration_ms
-from marketdata.windows import MAX_TIMESTAMP_MS, WindowError, parse_range
 from realtime import processes
 from realtime.context import RequestContext
 from realtime.errors import NotFound, ProtocolError, ValidationFailed
-from realtime.payloads import Payload
-from realtime.protocol import now_ms
 from realtime.registry import registry
 from realtime.rooms import Namespace, register_namespace
 
 CATEGORY = "Compliance"
 POLL_SECONDS = 1.0  # with no message for this long, the job row is read
-
-
-# --- payloads ---------------------------------------------------------------------------
-
-
-class WindowField(serializers.Field):  # type: ignore[type-arg]
-    """A duration (``"7d"``: the last such span) or ``{from, to}`` epoch ms."""
-
-    json_schema = {
-        "oneOf": [
-            {"type": "string", "pattern": "^[0-9]{1,12}(ms|s|m|h|d|w)$", "description": "The last such span."},
-            {
-                "type": "object",
-                "properties": {"from": {"type": "integer"}, "to": {"type": "integer"}},
-                "required": ["from", "to"],
-                "additionalProperties": False,
-                "description": "Transfers with timestamp in [from, to), epoch ms.",
-            },
-        ]
-    }
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, str):
-            try:
-                span = duration_ms(data)
-            except ValueError as exc:
-                raise serializers.ValidationError(str(exc)) from None
-            end = now_ms()
-            return max(0, end - span), end
-        if isinstance(data, dict):
-            try:
-                start, end = parse_range(data)
-            except WindowError as exc:
-                raise serializers.ValidationError(
-                    [f"{field}: {' '.join(messages)}" for field, messages in exc.errors.items()]
-                ) from None
-            return start, min(end, MAX_TIMESTAMP_MS)
-        raise serializers.ValidationError("Expected a duration string (7d, 30d) or {from, to} in epoch ms.")
-
-    def to_representation(self, value: Any) -> Any:
-        return value
-
-
-class FlowsRequest(Payload):
-    corridor = serializers.CharField(max_length=5, help_text='Two ISO 3166-1 alpha-2 codes, "US-MX" (from US to MX).')
-    window = WindowField(help_text="A duration (7d, 30d) or {from, to} in epoch ms; at most 366 days.")
-
-    def validate_corridor(self, value: str) -> flows.Corridor:
-        try:
-            return flows.parse_corridor(value)
-        except ValueError as exc:
-            raise serializers.ValidationError(str(exc)) from None
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        start, end = attrs["window"]
-        if end - start > flows.MAX_WINDOW_MS:
-            raise serializers.ValidationError({"window": ["At most 366 days."]})
-        return attrs
 
 
 # --- address_analysis -------------------------------------------------------------------

@@ -1,8 +1,5 @@
 """Payload serializers of the compliance events (the event reference's
 section "Compliance (LedgerBrain)"): requests and the replies they announce.
-
-``FlowsRequest`` stays in compliance.handlers beside ``WindowField``, the
-window field it is built on.
 """
 
 from __future__ import annotations
@@ -11,12 +8,38 @@ from typing import Any
 
 from rest_framework import serializers
 
-from compliance import history
+from compliance import flows, history
 from compliance.addresses import InvalidAddress, UnknownChain, normalize_chain_address
+from marketdata import payloads as market_payloads
 from realtime.handlers import ErrorPayload
 from realtime.payloads import Payload
 
 # --- requests ------------------------------------------------------------------------------
+
+
+class WindowField(market_payloads.WindowField):
+    """A duration (``"7d"``: the last such span) or ``{from, to}`` epoch ms,
+    resolved to ``(start, end)``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(subject="Transfers", examples="7d, 30d", as_range=True, **kwargs)
+
+
+class FlowsRequest(Payload):
+    corridor = serializers.CharField(max_length=5, help_text='Two ISO 3166-1 alpha-2 codes, "US-MX" (from US to MX).')
+    window = WindowField(help_text="A duration (7d, 30d) or {from, to} in epoch ms; at most 366 days.")
+
+    def validate_corridor(self, value: str) -> flows.Corridor:
+        try:
+            return flows.parse_corridor(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        start, end = attrs["window"]
+        if end - start > flows.MAX_WINDOW_MS:
+            raise serializers.ValidationError({"window": ["At most 366 days."]})
+        return attrs
 
 
 class _AddressRequest(Payload):

@@ -6,12 +6,11 @@ as their codes, times as epoch milliseconds (as on the wire).
 
 from __future__ import annotations
 
+from marketdata.models import Candle, Instrument, Trade, Venue
 from queryengine.catalog import Column, Scope, Table, register_table
 
 
 def register_market_tables() -> None:
-    from marketdata.models import Candle, Instrument, Trade, Venue
-
     trade, venue, instrument, candle = Trade._meta, Venue._meta, Instrument._meta, Candle._meta
 
     def col(alias: str, meta: object, name: str) -> str:

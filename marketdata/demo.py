@@ -21,11 +21,14 @@ from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
+from django.db import close_old_connections
 
 from marketdata import services
+from marketdata.feeds import replay
 from marketdata.importers import read_trades
 from marketdata.models import TradeSeries
 from marketdata.trades import TradeInput
+from realtime import protocol
 
 FIXTURE_NAME = "XRPETH-binance-aggtrades-2019-10-11_13.json.gz"
 SEED_HOURS = 24
@@ -132,7 +135,7 @@ def _ingest(trades: list[TradeInput]) -> int:
 def seed_market_data(now_ms: int | None = None) -> SeedResult:
     """Load the fixture (venue binance, XRP-ETH) if it is there, and the
     synthetic trades of the last SEED_HOURS up to ``now_ms``. Idempotent."""
-    now = services.now_ms() if now_ms is None else now_ms
+    now = protocol.now_ms() if now_ms is None else now_ms
     fixture_count = inserted = 0
     fixture = fixture_dir() / FIXTURE_NAME
     if fixture.is_file():
@@ -181,10 +184,6 @@ class DemoFeed:
             self._thread.start()
 
     def _run(self) -> None:
-        from django.db import close_old_connections
-
-        from marketdata.feeds import replay
-
         speed = float(settings.LEDGERCORE_MARKET_REPLAY_SPEED)
         fixture = fixture_dir() / FIXTURE_NAME
         replaying = speed > 0 and fixture.is_file()
@@ -192,7 +191,7 @@ class DemoFeed:
         def replays() -> Iterator[tuple[float, list[TradeInput]]]:
             # Played again from the start each time it ends, under new ids.
             while True:
-                run_id = f"r{services.now_ms():x}"
+                run_id = f"r{protocol.now_ms():x}"
                 began = time.monotonic()
                 trades = read_trades(fixture, venue="binance", symbol="XRP-ETH")
                 for due, batch in replay(trades, speed=speed, run_id=run_id):
@@ -202,10 +201,10 @@ class DemoFeed:
             services.ensure_listing("binance", "XRP-ETH", native="XRPETH", venue_name=VENUES["binance"])
         replayed = replays() if replaying else None
         pending = next(replayed) if replayed is not None else None
-        last = services.now_ms()
+        last = protocol.now_ms()
         while not self.stop.wait(self.interval):
             try:
-                now = services.now_ms()
+                now = protocol.now_ms()
                 batch: list[TradeInput] = []
                 for symbol in SYMBOLS:
                     for venue in VENUES:

@@ -28,6 +28,26 @@ from marketdata.trades import TradeInput
 
 log = logging.getLogger(__name__)
 
+FEEDS_EXTRA = "requirements-feeds.txt"
+
+
+class FeedsExtraMissing(ImportError):
+    """A live exchange feed was asked for without the optional ccxt extra."""
+
+
+def ccxt_pro() -> Any:
+    """The ``ccxt.pro`` module, which live exchange feeds need."""
+    try:
+        # Imported here: ccxt is an optional extra (FEEDS_EXTRA), installed
+        # only where live exchange feeds run.
+        import ccxt.pro
+    except ImportError:
+        raise FeedsExtraMissing(
+            f"live exchange feeds need ccxt, an optional extra: .venv/bin/pip install -r {FEEDS_EXTRA}"
+        ) from None
+    return ccxt.pro
+
+
 Ingest = Callable[[list[TradeInput]], Awaitable[int]]
 
 

@@ -9,23 +9,24 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from rest_framework import serializers
 
 from marketdata import demo, live, services
-from marketdata.resolutions import RESOLUTIONS, duration_ms
-from marketdata.symbols import SYMBOL_RE, VENUE_RE
-from marketdata.windows import MAX_CANDLES, WindowError, parse_range
+from marketdata.payloads import (
+    ChartInitialPayload,
+    ChartLiveUpdatePayload,
+    MarketDataErrorPayload,
+    MarketDataRequest,
+    MarketDataResponse,
+)
+from marketdata.resolutions import RESOLUTIONS
+from marketdata.symbols import SYMBOL_RE
+from marketdata.windows import MAX_CANDLES
 from realtime.context import RequestContext
 from realtime.errors import NotFound, ProtocolError, ValidationFailed
-from realtime.handlers import ErrorPayload
-from realtime.payloads import Payload
 from realtime.registry import registry
 from realtime.rooms import Namespace, register_namespace
 
-__all__ = ["RESOLUTIONS", "SYMBOL_RE", "CandlePayload"]
-
 CATEGORY = "Market data"
-MAX_VENUES = 20
 
 
 class CandleLimitExceeded(ProtocolError):
@@ -33,82 +34,6 @@ class CandleLimitExceeded(ProtocolError):
     formed, the answer would be too large."""
 
     code = "VALIDATION_FAILED"
-
-
-# --- payloads ---------------------------------------------------------------------
-
-
-class WindowField(serializers.Field):  # type: ignore[type-arg]
-    """A duration string (``"15m"``, ``"24h"``) or ``{from, to}`` in epoch ms."""
-
-    json_schema = {
-        "oneOf": [
-            {"type": "string", "pattern": "^[0-9]{1,12}(ms|s|m|h|d|w)$", "description": "The last such span."},
-            {
-                "type": "object",
-                "properties": {"from": {"type": "integer"}, "to": {"type": "integer"}},
-                "required": ["from", "to"],
-                "additionalProperties": False,
-                "description": "Candles with timestamp in [from, to), epoch ms.",
-            },
-        ]
-    }
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, str):
-            try:
-                duration_ms(data)
-            except ValueError as exc:
-                raise serializers.ValidationError(str(exc)) from None
-            return data.strip()
-        if isinstance(data, dict):
-            try:
-                start, end = parse_range(data)
-            except WindowError as exc:
-                raise serializers.ValidationError(
-                    [f"{field}: {' '.join(messages)}" for field, messages in exc.errors.items()]
-                ) from None
-            return {"from": start, "to": end}
-        raise serializers.ValidationError("Expected a duration string (15m, 24h) or {from, to} in epoch ms.")
-
-    def to_representation(self, value: Any) -> Any:
-        return value
-
-
-class MarketDataRequest(Payload):
-    symbol = serializers.RegexField(SYMBOL_RE, max_length=41, help_text="BASE-QUOTE, e.g. BTC-USD.")
-    resolution = serializers.ChoiceField(list(RESOLUTIONS))
-    venues = serializers.ListField(
-        child=serializers.RegexField(VENUE_RE, max_length=32),
-        required=False,
-        allow_empty=False,
-        max_length=MAX_VENUES,
-        help_text="Venue codes; without it, all venues are merged into one series.",
-    )
-    window = WindowField(
-        required=False,
-        help_text=f"A duration or {{from, to}}; default the last 500 buckets. At most {MAX_CANDLES} candles.",
-    )
-
-
-class CandlePayload(Payload):
-    timestamp = serializers.IntegerField(help_text="Bucket open time, epoch ms (inclusive), aligned to the epoch.")
-    open = serializers.FloatField()
-    high = serializers.FloatField()
-    low = serializers.FloatField()
-    close = serializers.FloatField()
-    volume = serializers.FloatField(help_text="Base quantity traded in the bucket.")
-    trades = serializers.IntegerField(help_text="Trades in the bucket (Binance: aggTrades).")
-
-
-class MarketDataResponse(Payload):
-    symbol = serializers.CharField()
-    resolution = serializers.ChoiceField(list(RESOLUTIONS))
-    candles = CandlePayload(many=True, help_text="Oldest first; buckets without trades are omitted.")
-
-
-class MarketDataErrorPayload(ErrorPayload):
-    maxCandles = serializers.IntegerField(required=False, help_text="Set when the window asked for too many candles.")
 
 
 registry.outbound(
@@ -188,27 +113,6 @@ async def _authorize_market_room(ctx: RequestContext, rest: str) -> None:
 async def _join_market_room(ctx: RequestContext, rest: str) -> None:
     symbol, _, resolution = rest.rpartition(":")
     await live.hub.join(ctx.connection, ctx.request_id, f"market:{rest}", symbol, resolution)
-
-
-class ChartInitialPayload(Payload):
-    symbol = serializers.CharField()
-    resolution = serializers.ChoiceField(list(RESOLUTIONS))
-    series = CandlePayload(
-        many=True,
-        help_text=f"The last {live.INITIAL_CANDLES} buckets with trades, oldest first, the forming one last.",
-    )
-
-
-class ChartLiveUpdatePayload(Payload):
-    symbol = serializers.CharField()
-    resolution = serializers.ChoiceField(list(RESOLUTIONS))
-    timestamp = serializers.IntegerField(help_text="Bucket open time: the same as the last bar replaces it.")
-    open = serializers.FloatField()
-    high = serializers.FloatField()
-    low = serializers.FloatField()
-    close = serializers.FloatField()
-    volume = serializers.FloatField()
-    trades = serializers.IntegerField()
 
 
 registry.outbound(

@@ -1,15 +1,16 @@
 """Live charts: ``market:<SYMBOL>:<resolution>`` rooms.
 
 Ingestion publishes the trades it stored, after commit, on the channel-layer
-group ``market-ticks.<SYMBOL>`` (Redis on the scaled stack, so a feed in one
-process reaches subscribers in all of them). Every server process with
-subscribers to a symbol runs one ``MarketHub`` that receives those trades and
-keeps, per room, the forming candle (a ``CandleBuilder``). Updates go to the
+group ``market-ticks.<SYMBOL>`` (``marketdata.publish``; Redis on the scaled
+stack, so a feed in one process reaches subscribers in all of them). Every
+server process with subscribers to a symbol runs one ``MarketHub`` that
+receives those trades and keeps, per room, the forming candle (a
+``CandleBuilder``). Updates go to the
 process's own subscribers (``realtime.local``): one encoded frame per room
 and flush, never one per subscriber, and no copy per process.
 
 Exactly once into the forming candle: writers of one (instrument, venue)
-series are serialised until commit (see ``services``), so trade ids of a
+series are serialised until commit (see ``ingest``), so trade ids of a
 series grow in commit order. A published batch carries its series' highest
 trade id (its watermark). A room is seeded from one consistent database
 snapshot (forming candle + each series' highest visible trade id); a batch
@@ -42,95 +43,28 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.db import transaction
 
-from marketdata import services
 from marketdata.candles import Candle, CandleBuilder, Tick
+from marketdata.publish import TICKS_MESSAGE, tick_group
+from marketdata.reads import live_history, live_seed
 from marketdata.resolutions import RESOLUTION_MS
-from marketdata.services import NewTrades
-from realtime.layers import NoLocalReceivers
 from realtime.local import local_rooms
-from realtime.protocol import encode
+from realtime.protocol import encode, now_ms
 
 log = logging.getLogger(__name__)
 
 FLUSHES_PER_SECOND = 10
 FLUSH_INTERVAL = 1.0 / FLUSHES_PER_SECOND
 INITIAL_CANDLES = 300
-TICKS_MESSAGE = "market.ticks"
-MAX_TICKS_PER_MESSAGE = 5_000
 # How long a join waits for trades already stored to arrive on the live stream.
 CATCH_UP_SECONDS = 2.0
-
-
-def tick_group(symbol: str) -> str:
-    return "market-ticks." + symbol
-
-
-# ------------------------------------------------------------------ publish
-
-
-def publish_after_commit(batches: Iterable[NewTrades]) -> None:
-    """Call inside the ingesting transaction: the trades are announced only
-    if it commits."""
-    batches = [b for b in batches if b.ticks]
-    if batches:
-        transaction.on_commit(lambda: publish(batches))
-
-
-def _messages(symbol: str, batches: list[NewTrades]) -> Iterator[dict[str, Any]]:
-    """The batches of one ingestion in as few messages as fit
-    ``MAX_TICKS_PER_MESSAGE`` trades (so a chart moves once for them).
-    Every part of a split batch carries the batch's watermark; only its last
-    part marks it as counted."""
-    series: list[list[Any]] = []
-    size = 0
-    for batch in batches:
-        rows = [[t.ts, str(t.price), str(t.size), t.trade_id] for t in batch.ticks]
-        start = 0
-        while start < len(rows):
-            room = MAX_TICKS_PER_MESSAGE - size
-            part = rows[start : start + room]
-            start += len(part)
-            series.append([batch.venue, batch.watermark, part, start >= len(rows)])
-            size += len(part)
-            if size >= MAX_TICKS_PER_MESSAGE:
-                yield {"type": TICKS_MESSAGE, "symbol": symbol, "series": series}
-                series, size = [], 0
-    if series:
-        yield {"type": TICKS_MESSAGE, "symbol": symbol, "series": series}
-
-
-async def _send_all(symbol: str, batches: list[NewTrades]) -> None:
-    layer = get_channel_layer()
-    assert layer is not None
-    for message in _messages(symbol, batches):
-        await layer.group_send(tick_group(symbol), message)
-
-
-def publish(batches: list[NewTrades]) -> None:
-    """Best effort: the stored trades are the truth; a lost message only
-    delays a chart until its next bucket."""
-    by_symbol: dict[str, list[NewTrades]] = {}
-    for batch in batches:
-        by_symbol.setdefault(batch.symbol, []).append(batch)
-    if get_channel_layer() is None:
-        return
-    for symbol, group in by_symbol.items():
-        try:
-            async_to_sync(_send_all)(symbol, group)
-        except NoLocalReceivers:
-            return  # embedded stack, outside the server process: no live subscriber here
-        except Exception:
-            log.exception("live trades of %s not published", symbol)
 
 
 # ------------------------------------------------------------------ rooms
@@ -310,7 +244,7 @@ class MarketHub:
             # this read and the merge, so every stored bucket older than the
             # room's in-memory bars was final before the read.
             start, end = _window(resolution)
-            history, watermarks = await database_sync_to_async(services.live_history)(
+            history, watermarks = await database_sync_to_async(live_history)(
                 symbol, resolution, start_ms=start, end_ms=end
             )
             # Trades committed before the read may still be on their way to
@@ -331,7 +265,7 @@ class MarketHub:
                 local_rooms.add(room_name, connection, position)
 
     async def _seed(self, room: RoomState) -> None:
-        forming, watermarks = await database_sync_to_async(services.live_seed)(
+        forming, watermarks = await database_sync_to_async(live_seed)(
             room.symbol, room.resolution, since_ms=_window(room.resolution)[0]
         )
         if forming is not None:
@@ -349,7 +283,7 @@ def _window(resolution: str) -> tuple[int, int]:
     """[start, end) of the buckets a joiner's initial series covers: the
     last INITIAL_CANDLES closed ones and the current one."""
     size = RESOLUTION_MS[resolution]
-    end = services.now_ms() + size
+    end = now_ms() + size
     start = end - size * (INITIAL_CANDLES + 1)
     return start - start % size, end
 

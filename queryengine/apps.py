@@ -6,7 +6,8 @@ class QueryEngineConfig(AppConfig):
     verbose_name = "Query engine"
 
     def ready(self) -> None:
-        from queryengine.services import check_settings
+        # Imported here: the models these modules import need the app registry ready.
+        from queryengine.config import check_settings
         from queryengine.tables import register_builtin_tables
 
         check_settings()

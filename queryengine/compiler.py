@@ -20,6 +20,9 @@ The pipeline fails closed at every step:
 6. cap the outermost LIMIT, re-check the tree, and regenerate SQL for the
    target database from the tree (never the caller's text), with
    parameters in the driver's style.
+
+Steps 2 and 3 are ``queryengine.checks``; the output columns' names and
+types are ``queryengine.outputs``.
 """
 
 from __future__ import annotations
@@ -40,9 +43,17 @@ from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.tokens import Token, TokenType
 
-from queryengine import allowlist, dialects
+from queryengine import dialects
 from queryengine.catalog import APPLICATION_PARAM, RESERVED_PREFIX, USER_PARAM, Catalog, Scope
+from queryengine.checks import (
+    SOURCE_DIALECT,
+    check_tables,
+    check_tree,
+    invalid_at,
+    resolve_tables,
+)
 from queryengine.errors import QueryError, forbidden, invalid
+from queryengine.outputs import output_schema, public_type, rename_unnamed_outputs
 
 # sqlglot logs every statement it falls back to parsing as a Command, with
 # the statement's text; user SQL does not belong in the server log.
@@ -51,17 +62,12 @@ log = logging.getLogger(__name__)
 
 TargetDialect = Literal["sqlite", "postgres"]
 
-SOURCE_DIALECT = "postgres"
 MAX_SQL_CHARS = 100_000
-MAX_NODES = 20_000
-MAX_TABLE_REFERENCES = 32
 MAX_PARAM_TEXT = 100_000
 PARAM_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 INT64 = 2**63
 
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
-_WRITE_NODES: tuple[type[exp.Expr], ...] = (exp.DML, exp.DDL, exp.Insert, exp.Update, exp.Delete, exp.Merge)
-_FROM_POSITION = (exp.From, exp.Join)
 
 
 @dataclass(frozen=True)
@@ -84,45 +90,6 @@ class CompiledQuery:
     tables: tuple[str, ...]
     # Real table -> real columns the query may read (the SQLite authorizer).
     reads: dict[str, frozenset[str]] = field(default_factory=dict)
-
-
-# --------------------------------------------------------------- helpers
-
-
-def _position(node: exp.Expr) -> tuple[int | None, int | None]:
-    for candidate in node.walk():
-        meta = candidate.meta if hasattr(candidate, "meta") else {}
-        if "line" in meta and "col" in meta:
-            return meta["line"], meta["col"]
-    return None, None
-
-
-def _invalid_at(node: exp.Expr, message: str) -> QueryError:
-    line, column = _position(node)
-    return invalid(message, line=line, column=column)
-
-
-def _forbidden_at(node: exp.Expr, message: str) -> QueryError:
-    line, column = _position(node)
-    return forbidden(message, line=line, column=column)
-
-
-def _function_name(node: exp.Func, sql: str) -> str:
-    meta = node.meta if hasattr(node, "meta") else {}
-    start, end = meta.get("start"), meta.get("end")
-    if isinstance(start, int) and isinstance(end, int) and 0 <= start <= end < len(sql):
-        return sql[start : end + 1].lower()
-    if isinstance(node, exp.Anonymous):
-        return str(node.name).lower()
-    try:
-        head = node.sql(SOURCE_DIALECT).split("(")[0].strip()
-    except SqlglotError:
-        head = ""
-    return (head if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", head) else node.sql_name()).lower()
-
-
-def _used(value: Any) -> bool:
-    return value is not None and value is not False and value != [] and value != ""
 
 
 # --------------------------------------------------------------- parameters
@@ -234,218 +201,6 @@ def _clean(message: str) -> str:
     return _ANSI_RE.sub("", message).split("\n")[0].strip()
 
 
-# --------------------------------------------------------------- checking
-
-
-def _check_tree(root: exp.Expr, sql: str, *, compiled: bool = False) -> None:
-    """Every node of the tree must be allowlisted, with allowlisted clauses.
-    ``compiled``: the tree after rewriting, where the catalog subqueries
-    (trusted) are skipped and reserved names are the compiler's own."""
-    count = 0
-    stack: list[exp.Expr] = [root]
-    while stack:
-        node = stack.pop()
-        count += 1
-        if count > MAX_NODES:
-            raise invalid("the query is too large")
-        if compiled and isinstance(node, exp.Subquery) and "lc_catalog" in node.meta:
-            continue
-        _check_node(node, sql, compiled)
-        stack.extend(node.iter_expressions())
-
-
-def _check_node(node: exp.Expr, sql: str, compiled: bool = False) -> None:
-    kind = type(node)
-    if isinstance(node, _WRITE_NODES):
-        raise _invalid_at(node, f"only read-only SELECT statements are allowed (found {node.key.upper()})")
-    if isinstance(node, exp.Command):
-        word = str(node.this).split()[0].upper() if node.this else "command"
-        raise _invalid_at(node, f"only read-only SELECT statements are allowed (found {word[:30]})")
-    if isinstance(node, exp.Func) and kind not in allowlist.SYNTAX:
-        _check_function(node, sql)
-        return
-    allowed = allowlist.SYNTAX.get(kind)
-    if allowed is None:
-        raise _invalid_at(node, f"unsupported SQL: {node.key.upper()}")
-    for key, value in node.args.items():
-        if _used(value) and key not in allowed:
-            raise _clause_error(node, key)
-    _check_specific(node, compiled)
-
-
-def _clause_error(node: exp.Expr, key: str) -> QueryError:
-    if isinstance(node, exp.With) and key == "recursive":
-        return _invalid_at(node, "WITH RECURSIVE is not supported")
-    if isinstance(node, exp.Select) and key == "into":
-        return _invalid_at(node, "SELECT ... INTO is not allowed: queries are read-only")
-    if key == "locks":
-        return _invalid_at(node, "locking clauses (FOR UPDATE/SHARE) are not allowed")
-    if isinstance(node, exp.Table) and key in ("db", "catalog"):
-        return _forbidden_at(node, f"schema-qualified table names are not allowed ({node.sql(SOURCE_DIALECT)[:60]})")
-    if isinstance(node, exp.Column) and key in ("db", "catalog"):
-        return _forbidden_at(node, "schema-qualified column names are not allowed")
-    if isinstance(node, exp.Table) and key == "joins":
-        return _invalid_at(node, "parenthesised joins are not supported; list the joins without parentheses")
-    if isinstance(node, exp.Distinct) and key == "on":
-        return _invalid_at(node, "DISTINCT ON is not supported")
-    if isinstance(node, exp.Select) and key == "laterals":
-        return _invalid_at(node, "LATERAL is not supported")
-    return _invalid_at(node, f"unsupported SQL: {key.rstrip('_').upper()} in {node.key.upper()}")
-
-
-def _check_function(node: exp.Func, sql: str) -> None:
-    entry = allowlist.FUNCTIONS.get(type(node))
-    if entry is None:
-        raise _forbidden_at(node, f"function {_function_name(node, sql)}() is not allowed")
-    name, allowed = entry
-    for key, value in node.args.items():
-        if _used(value) and key not in allowed:
-            raise _invalid_at(node, f"unsupported form of {name}()")
-    if type(node) in (exp.Min, exp.Max) and node.args.get("expressions"):
-        raise _invalid_at(node, f"{name}() takes one argument; use greatest()/least()")
-    if type(node) in allowlist.WINDOW_ONLY and not isinstance(node.parent, exp.Window):
-        raise _invalid_at(node, f"{name}() needs an OVER clause")
-    if isinstance(node, (exp.TimestampTrunc, exp.DateTrunc)):
-        unit = node.args.get("unit")
-        if not isinstance(unit, (exp.Var, exp.Literal)) or unit.name.upper() not in allowlist.TRUNC_UNITS:
-            raise _invalid_at(node, f"date_trunc() unit must be one of {', '.join(sorted(allowlist.TRUNC_UNITS))}")
-        node.set("unit", exp.Var(this=unit.name.upper()))
-    if isinstance(node, exp.Extract):
-        part = node.this
-        if not isinstance(part, (exp.Var, exp.Literal)) or part.name.upper() not in allowlist.EXTRACT_FIELDS:
-            raise _invalid_at(node, f"extract() field must be one of {', '.join(sorted(allowlist.EXTRACT_FIELDS))}")
-        node.set("this", exp.Var(this=part.name.upper()))
-
-
-def _check_specific(node: exp.Expr, compiled: bool) -> None:
-    if isinstance(node, exp.With) and node.args.get("recursive"):
-        raise _invalid_at(node, "WITH RECURSIVE is not supported")
-    if isinstance(node, exp.Var):
-        parent = node.parent
-        if not (
-            isinstance(parent, (exp.TimestampTrunc, exp.DateTrunc, exp.Interval))
-            or (isinstance(parent, exp.Extract) and node.arg_key == "this")
-        ):
-            raise _invalid_at(node, f"unexpected keyword {node.name[:30]}")
-    elif isinstance(node, exp.Placeholder):
-        if not isinstance(node.this, str) or not node.this:
-            raise _invalid_at(node, "placeholders are ? (params as a list) or :name (params as an object)")
-    elif isinstance(node, exp.Table):
-        if not isinstance(node.this, exp.Identifier):
-            raise _forbidden_at(node, "table functions are not allowed")
-    elif isinstance(node, (exp.From, exp.Join)):
-        if not isinstance(node.this, (exp.Table, exp.Subquery)):
-            raise _forbidden_at(node, "only catalog tables, CTEs and subqueries may appear in FROM")
-        if isinstance(node, exp.Join):
-            _check_join(node)
-    elif isinstance(node, exp.Subquery):
-        if not isinstance(node.this, (exp.Select, exp.SetOperation, exp.Subquery)):
-            raise _invalid_at(node, "unsupported subquery")
-    elif isinstance(node, exp.Cast):
-        to = node.args.get("to")
-        if not isinstance(to, exp.DataType) or _type_name(to) not in allowlist.CAST_TYPES:
-            raise _forbidden_at(node, f"CAST to {to.sql(SOURCE_DIALECT) if to else '?'} is not allowed")
-    elif isinstance(node, exp.DataType):
-        if _type_name(node) not in allowlist.CAST_TYPES:
-            raise _forbidden_at(node, f"type {node.sql(SOURCE_DIALECT)} is not allowed")
-    elif isinstance(node, exp.DataTypeParam):
-        if not isinstance(node.this, exp.Literal) or node.this.is_string:
-            raise _invalid_at(node, "type parameters must be numbers")
-    elif isinstance(node, exp.Interval):
-        _check_interval(node)
-    elif isinstance(node, exp.Window):
-        inner = node.this
-        named_definition = node.arg_key == "windows" and isinstance(inner, exp.Identifier)
-        if not (named_definition or type(inner) in allowlist.AGGREGATES or type(inner) in allowlist.FUNCTIONS):
-            raise _invalid_at(node, "OVER applies to aggregate and window functions only")
-    elif isinstance(node, exp.Identifier) and not compiled and str(node.this).startswith(RESERVED_PREFIX):
-        raise _forbidden_at(node, f"names starting with {RESERVED_PREFIX!r} are reserved")
-
-
-def _type_name(data_type: exp.DataType) -> str:
-    kind = data_type.this
-    return kind.name if isinstance(kind, exp.DataType.Type) else str(kind).upper()
-
-
-def _check_join(node: exp.Join) -> None:
-    side = str(node.args.get("side") or "").upper()
-    kind = str(node.args.get("kind") or "").upper()
-    method = str(node.args.get("method") or "").upper()
-    if side not in allowlist.JOIN_SIDES or kind not in allowlist.JOIN_KINDS or method not in allowlist.JOIN_METHODS:
-        raise _invalid_at(node, f"unsupported join {' '.join(filter(None, (method, side, kind)))}")
-
-
-def _check_interval(node: exp.Interval) -> None:
-    parent = node.parent
-    if not isinstance(parent, (exp.Add, exp.Sub)) or node.arg_key != "expression":
-        raise _invalid_at(node, "intervals may only be added to or subtracted from a timestamp")
-    amount, unit = node.this, node.args.get("unit")
-    if (
-        not isinstance(amount, exp.Literal)
-        or not re.fullmatch(r"[+-]?\d{1,9}", amount.name.strip())
-        or not isinstance(unit, exp.Var)
-        or unit.name.upper() not in allowlist.INTERVAL_UNITS
-    ):
-        raise _invalid_at(
-            node, "intervals are written INTERVAL 'N unit' with unit second, minute, hour, day, week, month or year"
-        )
-    node.set("this", exp.Literal.string(str(int(amount.name.strip()))))
-    node.set("unit", exp.Var(this=unit.name.upper()))
-
-
-# --------------------------------------------------------------- tables
-
-
-@dataclass
-class _Resolution:
-    catalog_refs: list[exp.Table] = field(default_factory=list)
-    cte_refs: list[tuple[exp.Table, exp.CTE]] = field(default_factory=list)
-    ctes: list[exp.CTE] = field(default_factory=list)
-
-
-def _resolve_tables(root: exp.Expr) -> _Resolution:
-    """Which table references name a CTE (lexically visible, earlier in its
-    WITH or an enclosing one) and which name a catalog table."""
-    result = _Resolution()
-
-    def visit(node: exp.Expr, visible: dict[str, exp.CTE]) -> None:
-        with_ = node.args.get("with_") if isinstance(node, (exp.Query, exp.Subquery)) else None
-        if isinstance(with_, exp.With):
-            scope = dict(visible)
-            for cte in with_.expressions:
-                visit(cte.this, scope)
-                result.ctes.append(cte)
-                scope[cte.alias_or_name] = cte
-            for key, value in node.args.items():
-                if key != "with_":
-                    for child in value if isinstance(value, list) else [value]:
-                        if isinstance(child, exp.Expr):
-                            visit(child, scope)
-            return
-        if isinstance(node, exp.Table):
-            cte = visible.get(node.name)
-            if cte is not None and not node.args.get("db") and not node.args.get("catalog"):
-                result.cte_refs.append((node, cte))
-            else:
-                result.catalog_refs.append(node)
-            return
-        for child in node.iter_expressions():
-            visit(child, visible)
-
-    visit(root, {})
-    return result
-
-
-def _check_tables(resolution: _Resolution, catalog: Catalog) -> None:
-    if len(resolution.catalog_refs) + len(resolution.cte_refs) > MAX_TABLE_REFERENCES:
-        raise invalid(f"at most {MAX_TABLE_REFERENCES} table references per query")
-    for table in resolution.catalog_refs:
-        if table.args.get("db") or table.args.get("catalog"):
-            raise _forbidden_at(table, "schema-qualified table names are not allowed")
-        if table.name not in catalog:
-            raise _forbidden_at(table, f"table {table.name[:60]!r} is not in the query catalog")
-
-
 # --------------------------------------------------------------- compile
 
 
@@ -506,12 +261,12 @@ def _compile(
     tree, positional = _parse(sql, style, nonce)
     if not isinstance(tree, (exp.Select, exp.SetOperation)):
         found = str(tree.this).split()[0] if isinstance(tree, exp.Command) and tree.this else tree.key
-        raise _invalid_at(tree, f"only read-only SELECT statements are allowed (found {found[:30].upper()})")
-    _check_tree(tree, sql)
+        raise invalid_at(tree, f"only read-only SELECT statements are allowed (found {found[:30].upper()})")
+    check_tree(tree, sql)
 
     bound = _bind(tree, style, values, positional, nonce)
     tree = normalize_identifiers(tree, dialect=SOURCE_DIALECT)
-    _check_tables(_resolve_tables(tree), catalog)
+    check_tables(resolve_tables(tree), catalog)
 
     schema_map: dict[str, object] = dict(catalog.schema())
     try:
@@ -521,12 +276,12 @@ def _compile(
         raise _optimizer_error(str(exc)) from None
     except SqlglotError as exc:
         raise invalid(f"could not analyse the query: {_clean(str(exc))}") from None
-    _rename_unnamed_outputs(tree)
-    schema = _output_schema(tree)
+    rename_unnamed_outputs(tree)
+    schema = output_schema(tree)
 
     tables, reads, uses_owner = _rewrite_tables(tree, catalog)
     limit, row_cap = _apply_limits(tree, bound, max_rows, default_limit)
-    _check_tree(tree, sql, compiled=True)
+    check_tree(tree, sql, compiled=True)
     _verify_sources(tree)
 
     if uses_owner:
@@ -574,7 +329,7 @@ def _bind(
 
 
 def _rewrite_tables(tree: exp.Expr, catalog: Catalog) -> tuple[set[str], dict[str, frozenset[str]], bool]:
-    resolution = _resolve_tables(tree)
+    resolution = resolve_tables(tree)
     renamed = {id(cte): f"__lc_cte_{index + 1}" for index, cte in enumerate(resolution.ctes)}
     for table, cte in resolution.cte_refs:
         alias = table.alias_or_name
@@ -593,7 +348,7 @@ def _rewrite_tables(tree: exp.Expr, catalog: Catalog) -> tuple[set[str], dict[st
             raise forbidden(f"table {table.name[:60]!r} is not in the query catalog")
         alias = table.alias_or_name
         if table.args.get("alias") is not None and table.args["alias"].args.get("columns"):
-            raise _invalid_at(table, "column aliases on a catalog table are not supported")
+            raise invalid_at(table, "column aliases on a catalog table are not supported")
         table.replace(entry.subquery(alias))
         tables.add(entry.table.name)
         uses_owner = uses_owner or entry.table.scope == Scope.PRIVATE
@@ -679,114 +434,6 @@ def _generate(tree: exp.Expr, bound: dict[str, Any], dialect: TargetDialect, non
     if nonce in text:
         raise invalid("could not bind the query's parameters")
     return text, final_params
-
-
-# --------------------------------------------------------------- outputs
-
-_AUTO_ALIAS_RE = re.compile(r"^_col_\d+$")
-_DISPLAY_NAMES: dict[type[exp.Expr], str] = {
-    exp.TimestampTrunc: "date_trunc",
-    exp.DateTrunc: "date_trunc",
-    exp.CurrentTimestamp: "now",
-}
-
-
-def _leftmost_select(tree: exp.Expr) -> exp.Select | None:
-    node: exp.Expr | None = tree
-    while isinstance(node, (exp.SetOperation, exp.Subquery)):
-        node = node.this
-    return node if isinstance(node, exp.Select) else None
-
-
-def _rename_unnamed_outputs(tree: exp.Expr) -> None:
-    """Name unnamed result columns as PostgreSQL does (count, sum, ...,
-    ?column?) on both databases, instead of sqlglot's _col_N. References
-    to the old name (ORDER BY 2 becomes ORDER BY "_col_1") follow, unless
-    the new name would be ambiguous."""
-    select = _leftmost_select(tree)
-    if select is None:
-        return
-    projections = select.expressions
-    planned: dict[str, str] = {}
-    for projection in projections:
-        if isinstance(projection, exp.Alias) and _AUTO_ALIAS_RE.match(projection.alias):
-            planned[projection.alias] = _display_name(projection.this)
-    if not planned:
-        return
-    final_names = [planned.get(p.alias_or_name, p.alias_or_name) for p in projections]
-    references = [
-        column
-        for column in tree.find_all(exp.Column)
-        if not column.table
-        and column.name in planned
-        and any(column.find_ancestor(exp.Select, exp.SetOperation) is scope for scope in (select, tree))
-    ]
-    for old, new in planned.items():
-        referenced = [column for column in references if column.name == old]
-        if referenced and final_names.count(new) > 1:
-            continue
-        for column in referenced:
-            column.set("this", exp.to_identifier(new, quoted=True))
-        for projection in projections:
-            if isinstance(projection, exp.Alias) and projection.alias == old:
-                projection.set("alias", exp.to_identifier(new, quoted=True))
-
-
-def _display_name(node: exp.Expr) -> str:
-    if isinstance(node, exp.Window):
-        node = node.this
-    if type(node) in _DISPLAY_NAMES:
-        return _DISPLAY_NAMES[type(node)]
-    entry = allowlist.FUNCTIONS.get(type(node)) if isinstance(node, exp.Func) else None
-    if entry is not None:
-        return entry[0]
-    if isinstance(node, exp.Cast) and isinstance(node.this, exp.Column):
-        return node.this.name
-    return "?column?"
-
-
-def public_type(data_type: exp.DataType | None) -> str:
-    if data_type is None:
-        return "unknown"
-    kind = data_type.this
-    if kind in exp.DataType.INTEGER_TYPES:
-        return "integer"
-    if kind in exp.DataType.FLOAT_TYPES:
-        return "float"
-    if kind in exp.DataType.REAL_TYPES:
-        return "decimal"
-    if kind in exp.DataType.TEXT_TYPES:
-        return "text"
-    name = kind.name
-    if name == "BOOLEAN":
-        return "boolean"
-    if name == "DATE":
-        return "date"
-    if name in ("TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMPLTZ", "DATETIME"):
-        return "timestamp"
-    if name in ("JSON", "JSONB"):
-        return "json"
-    return "unknown"
-
-
-def _projection_type(node: exp.Expr) -> str:
-    inner = node.this if isinstance(node, exp.Alias) else node
-    if isinstance(inner, (exp.TimestampTrunc, exp.DateTrunc, exp.CurrentTimestamp)):
-        return "timestamp"
-    if isinstance(inner, (exp.Add, exp.Sub)) and isinstance(inner.expression, exp.Interval):
-        return "timestamp"
-    if isinstance(inner, exp.Extract):
-        return "float" if inner.this.name in ("EPOCH", "SECOND") else "integer"
-    if isinstance(inner, (exp.Date, exp.CurrentDate)):
-        return "date"
-    return public_type(node.type)
-
-
-def _output_schema(tree: exp.Expr) -> list[dict[str, str]]:
-    select = _leftmost_select(tree)
-    if select is None:
-        return []
-    return [{"name": projection.alias_or_name, "type": _projection_type(projection)} for projection in select.selects]
 
 
 __all__ = ["Caller", "CompiledQuery", "QueryError", "TargetDialect", "compile_query", "public_type", "sqlglot"]

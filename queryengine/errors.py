@@ -1,8 +1,13 @@
-"""The query engine's one error type, carrying its wire code.
+"""The query engine's errors, one per meaning. Plain Python (no Django).
 
-Plain Python (no Django): the compiler and the executor raise it, the
-services record it, and the WebSocket handler turns it into ``query_error
-{queryId, code, message}``.
+- ``QueryError``: why the engine refuses a query or could not finish it,
+  with its wire code. The compiler and the executor raise it.
+- ``QueryFailed``: a ``QueryError`` for one query the services handled,
+  with the id of its record. ``services.run_query`` raises only this; the
+  WebSocket handler turns it into ``query_error {queryId, code, message}``
+  (the one place query errors get their wire form).
+- ``ConnectionGone``: nobody listens to a query's events any more. Never on
+  the wire: the query ends on its cancellation.
 """
 
 from __future__ import annotations
@@ -46,6 +51,16 @@ class QueryError(Exception):
 
     def __repr__(self) -> str:
         return f"QueryError({self.code!r}, {self.message!r})"
+
+
+class QueryFailed(QueryError):
+    """A query that did not complete; ``query_id`` is None when it was
+    refused before being recorded (concurrency limit)."""
+
+    def __init__(self, error: QueryError, query_id: str | None) -> None:
+        super().__init__(error.code, error.message, retry_after=error.retry_after)
+        self.line, self.column = error.line, error.column
+        self.query_id = query_id
 
 
 def invalid(message: str, *, line: int | None = None, column: int | None = None) -> QueryError:

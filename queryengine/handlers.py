@@ -2,9 +2,14 @@
 ``query_response`` chunks → ``query_completed`` (or ``query_error``);
 ``query_cancel``; ``query_catalog``.
 
-A query runs in a worker thread on its own database connection
-(``services.run_query_async``), never on the thread that serves the ORM to
-the process's other sockets; closing the socket cancels it.
+The path of a ``query``: this handler -> ``outbox.run_query_async`` (a
+database worker thread; the events come back to the loop in order) ->
+``services.run_query`` (compile, record, execute, complete) ->
+``executor.execute`` (the rows, through the callbacks below). A query runs
+on its own database connection, never on the thread that serves the ORM to
+the process's other sockets; closing the socket cancels it. Every way a
+query ends other than completing is a ``QueryFailed``, sent as
+``query_error`` by ``QueryFailure``.
 """
 
 from __future__ import annotations
@@ -13,11 +18,22 @@ from collections.abc import Awaitable
 from typing import Any
 
 from channels.db import database_sync_to_async
-from rest_framework import serializers
 
 from queryengine import errors as query_errors
 from queryengine import services
+from queryengine.errors import QueryError, QueryFailed
 from queryengine.executor import CancelHandle
+from queryengine.outbox import run_query_async
+from queryengine.payloads import (
+    QueryCancelPayload,
+    QueryCatalogResponsePayload,
+    QueryCompletedPayload,
+    QueryErrorPayload,
+    QueryPayload,
+    QueryProgressPayload,
+    QueryResponsePayload,
+    QueryStartedPayload,
+)
 from realtime import protocol
 from realtime.context import RequestContext
 from realtime.errors import ProtocolError
@@ -25,107 +41,12 @@ from realtime.payloads import Payload
 from realtime.registry import registry
 
 CATEGORY = "Query engine"
-MAX_SQL_LENGTH = 20_000
-MAX_PARAMS = 100
-
-
-class QueryParamsField(serializers.JSONField):
-    """A list bound to ``?`` placeholders or an object bound to ``:name``
-    placeholders; values are scalars (string, number, boolean, null)."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        value = super().to_internal_value(data)
-        if isinstance(value, list):
-            values = value
-        elif isinstance(value, dict):
-            values = list(value.values())
-            for name in value:
-                if not isinstance(name, str) or not name or len(name) > 64:
-                    raise serializers.ValidationError("Parameter names are strings of 1 to 64 characters.")
-        else:
-            raise serializers.ValidationError("Expected a list (for ?) or an object (for :name).")
-        if len(values) > MAX_PARAMS:
-            raise serializers.ValidationError(f"At most {MAX_PARAMS} parameters.")
-        for item in values:
-            if item is not None and not isinstance(item, (str, int, float, bool)):
-                raise serializers.ValidationError("Parameter values must be strings, numbers, booleans or null.")
-            if isinstance(item, str) and len(item) > 10_000:
-                raise serializers.ValidationError("A parameter value is at most 10,000 characters.")
-        return value
-
-
-class QueryPayload(Payload):
-    sql = serializers.CharField(max_length=MAX_SQL_LENGTH, trim_whitespace=False, help_text="One read-only SELECT.")
-    params = QueryParamsField(required=False, allow_null=True, help_text="List for ? placeholders or object for :name.")
-    applicationId = serializers.CharField(  # noqa: N815
-        required=False, max_length=64, help_text="Application to run in and charge; default: the connection's."
-    )
-
-
-class QueryCancelPayload(Payload):
-    queryId = serializers.CharField(max_length=64)  # noqa: N815
-
-
-class QueryStartedPayload(Payload):
-    queryId = serializers.CharField()  # noqa: N815
-    estimatedMs = serializers.IntegerField()  # noqa: N815
-
-
-class QueryProgressPayload(Payload):
-    queryId = serializers.CharField()  # noqa: N815
-    rowsProcessed = serializers.IntegerField()  # noqa: N815
-    pct = serializers.FloatField(allow_null=True, help_text="0-100, never decreasing; null when unknown.")
-
-
-class SchemaColumnPayload(Payload):
-    name = serializers.CharField()
-    type = serializers.CharField()
-
-
-class QueryResponsePayload(Payload):
-    queryId = serializers.CharField()  # noqa: N815
-    rows = serializers.ListField(child=serializers.JSONField(), help_text="Rows as arrays aligned with schema.")
-    schema = SchemaColumnPayload(many=True)
-
-
-class QueryCompletedPayload(Payload):
-    queryId = serializers.CharField()  # noqa: N815
-    durationMs = serializers.IntegerField()  # noqa: N815
-    totalRows = serializers.IntegerField()  # noqa: N815
-    truncated = serializers.BooleanField(help_text="True when rows past the application's row cap were cut.")
-
-
-class QueryErrorPayload(Payload):
-    queryId = serializers.CharField(required=False, allow_null=True)  # noqa: N815
-    code = serializers.CharField()
-    message = serializers.CharField()
-    retryAfter = serializers.IntegerField(required=False)  # noqa: N815
-    line = serializers.IntegerField(required=False)
-    column = serializers.IntegerField(required=False)
-
-
-class CatalogColumnPayload(Payload):
-    name = serializers.CharField()
-    type = serializers.CharField()
-    description = serializers.CharField(required=False)
-
-
-class CatalogTablePayload(Payload):
-    name = serializers.CharField()
-    description = serializers.CharField()
-    scope = serializers.ChoiceField(choices=["public", "private"], help_text="private: only the caller's rows.")
-    columns = CatalogColumnPayload(many=True)
-
-
-class QueryCatalogResponsePayload(Payload):
-    tables = CatalogTablePayload(many=True)
-    functions = serializers.ListField(child=serializers.CharField())
 
 
 class QueryFailure(ProtocolError):
     """A ``QueryFailed`` on the wire: its own code, with the query id."""
 
-    def __init__(self, failure: services.QueryFailed) -> None:
+    def __init__(self, failure: QueryFailed) -> None:
         extra: dict[str, Any] = {"queryId": failure.query_id}
         if failure.line is not None:
             extra["line"] = failure.line
@@ -175,7 +96,7 @@ async def query(ctx: RequestContext, data: dict[str, Any]) -> None:
         )
 
     try:
-        await services.run_query_async(
+        await run_query_async(
             user_pk=ctx.user_pk,
             application_id=ctx.application_id,
             sql=data["sql"],
@@ -189,7 +110,7 @@ async def query(ctx: RequestContext, data: dict[str, Any]) -> None:
             # Charged in the transaction that records the query as completed.
             settle=ctx.charge.capture_in_transaction if ctx.charge is not None else None,
         )
-    except services.QueryFailed as failure:
+    except QueryFailed as failure:
         raise QueryFailure(failure) from None
 
 
@@ -204,12 +125,8 @@ async def query(ctx: RequestContext, data: dict[str, Any]) -> None:
 async def query_cancel(ctx: RequestContext, data: dict[str, Any]) -> None:
     query_id = data["queryId"]
     if not services.cancel_query(query_id, user_pk=ctx.user_pk):
-        raise QueryFailure(
-            services.QueryFailed(
-                query_errors.QueryError(query_errors.NOT_FOUND, "no query of yours with that id is running here"),
-                query_id,
-            )
-        )
+        not_running = QueryError(query_errors.NOT_FOUND, "no query of yours with that id is running here")
+        raise QueryFailure(QueryFailed(not_running, query_id))
 
 
 @registry.on(

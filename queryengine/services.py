@@ -2,50 +2,52 @@
 
 ``run_query`` is synchronous and blocks for the whole query: call it from a
 worker thread, never from the thread that serves the ORM to the other
-sockets (``database_sync_to_async``). ``run_query_async`` does that for an
-async handler and accepts async callbacks.
+sockets. ``queryengine.outbox.run_query_async`` does that for an async
+handler and accepts async callbacks. Limits and the database target come
+from ``queryengine.config``.
 
-Settings (read with defaults; per-application overrides in QueryLimits):
-LEDGERCORE_QUERY_TIME_LIMIT_MS (10000), LEDGERCORE_QUERY_MAX_ROWS (10000),
-LEDGERCORE_QUERY_MAX_CONCURRENT (2), LEDGERCORE_QUERY_DEFAULT_LIMIT (1000),
-LEDGERCORE_QUERY_CHUNK_ROWS (500), LEDGERCORE_QUERY_PG_ROLE
-("ledgercore_query"), LEDGERCORE_QUERY_PG_PASSWORD (""),
-LEDGERCORE_QUERY_DATABASE_URL (""), LEDGERCORE_QUERY_ENSURE_ROLE (True).
+One query, top to bottom: ``_compile`` (the compiler's QueryError is kept
+to be recorded), ``_admit`` (recorded, or refused RATE_LIMITED), ``_execute``
+(the executor streams rows through the callbacks), ``_complete`` (recorded
+as completed, and charged, in one transaction). Every way it can end other
+than completing raises QueryFailed with the query's id.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
-import urllib.parse
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
-from django.db import close_old_connections, connection, connections, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
-from queryengine import errors, pgrole
+from queryengine import allowlist, errors
 from queryengine.catalog import catalog
 from queryengine.compiler import Caller, CompiledQuery, compile_query
-from queryengine.errors import ConnectionGone, QueryError
+from queryengine.config import Limits, database_target, limits_for
+from queryengine.errors import QueryError, QueryFailed
 from queryengine.executor import CancelHandle, DatabaseTarget, EarlyConnection, ExecutionResult, execute
-from queryengine.models import QueryLimits, QueryRecord
+from queryengine.models import QueryRecord
 from realtime import lifecycle, processes
+
+__all__ = [
+    "QueryFailed",
+    "QueryOutcome",
+    "cancel_query",
+    "database_target",
+    "describe_catalog",
+    "fail_records_of_dead_processes",
+    "run_query",
+]
 
 log = logging.getLogger(__name__)
 
-# Progress events: not before the query has run this long, then at most
-# once per interval (the protocol: at most 5 a second after 200 ms).
-PROGRESS_AFTER_SECONDS = 0.2
-PROGRESS_EVERY_SECONDS = 0.2
 # A queued/running record older than its time limit plus this is a query
 # whose process died: it no longer counts against the concurrency limit.
 STALE_GRACE = timedelta(seconds=30)
@@ -62,25 +64,8 @@ _STATUS_FOR_CODE = {
     errors.TIMEOUT: QueryRecord.Status.TIMEOUT,
     errors.CANCELLED: QueryRecord.Status.CANCELLED,
 }
-
-
-class QueryFailed(QueryError):
-    """A query that did not complete; ``query_id`` is None when it was
-    refused before being recorded (concurrency limit)."""
-
-    def __init__(self, error: QueryError, query_id: str | None) -> None:
-        super().__init__(error.code, error.message, retry_after=error.retry_after)
-        self.line, self.column = error.line, error.column
-        self.query_id = query_id
-
-
-@dataclass(frozen=True)
-class Limits:
-    time_limit_ms: int
-    max_rows: int
-    max_concurrent: int
-    default_limit: int
-    chunk_rows: int
+UNAVAILABLE_MESSAGE = "the database stopped answering; retry shortly"
+INTERNAL_MESSAGE = "the server failed to run the query"
 
 
 @dataclass(frozen=True)
@@ -92,113 +77,8 @@ class QueryOutcome:
     schema: list[dict[str, str]]
 
 
-def _setting(name: str, default: int) -> int:
-    value = getattr(settings, name, default)
-    return max(1, int(value))
-
-
-def default_limits() -> Limits:
-    return Limits(
-        time_limit_ms=_setting("LEDGERCORE_QUERY_TIME_LIMIT_MS", 10_000),
-        max_rows=_setting("LEDGERCORE_QUERY_MAX_ROWS", 10_000),
-        max_concurrent=_setting("LEDGERCORE_QUERY_MAX_CONCURRENT", 2),
-        default_limit=_setting("LEDGERCORE_QUERY_DEFAULT_LIMIT", 1_000),
-        chunk_rows=_setting("LEDGERCORE_QUERY_CHUNK_ROWS", 500),
-    )
-
-
-def limits_for(application_id: str) -> Limits:
-    base = default_limits()
-    override = QueryLimits.objects.filter(application_id=application_id).first()
-    if override is None:
-        return base
-    return Limits(
-        time_limit_ms=override.time_limit_ms or base.time_limit_ms,
-        max_rows=override.max_rows or base.max_rows,
-        max_concurrent=override.max_concurrent or base.max_concurrent,
-        default_limit=override.default_limit or base.default_limit,
-        chunk_rows=base.chunk_rows,
-    )
-
-
-def database_target() -> DatabaseTarget:
-    """The default database, for the executor's own connections: on
-    PostgreSQL the query role's login, and Django's for setting it up."""
-    settings_dict = connections["default"].settings_dict
-    vendor = connections["default"].vendor
-    grants = catalog.reads()
-    if vendor == "sqlite":
-        return DatabaseTarget("sqlite", sqlite_path=str(settings_dict["NAME"]), grants=grants)
-    if vendor == "postgresql":
-        role = str(getattr(settings, "LEDGERCORE_QUERY_PG_ROLE", "ledgercore_query"))
-        password = str(getattr(settings, "LEDGERCORE_QUERY_PG_PASSWORD", "") or "")
-        url = str(getattr(settings, "LEDGERCORE_QUERY_DATABASE_URL", "") or "")
-        admin: dict[str, Any] = {
-            "dbname": settings_dict.get("NAME") or "",
-            "user": settings_dict.get("USER") or None,
-            "password": settings_dict.get("PASSWORD") or None,
-            "host": settings_dict.get("HOST") or None,
-            "port": settings_dict.get("PORT") or None,
-            "application_name": "ledgercore-query-setup",
-        }
-        for key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout", "passfile", "service"):
-            if key in (settings_dict.get("OPTIONS") or {}):
-                admin[key] = settings_dict["OPTIONS"][key]
-        admin = {key: value for key, value in admin.items() if value is not None}
-        if url:
-            login = query_login_from_url(url, role)
-        else:
-            login = {**admin, "user": role, "application_name": "ledgercore-query"}
-            login.pop("password", None)
-        if password and not login.get("password"):
-            login["password"] = password
-        return DatabaseTarget(
-            "postgresql",
-            pg_params=login,
-            pg_role=role,
-            grants=grants,
-            ensure_role=bool(getattr(settings, "LEDGERCORE_QUERY_ENSURE_ROLE", True)),
-            admin_params=admin,
-            pg_password=password,
-        )
-    raise QueryError(errors.INTERNAL, f"queries are not supported on {vendor}")
-
-
-def query_login_from_url(url: str, role: str) -> dict[str, Any]:
-    """Connection parameters from LEDGERCORE_QUERY_DATABASE_URL; its user,
-    when it names one, must be the query role (the grants are the role's)."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    name = "LEDGERCORE_QUERY_DATABASE_URL"
-    if urllib.parse.urlsplit(url).scheme not in ("postgres", "postgresql"):
-        raise ImproperlyConfigured(f"{name}: expected a postgres:// URL")
-    try:
-        params: dict[str, Any] = dict(conninfo_to_dict(url))
-    except Exception as exc:  # psycopg.ProgrammingError with libpq's reason
-        raise ImproperlyConfigured(f"{name}: invalid URL ({str(exc).strip()})") from None
-    user = params.setdefault("user", role)
-    if user != role:
-        raise ImproperlyConfigured(f"{name}: its user must be the query role {role!r} (LEDGERCORE_QUERY_PG_ROLE)")
-    params.setdefault("application_name", "ledgercore-query")
-    return params
-
-
-def check_settings() -> None:
-    """Fail at startup on a query login that cannot work."""
-    url = str(getattr(settings, "LEDGERCORE_QUERY_DATABASE_URL", "") or "")
-    role = str(getattr(settings, "LEDGERCORE_QUERY_PG_ROLE", "ledgercore_query"))
-    try:
-        pgrole.check_role_name(role)
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"LEDGERCORE_QUERY_PG_ROLE: {exc}") from None
-    if url:
-        query_login_from_url(url, role)
-
-
 def describe_catalog() -> dict[str, Any]:
     """The tables user SQL may read, their columns and types."""
-    from queryengine import allowlist
-
     return {"tables": catalog.describe(), "functions": allowlist.function_names()}
 
 
@@ -220,28 +100,6 @@ def cancel_query(query_id: str, *, user_pk: int) -> bool:
         return False
     entry[1].cancel()
     return True
-
-
-class _ProgressGate:
-    def __init__(self, callback: ProgressCallback | None, started: float) -> None:
-        self.callback = callback
-        self.started = started
-        self.last = 0.0
-        self.pct: float | None = None
-
-    def __call__(self, rows: int, pct: float | None) -> None:
-        now = time.monotonic()
-        if self.callback is None or now - self.started < PROGRESS_AFTER_SECONDS:
-            return
-        if now - self.last < PROGRESS_EVERY_SECONDS:
-            return
-        self.last = now
-        if pct is not None:
-            pct = max(pct, self.pct or 0.0)
-            self.pct = pct
-        elif self.pct is not None:
-            pct = self.pct
-        self.callback(rows, pct)
 
 
 def _admit(
@@ -358,20 +216,7 @@ def run_query(
     cancel = cancel or CancelHandle()
     limits = limits_for(application_id)
     target = database_target()
-    compiled: CompiledQuery | None = None
-    error: QueryError | None = None
-    try:
-        compiled = compile_query(
-            sql,
-            params,
-            catalog,
-            Caller(user_pk, application_id),
-            dialect="postgres" if target.dialect == "postgres" else "sqlite",
-            max_rows=limits.max_rows,
-            default_limit=limits.default_limit,
-        )
-    except QueryError as exc:
-        error = exc
+    compiled, error = _compile(sql, params, Caller(user_pk, application_id), target, limits)
     # Connecting is mostly waiting for PostgreSQL to start a backend: do it
     # while the query is recorded.
     early = EarlyConnection(target) if compiled is not None and target.vendor == "postgresql" else None
@@ -385,18 +230,66 @@ def run_query(
         if on_started is not None:
             on_started(record.id, 0)
         raise QueryFailed(error or QueryError(errors.INTERNAL, "the query could not be compiled"), record.id)
-
     with _running_lock:
         _running[record.id] = (user_pk, cancel)
+    try:
+        result = _execute(
+            record.id, compiled, target, limits, cancel, early, started, on_started, on_progress, on_chunk
+        )
+    finally:
+        with _running_lock:
+            _running.pop(record.id, None)
+        if early is not None:
+            early.close()
+    duration_ms = _complete(record.id, result, started, settle)
+    if on_completed is not None:
+        on_completed(duration_ms, result.total_rows, result.truncated)
+    return QueryOutcome(record.id, result.total_rows, result.truncated, duration_ms, result.schema)
+
+
+def _compile(
+    sql: str, params: Any, caller: Caller, target: DatabaseTarget, limits: Limits
+) -> tuple[CompiledQuery | None, QueryError | None]:
+    """The compiled query, or the compiler's refusal (recorded as such)."""
+    try:
+        compiled = compile_query(
+            sql,
+            params,
+            catalog,
+            caller,
+            dialect="postgres" if target.dialect == "postgres" else "sqlite",
+            max_rows=limits.max_rows,
+            default_limit=limits.default_limit,
+        )
+    except QueryError as exc:
+        return None, exc
+    return compiled, None
+
+
+def _execute(
+    record_id: str,
+    compiled: CompiledQuery,
+    target: DatabaseTarget,
+    limits: Limits,
+    cancel: CancelHandle,
+    early: EarlyConnection | None,
+    started: float,
+    on_started: StartedCallback | None,
+    on_progress: ProgressCallback | None,
+    on_chunk: ChunkCallback | None,
+) -> ExecutionResult:
+    """Execute a recorded query; any end but completion is recorded and
+    raised as QueryFailed."""
     announced = False
 
     def estimated(estimated_ms: int) -> None:
+        # The executor's estimate is when the query is announced and marked running.
         nonlocal announced
         announced = True
         if on_started is not None:
-            on_started(record.id, estimated_ms)
+            on_started(record_id, estimated_ms)
         try:
-            QueryRecord.objects.filter(pk=record.id).update(
+            QueryRecord.objects.filter(pk=record_id).update(
                 status=QueryRecord.Status.RUNNING, started_at=timezone.now(), estimated_ms=estimated_ms
             )
         except Exception as exc:  # cosmetic: the query runs on its own connection
@@ -404,7 +297,7 @@ def run_query(
                 raise
 
     try:
-        result: ExecutionResult = execute(
+        return execute(
             compiled,
             target,
             time_limit_ms=limits.time_limit_ms,
@@ -412,48 +305,46 @@ def run_query(
             cancel=cancel,
             on_estimate=estimated,
             on_chunk=on_chunk,
-            on_progress=_ProgressGate(on_progress, started),
+            on_progress=on_progress,
             connection=early,
         )
     except QueryError as exc:
         if not announced and on_started is not None:
-            on_started(record.id, 0)
-        _finish(
-            record.id,
-            started,
-            status=_STATUS_FOR_CODE.get(exc.code, QueryRecord.Status.FAILED),
-            error_code=exc.code,
-            error_message=exc.message[:2000],
-        )
-        raise QueryFailed(exc, record.id) from None
+            on_started(record_id, 0)
+        status = _STATUS_FOR_CODE.get(exc.code, QueryRecord.Status.FAILED)
+        _finish(record_id, started, status=status, error_code=exc.code, error_message=exc.message[:2000])
+        raise QueryFailed(exc, record_id) from None
     except Exception as exc:
-        if cancel.cancelled:
-            # A callback failed because the caller went away and cancelled.
-            _finish(record.id, started, status=QueryRecord.Status.CANCELLED, error_code=errors.CANCELLED)
-            raise QueryFailed(QueryError(errors.CANCELLED, "the query was cancelled"), record.id) from None
-        if processes.is_database_error(exc):
-            unavailable = QueryError(errors.UNAVAILABLE, "the database stopped answering; retry shortly", retry_after=2)
-            _finish(record.id, started, status=QueryRecord.Status.FAILED, error_code=errors.UNAVAILABLE)
-            raise QueryFailed(unavailable, record.id) from None
-        log.exception("query %s failed unexpectedly", record.id)
-        _finish(
-            record.id,
-            started,
-            status=QueryRecord.Status.FAILED,
-            error_code=errors.INTERNAL,
-            error_message="the server failed to run the query",
-        )
-        raise QueryFailed(QueryError(errors.INTERNAL, "the server failed to run the query"), record.id) from None
-    finally:
-        with _running_lock:
-            _running.pop(record.id, None)
-        if early is not None:
-            early.close()
+        raise _failure(record_id, started, cancel, exc) from None
 
+
+def _failure(record_id: str, started: float, cancel: CancelHandle, exc: Exception) -> QueryFailed:
+    """Record and name an execution that broke other than by a QueryError."""
+    if cancel.cancelled:
+        # A callback failed because the caller went away and cancelled.
+        _finish(record_id, started, status=QueryRecord.Status.CANCELLED, error_code=errors.CANCELLED)
+        return QueryFailed(QueryError(errors.CANCELLED, "the query was cancelled"), record_id)
+    if processes.is_database_error(exc):
+        _finish(record_id, started, status=QueryRecord.Status.FAILED, error_code=errors.UNAVAILABLE)
+        return QueryFailed(QueryError(errors.UNAVAILABLE, UNAVAILABLE_MESSAGE, retry_after=2), record_id)
+    log.error("query %s failed unexpectedly", record_id, exc_info=exc)
+    _finish(
+        record_id,
+        started,
+        status=QueryRecord.Status.FAILED,
+        error_code=errors.INTERNAL,
+        error_message=INTERNAL_MESSAGE,
+    )
+    return QueryFailed(QueryError(errors.INTERNAL, INTERNAL_MESSAGE), record_id)
+
+
+def _complete(record_id: str, result: ExecutionResult, started: float, settle: SettleCallback | None) -> int:
+    """Record the query as completed, and settle its charge, in one
+    transaction; returns its duration in ms."""
     try:
         with transaction.atomic():
             duration_ms = int((time.monotonic() - started) * 1000)
-            QueryRecord.objects.filter(pk=record.id).update(
+            QueryRecord.objects.filter(pk=record_id).update(
                 status=QueryRecord.Status.COMPLETED,
                 rows_returned=result.total_rows,
                 truncated=result.truncated,
@@ -467,184 +358,6 @@ def run_query(
             raise
         # The rows were sent, but the completion (and its charge) could not
         # be recorded: the query is not charged and ends UNAVAILABLE.
-        _finish(record.id, started, status=QueryRecord.Status.FAILED, error_code=errors.UNAVAILABLE)
-        raise QueryFailed(
-            QueryError(errors.UNAVAILABLE, "the database stopped answering; retry shortly", retry_after=2), record.id
-        ) from None
-    if on_completed is not None:
-        on_completed(duration_ms, result.total_rows, result.truncated)
-    return QueryOutcome(record.id, result.total_rows, result.truncated, duration_ms, result.schema)
-
-
-# ------------------------------------------------------------------- async
-
-# Called on the worker thread; what it returns is awaited on the event loop.
-# An ``async def`` fits (calling it runs none of its code); so does a plain
-# function that prepares on the worker (e.g. encodes a frame) and returns
-# the awaitable that sends it.
-AsyncCallback = Callable[..., Awaitable[None]]
-CALLBACK_TIMEOUT_SECONDS = 30.0
-# Events of one query handed to the event loop and not yet sent: the worker
-# fetches the next rows while the loop sends the previous ones, and a
-# socket slower than the query still slows the query down.
-EVENTS_IN_FLIGHT = 4
-_EMPTY = object()
-
-
-class _Outbox:
-    """The events of one query, awaited in order by one task on the event
-    loop. The worker thread waits only when EVENTS_IN_FLIGHT are queued,
-    and wakes the loop only when that task sleeps: a wake-up is a write to
-    the loop's pipe, and each costs the worker a wait for the GIL while the
-    loop is busy."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.pending: deque[Awaitable[None] | None] = deque()
-        self.lock = threading.Lock()
-        self.asleep = False
-        self.wake = asyncio.Event()
-        self.slots = threading.Semaphore(EVENTS_IN_FLIGHT)
-        self.error: BaseException | None = None
-        self.task = loop.create_task(self._send())
-
-    async def _send(self) -> None:
-        while True:
-            with self.lock:
-                item: Any = self.pending.popleft() if self.pending else _EMPTY
-                self.asleep = item is _EMPTY
-            if item is _EMPTY:
-                await self.wake.wait()
-                self.wake.clear()
-                continue
-            if item is None:
-                return
-            try:
-                if self.error is None:
-                    await item
-                else:
-                    _discard(item)
-            except Exception as exc:  # handed to the worker at its next event
-                self.error = exc
-            finally:
-                self.slots.release()
-
-    def _put(self, item: Awaitable[None] | None) -> None:
-        with self.lock:
-            self.pending.append(item)
-            wake, self.asleep = self.asleep, False
-        if wake:
-            self.loop.call_soon_threadsafe(self.wake.set)
-
-    def bridge(self, callback: AsyncCallback | None) -> Callable[..., None] | None:
-        if callback is None:
-            return None
-
-        def call(*args: Any) -> None:
-            deadline = time.monotonic() + CALLBACK_TIMEOUT_SECONDS
-            while not self.slots.acquire(timeout=0.05):
-                if self.error is not None:
-                    break
-                if time.monotonic() > deadline:
-                    raise TimeoutError("the query's events were not sent in time")
-            if self.error is not None:
-                raise self.error
-            self._put(callback(*args))
-
-        return call
-
-    async def drain(self) -> None:
-        """Send what is queued; then raise what a callback raised."""
-        self._put(None)
-        await self.task
-        if self.error is not None:
-            raise self.error
-
-    def abort(self) -> None:
-        self.error = self.error or ConnectionGone("the query's connection went away")
-        self.task.cancel()
-        with self.lock:
-            left, self.pending = list(self.pending), deque()
-        for item in left:
-            _discard(item)
-
-
-def _discard(item: Awaitable[None] | None) -> None:
-    close = getattr(item, "close", None)
-    if close is not None:
-        close()  # a coroutine never awaited
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
-
-
-def _in_worker(**kwargs: Any) -> QueryOutcome:
-    # This thread's ORM connections, as Django treats a request's: kept for
-    # the next query run by this (pooled) thread only within CONN_MAX_AGE
-    # (0 by default: closed, and every query opens one).
-    close_old_connections()
-    try:
-        return run_query(**kwargs)
-    finally:
-        close_old_connections()
-
-
-async def run_query_async(
-    *,
-    user_pk: int,
-    application_id: str,
-    sql: str,
-    params: Any = None,
-    cancel: CancelHandle | None = None,
-    on_started: AsyncCallback | None = None,
-    on_progress: AsyncCallback | None = None,
-    on_chunk: AsyncCallback | None = None,
-    on_completed: AsyncCallback | None = None,
-    reference: str = "",
-    settle: SettleCallback | None = None,
-) -> QueryOutcome:
-    """``run_query`` in a worker thread with async callbacks (same order and
-    arguments; the worker does not wait for each to finish, see _Outbox).
-    Cancelling the awaiting task cancels the query."""
-    loop = asyncio.get_running_loop()
-    cancel = cancel or CancelHandle()
-    outbox = _Outbox(loop)
-    future = loop.run_in_executor(
-        None,
-        lambda: _in_worker(
-            user_pk=user_pk,
-            application_id=application_id,
-            sql=sql,
-            params=params,
-            cancel=cancel,
-            on_started=outbox.bridge(on_started),
-            on_progress=outbox.bridge(on_progress),
-            on_chunk=outbox.bridge(on_chunk),
-            on_completed=outbox.bridge(on_completed),
-            reference=reference,
-            settle=settle,
-        ),
-    )
-    try:
-        outcome = await asyncio.shield(future)
-    except asyncio.CancelledError:
-        cancel.cancel()
-        outbox.abort()
-        # Nobody awaits the worker now: retrieve its outcome (the query's
-        # cancellation) so it is not logged as an error never retrieved.
-        future.add_done_callback(_retrieve)
-        raise
-    except QueryFailed:
-        # The events before the failure go out before its query_error.
-        try:
-            await outbox.drain()
-        except Exception:
-            log.debug("sending the events of a failed query failed", exc_info=True)
-        raise
-    except BaseException:
-        outbox.abort()
-        raise
-    await outbox.drain()
-    return outcome
+        _finish(record_id, started, status=QueryRecord.Status.FAILED, error_code=errors.UNAVAILABLE)
+        raise QueryFailed(QueryError(errors.UNAVAILABLE, UNAVAILABLE_MESSAGE, retry_after=2), record_id) from None
+    return duration_ms

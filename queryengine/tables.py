@@ -24,7 +24,9 @@ from collections.abc import Mapping, Sequence
 
 from django.db import models
 
+from credits.models import CreditAccount, LedgerEntry
 from queryengine.catalog import Column, RegisteredTable, Scope, Table, register_table
+from queryengine.models import QueryRecord
 
 _FIELD_TYPES = {
     "AutoField": "integer",
@@ -120,9 +122,6 @@ def register_model_table(
 
 
 def register_builtin_tables() -> None:
-    from credits.models import CreditAccount, LedgerEntry
-    from queryengine.models import QueryRecord
-
     entry = LedgerEntry._meta
     account = CreditAccount._meta
 

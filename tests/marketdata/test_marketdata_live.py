@@ -16,7 +16,8 @@ import pytest
 from channels.db import database_sync_to_async
 from django.db import connections
 
-from marketdata import live, services
+from marketdata import live, publish, services
+from marketdata.candles import Tick
 from marketdata.feeds import replay, trade_from_ccxt
 from marketdata.trades import TradeInput
 from tests.wsclient import Client, connected, unique
@@ -150,8 +151,8 @@ def test_one_message_of_two_venues_on_both_sides_of_a_boundary_counts_every_trad
     venue-b's just before it: applied in time order across venues, neither
     is dropped as late."""
     room = live.RoomState("market:A-B:1s", "A-B", "1s", live.CandleBuilder(["1s"]))
-    after = [services.Tick(2_000, Decimal(2), Decimal(1), "venue-a", "1")]
-    before = [services.Tick(1_999, Decimal(1), Decimal(1), "venue-b", "1")]
+    after = [Tick(2_000, Decimal(2), Decimal(1), "venue-a", "1")]
+    before = [Tick(1_999, Decimal(1), Decimal(1), "venue-b", "1")]
     room.apply_series([("venue-a", 10, after, True), ("venue-b", 11, before, True)])
     assert room.builder.late_trades == 0
     assert [(c.timestamp, c.trades) for c in room.closed] == [(1_000, 1)]
@@ -201,7 +202,7 @@ async def test_a_joiner_gets_buckets_whose_trades_are_still_on_their_way_complet
 
     async def release() -> None:
         await asyncio.sleep(0.3)
-        await database_sync_to_async(live.publish)(held.series)
+        await database_sync_to_async(publish.publish)(held.series)
 
     late = await connected(live_server_url, unique("trader"))
     releasing = asyncio.create_task(release())
@@ -294,9 +295,9 @@ def test_ccxt_trades_map_to_trade_inputs_exactly():
 
 
 def test_large_batches_are_split_without_losing_or_repeating_trades():
-    ticks = [services.Tick(i, Decimal(1), Decimal(1), "v", str(i)) for i in range(12_000)]
+    ticks = [Tick(i, Decimal(1), Decimal(1), "v", str(i)) for i in range(12_000)]
     batches = [services.NewTrades("A-B", "v", 99, ticks[:11_000]), services.NewTrades("A-B", "w", 7, ticks[11_000:])]
-    messages = list(live._messages("A-B", batches))
+    messages = list(publish._messages("A-B", batches))
     assert [sum(len(part[2]) for part in m["series"]) for m in messages] == [5_000, 5_000, 2_000]
     parts = [part for m in messages for part in m["series"]]
     assert [(p[0], p[1], p[3]) for p in parts] == [("v", 99, False), ("v", 99, False), ("v", 99, True), ("w", 7, True)]

@@ -13,6 +13,7 @@ from marketdata import services
 from marketdata.demo import FIXTURE_NAME, fixture_dir
 from marketdata.importers import read_trades
 from marketdata.trades import TradeInput
+from realtime.protocol import now_ms
 from tests.wsclient import connected, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,7 +61,7 @@ async def test_market_data_response_carries_binance_equal_candles_as_json_number
 
 
 async def test_sub_second_candles_and_a_venue_filter_over_the_socket(live_server_url):
-    now = services.now_ms()
+    now = now_ms()
     at = now - now % 1000 - 5_000
     await ingest(
         TradeInput("binance", "SOL-USD", "1", at + 10, Decimal("150.10"), Decimal("2"), "buy"),

@@ -25,7 +25,7 @@ from accounts import services as accounts
 from accounts.models import Application, Membership
 from credits import services as credits
 from credits.models import LedgerEntry
-from queryengine import errors, executor, services, values
+from queryengine import config, errors, executor, outbox, services, values
 from queryengine.catalog import catalog
 from queryengine.compiler import CompiledQuery
 from queryengine.errors import QueryError
@@ -566,22 +566,21 @@ class TestDatabaseDefences:
     def test_the_query_login_comes_from_its_url_whose_user_must_be_the_role(self, settings):
         from django.core.exceptions import ImproperlyConfigured
 
-        login = services.query_login_from_url(
+        login = config.query_login_from_url(
             "postgres://ledgercore_query:s3cret@db.example:6432/ledger", "ledgercore_query"
         )
         assert login["user"] == "ledgercore_query" and login["password"] == "s3cret"
         assert (login["host"], login["port"], login["dbname"]) == ("db.example", "6432", "ledger")
         assert (
-            services.query_login_from_url("postgresql://replica/ledger", "ledgercore_query")["user"]
-            == "ledgercore_query"
+            config.query_login_from_url("postgresql://replica/ledger", "ledgercore_query")["user"] == "ledgercore_query"
         )
         with pytest.raises(ImproperlyConfigured, match="LEDGERCORE_QUERY_DATABASE_URL"):
-            services.query_login_from_url("postgres://postgres@db/ledger", "ledgercore_query")
+            config.query_login_from_url("postgres://postgres@db/ledger", "ledgercore_query")
         with pytest.raises(ImproperlyConfigured, match="LEDGERCORE_QUERY_DATABASE_URL"):
-            services.query_login_from_url("mysql://ledgercore_query@db/ledger", "ledgercore_query")
+            config.query_login_from_url("mysql://ledgercore_query@db/ledger", "ledgercore_query")
         settings.LEDGERCORE_QUERY_DATABASE_URL = "sqlite:///x"
         with pytest.raises(ImproperlyConfigured):
-            services.check_settings()
+            config.check_settings()
 
     @on_postgresql
     def test_postgresql_query_login_settings(self, settings):
@@ -655,7 +654,7 @@ class TestAsyncAndCatalog:
         async def completed(duration_ms: int, total: int, truncated: bool) -> None:
             seen.append(f"completed {total}")
 
-        outcome = await services.run_query_async(
+        outcome = await outbox.run_query_async(
             user_pk=user.pk,
             application_id=app,
             sql="SELECT sequence FROM credit_entries ORDER BY 1",
@@ -681,7 +680,7 @@ class TestAsyncAndCatalog:
             seen.append(str(rows[0][0]))
 
         with pytest.raises(services.QueryFailed) as caught:
-            await services.run_query_async(
+            await outbox.run_query_async(
                 user_pk=user.pk,
                 application_id=app,
                 sql="SELECT sequence FROM credit_entries ORDER BY 1",

@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from marketdata import services
-from marketdata.feeds import ExchangeFeed
+from marketdata.feeds import ExchangeFeed, FeedsExtraMissing, ccxt_pro
 from marketdata.symbols import split_symbol
 from marketdata.trades import TradeInput
 
@@ -28,8 +28,10 @@ class Command(BaseCommand):
         parser.add_argument("--poll", action="store_true", help="Poll fetch_trades even if a stream exists.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        import ccxt.pro as ccxtpro
-
+        try:
+            ccxtpro = ccxt_pro()
+        except FeedsExtraMissing as exc:
+            raise CommandError(str(exc)) from None
         exchange_id = options["exchange"]
         if exchange_id not in ccxtpro.exchanges:
             raise CommandError(f"unknown ccxt exchange {exchange_id!r}")

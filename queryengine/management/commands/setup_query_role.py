@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from queryengine import pgrole, services
@@ -26,8 +27,6 @@ class Command(BaseCommand):
         if target.vendor != "postgresql":
             self.stdout.write("Nothing to do: the query role exists on PostgreSQL only (SQLite uses an authorizer).")
             return
-        import psycopg
-
         role = options.get("role") or target.pg_role
         try:
             pgrole.check_role_name(role)
