@@ -21,6 +21,22 @@ from typing import Any
 
 from django.utils import timezone
 
+from accounts import services as accounts
+from compliance.addresses import encode_bitcoin_address
+from compliance.ingest import GraphWriter, TransferRow, TxRow
+from compliance.models import Address, Asset, Chain, TransferKind
+from compliance.services import (
+    delist_labels,
+    ensure_chain,
+    get_or_create_address,
+    get_or_create_entity,
+    label_address,
+)
+from credits import services as credits
+from marketdata import services as market
+from marketdata.trades import TradeInput
+from queryengine.models import QueryRecord
+
 HOUR = 3_600_000
 DAY = 86_400_000
 MINUTE = 60_000
@@ -32,8 +48,6 @@ ETH_ADDRESSES = {f"E{i}": "0x" + str(i) * 40 for i in range(1, 7)}
 
 
 def bitcoin_addresses() -> dict[str, str]:
-    from compliance.addresses import encode_bitcoin_address
-
     return {f"B{i}": encode_bitcoin_address("p2wpkh", bytes([i * 17]) * 20) for i in range(1, 5)}
 
 
@@ -140,24 +154,21 @@ class Fixture:
 
 def load(user_id: str = "chat-eval", now_ms: int | None = None) -> Fixture:
     """Create the fixture data (in a database with none of it yet)."""
-    from accounts import services as accounts
-    from compliance.ingest import GraphWriter, TransferRow, TxRow
-    from compliance.models import Address, Asset, TransferKind
-    from compliance.services import (
-        delist_labels,
-        ensure_chain,
-        get_or_create_address,
-        get_or_create_entity,
-        label_address,
-    )
-    from credits import services as credits
-    from marketdata import services as market
-    from marketdata.trades import TradeInput
-    from queryengine.models import QueryRecord
-
     anchor = anchor_ms(now_ms)
     addresses = {**ETH_ADDRESSES, **bitcoin_addresses()}
+    _load_trades(anchor)
+    chains = {code: ensure_chain(code) for code in ("ethereum", "bitcoin")}
+    _load_transfers(chains, anchor, addresses)
+    _load_labels(chains, addresses)
+    user = accounts.get_or_create_user(user_id)
+    application = user.default_application_id
+    assert application is not None
+    _load_ledger(user.pk, application, user_id)
+    ids = _load_queries(user.pk, application)
+    return Fixture(anchor, user.pk, application, addresses, frozenset(ids))
 
+
+def _load_trades(anchor: int) -> None:
     for venue, symbol in {(t[0], t[1]) for t in TRADES}:
         market.ensure_listing(venue, symbol)
     market.ingest_trades(
@@ -168,7 +179,8 @@ def load(user_id: str = "chat-eval", now_ms: int | None = None) -> Fixture:
         publish=False,
     )
 
-    chains = {code: ensure_chain(code) for code in ("ethereum", "bitcoin")}
+
+def _load_transfers(chains: dict[str, Chain], anchor: int, addresses: dict[str, str]) -> None:
     contracts = {
         asset.symbol: asset.contract for asset in Asset.objects.filter(chain=chains["ethereum"]).exclude(contract="")
     }
@@ -200,6 +212,8 @@ def load(user_id: str = "chat-eval", now_ms: int | None = None) -> Fixture:
                     )
                 )
 
+
+def _load_labels(chains: dict[str, Chain], addresses: dict[str, str]) -> None:
     entities = {name: get_or_create_entity(name, category, country=country) for name, category, country in ENTITIES}
     for key, entity, source, delisted in LABELS:
         chain = chains["ethereum" if key.startswith("E") else "bitcoin"]
@@ -209,20 +223,21 @@ def load(user_id: str = "chat-eval", now_ms: int | None = None) -> Fixture:
             delist_labels(type(label).objects.filter(pk=label.pk))
     assert Address.objects.count() >= len(addresses)
 
-    user = accounts.get_or_create_user(user_id)
-    application = user.default_application_id
-    assert application is not None
-    actor = credits.Actor.system()
-    credits.grant_credits(user.pk, application, 1000, reason="opening grant", actor=actor)
-    credits.grant_credits(user.pk, application, 500, reason="top-up", actor=actor)
-    for action, amount in DEDUCTIONS:
-        credits.deduct_credits(user.pk, application, amount, action=action, actor=credits.Actor.user(user_id))
 
+def _load_ledger(user_pk: int, application: str, user_id: str) -> None:
+    actor = credits.Actor.system()
+    credits.grant_credits(user_pk, application, 1000, reason="opening grant", actor=actor)
+    credits.grant_credits(user_pk, application, 500, reason="top-up", actor=actor)
+    for action, amount in DEDUCTIONS:
+        credits.deduct_credits(user_pk, application, amount, action=action, actor=credits.Actor.user(user_id))
+
+
+def _load_queries(user_pk: int, application: str) -> list[str]:
     now = timezone.now()
     ids = []
     for index, (status, duration, rows, error) in enumerate(QUERIES):
         record = QueryRecord.objects.create(
-            user_id=user.pk,
+            user_id=user_pk,
             application_id=application,
             sql=f"SELECT {index}",
             status=status,
@@ -233,4 +248,4 @@ def load(user_id: str = "chat-eval", now_ms: int | None = None) -> Fixture:
             finished_at=now,
         )
         ids.append(record.pk)
-    return Fixture(anchor, user.pk, application, addresses, frozenset(ids))
+    return ids
