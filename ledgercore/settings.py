@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ledgercore import config
+from realtime.config import redis_url_credentials
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(config.text("LEDGERCORE_VAR_DIR", str(BASE_DIR / "var")))
@@ -47,6 +48,8 @@ INSTALLED_APPS = [
     "marketdata",
     "compliance",
     "chat",
+    # Project wiring last: management commands that orchestrate the apps above.
+    "ledgercore",
 ]
 
 MIDDLEWARE = [
@@ -149,7 +152,7 @@ if REDIS_URL:
                 "socket_timeout": LEDGERCORE_REDIS_TIMEOUT_SECONDS,
                 "socket_connect_timeout": LEDGERCORE_REDIS_TIMEOUT_SECONDS,
             },
-            **config.redis_url_credentials(REDIS_URL),
+            **redis_url_credentials(REDIS_URL),
         )
     else:
         _redis_host["address"] = REDIS_URL

@@ -19,8 +19,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from rest_framework import serializers
 
-from accounts import services as accounts
-from realtime import auth, charging, history, lifecycle, presence, processes, push, rooms, streams, transport
+from realtime import auth, charging, history, lifecycle, presence, processes, push, rooms, streams, tenancy, transport
 from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, Unavailable, ValidationFailed
 from realtime.local import local_rooms
@@ -118,10 +117,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 raise Unauthorized("session authentication is for staff on an allowed origin")
             subject = session_user.username
         try:
-            user, application = await database_sync_to_async(accounts.bind)(subject, requested_app)
-        except accounts.TenancyError as exc:
+            user, self.application_id = await database_sync_to_async(tenancy.bind)(subject, requested_app)
+        except tenancy.TenancyError as exc:
             raise Unauthorized(str(exc)) from None
-        self.application_id = application.id
         return user
 
     async def disconnect(self, code: int) -> None:
@@ -342,7 +340,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         answered with insufficient_credits and not executed."""
         requested_app = data.get("applicationId")
         if requested_app and requested_app != self.application_id:
-            if not await database_sync_to_async(accounts.is_member)(self.user_pk, requested_app):
+            if not await database_sync_to_async(tenancy.is_member)(self.user_pk, requested_app):
                 await self._send_error(
                     Unauthorized("not a member of that application", applicationId=requested_app),
                     spec.error_event,

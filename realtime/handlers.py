@@ -9,7 +9,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from rest_framework import serializers
 
-from accounts import services as accounts
+from realtime import tenancy
 from realtime.context import RequestContext
 from realtime.errors import ProtocolError, Unauthorized, ValidationFailed
 from realtime.history import Position
@@ -181,7 +181,7 @@ async def _authorize_user_room(ctx: RequestContext, user_id: str) -> None:
 
 
 async def _authorize_application_room(ctx: RequestContext, application_id: str) -> None:
-    if not await database_sync_to_async(accounts.is_member)(ctx.user_pk, application_id):
+    if not await database_sync_to_async(tenancy.is_member)(ctx.user_pk, application_id):
         raise Unauthorized("not a member of this application", room=f"application:{application_id}")
 
 

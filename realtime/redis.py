@@ -37,7 +37,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
-from ledgercore.config import redis_url_credentials
+from realtime.config import redis_url_credentials
 from realtime.errors import Unavailable
 
 log = logging.getLogger(__name__)

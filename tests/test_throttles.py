@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ledgercore.config import parse_rate
+from realtime.config import parse_rate
 from realtime.throttles import TokenBucket, retry_after_seconds
 from tests.wsclient import connected, unique
 
