@@ -35,6 +35,8 @@ ASGI send is left as it is (see docs/PROTOCOL.md, "Slow consumers").
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import functools
 import logging
 import math
@@ -44,6 +46,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from django.conf import settings
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +83,6 @@ class Limits:
 
     @classmethod
     def from_settings(cls) -> Limits:
-        from django.conf import settings
-
         return cls(
             settings.LEDGERCORE_SEND_BUFFER_BYTES,
             settings.LEDGERCORE_SEND_BUFFER_FRAMES,
@@ -340,12 +342,8 @@ def _trim_later(delay: float) -> None:
 def _malloc_trim(loop: asyncio.AbstractEventLoop) -> None:
     _trim["handle"] = None
     _trim["last"] = loop.time()
-    try:
-        import ctypes
-
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def frame_size(frame: Any) -> int:

@@ -12,6 +12,7 @@ import logging
 import uuid
 from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
@@ -19,7 +20,20 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from rest_framework import serializers
 
-from realtime import auth, charging, history, lifecycle, presence, processes, push, rooms, streams, tenancy, transport
+from realtime import (
+    auth,
+    charging,
+    departures,
+    history,
+    lifecycle,
+    presence,
+    processes,
+    rooms,
+    settlement,
+    streams,
+    tenancy,
+    transport,
+)
 from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, Unavailable, ValidationFailed
 from realtime.local import local_rooms
@@ -40,8 +54,6 @@ SERVER_FAILURES = {"INTERNAL", "TIMEOUT", "UNAVAILABLE"}
 # NOT_FOUND, ...; or a server failure) releases the hold: what did not run
 # is never charged.
 CHARGED_FAILURES = {"CANCELLED"}
-# Retries of a settlement the database did not take (seconds, doubling).
-SETTLE_RETRY_FIRST, SETTLE_RETRY_MAX = 0.25, 2.0
 SETTLE_WAIT_SECONDS = 2.0
 MAX_CONCURRENT_TASKS = 16
 
@@ -82,7 +94,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.user_pk = user.pk
         self.authenticated = True
         store = presence.store()
-        store.start(_on_departures)
+        store.start(departures.on_departures)
         # The personal room is recovered at connect: ?sinceOffset=&sinceEpoch=
         # (its last position seen), answered in ``connected``.
         personal = f"user:{self.user_id}"
@@ -240,7 +252,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 raise RedisUnavailable() from failure
             raise failure
         if first and namespace.presence_events:
-            await _announce(
+            await departures.announce(
                 room,
                 "user_joined_room",
                 {"userId": self.user_id, "room": room, "joinedAt": now_ms()},
@@ -258,7 +270,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         _, last = await presence.store().leave(room, self.channel_name, self.user_id)
         if last and namespace.presence_events:
             departure = presence.Departure(room, self.user_id, self.channel_name, True)
-            if not await _announce_left(departure):
+            if not await departures.announce_left(departure):
                 presence.store().retry_announcement(departure)
 
     # --- receiving ---------------------------------------------------------
@@ -375,7 +387,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             # The connection closed during the request: its hold is released
             # now rather than when it expires.
             if charge is not None and not charge.settled and not ctx.meter.handed_over:
-                _settle_shielded(spec, ctx, charge, True)
+                settlement.settle_shielded(spec, ctx, charge, True)
             if not ctx.meter.handed_over:
                 lifecycle.stopped(ctx, spec)
             raise
@@ -387,7 +399,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             # it goes on retrying in the background, and the connection
             # goes on serving.
             release = failure is not None and failure not in CHARGED_FAILURES
-            await asyncio.wait({_settle_shielded(spec, ctx, charge, release)}, timeout=SETTLE_WAIT_SECONDS)
+            await asyncio.wait({settlement.settle_shielded(spec, ctx, charge, release)}, timeout=SETTLE_WAIT_SECONDS)
 
     async def _guarded(self, ctx: RequestContext, call: Any, error_event: str) -> str | None:
         """Runs a handler; sends any error; returns its code (None: success)."""
@@ -443,47 +455,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.send_event(event, exc.payload(), request_id)
 
 
-_SETTLING: set[asyncio.Future[None]] = set()
-
-
 def _database_unavailable() -> Unavailable:
     return Unavailable("the database does not answer; nothing was charged", retry_after=2)
-
-
-def _settle_shielded(
-    spec: InboundEvent, ctx: RequestContext, charge: charging.Charge, release: bool
-) -> asyncio.Future[None]:
-    """Settle in a task of its own, kept alive until done, that cancelling
-    the request's task does not stop."""
-    settling = asyncio.ensure_future(_settle(spec, ctx, charge, release))
-    _SETTLING.add(settling)
-    settling.add_done_callback(_SETTLING.discard)
-    return settling
-
-
-async def _settle(spec: InboundEvent, ctx: RequestContext, charge: charging.Charge, release: bool) -> None:
-    """Capture or release, retried until the database takes it (the
-    request's answer is already sent; a settlement never delays it). If this
-    process dies first, the hold is released by the others."""
-    delay, attempts = SETTLE_RETRY_FIRST, 0
-    while not charge.settled:
-        try:
-            await charging.charger.settle(charge.token, release, ctx.meter.cost)
-        except charging.SettledElsewhere:
-            return
-        except Exception as exc:
-            attempts += 1
-            outage = processes.is_database_error(exc)
-            if not outage:
-                log.exception("failed to settle the charge of %s (request id %r)", spec.name, ctx.request_id)
-            elif attempts == 1:
-                log.warning("the charge of %s (request id %r) is not settled yet: retrying", spec.name, ctx.request_id)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, SETTLE_RETRY_MAX if outage else 60.0)
-            continue
-        charge.settled = True
-        if attempts:
-            log.info("the charge of %s (request id %r) settled after %d retries", spec.name, ctx.request_id, attempts)
 
 
 def _bind(spec: InboundEvent, data: dict[str, Any]) -> Any:
@@ -517,8 +490,6 @@ def _flatten_errors(detail: Any, path: str = "") -> dict[str, list[str]]:
 
 
 def _query_param(scope: dict[str, Any], name: str) -> str | None:
-    from urllib.parse import parse_qs
-
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
     return values[0] if values else None
 
@@ -527,48 +498,4 @@ def _origin_allowed(scope: dict[str, Any]) -> bool:
     for name, value in scope.get("headers", []):
         if name == b"origin":
             return value.decode("latin-1") in settings.LEDGERCORE_ALLOWED_ORIGINS
-    return True
-
-
-async def _on_departures(departures: list[presence.Departure]) -> list[presence.Departure]:
-    """Connections of a dead process, or that left while Redis was down:
-    drop them from groups, announce leaves; returns the announcements that
-    could not be sent (retried)."""
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
-    # This process's own channels keep their groups: their consumers leave
-    # them when they close, and one swept while alive (its heartbeat stalled)
-    # must go on receiving.
-    local = f".{getattr(layer, 'client_prefix', None)}!"
-    unsent = []
-    for departure in departures:
-        if departure.channel and local not in departure.channel:
-            await layer.group_discard(rooms.group_name(departure.room), departure.channel)
-        if not await _announce_left(departure):
-            unsent.append(departure)
-    return unsent
-
-
-async def _announce_left(departure: presence.Departure) -> bool:
-    """Broadcast user_left_room for a departure that needs it; False if the
-    channel layer did not take it."""
-    try:
-        namespace, _ = rooms.parse_room(departure.room)
-    except ProtocolError:
-        return True
-    if not (departure.last and namespace.presence_events):
-        return True
-    return await _announce(
-        departure.room, "user_left_room", {"userId": departure.user_id, "room": departure.room, "leftAt": now_ms()}
-    )
-
-
-async def _announce(room: str, event: str, data: dict[str, Any], *, skip_user: str | None = None) -> bool:
-    try:
-        await push.broadcast(room, event, data, skip_user=skip_user)
-    except Exception as exc:
-        if not is_outage(exc):
-            log.exception("%s not sent to %s", event, room)
-        return False
     return True

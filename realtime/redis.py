@@ -34,6 +34,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 from django.conf import settings
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
@@ -157,8 +158,6 @@ def _client(size: int) -> aioredis.Redis:
         "retry": Retry(NoBackoff(), 1),
     }
     if settings.LEDGERCORE_REDIS_SENTINELS:
-        from redis.asyncio.sentinel import Sentinel
-
         sentinel = Sentinel(
             settings.LEDGERCORE_REDIS_SENTINELS,
             sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
