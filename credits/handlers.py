@@ -9,7 +9,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from rest_framework import serializers
 
-from credits import events, services
+from credits import services
 from realtime import charging, processes
 from realtime.context import RequestContext
 from realtime.payloads import Payload
@@ -67,7 +67,6 @@ registry.outbound(
 
 @registry.on_connect
 async def send_balance(ctx: RequestContext) -> None:
-    events.start_relay()
     balance = await database_sync_to_async(services.get_balance)(ctx.user_pk, ctx.application_id)
     await ctx.connection.send_event(
         "credit_balance_updated",
@@ -137,5 +136,4 @@ class LedgerCharger:
         _settle(token, False, cost)
 
 
-charging.install(LedgerCharger())
 processes.on_dead("credit holds")(services.release_holds_of_dead_processes)

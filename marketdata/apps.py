@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from realtime import background
+
 
 class MarketDataConfig(AppConfig):
     name = "marketdata"
@@ -7,5 +9,7 @@ class MarketDataConfig(AppConfig):
 
     def ready(self) -> None:
         from marketdata.catalog import register_market_tables
+        from marketdata.demo import start_demo_feed
 
         register_market_tables()
+        background.register("market demo feed", start_demo_feed)

@@ -8,10 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 from rest_framework import serializers
 
-from marketdata import demo, live, services
+from marketdata import live, services
 from marketdata.resolutions import RESOLUTIONS, duration_ms
 from marketdata.symbols import SYMBOL_RE, VENUE_RE
 from marketdata.windows import MAX_CANDLES, WindowError, parse_range
@@ -165,12 +164,6 @@ async def request_market_data(ctx: RequestContext, data: dict[str, Any]) -> None
 
 
 # --- rooms ----------------------------------------------------------------------------
-
-
-@registry.on_connect
-async def start_demo_feed(ctx: RequestContext) -> None:
-    if settings.LEDGERCORE_MARKET_DEMO_FEED:
-        demo.demo_feed.start()
 
 
 async def _authorize_market_room(ctx: RequestContext, rest: str) -> None:
