@@ -18,16 +18,16 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from rest_framework import serializers
 
 from realtime import (
     auth,
+    background,
     charging,
     departures,
+    errors,
     history,
     lifecycle,
     presence,
-    processes,
     rooms,
     settlement,
     streams,
@@ -35,7 +35,7 @@ from realtime import (
     transport,
 )
 from realtime.context import RequestContext
-from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, Unavailable, ValidationFailed
+from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, ValidationFailed
 from realtime.local import local_rooms
 from realtime.protocol import RequestId, decode, encode, now_ms, peek_id
 from realtime.redis import RedisUnavailable, is_outage
@@ -47,13 +47,6 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_INTERNAL = 1011
-# Failures that are the server's fault: their charge is given back.
-SERVER_FAILURES = {"INTERNAL", "TIMEOUT", "UNAVAILABLE"}
-# The only failure that is charged: work the client started, then stopped.
-# Every other one (a refusal: RATE_LIMITED, VALIDATION_FAILED, UNAUTHORIZED,
-# NOT_FOUND, ...; or a server failure) releases the hold: what did not run
-# is never charged.
-CHARGED_FAILURES = {"CANCELLED"}
 SETTLE_WAIT_SECONDS = 2.0
 MAX_CONCURRENT_TASKS = 16
 
@@ -71,7 +64,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.tasks: set[asyncio.Task[None]] = set()
         self.streams = streams.RoomStreams(self)
         self.bucket = connection_bucket()
-        processes.start()
+        background.start()
         await self.accept()
         lifecycle.register(self)
         try:
@@ -81,9 +74,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         except Exception as exc:
-            if processes.is_database_error(exc):
+            if errors.is_database_error(exc):
                 log.warning("authentication: the database does not answer (sid %s)", self.sid)
-                await self.send_event("error", _database_unavailable().payload())
+                await self.send_event("error", errors.database_unavailable().payload())
                 await self.close(code=CLOSE_INTERNAL)
                 return
             log.exception("authentication failed unexpectedly (sid %s)", self.sid)
@@ -93,8 +86,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.user_id = user.username
         self.user_pk = user.pk
         self.authenticated = True
-        store = presence.store()
-        store.start(departures.on_departures)
         # The personal room is recovered at connect: ?sinceOffset=&sinceEpoch=
         # (its last position seen), answered in ``connected``.
         personal = f"user:{self.user_id}"
@@ -314,9 +305,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
         payload = spec.serializer(data=frame.data)
         if not payload.is_valid():
-            errors = _flatten_errors(payload.errors)
+            invalid = errors.flatten_errors(payload.errors)
             await self._send_error(
-                ValidationFailed(f"invalid {spec.name} payload", errors), spec.error_event, frame.id, spec.name
+                ValidationFailed(f"invalid {spec.name} payload", invalid), spec.error_event, frame.id, spec.name
             )
             return
         try:
@@ -372,11 +363,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 )
                 return
             except Exception as exc:
-                if not processes.is_database_error(exc):
+                if not errors.is_database_error(exc):
                     raise
                 # Nothing was held: the request is refused, not charged.
                 log.warning("%s refused: the database does not answer (request id %r)", spec.name, ctx.request_id)
-                await self._send_error(_database_unavailable(), spec.error_event, ctx.request_id, spec.name)
+                await self._send_error(errors.database_unavailable(), spec.error_event, ctx.request_id, spec.name)
                 return
             if token is not None:
                 charge = charging.Charge(charging.charger, token)
@@ -398,29 +389,27 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             # It is awaited only briefly: while the database does not answer
             # it goes on retrying in the background, and the connection
             # goes on serving.
-            release = failure is not None and failure not in CHARGED_FAILURES
+            release = failure is not None and failure not in errors.CHARGED_FAILURES
             await asyncio.wait({settlement.settle_shielded(spec, ctx, charge, release)}, timeout=SETTLE_WAIT_SECONDS)
 
     async def _guarded(self, ctx: RequestContext, call: Any, error_event: str) -> str | None:
-        """Runs a handler; sends any error; returns its code (None: success)."""
+        """Runs a handler; sends any error (mapped to the wire by
+        realtime.errors); returns its code (None: success)."""
         try:
             await call(ctx)
             return None
-        except ProtocolError as exc:
-            await self._send_error(exc, error_event, ctx.request_id, ctx.event)
-            return exc.code
-        except serializers.ValidationError as exc:
-            await self._send_error(
-                ValidationFailed(f"invalid {ctx.event} request", _flatten_errors(exc.detail)),
-                error_event,
-                ctx.request_id,
-                ctx.event,
-            )
-            return ValidationFailed.code
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
-            if processes.is_database_error(exc):
+            error = errors.to_protocol_error(exc, ctx.event)
+            if error is None:
+                log.exception(
+                    "unhandled error in %s (request id %r, sid %s, user %s)",
+                    ctx.event,
+                    ctx.request_id,
+                    self.sid,
+                    self.user_id,
+                )
+                error = errors.unexpected()
+            elif errors.is_database_error(exc):
                 log.warning(
                     "%s failed: the database does not answer (%s; request id %r, sid %s)",
                     ctx.event,
@@ -428,35 +417,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     ctx.request_id,
                     self.sid,
                 )
-                await self._send_error(_database_unavailable(), error_event, ctx.request_id, ctx.event)
-                return Unavailable.code
-            log.exception(
-                "unhandled error in %s (request id %r, sid %s, user %s)",
-                ctx.event,
-                ctx.request_id,
-                self.sid,
-                self.user_id,
-            )
-            await self._send_error(
-                Internal("the server failed to handle this request; nothing was charged"),
-                error_event,
-                ctx.request_id,
-                ctx.event,
-            )
-            return Internal.code
+            await self._send_error(error, error_event, ctx.request_id, ctx.event)
+            return error.code
 
     async def _send_error(self, exc: ProtocolError, event: str, request_id: RequestId | None, event_name: Any) -> None:
-        if isinstance(exc, ValidationFailed):
-            data = exc.payload()
-            data["errors"] = exc.errors
-            data["event"] = event_name if isinstance(event_name, str) else None
-            await self.send_event("validation_error", data, request_id)
-        else:
-            await self.send_event(event, exc.payload(), request_id)
-
-
-def _database_unavailable() -> Unavailable:
-    return Unavailable("the database does not answer; nothing was charged", retry_after=2)
+        await self.send_event(*errors.envelope(exc, event, event_name), request_id)
 
 
 def _bind(spec: InboundEvent, data: dict[str, Any]) -> Any:
@@ -464,29 +429,6 @@ def _bind(spec: InboundEvent, data: dict[str, Any]) -> Any:
         await spec.handler(ctx, data)
 
     return call
-
-
-def _flatten_errors(detail: Any, path: str = "") -> dict[str, list[str]]:
-    """DRF error detail -> {"field" or "field.sub" or "list.0.field": [messages]}."""
-    out: dict[str, list[str]] = {}
-
-    def merge(more: dict[str, list[str]]) -> None:
-        for key, messages in more.items():
-            out.setdefault(key, []).extend(messages)
-
-    if isinstance(detail, dict):
-        for key, value in detail.items():
-            sub = path if key == "non_field_errors" else (f"{path}.{key}" if path else str(key))
-            merge(_flatten_errors(value, sub))
-    elif isinstance(detail, list):
-        for index, value in enumerate(detail):
-            if isinstance(value, (dict, list)):
-                merge(_flatten_errors(value, f"{path}.{index}" if path else str(index)))
-            else:
-                merge({path or "data": [str(value)]})
-    else:
-        merge({path or "data": [str(detail)]})
-    return out
 
 
 def _query_param(scope: dict[str, Any], name: str) -> str | None:

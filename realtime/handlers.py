@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from realtime import tenancy
 from realtime.context import RequestContext
-from realtime.errors import ProtocolError, Unauthorized, ValidationFailed
+from realtime.errors import WIRE_CODES, ProtocolError, Unauthorized, ValidationFailed
 from realtime.history import Position
 from realtime.payloads import EmptyPayload, Payload, RoomPayload, SubscribePayload
 from realtime.protocol import encode, now_ms
@@ -68,18 +68,7 @@ class RoomResyncPayload(Payload):
 
 
 class ErrorPayload(Payload):
-    code = serializers.ChoiceField(
-        [
-            "RATE_LIMITED",
-            "UNAUTHORIZED",
-            "NOT_FOUND",
-            "INTERNAL",
-            "VALIDATION_FAILED",
-            "TIMEOUT",
-            "CANCELLED",
-            "UNAVAILABLE",
-        ]
-    )
+    code = serializers.ChoiceField(list(WIRE_CODES))
     message = serializers.CharField()
     retryAfter = serializers.IntegerField(required=False, help_text="Seconds; set where retrying later helps.")
 

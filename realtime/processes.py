@@ -34,13 +34,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import psycopg
 from django.conf import settings
-from django.db import DatabaseError, OperationalError, close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 from django.db.models import Q
-from django.db.utils import InterfaceError
 from django.utils import timezone
 
+from realtime.errors import is_database_error
 from realtime.models import ServerProcess
 
 log = logging.getLogger(__name__)
@@ -70,14 +69,6 @@ def on_dead(name: str) -> Callable[[Reaper], Reaper]:
 
 def every_heartbeat(name: str, work: Callable[[], object]) -> None:
     _periodic.append((name, work))
-
-
-def is_database_error(exc: BaseException) -> bool:
-    """The database did not answer (down, restarting, unreachable, timed
-    out), as opposed to a bug or a business rule."""
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        return True
-    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def _pid_namespace() -> str:
