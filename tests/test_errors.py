@@ -7,6 +7,7 @@ from django.db import OperationalError
 from rest_framework import serializers
 
 from realtime import errors
+from realtime.payloads import ErrorPayload
 
 
 class _AppError(Exception):
@@ -58,7 +59,5 @@ def test_an_app_error_type_maps_through_the_translation_its_app_registers(monkey
 
 
 def test_every_wire_code_is_in_the_error_envelope_schema():
-    from realtime.handlers import ErrorPayload
-
     assert set(ErrorPayload().fields["code"].choices) == set(errors.WIRE_CODES)
     assert errors.CHARGED_FAILURES.isdisjoint(errors.SERVER_FAILURES)
