@@ -43,7 +43,7 @@ import math
 import struct
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,25 +219,12 @@ class Outbound:
         self._sizes.append(size)
         self._sized += size
 
-    def guard(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> Callable[[dict[str, Any]], Awaitable[None]]:
-        """The connection's ASGI send, with this policy for ``websocket.send``."""
-
-        async def guarded(message: dict[str, Any]) -> None:
-            if message.get("type") != "websocket.send":
-                await send(message)
-                return
-            if not self.admit():
-                # Closing (as a slow consumer, or the close handshake runs):
-                # nothing more is written, and the sender is not told.
-                log.debug("dropped a frame for a closing socket (%s)", "slow consumer" if self.closing else "closing")
-                return
-            await send(message)
-            # The frame's size: its payload (text is ASCII JSON but for
-            # escapes-free non-ASCII, where this undercounts) and a header.
-            payload = message.get("text") or message.get("bytes") or b""
-            self._account(len(payload) + FRAME_HEADER)
-
-        return guarded
+    def sent(self, message: dict[str, Any]) -> None:
+        """Count a ``websocket.send`` the ASGI send wrote (``realtime.transport.guarded_send``)."""
+        # The frame's size: its payload (text is ASCII JSON but for
+        # escapes-free non-ASCII, where this undercounts) and a header.
+        payload = message.get("text") or message.get("bytes") or b""
+        self._account(len(payload) + FRAME_HEADER)
 
     # --- conflation ---------------------------------------------------------
 

@@ -171,19 +171,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         writer.write(frame, room, position)
         return True
 
-    async def send(
-        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool | int = False
-    ) -> None:
-        """Every frame to this client goes through here: a socket that is
-        closing (the client's close frame arrived, or the server closed it)
-        drops the frame instead of raising into the handler that sent it."""
-        try:
-            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
-        except Exception as exc:
-            if not transport.is_closed_error(exc):
-                raise
-            log.debug("dropped a frame for a closing socket (sid %s): %s", getattr(self, "sid", None), exc)
-
     async def send_event(self, event: str, data: dict[str, Any], request_id: RequestId | None = None) -> None:
         await self.send(text_data=encode(event, data, request_id))
 

@@ -178,9 +178,36 @@ class CaptureWriter:
                 from django.conf import settings
 
                 harden(writer.protocol, settings.LEDGERCORE_MAX_MESSAGE_BYTES)
-                # The ASGI send too is held to the connection's buffer limits.
-                send = writer.outbound.guard(send)
+            send = guarded_send(send, writer.outbound if writer is not None else None)
         return await self.inner(scope, receive, send)
+
+
+def guarded_send(send: Any, outbound: Any) -> Any:
+    """A connection's ASGI send, and the one place where a frame for a
+    closing socket is dropped instead of raising into the handler that sent
+    it: a socket closing as a slow consumer or in its close handshake
+    (``outbound``, under daphne: the frame is not written, and the ASGI send
+    is held to the connection's buffer limits), or a send the server
+    refuses because the socket is closing or gone (``is_closed_error``)."""
+
+    async def guarded(message: dict[str, Any]) -> None:
+        if message.get("type") != "websocket.send":
+            await send(message)
+            return
+        if outbound is not None and not outbound.admit():
+            log.debug("dropped a frame for a closing socket (%s)", "slow consumer" if outbound.closing else "closing")
+            return
+        try:
+            await send(message)
+        except Exception as exc:
+            if not is_closed_error(exc):
+                raise
+            log.debug("dropped a frame for a closing socket: %s", exc)
+            return
+        if outbound is not None:
+            outbound.sent(message)
+
+    return guarded
 
 
 def harden(protocol: Any, max_message_bytes: int) -> None:
