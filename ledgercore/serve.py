@@ -40,8 +40,6 @@ from django.apps import apps
 from django.conf import settings
 from twisted.internet import defer, reactor
 
-from realtime import background
-
 logger = logging.getLogger("ledgercore.serve")
 
 DEFAULT_APPLICATION = "ledgercore.asgi:application"
@@ -98,12 +96,6 @@ class GracefulServer(Server):  # type: ignore[misc]  # daphne is untyped
         loop = asyncio.get_event_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.shutdown, signum)
-        # The apps' background tasks start with the server, on its loop.
-        loop.call_soon(self._start_background)
-
-    def _start_background(self) -> None:
-        if _django_ready():
-            background.start()
 
     def listen_success(self, port: Any) -> None:
         self.ports.append(port)

@@ -64,7 +64,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.tasks: set[asyncio.Task[None]] = set()
         self.streams = streams.RoomStreams(self)
         self.bucket = connection_bucket()
-        background.start()
         await self.accept()
         lifecycle.register(self)
         try:
@@ -99,6 +98,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=streams.answer(encode("connected", hello), personal, recovery, asked))
         if recovery is not None:
             await self.streams.replay(personal, recovery)
+        # The process's background tasks (realtime.background), started
+        # with its first connection once it is served.
+        background.start()
         for hook in registry.connect_hooks:
             await self._guarded(RequestContext(self, "connected", None), hook, "error")
 
