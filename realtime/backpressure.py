@@ -7,7 +7,7 @@ synchronised writes, in autobahn's ``send_queue``. Those buffers grow without
 bound when the peer stops reading. ``Outbound`` measures them (the bytes the
 kernel has not taken yet, and how many frames those bytes belong to) before
 each frame is written, through both ways a frame leaves: the connection's
-ASGI send (``guard``) and the prepared-frame writer (``realtime.transport``).
+ASGI send (``realtime.transport.guarded_send``) and the prepared-frame writer (``realtime.transport``).
 
 - Over the low watermark (a quarter of either limit), live chart updates
   (``realtime.local`` rooms with positions) are not written: the connection
