@@ -44,5 +44,5 @@ def redis_url_credentials(url: str) -> dict[str, Any]:
     host and port are not used, the Sentinels name the primary)."""
     if not url:
         return {}
-    parsed = parse_url(url)
+    parsed: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
     return {k: parsed[k] for k in ("db", "username", "password") if parsed.get(k) is not None}

@@ -51,7 +51,7 @@ SETTLE_WAIT_SECONDS = 2.0
 MAX_CONCURRENT_TASKS = 16
 
 
-class RealtimeConsumer(AsyncWebsocketConsumer):
+class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels is untyped
     user_id: str
     user_pk: int
     application_id: str

@@ -16,7 +16,6 @@ from realtime.history import Position
 from realtime.payloads import (
     ConnectedPayload,
     EmptyPayload,
-    ErrorPayload,
     PongPayload,
     RoomPayload,
     RoomResyncPayload,
@@ -26,6 +25,9 @@ from realtime.payloads import (
     UserJoinedPayload,
     UserLeftPayload,
     ValidationErrorPayload,
+)
+from realtime.payloads import (
+    ErrorPayload as ErrorPayload,  # re-exported: apps' error payloads subclass it
 )
 from realtime.protocol import encode, now_ms
 from realtime.registry import registry

@@ -10,7 +10,7 @@ from rest_framework import serializers
 from realtime.errors import WIRE_CODES
 
 
-class Payload(serializers.Serializer):  # type: ignore[type-arg]
+class Payload(serializers.Serializer):  # type: ignore[misc]  # DRF is untyped here
     """A wire payload. Unknown fields are errors, not silently dropped."""
 
     def to_internal_value(self, data: Any) -> Any:

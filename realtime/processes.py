@@ -39,7 +39,8 @@ from django.db import DatabaseError, close_old_connections, connections
 from django.db.models import Q
 from django.utils import timezone
 
-from realtime.errors import is_database_error
+# Re-exported: apps call processes.is_database_error (its home is realtime.errors).
+from realtime.errors import is_database_error as is_database_error
 from realtime.models import ServerProcess
 
 log = logging.getLogger(__name__)

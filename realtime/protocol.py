@@ -42,7 +42,7 @@ def peek_id(obj: Any) -> RequestId | None:
         return None
     value = obj.get("id")
     if _valid_id(value):
-        return value  # type: ignore[no-any-return]
+        return value
     return None
 
 

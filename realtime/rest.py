@@ -19,7 +19,7 @@ class RequestBinding:
     application_id: str
 
 
-class BearerTokenAuthentication(authentication.BaseAuthentication):
+class BearerTokenAuthentication(authentication.BaseAuthentication):  # type: ignore[misc]  # DRF is untyped here
     def authenticate(self, request: Request) -> tuple[Any, RequestBinding] | None:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from realtime import charging, processes
+from realtime import charging, errors
 from realtime.context import RequestContext
 from realtime.registry import InboundEvent
 
@@ -49,7 +49,7 @@ async def _settle(spec: InboundEvent, ctx: RequestContext, charge: charging.Char
             return
         except Exception as exc:
             attempts += 1
-            outage = processes.is_database_error(exc)
+            outage = errors.is_database_error(exc)
             if not outage:
                 log.exception("failed to settle the charge of %s (request id %r)", spec.name, ctx.request_id)
             elif attempts == 1:
