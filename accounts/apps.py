@@ -1,6 +1,14 @@
 from django.apps import AppConfig
 
+from realtime import tenancy
+
 
 class AccountsConfig(AppConfig):
     name = "accounts"
     verbose_name = "Users and applications"
+
+    def ready(self) -> None:
+        # Imported here: models cannot be imported before the app registry is ready.
+        from accounts.services import AccountsTenancy
+
+        tenancy.install(AccountsTenancy())

@@ -1,4 +1,5 @@
-"""Demo data for ``make run``: later domains add theirs to ``seed_demo``."""
+"""Demo users and application for ``make run`` (``manage.py seed_demo``, in
+ledgercore, seeds every app's demo data on top of these)."""
 
 from __future__ import annotations
 

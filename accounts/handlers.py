@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-from rest_framework import serializers
-
-from realtime.payloads import Payload
+from accounts.payloads import ApplicationBroadcastPayload
 from realtime.registry import registry
-
-
-class ApplicationBroadcastPayload(Payload):
-    applicationId = serializers.CharField()
-    message = serializers.CharField(max_length=2000)
-    data = serializers.DictField(required=False, help_text="Optional structured content.")
-    sentBy = serializers.CharField(help_text="userId of the sender.")
-    timestamp = serializers.IntegerField(help_text="Epoch milliseconds.")
-
 
 registry.outbound(
     "application_broadcast",

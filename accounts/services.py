@@ -7,12 +7,13 @@ import re
 from django.db import IntegrityError, transaction
 
 from accounts.models import Application, Membership, User
+from realtime import tenancy
 
 # Clerk user ids and Django usernames share this alphabet.
 USER_ID_RE = re.compile(r"^[A-Za-z0-9@.+_-]{1,150}$")
 
 
-class TenancyError(Exception):
+class TenancyError(tenancy.TenancyError):
     """The user may not act in the requested application."""
 
 
@@ -102,3 +103,14 @@ def bind(user_id: str, requested_application: str | None) -> tuple[User, Applica
 def add_member(application: Application, user: User, role: str = Membership.Role.MEMBER) -> Membership:
     membership, _ = Membership.objects.get_or_create(application=application, user=user, defaults={"role": role})
     return membership
+
+
+class AccountsTenancy:
+    """These rules behind realtime's tenancy port (installed at ready())."""
+
+    def bind(self, user_id: str, requested_application: str | None) -> tuple[User, str]:
+        user, application = bind(user_id, requested_application)
+        return user, application.id
+
+    def is_member(self, user_pk: int, application_id: str) -> bool:
+        return is_member(user_pk, application_id)

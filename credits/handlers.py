@@ -9,7 +9,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from credits import relay, services
+from credits import services
 from credits.payloads import BalancePayload, DeductedPayload, GrantedPayload, InsufficientPayload, balance_payload
 from realtime import charging, processes
 from realtime.context import RequestContext
@@ -34,7 +34,6 @@ registry.outbound(
 
 @registry.on_connect
 async def send_balance(ctx: RequestContext) -> None:
-    relay.start_relay()
     balance = await database_sync_to_async(services.get_balance)(ctx.user_pk, ctx.application_id)
     await ctx.connection.send_event(
         "credit_balance_updated",
@@ -104,5 +103,4 @@ class LedgerCharger:
         _settle(token, False, cost)
 
 
-charging.install(LedgerCharger())
 processes.on_dead("credit holds")(services.release_holds_of_dead_processes)

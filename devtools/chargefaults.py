@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jwt
+import psycopg
 from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
@@ -22,8 +24,6 @@ from devtools.servers import DaphneProcess, manage
 
 
 def dev_token(user_id: str, secret: str) -> str:
-    import jwt
-
     now = int(time.time())
     return jwt.encode({"sub": user_id, "iat": now, "nbf": now, "exp": now + 3600}, secret, algorithm="HS256")
 
@@ -48,8 +48,6 @@ def server_rows(env: dict[str, str], sql: str) -> list[tuple[Any, ...]]:
     """Rows of the server's own database (not the test database)."""
     url = env.get("DATABASE_URL")
     if url:
-        import psycopg
-
         with psycopg.connect(url) as conn:
             return list(conn.execute(sql).fetchall())
     with sqlite3.connect(Path(env["LEDGERCORE_VAR_DIR"]) / "db.sqlite3", timeout=20) as conn:

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+import psycopg
+
 from devtools.servers import free_port
 
 
@@ -97,8 +99,6 @@ class PostgresCluster:
         return result.returncode == 0
 
     def wait_ready(self, timeout: float = 30) -> None:
-        import psycopg
-
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -115,8 +115,6 @@ class PostgresCluster:
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
-        import psycopg
-
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)

@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from ledgercore.asgi import application as inner
+from realtime import push
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ _started: list[asyncio.Task[None]] = []
 
 
 async def publish() -> None:
-    from realtime import push
-
     seq = 0
     skipped = 0
     start = time.monotonic()

@@ -16,14 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Self
 
+import psycopg
+import redis
+
 from devtools.servers import free_port, manage
 
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 
 
 def _ping(port: int, timeout: float = 0.5) -> bool:
-    import redis
-
     try:
         client = redis.Redis(port=port, socket_timeout=timeout, socket_connect_timeout=timeout)
         try:
@@ -76,8 +77,6 @@ class _Process:
         return self.process is not None and self.process.poll() is None
 
     def client(self, **kwargs: object) -> object:
-        import redis
-
         return redis.Redis(port=self.port, decode_responses=True, **kwargs)  # type: ignore[arg-type]
 
 
@@ -260,8 +259,6 @@ def fault_environment(
     of its own for the setup (point the servers at another with
     ``with_redis``). The demo data of ``server_environment`` would take most
     of a fault test's time."""
-    import psycopg
-
     maintenance = postgres_url
     database = f"lc_tmp_{uuid.uuid4().hex[:12]}"
     seeding = RedisServer(tmp).start()

@@ -15,6 +15,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -158,8 +161,6 @@ def _environment(
     )
     database = None
     if postgres_url:
-        import psycopg
-
         database = f"lc_tmp_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{database}"')
@@ -173,8 +174,6 @@ def _environment(
         yield env
     finally:
         if database is not None and postgres_url:
-            import psycopg
-
             with psycopg.connect(postgres_url, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
@@ -232,8 +231,6 @@ class DbWorkerProcess:
 def database_url(settings_dict: dict[str, object]) -> str:
     """A ``postgres://`` URL for a Django PostgreSQL settings dict (to point
     a subprocess at the database a test run created)."""
-    from urllib.parse import quote
-
     user = quote(str(settings_dict.get("USER") or ""))
     password = settings_dict.get("PASSWORD")
     auth = f"{user}:{quote(str(password))}@" if password else (f"{user}@" if user else "")

@@ -6,7 +6,6 @@ stops the process at startup with a message an operator can act on.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
@@ -14,20 +13,9 @@ from urllib.parse import urlparse
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-_env = environ.Env()
+from realtime.config import parse_rate
 
-RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(ms|s|sec|m|min|h|hour|d|day)\s*$")
-_PERIOD_SECONDS = {
-    "ms": 0.001,
-    "s": 1,
-    "sec": 1,
-    "m": 60,
-    "min": 60,
-    "h": 3600,
-    "hour": 3600,
-    "d": 86400,
-    "day": 86400,
-}
+_env = environ.Env()
 
 
 def _read[T](name: str, reader: Callable[[], T]) -> T:
@@ -88,17 +76,6 @@ def redis_url(name: str) -> str:
     return raw
 
 
-def redis_url_credentials(url: str) -> dict[str, Any]:
-    """db, username and password of a ``redis://`` URL (Sentinel mode: its
-    host and port are not used, the Sentinels name the primary)."""
-    from redis.connection import parse_url
-
-    if not url:
-        return {}
-    parsed = parse_url(url)
-    return {k: parsed[k] for k in ("db", "username", "password") if parsed.get(k) is not None}
-
-
 def host_ports(name: str) -> list[tuple[str, int]]:
     """``host:port,host:port`` (IPv6 as ``[::1]:26379``) -> [(host, port)]."""
     result = []
@@ -133,19 +110,6 @@ def gc_thresholds(name: str, default: tuple[int, int, int]) -> tuple[int, ...]:
     if len(values) != 3 or min(values) < 1:
         raise ImproperlyConfigured(f"{name}: expected three positive integers, got {raw!r}")
     return values
-
-
-def parse_rate(value: str) -> tuple[int, float]:
-    """'20/s' -> (capacity 20, refill period 1.0 s); '100/5m' -> (100, 300.0)."""
-    match = RATE_RE.match(value)
-    if not match:
-        raise ValueError(f"rate {value!r} is not of the form N/period, e.g. 20/s or 100/5m")
-    count, multiplier, unit = match.groups()
-    capacity = int(count)
-    period = (int(multiplier) if multiplier else 1) * _PERIOD_SECONDS[unit]
-    if capacity <= 0 or period <= 0:
-        raise ValueError(f"rate {value!r} must be positive")
-    return capacity, float(period)
 
 
 def rates(name: str, default: dict[str, str]) -> dict[str, str]:

@@ -30,10 +30,14 @@ import signal
 import sys
 import threading
 import time
+from types import ModuleType
 from typing import Any
 
+from channels.layers import get_channel_layer
 from daphne.cli import CommandLineInterface
 from daphne.ws_protocol import WebSocketProtocol
+from django.apps import apps
+from django.conf import settings
 from twisted.internet import defer, reactor
 
 logger = logging.getLogger("ledgercore.serve")
@@ -55,11 +59,20 @@ _MAX_REASON_BYTES = 123
 
 
 def _django_ready() -> bool:
-    try:
-        from django.apps import apps
-    except ImportError:
-        return False
+    """Whether the served application is a Django one that set Django up
+    (daphne loads the application after this module starts)."""
     return apps.ready
+
+
+def _lifecycle() -> ModuleType | None:
+    """``realtime.lifecycle`` when the served application set Django up.
+    Imported here: it imports models, which cannot be imported before
+    Django is set up, and daphne loads the application after this module."""
+    if not _django_ready():
+        return None
+    from realtime import lifecycle
+
+    return lifecycle
 
 
 class GracefulServer(Server):  # type: ignore[misc]  # daphne is untyped
@@ -131,9 +144,8 @@ class GracefulServer(Server):  # type: ignore[misc]  # daphne is untyped
             logger.warning("%s again: ending the drain window now", name)
             if self._forced is not None:
                 self._forced.set()
-            if _django_ready():
-                from realtime import lifecycle
-
+            lifecycle = _lifecycle()
+            if lifecycle is not None:
                 lifecycle.force()
             return
         self.shutting_down = True
@@ -149,8 +161,6 @@ class GracefulServer(Server):  # type: ignore[misc]  # daphne is untyped
         if self.drain_seconds is not None:
             return max(self.drain_seconds, 0.0)
         if _django_ready():
-            from django.conf import settings
-
             return float(settings.LEDGERCORE_DRAIN_SECONDS)
         return 10.0
 
@@ -165,9 +175,8 @@ class GracefulServer(Server):  # type: ignore[misc]  # daphne is untyped
             drain,
         )
         await self._stop_listening()
-        if _django_ready():
-            from realtime import lifecycle
-
+        lifecycle = _lifecycle()
+        if lifecycle is not None:
             report = await lifecycle.drain(max(deadline - loop.time(), 0.0), after=LIFECYCLE_AFTER_SECONDS)
             logger.info(
                 "drained %d connections in %.2f s: %d closed idle, %d at the deadline, %d requests and %d jobs "
@@ -184,9 +193,7 @@ class GracefulServer(Server):  # type: ignore[misc]  # daphne is untyped
         if self._forced.is_set():
             deadline = min(deadline, loop.time())
         await self._close_the_rest(deadline, deadline + CLOSE_AFTER_SECONDS)
-        if _django_ready():
-            from realtime import lifecycle
-
+        if lifecycle is not None:
             try:
                 await asyncio.wait_for(lifecycle.release_presence(), 0.3)
             except TimeoutError:
@@ -261,8 +268,6 @@ class GracefulServer(Server):  # type: ignore[misc]  # daphne is untyped
         if others:
             await asyncio.wait(others, timeout=0.2)
         if _django_ready():
-            from channels.layers import get_channel_layer
-
             close = getattr(get_channel_layer(), "close_pools", None)
             if close is not None:
                 try:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from ledgercore import config
+from realtime.config import redis_url_credentials
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(config.text("LEDGERCORE_VAR_DIR", str(BASE_DIR / "var")))
@@ -47,6 +50,8 @@ INSTALLED_APPS = [
     "marketdata",
     "compliance",
     "chat",
+    # Project wiring last: management commands that orchestrate the apps above.
+    "ledgercore",
 ]
 
 MIDDLEWARE = [
@@ -149,7 +154,7 @@ if REDIS_URL:
                 "socket_timeout": LEDGERCORE_REDIS_TIMEOUT_SECONDS,
                 "socket_connect_timeout": LEDGERCORE_REDIS_TIMEOUT_SECONDS,
             },
-            **config.redis_url_credentials(REDIS_URL),
+            **redis_url_credentials(REDIS_URL),
         )
     else:
         _redis_host["address"] = REDIS_URL
@@ -212,8 +217,6 @@ LEDGERCORE_HISTORY_SIZE = config.integer("LEDGERCORE_HISTORY_SIZE", 1000, minimu
 LEDGERCORE_PROCESS_HEARTBEAT_SECONDS = config.number("LEDGERCORE_PROCESS_HEARTBEAT_SECONDS", 5.0, minimum=0.1)
 LEDGERCORE_PROCESS_DEAD_SECONDS = config.number("LEDGERCORE_PROCESS_DEAD_SECONDS", 30.0, minimum=1.0)
 if LEDGERCORE_PROCESS_DEAD_SECONDS < 3 * LEDGERCORE_PROCESS_HEARTBEAT_SECONDS:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(
         "LEDGERCORE_PROCESS_DEAD_SECONDS: must be at least three LEDGERCORE_PROCESS_HEARTBEAT_SECONDS"
     )
@@ -274,8 +277,6 @@ LEDGERCORE_JOBS = config.text(
     "LEDGERCORE_JOBS", "inprocess" if DATABASES["default"]["ENGINE"].endswith("sqlite3") else "tasks"
 ).lower()
 if LEDGERCORE_JOBS not in {"inprocess", "tasks"}:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(f"LEDGERCORE_JOBS: expected inprocess or tasks, got {LEDGERCORE_JOBS!r}")
 # Worker threads per server process for in-process analyses.
 LEDGERCORE_ANALYSIS_WORKERS = config.integer("LEDGERCORE_ANALYSIS_WORKERS", 2, minimum=1)
@@ -301,8 +302,6 @@ LEDGERCORE_GC_THRESHOLDS = config.gc_thresholds("LEDGERCORE_GC_THRESHOLDS", (100
 # deterministic) or "openai" (any OpenAI-compatible chat-completions server).
 LEDGERCORE_CHAT_TRANSLATOR = config.text("LEDGERCORE_CHAT_TRANSLATOR", "builtin").strip().lower()
 if LEDGERCORE_CHAT_TRANSLATOR not in {"builtin", "openai"}:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(
         f"LEDGERCORE_CHAT_TRANSLATOR: expected builtin or openai, got {LEDGERCORE_CHAT_TRANSLATOR!r}"
     )
@@ -316,8 +315,6 @@ LEDGERCORE_CHAT_OPENAI_MODEL = config.text("LEDGERCORE_CHAT_OPENAI_MODEL", "gpt-
 LEDGERCORE_CHAT_OPENAI_API_KEY = config.text("LEDGERCORE_CHAT_OPENAI_API_KEY", "")
 LEDGERCORE_CHAT_OPENAI_TIMEOUT_SECONDS = config.number("LEDGERCORE_CHAT_OPENAI_TIMEOUT_SECONDS", 60.0, minimum=1.0)
 if LEDGERCORE_CHAT_TRANSLATOR == "openai" and not LEDGERCORE_CHAT_OPENAI_BASE_URL.startswith(("http://", "https://")):
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("LEDGERCORE_CHAT_OPENAI_BASE_URL: expected an http:// or https:// URL")
 
 # --- authentication -------------------------------------------------------
@@ -335,8 +332,6 @@ CLERK_JWKS_REFRESH_COOLDOWN_SECONDS = config.number("CLERK_JWKS_REFRESH_COOLDOWN
 # socket timeout of the fetch); cached keys never wait.
 CLERK_JWKS_TIMEOUT_SECONDS = config.number("CLERK_JWKS_TIMEOUT_SECONDS", 3.0, minimum=0.1)
 if CLERK_JWT_KEY and "BEGIN PUBLIC KEY" not in CLERK_JWT_KEY:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("CLERK_JWT_KEY: expected a PEM public key (-----BEGIN PUBLIC KEY-----)")
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -371,8 +366,6 @@ WHITENOISE_USE_FINDERS = True
 # --- logging --------------------------------------------------------------
 LOG_LEVEL = config.text("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(f"LOG_LEVEL: unknown level {LOG_LEVEL!r}")
 LOGGING = {
     "version": 1,

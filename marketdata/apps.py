@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+from realtime import background
+
 
 class MarketDataConfig(AppConfig):
     name = "marketdata"
@@ -8,5 +10,7 @@ class MarketDataConfig(AppConfig):
     def ready(self) -> None:
         # Imported here: the models these modules import need the app registry ready.
         from marketdata.catalog import register_market_tables
+        from marketdata.demo import start_demo_feed
 
         register_market_tables()
+        background.register("market demo feed", start_demo_feed)

@@ -225,3 +225,10 @@ class DemoFeed:
 
 
 demo_feed = DemoFeed()
+
+
+def start_demo_feed() -> None:
+    """The demo feed of a server process, when LEDGERCORE_MARKET_DEMO_FEED
+    (a background task: marketdata's AppConfig.ready registers it)."""
+    if settings.LEDGERCORE_MARKET_DEMO_FEED:
+        demo_feed.start()

@@ -8,9 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
-from django.conf import settings
 
-from marketdata import demo, live, services
+from marketdata import live, services
 from marketdata.payloads import (
     ChartInitialPayload,
     ChartLiveUpdatePayload,
@@ -90,12 +89,6 @@ async def request_market_data(ctx: RequestContext, data: dict[str, Any]) -> None
 
 
 # --- rooms ----------------------------------------------------------------------------
-
-
-@registry.on_connect
-async def start_demo_feed(ctx: RequestContext) -> None:
-    if settings.LEDGERCORE_MARKET_DEMO_FEED:
-        demo.demo_feed.start()
 
 
 async def _authorize_market_room(ctx: RequestContext, rest: str) -> None:

@@ -1,6 +1,11 @@
 from typing import Any
 
 from django.apps import AppConfig
+from django.conf import settings
+from django.db.backends.signals import connection_created
+from django.utils.module_loading import autodiscover_modules
+
+from realtime import background
 
 
 class RealtimeConfig(AppConfig):
@@ -10,18 +15,21 @@ class RealtimeConfig(AppConfig):
     def ready(self) -> None:
         # Every app declares its events in its own handlers.py; importing them
         # fills the one registry.
-        from django.db.backends.signals import connection_created
-        from django.utils.module_loading import autodiscover_modules
-
         autodiscover_modules("handlers")
         connection_created.connect(_bound_statements, dispatch_uid="realtime-statement-timeout")
+        # Imported here: they import models, which cannot be imported before
+        # the app registry is ready (this module is).
+        from realtime import departures, presence, processes
+
+        background.register("process heartbeat", processes.start)
+        background.register("presence heartbeat", lambda: presence.store().start(departures.on_departures))
 
 
 def _bound_statements(sender: object, connection: Any, **kwargs: object) -> None:
     """In a server process no statement waits on PostgreSQL longer than
     LEDGERCORE_DB_STATEMENT_TIMEOUT_MS (management commands are not bound)."""
-    from django.conf import settings
-
+    # Imported here: realtime.processes imports models, which cannot be
+    # imported before the app registry is ready (this module is).
     from realtime import processes
 
     timeout = settings.LEDGERCORE_DB_STATEMENT_TIMEOUT_MS

@@ -228,10 +228,10 @@ def token_from_scope(scope: dict[str, Any]) -> str | None:
     """The bearer token of a connection: ``?token=`` or ``Authorization: Bearer``."""
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     if query.get("token"):
-        return query["token"][0]
+        return str(query["token"][0])
     for name, value in scope.get("headers", []):
         if name.lower() == b"authorization":
-            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            scheme, _, credentials = bytes(value).decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and credentials.strip():
                 return credentials.strip()
     return None

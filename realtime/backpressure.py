@@ -7,7 +7,7 @@ synchronised writes, in autobahn's ``send_queue``. Those buffers grow without
 bound when the peer stops reading. ``Outbound`` measures them (the bytes the
 kernel has not taken yet, and how many frames those bytes belong to) before
 each frame is written, through both ways a frame leaves: the connection's
-ASGI send (``guard``) and the prepared-frame writer (``realtime.transport``).
+ASGI send (``realtime.transport.guarded_send``) and the prepared-frame writer (``realtime.transport``).
 
 - Over the low watermark (a quarter of either limit), live chart updates
   (``realtime.local`` rooms with positions) are not written: the connection
@@ -35,15 +35,19 @@ ASGI send is left as it is (see docs/PROTOCOL.md, "Slow consumers").
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import functools
 import logging
 import math
 import struct
 import sys
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from django.conf import settings
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +83,6 @@ class Limits:
 
     @classmethod
     def from_settings(cls) -> Limits:
-        from django.conf import settings
-
         return cls(
             settings.LEDGERCORE_SEND_BUFFER_BYTES,
             settings.LEDGERCORE_SEND_BUFFER_FRAMES,
@@ -217,25 +219,12 @@ class Outbound:
         self._sizes.append(size)
         self._sized += size
 
-    def guard(self, send: Callable[[dict[str, Any]], Awaitable[None]]) -> Callable[[dict[str, Any]], Awaitable[None]]:
-        """The connection's ASGI send, with this policy for ``websocket.send``."""
-
-        async def guarded(message: dict[str, Any]) -> None:
-            if message.get("type") != "websocket.send":
-                await send(message)
-                return
-            if not self.admit():
-                # Closing (as a slow consumer, or the close handshake runs):
-                # nothing more is written, and the sender is not told.
-                log.debug("dropped a frame for a closing socket (%s)", "slow consumer" if self.closing else "closing")
-                return
-            await send(message)
-            # The frame's size: its payload (text is ASCII JSON but for
-            # escapes-free non-ASCII, where this undercounts) and a header.
-            payload = message.get("text") or message.get("bytes") or b""
-            self._account(len(payload) + FRAME_HEADER)
-
-        return guarded
+    def sent(self, message: dict[str, Any]) -> None:
+        """Count a ``websocket.send`` the ASGI send wrote (``realtime.transport.guarded_send``)."""
+        # The frame's size: its payload (text is ASCII JSON but for
+        # escapes-free non-ASCII, where this undercounts) and a header.
+        payload = message.get("text") or message.get("bytes") or b""
+        self._account(len(payload) + FRAME_HEADER)
 
     # --- conflation ---------------------------------------------------------
 
@@ -340,12 +329,8 @@ def _trim_later(delay: float) -> None:
 def _malloc_trim(loop: asyncio.AbstractEventLoop) -> None:
     _trim["handle"] = None
     _trim["last"] = loop.time()
-    try:
-        import ctypes
-
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def frame_size(frame: Any) -> int:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from django.db import transaction
+
 from realtime.context import RequestContext
 from realtime.errors import ProtocolError
 
@@ -76,8 +78,6 @@ class Charge:
         from the worker thread that records the request's completion). If
         that transaction rolls back, the charge stays open and the consumer
         settles it as usual."""
-        from django.db import transaction
-
         try:
             with transaction.atomic():
                 self.charger.capture_now(self.token, cost)

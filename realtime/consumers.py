@@ -12,17 +12,30 @@ import logging
 import uuid
 from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from rest_framework import serializers
 
-from accounts import services as accounts
-from realtime import auth, charging, history, lifecycle, presence, processes, push, rooms, streams, transport
+from realtime import (
+    auth,
+    background,
+    charging,
+    departures,
+    errors,
+    history,
+    lifecycle,
+    presence,
+    rooms,
+    settlement,
+    streams,
+    tenancy,
+    transport,
+)
 from realtime.context import RequestContext
-from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, Unavailable, ValidationFailed
+from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, ValidationFailed
 from realtime.local import local_rooms
 from realtime.protocol import RequestId, decode, encode, now_ms, peek_id
 from realtime.redis import RedisUnavailable, is_outage
@@ -34,20 +47,11 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_INTERNAL = 1011
-# Failures that are the server's fault: their charge is given back.
-SERVER_FAILURES = {"INTERNAL", "TIMEOUT", "UNAVAILABLE"}
-# The only failure that is charged: work the client started, then stopped.
-# Every other one (a refusal: RATE_LIMITED, VALIDATION_FAILED, UNAUTHORIZED,
-# NOT_FOUND, ...; or a server failure) releases the hold: what did not run
-# is never charged.
-CHARGED_FAILURES = {"CANCELLED"}
-# Retries of a settlement the database did not take (seconds, doubling).
-SETTLE_RETRY_FIRST, SETTLE_RETRY_MAX = 0.25, 2.0
 SETTLE_WAIT_SECONDS = 2.0
 MAX_CONCURRENT_TASKS = 16
 
 
-class RealtimeConsumer(AsyncWebsocketConsumer):
+class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels is untyped
     user_id: str
     user_pk: int
     application_id: str
@@ -60,7 +64,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.tasks: set[asyncio.Task[None]] = set()
         self.streams = streams.RoomStreams(self)
         self.bucket = connection_bucket()
-        processes.start()
         await self.accept()
         lifecycle.register(self)
         try:
@@ -70,9 +73,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         except Exception as exc:
-            if processes.is_database_error(exc):
+            if errors.is_database_error(exc):
                 log.warning("authentication: the database does not answer (sid %s)", self.sid)
-                await self.send_event("error", _database_unavailable().payload())
+                await self.send_event("error", errors.database_unavailable().payload())
                 await self.close(code=CLOSE_INTERNAL)
                 return
             log.exception("authentication failed unexpectedly (sid %s)", self.sid)
@@ -82,8 +85,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         self.user_id = user.username
         self.user_pk = user.pk
         self.authenticated = True
-        store = presence.store()
-        store.start(_on_departures)
         # The personal room is recovered at connect: ?sinceOffset=&sinceEpoch=
         # (its last position seen), answered in ``connected``.
         personal = f"user:{self.user_id}"
@@ -97,6 +98,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=streams.answer(encode("connected", hello), personal, recovery, asked))
         if recovery is not None:
             await self.streams.replay(personal, recovery)
+        # The process's background tasks (realtime.background), started
+        # with its first connection once it is served.
+        background.start()
         for hook in registry.connect_hooks:
             await self._guarded(RequestContext(self, "connected", None), hook, "error")
 
@@ -118,10 +122,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 raise Unauthorized("session authentication is for staff on an allowed origin")
             subject = session_user.username
         try:
-            user, application = await database_sync_to_async(accounts.bind)(subject, requested_app)
-        except accounts.TenancyError as exc:
+            user, self.application_id = await database_sync_to_async(tenancy.bind)(subject, requested_app)
+        except tenancy.TenancyError as exc:
             raise Unauthorized(str(exc)) from None
-        self.application_id = application.id
         return user
 
     async def disconnect(self, code: int) -> None:
@@ -169,19 +172,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return False
         writer.write(frame, room, position)
         return True
-
-    async def send(
-        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool | int = False
-    ) -> None:
-        """Every frame to this client goes through here: a socket that is
-        closing (the client's close frame arrived, or the server closed it)
-        drops the frame instead of raising into the handler that sent it."""
-        try:
-            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
-        except Exception as exc:
-            if not transport.is_closed_error(exc):
-                raise
-            log.debug("dropped a frame for a closing socket (sid %s): %s", getattr(self, "sid", None), exc)
 
     async def send_event(self, event: str, data: dict[str, Any], request_id: RequestId | None = None) -> None:
         await self.send(text_data=encode(event, data, request_id))
@@ -242,7 +232,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 raise RedisUnavailable() from failure
             raise failure
         if first and namespace.presence_events:
-            await _announce(
+            await departures.announce(
                 room,
                 "user_joined_room",
                 {"userId": self.user_id, "room": room, "joinedAt": now_ms()},
@@ -260,7 +250,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         _, last = await presence.store().leave(room, self.channel_name, self.user_id)
         if last and namespace.presence_events:
             departure = presence.Departure(room, self.user_id, self.channel_name, True)
-            if not await _announce_left(departure):
+            if not await departures.announce_left(departure):
                 presence.store().retry_announcement(departure)
 
     # --- receiving ---------------------------------------------------------
@@ -304,9 +294,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             return
         payload = spec.serializer(data=frame.data)
         if not payload.is_valid():
-            errors = _flatten_errors(payload.errors)
+            invalid = errors.flatten_errors(payload.errors)
             await self._send_error(
-                ValidationFailed(f"invalid {spec.name} payload", errors), spec.error_event, frame.id, spec.name
+                ValidationFailed(f"invalid {spec.name} payload", invalid), spec.error_event, frame.id, spec.name
             )
             return
         try:
@@ -342,7 +332,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
         answered with insufficient_credits and not executed."""
         requested_app = data.get("applicationId")
         if requested_app and requested_app != self.application_id:
-            if not await database_sync_to_async(accounts.is_member)(self.user_pk, requested_app):
+            if not await database_sync_to_async(tenancy.is_member)(self.user_pk, requested_app):
                 await self._send_error(
                     Unauthorized("not a member of that application", applicationId=requested_app),
                     spec.error_event,
@@ -362,11 +352,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                 )
                 return
             except Exception as exc:
-                if not processes.is_database_error(exc):
+                if not errors.is_database_error(exc):
                     raise
                 # Nothing was held: the request is refused, not charged.
                 log.warning("%s refused: the database does not answer (request id %r)", spec.name, ctx.request_id)
-                await self._send_error(_database_unavailable(), spec.error_event, ctx.request_id, spec.name)
+                await self._send_error(errors.database_unavailable(), spec.error_event, ctx.request_id, spec.name)
                 return
             if token is not None:
                 charge = charging.Charge(charging.charger, token)
@@ -377,7 +367,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             # The connection closed during the request: its hold is released
             # now rather than when it expires.
             if charge is not None and not charge.settled and not ctx.meter.handed_over:
-                _settle_shielded(spec, ctx, charge, True)
+                settlement.settle_shielded(spec, ctx, charge, True)
             if not ctx.meter.handed_over:
                 lifecycle.stopped(ctx, spec)
             raise
@@ -388,29 +378,27 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
             # It is awaited only briefly: while the database does not answer
             # it goes on retrying in the background, and the connection
             # goes on serving.
-            release = failure is not None and failure not in CHARGED_FAILURES
-            await asyncio.wait({_settle_shielded(spec, ctx, charge, release)}, timeout=SETTLE_WAIT_SECONDS)
+            release = failure is not None and failure not in errors.CHARGED_FAILURES
+            await asyncio.wait({settlement.settle_shielded(spec, ctx, charge, release)}, timeout=SETTLE_WAIT_SECONDS)
 
     async def _guarded(self, ctx: RequestContext, call: Any, error_event: str) -> str | None:
-        """Runs a handler; sends any error; returns its code (None: success)."""
+        """Runs a handler; sends any error (mapped to the wire by
+        realtime.errors); returns its code (None: success)."""
         try:
             await call(ctx)
             return None
-        except ProtocolError as exc:
-            await self._send_error(exc, error_event, ctx.request_id, ctx.event)
-            return exc.code
-        except serializers.ValidationError as exc:
-            await self._send_error(
-                ValidationFailed(f"invalid {ctx.event} request", _flatten_errors(exc.detail)),
-                error_event,
-                ctx.request_id,
-                ctx.event,
-            )
-            return ValidationFailed.code
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
-            if processes.is_database_error(exc):
+            error = errors.to_protocol_error(exc, ctx.event)
+            if error is None:
+                log.exception(
+                    "unhandled error in %s (request id %r, sid %s, user %s)",
+                    ctx.event,
+                    ctx.request_id,
+                    self.sid,
+                    self.user_id,
+                )
+                error = errors.unexpected()
+            elif errors.is_database_error(exc):
                 log.warning(
                     "%s failed: the database does not answer (%s; request id %r, sid %s)",
                     ctx.event,
@@ -418,74 +406,11 @@ class RealtimeConsumer(AsyncWebsocketConsumer):
                     ctx.request_id,
                     self.sid,
                 )
-                await self._send_error(_database_unavailable(), error_event, ctx.request_id, ctx.event)
-                return Unavailable.code
-            log.exception(
-                "unhandled error in %s (request id %r, sid %s, user %s)",
-                ctx.event,
-                ctx.request_id,
-                self.sid,
-                self.user_id,
-            )
-            await self._send_error(
-                Internal("the server failed to handle this request; nothing was charged"),
-                error_event,
-                ctx.request_id,
-                ctx.event,
-            )
-            return Internal.code
+            await self._send_error(error, error_event, ctx.request_id, ctx.event)
+            return error.code
 
     async def _send_error(self, exc: ProtocolError, event: str, request_id: RequestId | None, event_name: Any) -> None:
-        if isinstance(exc, ValidationFailed):
-            data = exc.payload()
-            data["errors"] = exc.errors
-            data["event"] = event_name if isinstance(event_name, str) else None
-            await self.send_event("validation_error", data, request_id)
-        else:
-            await self.send_event(event, exc.payload(), request_id)
-
-
-_SETTLING: set[asyncio.Future[None]] = set()
-
-
-def _database_unavailable() -> Unavailable:
-    return Unavailable("the database does not answer; nothing was charged", retry_after=2)
-
-
-def _settle_shielded(
-    spec: InboundEvent, ctx: RequestContext, charge: charging.Charge, release: bool
-) -> asyncio.Future[None]:
-    """Settle in a task of its own, kept alive until done, that cancelling
-    the request's task does not stop."""
-    settling = asyncio.ensure_future(_settle(spec, ctx, charge, release))
-    _SETTLING.add(settling)
-    settling.add_done_callback(_SETTLING.discard)
-    return settling
-
-
-async def _settle(spec: InboundEvent, ctx: RequestContext, charge: charging.Charge, release: bool) -> None:
-    """Capture or release, retried until the database takes it (the
-    request's answer is already sent; a settlement never delays it). If this
-    process dies first, the hold is released by the others."""
-    delay, attempts = SETTLE_RETRY_FIRST, 0
-    while not charge.settled:
-        try:
-            await charging.charger.settle(charge.token, release, ctx.meter.cost)
-        except charging.SettledElsewhere:
-            return
-        except Exception as exc:
-            attempts += 1
-            outage = processes.is_database_error(exc)
-            if not outage:
-                log.exception("failed to settle the charge of %s (request id %r)", spec.name, ctx.request_id)
-            elif attempts == 1:
-                log.warning("the charge of %s (request id %r) is not settled yet: retrying", spec.name, ctx.request_id)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, SETTLE_RETRY_MAX if outage else 60.0)
-            continue
-        charge.settled = True
-        if attempts:
-            log.info("the charge of %s (request id %r) settled after %d retries", spec.name, ctx.request_id, attempts)
+        await self.send_event(*errors.envelope(exc, event, event_name), request_id)
 
 
 def _bind(spec: InboundEvent, data: dict[str, Any]) -> Any:
@@ -495,32 +420,7 @@ def _bind(spec: InboundEvent, data: dict[str, Any]) -> Any:
     return call
 
 
-def _flatten_errors(detail: Any, path: str = "") -> dict[str, list[str]]:
-    """DRF error detail -> {"field" or "field.sub" or "list.0.field": [messages]}."""
-    out: dict[str, list[str]] = {}
-
-    def merge(more: dict[str, list[str]]) -> None:
-        for key, messages in more.items():
-            out.setdefault(key, []).extend(messages)
-
-    if isinstance(detail, dict):
-        for key, value in detail.items():
-            sub = path if key == "non_field_errors" else (f"{path}.{key}" if path else str(key))
-            merge(_flatten_errors(value, sub))
-    elif isinstance(detail, list):
-        for index, value in enumerate(detail):
-            if isinstance(value, (dict, list)):
-                merge(_flatten_errors(value, f"{path}.{index}" if path else str(index)))
-            else:
-                merge({path or "data": [str(value)]})
-    else:
-        merge({path or "data": [str(detail)]})
-    return out
-
-
 def _query_param(scope: dict[str, Any], name: str) -> str | None:
-    from urllib.parse import parse_qs
-
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
     return values[0] if values else None
 
@@ -529,48 +429,4 @@ def _origin_allowed(scope: dict[str, Any]) -> bool:
     for name, value in scope.get("headers", []):
         if name == b"origin":
             return value.decode("latin-1") in settings.LEDGERCORE_ALLOWED_ORIGINS
-    return True
-
-
-async def _on_departures(departures: list[presence.Departure]) -> list[presence.Departure]:
-    """Connections of a dead process, or that left while Redis was down:
-    drop them from groups, announce leaves; returns the announcements that
-    could not be sent (retried)."""
-    from channels.layers import get_channel_layer
-
-    layer = get_channel_layer()
-    # This process's own channels keep their groups: their consumers leave
-    # them when they close, and one swept while alive (its heartbeat stalled)
-    # must go on receiving.
-    local = f".{getattr(layer, 'client_prefix', None)}!"
-    unsent = []
-    for departure in departures:
-        if departure.channel and local not in departure.channel:
-            await layer.group_discard(rooms.group_name(departure.room), departure.channel)
-        if not await _announce_left(departure):
-            unsent.append(departure)
-    return unsent
-
-
-async def _announce_left(departure: presence.Departure) -> bool:
-    """Broadcast user_left_room for a departure that needs it; False if the
-    channel layer did not take it."""
-    try:
-        namespace, _ = rooms.parse_room(departure.room)
-    except ProtocolError:
-        return True
-    if not (departure.last and namespace.presence_events):
-        return True
-    return await _announce(
-        departure.room, "user_left_room", {"userId": departure.user_id, "room": departure.room, "leftAt": now_ms()}
-    )
-
-
-async def _announce(room: str, event: str, data: dict[str, Any], *, skip_user: str | None = None) -> bool:
-    try:
-        await push.broadcast(room, event, data, skip_user=skip_user)
-    except Exception as exc:
-        if not is_outage(exc):
-            log.exception("%s not sent to %s", event, room)
-        return False
     return True

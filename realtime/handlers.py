@@ -1,5 +1,6 @@
 """System events (section "System" of the event reference) and the rooms
-that belong to no domain: ``user:`` and ``application:``."""
+that belong to no domain: ``user:`` and ``application:``. Their payload
+serializers are in ``realtime.payloads``."""
 
 from __future__ import annotations
 
@@ -7,87 +8,31 @@ import contextlib
 from typing import Any
 
 from channels.db import database_sync_to_async
-from rest_framework import serializers
 
-from accounts import services as accounts
+from realtime import tenancy
 from realtime.context import RequestContext
 from realtime.errors import ProtocolError, Unauthorized, ValidationFailed
 from realtime.history import Position
-from realtime.payloads import EmptyPayload, Payload, RoomPayload, SubscribePayload
+from realtime.payloads import (
+    ConnectedPayload,
+    EmptyPayload,
+    PongPayload,
+    RoomPayload,
+    RoomResyncPayload,
+    SubscribedPayload,
+    SubscribePayload,
+    UnsubscribedPayload,
+    UserJoinedPayload,
+    UserLeftPayload,
+    ValidationErrorPayload,
+)
+from realtime.payloads import (
+    ErrorPayload as ErrorPayload,  # re-exported: apps' error payloads subclass it
+)
 from realtime.protocol import encode, now_ms
 from realtime.registry import registry
 from realtime.rooms import Namespace, parse_room, register_namespace
 from realtime.streams import RESYNC_EVENT, answer
-
-# --- outbound payloads -------------------------------------------------------
-
-
-class ConnectedPayload(Payload):
-    userId = serializers.CharField(help_text="The authenticated user id (token subject).")
-    sid = serializers.CharField(help_text="This connection's id.")
-    timestamp = serializers.IntegerField(help_text="Epoch milliseconds.")
-    applicationId = serializers.CharField(help_text="The application this connection is bound to.")
-
-
-class PongPayload(Payload):
-    timestamp = serializers.IntegerField(help_text="Epoch milliseconds.")
-
-
-class SubscribedPayload(Payload):
-    room = serializers.CharField()
-    subscriberCount = serializers.IntegerField(
-        min_value=1, help_text="Connections in the room across every server process, this one included."
-    )
-
-
-class UnsubscribedPayload(Payload):
-    room = serializers.CharField()
-
-
-class UserJoinedPayload(Payload):
-    userId = serializers.CharField()
-    room = serializers.CharField()
-    joinedAt = serializers.IntegerField(help_text="Epoch milliseconds.")
-
-
-class UserLeftPayload(Payload):
-    userId = serializers.CharField()
-    room = serializers.CharField()
-    leftAt = serializers.IntegerField(help_text="Epoch milliseconds.")
-
-
-class RoomResyncPayload(Payload):
-    room = serializers.CharField()
-    reason = serializers.ChoiceField(
-        ["epoch_changed", "history_gap"],
-        help_text=(
-            "epoch_changed: the room's history was lost (new epoch); history_gap: events could not be delivered "
-            "and are no longer in the history."
-        ),
-    )
-
-
-class ErrorPayload(Payload):
-    code = serializers.ChoiceField(
-        [
-            "RATE_LIMITED",
-            "UNAUTHORIZED",
-            "NOT_FOUND",
-            "INTERNAL",
-            "VALIDATION_FAILED",
-            "TIMEOUT",
-            "CANCELLED",
-            "UNAVAILABLE",
-        ]
-    )
-    message = serializers.CharField()
-    retryAfter = serializers.IntegerField(required=False, help_text="Seconds; set where retrying later helps.")
-
-
-class ValidationErrorPayload(ErrorPayload):
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
-    event = serializers.CharField(allow_null=True, help_text="The event whose payload failed, if known.")
-
 
 registry.outbound("connected", ConnectedPayload, summary="First event of an authenticated connection.")
 registry.outbound("pong", PongPayload, summary="Answer to ping.")
@@ -181,7 +126,7 @@ async def _authorize_user_room(ctx: RequestContext, user_id: str) -> None:
 
 
 async def _authorize_application_room(ctx: RequestContext, application_id: str) -> None:
-    if not await database_sync_to_async(accounts.is_member)(ctx.user_pk, application_id):
+    if not await database_sync_to_async(tenancy.is_member)(ctx.user_pk, application_id):
         raise Unauthorized("not a member of this application", room=f"application:{application_id}")
 
 

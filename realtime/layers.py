@@ -35,7 +35,7 @@ class NoLocalReceivers(RuntimeError):
     """This process serves no connection; an in-memory send reaches no one."""
 
 
-class EmbeddedChannelLayer(InMemoryChannelLayer):
+class EmbeddedChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]  # channels is untyped
     clean_interval = 1.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -47,7 +47,8 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):
     async def receive(self, channel: str) -> dict[str, Any]:
         if self._owner is None:
             self._owner = asyncio.get_running_loop()
-        return await super().receive(channel)
+        message: dict[str, Any] = await super().receive(channel)
+        return message
 
     async def group_add(self, group: str, channel: str) -> None:
         if self._owner is None:

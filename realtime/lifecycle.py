@@ -40,6 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from realtime import presence, settlement
+from realtime.departures import on_departures
 from realtime.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -292,10 +294,8 @@ async def drain(seconds: float, after: float = AFTER_DEADLINE_SECONDS) -> DrainR
             task.cancel()
         if in_flight:
             await asyncio.wait(in_flight, timeout=left(STOP_GRACE_SECONDS))
-        from realtime.consumers import _SETTLING
-
-        if _SETTLING:
-            await asyncio.wait(list(_SETTLING), timeout=left(STOP_GRACE_SECONDS))
+        if settlement.SETTLING:
+            await asyncio.wait(list(settlement.SETTLING), timeout=left(STOP_GRACE_SECONDS))
         report.stopped_requests = await _finish_stopped()
     await _flush(left(STOP_GRACE_SECONDS))
     for consumer in [c for c in _consumers if c not in closer.closed]:
@@ -314,8 +314,6 @@ async def drain(seconds: float, after: float = AFTER_DEADLINE_SECONDS) -> DrainR
 async def release_presence() -> None:
     """Remove this process from presence; announce memberships a connection
     did not remove itself."""
-    from realtime import presence
-
     store = presence._store
     if store is None:
         return
@@ -325,7 +323,5 @@ async def release_presence() -> None:
         log.exception("could not release this process's presence; it expires with its heartbeat")
         return
     if departures:
-        from realtime.consumers import _on_departures
-
         log.warning("shutdown: %d memberships were still registered; removed", len(departures))
-        await _on_departures(departures)
+        await on_departures(departures)

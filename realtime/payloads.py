@@ -7,8 +7,10 @@ from typing import Any
 
 from rest_framework import serializers
 
+from realtime.errors import WIRE_CODES
 
-class Payload(serializers.Serializer):  # type: ignore[type-arg]
+
+class Payload(serializers.Serializer):  # type: ignore[misc]  # DRF is untyped here
     """A wire payload. Unknown fields are errors, not silently dropped."""
 
     def to_internal_value(self, data: Any) -> Any:
@@ -110,3 +112,62 @@ def _bounds(schema: dict[str, Any], field: Any) -> dict[str, Any]:
     if getattr(field, "max_value", None) is not None:
         schema["maximum"] = field.max_value
     return schema
+
+
+# --- system events (realtime.handlers) ---------------------------------------
+
+
+class ConnectedPayload(Payload):
+    userId = serializers.CharField(help_text="The authenticated user id (token subject).")
+    sid = serializers.CharField(help_text="This connection's id.")
+    timestamp = serializers.IntegerField(help_text="Epoch milliseconds.")
+    applicationId = serializers.CharField(help_text="The application this connection is bound to.")
+
+
+class PongPayload(Payload):
+    timestamp = serializers.IntegerField(help_text="Epoch milliseconds.")
+
+
+class SubscribedPayload(Payload):
+    room = serializers.CharField()
+    subscriberCount = serializers.IntegerField(
+        min_value=1, help_text="Connections in the room across every server process, this one included."
+    )
+
+
+class UnsubscribedPayload(Payload):
+    room = serializers.CharField()
+
+
+class UserJoinedPayload(Payload):
+    userId = serializers.CharField()
+    room = serializers.CharField()
+    joinedAt = serializers.IntegerField(help_text="Epoch milliseconds.")
+
+
+class UserLeftPayload(Payload):
+    userId = serializers.CharField()
+    room = serializers.CharField()
+    leftAt = serializers.IntegerField(help_text="Epoch milliseconds.")
+
+
+class RoomResyncPayload(Payload):
+    room = serializers.CharField()
+    reason = serializers.ChoiceField(
+        ["epoch_changed", "history_gap"],
+        help_text=(
+            "epoch_changed: the room's history was lost (new epoch); history_gap: events could not be delivered "
+            "and are no longer in the history."
+        ),
+    )
+
+
+class ErrorPayload(Payload):
+    code = serializers.ChoiceField(list(WIRE_CODES))
+    message = serializers.CharField()
+    retryAfter = serializers.IntegerField(required=False, help_text="Seconds; set where retrying later helps.")
+
+
+class ValidationErrorPayload(ErrorPayload):
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    event = serializers.CharField(allow_null=True, help_text="The event whose payload failed, if known.")

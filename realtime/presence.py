@@ -20,6 +20,7 @@ from typing import Any
 
 from django.conf import settings
 
+from realtime import presence_lua as lua
 from realtime import redis as lcredis
 
 log = logging.getLogger(__name__)
@@ -86,163 +87,6 @@ class MemoryPresence:
         return []
 
 
-# The marker room:<room>:left:<user> says "this user's departure from the
-# room was announced and the user has not come back since"; it lets the
-# processes that saw a user leave while Redis was down agree on one
-# announcement (realtime.presence.RedisPresence._announce_gone).
-_JOIN = """
-local added = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-local first = 0
-if added == 1 then
-  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
-    first = 1
-    redis.call('DEL', KEYS[4])
-  end
-  redis.call('SADD', KEYS[3], ARGV[3])
-end
-return {redis.call('HLEN', KEYS[1]), first}
-"""
-
-_OCCUPIED = """
-local found = {}
-for i, key in ipairs(KEYS) do found[i] = redis.call('EXISTS', key) end
-return found
-"""
-
-_LEAVE = """
-local last = 0
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
-  if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then
-    redis.call('HDEL', KEYS[2], ARGV[2])
-    redis.call('SET', KEYS[4], '1', 'PX', ARGV[4])
-    last = 1
-  end
-end
-redis.call('SREM', KEYS[3], ARGV[3])
-return {redis.call('HLEN', KEYS[1]), last}
-"""
-
-# Heartbeat in the server's clock, so machines with skewed clocks agree.
-# Returns 1 when this process was absent: swept as dead (event loop stalled
-# past the timeout), or Redis lost its data (restart without persistence,
-# failover to a replica that lagged); the process then rebuilds its
-# memberships.
-_HEARTBEAT = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-return redis.call('ZADD', KEYS[1], now, ARGV[1])
-"""
-
-# Removes every membership of processes whose heartbeat is older than
-# ARGV[1] ms; returns flat (room, user, channel, last) quadruples.
-_SWEEP = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]))
-local out = {}
-for _, proc in ipairs(dead) do
-  local pkey = ARGV[2] .. ':proc:' .. proc
-  for _, entry in ipairs(redis.call('SMEMBERS', pkey)) do
-    local i = string.find(entry, '|', 1, true)
-    local j = string.find(entry, '|', i + 1, true)
-    local channel = string.sub(entry, 1, i - 1)
-    local user = string.sub(entry, i + 1, j - 1)
-    local room = string.sub(entry, j + 1)
-    local ckey = ARGV[2] .. ':room:' .. room .. ':conns'
-    local ukey = ARGV[2] .. ':room:' .. room .. ':users'
-    if redis.call('HDEL', ckey, channel) == 1 then
-      local last = 0
-      if redis.call('HINCRBY', ukey, user, -1) <= 0 then
-        redis.call('HDEL', ukey, user)
-        redis.call('SET', ARGV[2] .. ':room:' .. room .. ':left:' .. user, '1', 'PX', ARGV[3])
-        last = 1
-      end
-      table.insert(out, room)
-      table.insert(out, user)
-      table.insert(out, channel)
-      table.insert(out, last)
-    end
-  end
-  redis.call('DEL', pkey)
-  redis.call('ZREM', KEYS[1], proc)
-end
-return out
-"""
-
-# Rebuild, step 1: this process's registered entries (KEYS[1] = its set).
-# Step 2 (_RESTORE): re-register live entries ARGV[3..] ("channel|user|room");
-# no join is announced (nobody joined: Redis forgot them).
-_RESTORE = """
-for n = 3, #ARGV do
-  local entry = ARGV[n]
-  local i = string.find(entry, '|', 1, true)
-  local j = string.find(entry, '|', i + 1, true)
-  local channel = string.sub(entry, 1, i - 1)
-  local user = string.sub(entry, i + 1, j - 1)
-  local room = string.sub(entry, j + 1)
-  local ckey = ARGV[1] .. ':room:' .. room .. ':conns'
-  if redis.call('HSETNX', ckey, channel, user) == 1 then
-    local ukey = ARGV[1] .. ':room:' .. room .. ':users'
-    if redis.call('HINCRBY', ukey, user, 1) == 1 then
-      redis.call('DEL', ARGV[1] .. ':room:' .. room .. ':left:' .. user)
-    end
-  end
-  redis.call('SADD', KEYS[1], entry)
-end
-return #ARGV - 2
-"""
-
-# Step 3 (_DROP): remove stale entries ARGV[3..] of this process (connections
-# that closed while Redis was down, when Redis kept its data); returns flat
-# (room, user, channel, last) quadruples, as _SWEEP.
-_DROP = """
-local out = {}
-for n = 3, #ARGV do
-  local entry = ARGV[n]
-  local i = string.find(entry, '|', 1, true)
-  local j = string.find(entry, '|', i + 1, true)
-  local channel = string.sub(entry, 1, i - 1)
-  local user = string.sub(entry, i + 1, j - 1)
-  local room = string.sub(entry, j + 1)
-  local ckey = ARGV[1] .. ':room:' .. room .. ':conns'
-  local ukey = ARGV[1] .. ':room:' .. room .. ':users'
-  if redis.call('HDEL', ckey, channel) == 1 then
-    local last = 0
-    if redis.call('HINCRBY', ukey, user, -1) <= 0 then
-      redis.call('HDEL', ukey, user)
-      redis.call('SET', ARGV[1] .. ':room:' .. room .. ':left:' .. user, '1', 'PX', ARGV[2])
-      last = 1
-    end
-    table.insert(out, room)
-    table.insert(out, user)
-    table.insert(out, channel)
-    table.insert(out, last)
-  end
-  redis.call('SREM', KEYS[1], entry)
-end
-return out
-"""
-
-# Users that left while Redis was down (pairs ARGV[3..] room, user): 1 for
-# each that has no connection in the room any more and whose departure no
-# process has announced yet (it claims the announcement), else 0.
-_GONE = """
-local out = {}
-for n = 3, #ARGV, 2 do
-  local room = ARGV[n]
-  local user = ARGV[n + 1]
-  local present = tonumber(redis.call('HGET', ARGV[1] .. ':room:' .. room .. ':users', user) or '0')
-  local claimed = 0
-  if present <= 0 then
-    if redis.call('SET', ARGV[1] .. ':room:' .. room .. ':left:' .. user, '1', 'NX', 'PX', ARGV[2]) then
-      claimed = 1
-    end
-  end
-  table.insert(out, claimed)
-end
-return out
-"""
-
 BATCH = 500
 
 
@@ -252,38 +96,6 @@ def _entry(room: str, channel: str, user_id: str) -> str:
 
 def _departures(flat: list[Any]) -> list[Departure]:
     return [Departure(flat[i], flat[i + 1], flat[i + 2], bool(int(flat[i + 3]))) for i in range(0, len(flat), 4)]
-
-
-# Removes every membership of one process (ARGV[1]), its record and its
-# heartbeat, marking announced departures as _SWEEP does (ARGV[3]: the
-# marker's lifetime in ms); returns what _SWEEP returns.
-_RELEASE = """
-local out = {}
-for _, entry in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local i = string.find(entry, '|', 1, true)
-  local j = string.find(entry, '|', i + 1, true)
-  local channel = string.sub(entry, 1, i - 1)
-  local user = string.sub(entry, i + 1, j - 1)
-  local room = string.sub(entry, j + 1)
-  local ckey = ARGV[2] .. ':room:' .. room .. ':conns'
-  local ukey = ARGV[2] .. ':room:' .. room .. ':users'
-  if redis.call('HDEL', ckey, channel) == 1 then
-    local last = 0
-    if redis.call('HINCRBY', ukey, user, -1) <= 0 then
-      redis.call('HDEL', ukey, user)
-      redis.call('SET', ARGV[2] .. ':room:' .. room .. ':left:' .. user, '1', 'PX', ARGV[3])
-      last = 1
-    end
-    table.insert(out, room)
-    table.insert(out, user)
-    table.insert(out, channel)
-    table.insert(out, last)
-  end
-end
-redis.call('DEL', KEYS[2])
-redis.call('ZREM', KEYS[1], ARGV[1])
-return out
-"""
 
 
 class RedisPresence:
@@ -356,7 +168,7 @@ class RedisPresence:
             self._unsent_leaves.pop((room, channel), None)
             try:
                 count, first = await lcredis.run_script(
-                    _JOIN, self._keys(room, user_id), [channel, user_id, _entry(room, channel, user_id)]
+                    lua.JOIN, self._keys(room, user_id), [channel, user_id, _entry(room, channel, user_id)]
                 )
             except BaseException:
                 if not keep:
@@ -378,7 +190,7 @@ class RedisPresence:
         await self._enter()
         try:
             count, last = await lcredis.run_script(
-                _LEAVE,
+                lua.LEAVE,
                 self._keys(room, user_id),
                 [channel, user_id, _entry(room, channel, user_id), self._marker_ms],
             )
@@ -396,7 +208,7 @@ class RedisPresence:
         names = list(dict.fromkeys(rooms))
         if not names:
             return set()
-        found = await lcredis.run_script(_OCCUPIED, [lcredis.key("room", room, "conns") for room in names], [])
+        found = await lcredis.run_script(lua.OCCUPIED, [lcredis.key("room", room, "conns") for room in names], [])
         return {room for room, exists in zip(names, found, strict=True) if int(exists)}
 
     def start(self, on_departures: OnDepartures) -> None:
@@ -405,11 +217,11 @@ class RedisPresence:
 
     async def heartbeat(self) -> bool:
         """Refresh this process's heartbeat; True if it was absent."""
-        return bool(await lcredis.run_script(_HEARTBEAT, [lcredis.key("procs")], [self.process_id]))
+        return bool(await lcredis.run_script(lua.HEARTBEAT, [lcredis.key("procs")], [self.process_id]))
 
     async def sweep(self) -> list[Departure]:
         flat = await lcredis.run_script(
-            _SWEEP,
+            lua.SWEEP,
             [lcredis.key("procs")],
             [int(self.timeout * 1000), settings.LEDGERCORE_REDIS_PREFIX, self._marker_ms],
         )
@@ -431,11 +243,13 @@ class RedisPresence:
             departures: list[Departure] = []
             stale = sorted(registered - live)
             for start in range(0, len(stale), BATCH):
-                flat = await lcredis.run_script(_DROP, [proc], [prefix, self._marker_ms, *stale[start : start + BATCH]])
+                flat = await lcredis.run_script(
+                    lua.DROP, [proc], [prefix, self._marker_ms, *stale[start : start + BATCH]]
+                )
                 departures.extend(_departures(flat))
             entries = sorted(live)
             for start in range(0, len(entries), BATCH):
-                await lcredis.run_script(_RESTORE, [proc], [prefix, 0, *entries[start : start + BATCH]])
+                await lcredis.run_script(lua.RESTORE, [proc], [prefix, 0, *entries[start : start + BATCH]])
             self.rebuilds += 1
             # The first heartbeat of a process finds it absent: not news.
             (log.warning if self.rebuilds > 1 else log.info)(
@@ -447,7 +261,7 @@ class RedisPresence:
 
     async def _announce_gone(self) -> list[Departure]:
         """Departures of users that left while Redis was down, announced by
-        exactly one process (see _GONE)."""
+        exactly one process (see lua.GONE)."""
         leaves = dict(self._unsent_leaves)
         pairs = sorted({(room, user) for (room, _channel), user in leaves.items()})
         departures: list[Departure] = []
@@ -455,7 +269,7 @@ class RedisPresence:
         for start in range(0, len(pairs), BATCH):
             batch = pairs[start : start + BATCH]
             flags = await lcredis.run_script(
-                _GONE, [lcredis.key("procs")], [prefix, self._marker_ms, *[x for pair in batch for x in pair]]
+                lua.GONE, [lcredis.key("procs")], [prefix, self._marker_ms, *[x for pair in batch for x in pair]]
             )
             departures.extend(
                 Departure(room, user, "", True) for (room, user), flag in zip(batch, flags, strict=True) if int(flag)
@@ -474,7 +288,7 @@ class RedisPresence:
             await asyncio.gather(task, return_exceptions=True)
         self._mine.clear()
         flat = await lcredis.run_script(
-            _RELEASE,
+            lua.RELEASE,
             [lcredis.key("procs"), lcredis.key("proc", self.process_id)],
             [self.process_id, settings.LEDGERCORE_REDIS_PREFIX, self._marker_ms],
         )

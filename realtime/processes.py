@@ -37,8 +37,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 from django.db.models import Q
-from django.db.utils import InterfaceError
 from django.utils import timezone
+
+# Re-exported: apps call processes.is_database_error (its home is realtime.errors).
+from realtime.errors import is_database_error as is_database_error
+from realtime.models import ServerProcess
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +70,6 @@ def on_dead(name: str) -> Callable[[Reaper], Reaper]:
 
 def every_heartbeat(name: str, work: Callable[[], object]) -> None:
     _periodic.append((name, work))
-
-
-def is_database_error(exc: BaseException) -> bool:
-    """The database did not answer (down, restarting, unreachable, timed
-    out), as opposed to a bug or a business rule."""
-    from django.db import OperationalError
-
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        return True
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - psycopg is a requirement
-        return False
-    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
 def _pid_namespace() -> str:
@@ -125,8 +114,6 @@ def _pid_exists(pid: int) -> bool:
 def dead_on_this_machine() -> set[str]:
     """Processes of this host and PID namespace whose PID is gone (or is
     this process's own: the earlier owner of the PID is gone)."""
-    from realtime.models import ServerProcess
-
     if not PID_NAMESPACE:
         return set()
     rows = ServerProcess.objects.filter(hostname=HOSTNAME, pid_namespace=PID_NAMESPACE).exclude(pk=PROCESS_ID)
@@ -140,15 +127,11 @@ def dead_cutoff() -> datetime:
 
 
 def alive_ids(cutoff: datetime | None = None) -> set[str]:
-    from realtime.models import ServerProcess
-
     moment = cutoff or dead_cutoff()
     return set(ServerProcess.objects.filter(heartbeat_at__gte=moment).values_list("id", flat=True)) | {PROCESS_ID}
 
 
 def beat() -> None:
-    from realtime.models import ServerProcess
-
     now = timezone.now()
     updated = ServerProcess.objects.filter(pk=PROCESS_ID).update(heartbeat_at=now)
     if not updated:
@@ -169,8 +152,6 @@ def reap_dead(*, by_heartbeat: bool = True) -> int:
     """Run every reaper once; returns how many things they settled.
     ``by_heartbeat=False``: only for the processes known dead on this
     machine."""
-    from realtime.models import ServerProcess
-
     cutoff = dead_cutoff()
     dead = dead_on_this_machine()
     alive = frozenset(alive_ids(cutoff) - dead) if by_heartbeat else None

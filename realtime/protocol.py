@@ -10,6 +10,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from realtime.errors import ValidationFailed
@@ -41,7 +42,7 @@ def peek_id(obj: Any) -> RequestId | None:
         return None
     value = obj.get("id")
     if _valid_id(value):
-        return value  # type: ignore[no-any-return]
+        return value
     return None
 
 
@@ -187,8 +188,6 @@ def encode(event: str, data: dict[str, Any], request_id: RequestId | None = None
 def _default(value: Any) -> Any:
     # Decimal (exact on-chain amounts) travels as a string; anything else
     # unexpected is a programming error worth surfacing.
-    from decimal import Decimal
-
     if isinstance(value, Decimal):
         return str(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")

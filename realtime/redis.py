@@ -34,10 +34,11 @@ import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 from django.conf import settings
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
-from ledgercore.config import redis_url_credentials
+from realtime.config import redis_url_credentials
 from realtime.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -157,14 +158,15 @@ def _client(size: int) -> aioredis.Redis:
         "retry": Retry(NoBackoff(), 1),
     }
     if settings.LEDGERCORE_REDIS_SENTINELS:
-        from redis.asyncio.sentinel import Sentinel
-
-        sentinel = Sentinel(
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
             settings.LEDGERCORE_REDIS_SENTINELS,
             sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
             **redis_url_credentials(settings.REDIS_URL),
         )
-        return sentinel.master_for(settings.LEDGERCORE_REDIS_SENTINEL_MASTER, max_connections=size, **options)
+        client: aioredis.Redis = sentinel.master_for(
+            settings.LEDGERCORE_REDIS_SENTINEL_MASTER, max_connections=size, **options
+        )
+        return client
     pool = aioredis.BlockingConnectionPool.from_url(settings.REDIS_URL, max_connections=size, timeout=10, **options)
     return aioredis.Redis(connection_pool=pool)
 
@@ -202,7 +204,7 @@ async def run_script(source: str, keys: list[str], args: list[Any]) -> Any:
 
 async def command(name: str, *args: Any) -> Any:
     state = _state()
-    return await _call(state, lambda: state.client.execute_command(name, *args))
+    return await _call(state, lambda: state.client.execute_command(name, *args))  # type: ignore[no-untyped-call]
 
 
 def key(*parts: str) -> str:

@@ -36,13 +36,17 @@ from channels_redis.core import RedisChannelLayer
 from channels_redis.utils import create_pool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from realtime.redis import REDIS_ERRORS, RedisUnavailable, is_down, on_recovery
 
 log = logging.getLogger(__name__)
 
+# The first reconnection attempt after an outage; later ones back off, doubling.
+RECONNECT_FIRST_SECONDS = 0.1
 
-class ResilientRedisChannelLayer(RedisChannelLayer):
+
+class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]  # channels-redis is untyped
     CLOSED_REMEMBERED = 100_000
 
     def __init__(self, *args: Any, retry_max: float = 1.0, **kwargs: Any) -> None:
@@ -83,28 +87,34 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
         return task
 
     async def _reconnect(self, since: float) -> None:
-        delay = 0.1
         nudge = self._nudges.setdefault(asyncio.get_running_loop(), asyncio.Event())
-        while True:
+
+        async def backoff(delay: float) -> None:
             # The next attempt comes after the backoff, or at once when a
             # caller has seen Redis answer again (``_ready``).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(nudge.wait(), delay)
             nudge.clear()
-            delay = min(delay * 2, self.retry_max)
-            try:
-                for index in range(self.ring_size):
-                    await self.connection(index).ping()
-                readded = await self._resync()
-            except REDIS_ERRORS:
-                continue
-            self.recoveries += 1
-            log.warning(
-                "channel layer reconnected to Redis after %.1f s; re-added %d group memberships",
-                time.monotonic() - since,
-                readded,
-            )
-            return
+
+        await backoff(RECONNECT_FIRST_SECONDS)
+        # Then 0.2 s, 0.4 s, ... up to LEDGERCORE_REDIS_RETRY_MAX_SECONDS, for as long as it takes.
+        attempts = AsyncRetrying(
+            retry=retry_if_exception_type(REDIS_ERRORS),
+            wait=wait_exponential(multiplier=2 * RECONNECT_FIRST_SECONDS, max=self.retry_max),
+            sleep=backoff,
+        )
+        readded: int = await attempts(self._reconnect_once)
+        self.recoveries += 1
+        log.warning(
+            "channel layer reconnected to Redis after %.1f s; re-added %d group memberships",
+            time.monotonic() - since,
+            readded,
+        )
+
+    async def _reconnect_once(self) -> int:
+        for index in range(self.ring_size):
+            await self.connection(index).ping()
+        return await self._resync()
 
     async def _resync(self) -> int:
         """Put back every membership of this process; apply failed discards."""
@@ -154,7 +164,8 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
         if "!" not in channel:
             while True:
                 try:
-                    return await super().receive(channel)
+                    message: dict[str, Any] = await super().receive(channel)
+                    return message
                 except REDIS_ERRORS as exc:
                     await asyncio.shield(self._recover(exc))
         # Process-local channels: one pump task per event loop pops this
@@ -178,7 +189,7 @@ class ResilientRedisChannelLayer(RedisChannelLayer):
             raise
         if queue.empty() and self.receive_buffer.get(channel) is queue:
             del self.receive_buffer[channel]
-        return message  # type: ignore[no-any-return]
+        return message
 
     def _ensure_pump(self, real_channel: str) -> None:
         loop = asyncio.get_running_loop()

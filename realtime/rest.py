@@ -8,8 +8,7 @@ from typing import Any
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from accounts import services as accounts
-from realtime import auth
+from realtime import auth, tenancy
 
 
 @dataclass(frozen=True)
@@ -20,7 +19,7 @@ class RequestBinding:
     application_id: str
 
 
-class BearerTokenAuthentication(authentication.BaseAuthentication):
+class BearerTokenAuthentication(authentication.BaseAuthentication):  # type: ignore[misc]  # DRF is untyped here
     def authenticate(self, request: Request) -> tuple[Any, RequestBinding] | None:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
@@ -28,12 +27,12 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             return None
         try:
             identity = auth.verify_token(token.strip())
-            user, application = accounts.bind(
+            user, application_id = tenancy.bind(
                 identity.user_id, request.query_params.get("applicationId") or identity.application_id
             )
-        except (auth.AuthenticationFailed, accounts.TenancyError) as exc:
+        except (auth.AuthenticationFailed, tenancy.TenancyError) as exc:
             raise exceptions.AuthenticationFailed(str(exc)) from None
-        return user, RequestBinding(identity, application.id)
+        return user, RequestBinding(identity, application_id)
 
     def authenticate_header(self, request: Request) -> str:
         return "Bearer"

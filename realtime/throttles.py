@@ -15,8 +15,8 @@ from collections import OrderedDict
 
 from django.conf import settings
 
-from ledgercore.config import parse_rate
 from realtime import redis as lcredis
+from realtime.config import parse_rate
 
 
 def rate(throttle_class: str) -> tuple[int, float]:

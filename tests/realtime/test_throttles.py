@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 
-from ledgercore.config import parse_rate
+from realtime.config import parse_rate
 from realtime.throttles import TokenBucket, retry_after_seconds
 from tests.factories import team
 from tests.wsclient import connected, unique

@@ -6,6 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from ledgercore.serve import main
+
 
 class Command(BaseCommand):
     help = (
@@ -16,8 +18,6 @@ class Command(BaseCommand):
 
     def run_from_argv(self, argv: list[str]) -> None:
         # daphne's options (-v, -p, ...) are not Django's: hand them over as they are.
-        from ledgercore.serve import main
-
         main(argv[2:])
 
     def handle(self, *args: Any, **options: Any) -> None:  # pragma: no cover - run_from_argv is the entry

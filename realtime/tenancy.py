@@ -1,0 +1,52 @@
+"""The tenancy port: the user behind an authenticated subject, and the
+application (tenant) a connection or request acts in.
+
+realtime knows users only as Django's auth users and applications only by
+id; the rules (who may act in which application) belong to the app that
+owns users and applications, which plugs them in at its
+``AppConfig.ready()`` with ``install``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class TenancyError(Exception):
+    """The user may not act in the requested application."""
+
+
+class Tenancy(Protocol):
+    def bind(self, user_id: str, requested_application: str | None) -> tuple[Any, str]:
+        """The user (created on first sight) of an authenticated subject and
+        the id of the application it acts in: the one requested if it is a
+        member, else its default. Raises TenancyError if it may not."""
+        ...
+
+    def is_member(self, user_pk: int, application_id: str) -> bool:
+        """Whether the user belongs to the (active) application."""
+        ...
+
+
+class _NotInstalled:
+    def bind(self, user_id: str, requested_application: str | None) -> tuple[Any, str]:
+        raise RuntimeError("no tenancy installed: the app owning users calls realtime.tenancy.install() at ready()")
+
+    def is_member(self, user_pk: int, application_id: str) -> bool:
+        raise RuntimeError("no tenancy installed: the app owning users calls realtime.tenancy.install() at ready()")
+
+
+_tenancy: Tenancy = _NotInstalled()
+
+
+def install(tenancy: Tenancy) -> None:
+    global _tenancy
+    _tenancy = tenancy
+
+
+def bind(user_id: str, requested_application: str | None) -> tuple[Any, str]:
+    return _tenancy.bind(user_id, requested_application)
+
+
+def is_member(user_pk: int, application_id: str) -> bool:
+    return _tenancy.is_member(user_pk, application_id)
