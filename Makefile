@@ -27,6 +27,7 @@ lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy .
+	.venv/bin/lint-imports
 
 format: install
 	.venv/bin/ruff check --fix .
