@@ -36,8 +36,8 @@ from chat.payloads import (
     ConversationPayload,
 )
 from chat.translators import ChatContext
-from credits.services import price_of
-from queryengine.executor import CancelHandle
+from credits.interface import price_of
+from queryengine.interface import CancelHandle
 from realtime import processes, push
 from realtime.context import RequestContext
 from realtime.errors import NotFound, ProtocolError, Unauthorized

@@ -25,10 +25,9 @@ from django.utils import timezone
 from chat import answers
 from chat.models import Conversation, Message, new_message_id
 from chat.translators import ChatContext, Translation, Translator, TranslatorUnavailable, Turn, get_translator
-from compliance import jobs
-from queryengine import errors as query_errors
-from queryengine import services as queries
-from queryengine.executor import CancelHandle
+from compliance.interface import analyse_address
+from queryengine import interface as queries
+from queryengine.interface import CancelHandle
 from realtime.protocol import now_ms
 
 log = logging.getLogger(__name__)
@@ -37,9 +36,9 @@ UNAUTHORIZED = "UNAUTHORIZED"
 NOT_FOUND = "NOT_FOUND"
 INTERNAL = "INTERNAL"
 # Query failures that are the asker's or the moment's, passed on as they are.
-PASSED_ON = {query_errors.TIMEOUT, query_errors.RATE_LIMITED, query_errors.CANCELLED, query_errors.UNAVAILABLE}
+PASSED_ON = {queries.errors.TIMEOUT, queries.errors.RATE_LIMITED, queries.errors.CANCELLED, queries.errors.UNAVAILABLE}
 # Refusals of a statement a translator produced: answered honestly, not raised.
-REFUSED = {query_errors.VALIDATION_FAILED, query_errors.UNAUTHORIZED}
+REFUSED = {queries.errors.VALIDATION_FAILED, queries.errors.UNAUTHORIZED}
 
 DeltaCallback = Callable[[str], None]
 
@@ -225,7 +224,7 @@ def _store_failure(
 
 def _analysis(translation: Translation) -> str:
     try:
-        result = jobs.analyse_address(translation.chain, translation.address, hops=2)
+        result = analyse_address(translation.chain, translation.address, hops=2)
     except Exception:
         log.exception("chat risk analysis of %s failed", translation.address)
         raise ChatError(INTERNAL, "the compliance analysis failed") from None

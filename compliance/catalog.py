@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from compliance.models import Address, AddressLabel, Asset, Chain, Cluster, Entity, Transaction, Transfer
-from queryengine.catalog import Column, Scope, Table, register_table
+from queryengine.interface import Column, Scope, Table, register_table
 
 
 def _column(alias: str, model: Any, name: str) -> str:

@@ -21,7 +21,7 @@ from compliance import graph
 from compliance.chains import STABLECOINS
 from compliance.models import AddressLabel, Transfer
 from compliance.units import format_units
-from marketdata import services as market_services
+from marketdata import interface as market_services
 
 HOUR_MS = 3_600_000
 MAX_WINDOW_MS = 366 * 86_400_000

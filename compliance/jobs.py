@@ -45,8 +45,8 @@ from compliance import analysis, graph
 from compliance.graph import AssetFact, EdgeBatch, LabelFact
 from compliance.models import Address, AnalysisJob, Cluster, JobStatus
 from compliance.walk import CLUSTER_LABEL_SAMPLE, ClusterFact, Limits, Progress, Walk
-from credits import services as credits
-from credits.models import Hold
+from credits import interface as credits
+from credits.interface import Hold
 from realtime import lifecycle, push
 
 log = logging.getLogger(__name__)

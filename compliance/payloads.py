@@ -10,14 +10,14 @@ from rest_framework import serializers
 
 from compliance import flows, history
 from compliance.addresses import InvalidAddress, UnknownChain, normalize_chain_address
-from marketdata import payloads as market_payloads
+from marketdata.interface import WindowField as MarketWindowField
 from realtime.handlers import ErrorPayload
 from realtime.payloads import Payload
 
 # --- requests ------------------------------------------------------------------------------
 
 
-class WindowField(market_payloads.WindowField):
+class WindowField(MarketWindowField):
     """A duration (``"7d"``: the last such span) or ``{from, to}`` epoch ms,
     resolved to ``(start, end)``."""
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from accounts.demo import DemoData
+from accounts.interface import DemoData
 from credits import services
 
 DEMO_GRANT = 1000

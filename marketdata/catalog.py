@@ -7,7 +7,7 @@ as their codes, times as epoch milliseconds (as on the wire).
 from __future__ import annotations
 
 from marketdata.models import Candle, Instrument, Trade, Venue
-from queryengine.catalog import Column, Scope, Table, register_table
+from queryengine.interface import Column, Scope, Table, register_table
 
 
 def register_market_tables() -> None:

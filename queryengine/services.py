@@ -26,7 +26,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.interface import User
 from queryengine import allowlist, errors
 from queryengine.catalog import catalog
 from queryengine.compiler import Caller, CompiledQuery, compile_query

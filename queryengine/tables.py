@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 
 from django.db import models
 
-from credits.models import CreditAccount, LedgerEntry
+from credits.interface import CreditAccount, LedgerEntry
 from queryengine.catalog import Column, RegisteredTable, Scope, Table, register_table
 from queryengine.models import QueryRecord
 

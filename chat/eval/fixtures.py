@@ -21,21 +21,26 @@ from typing import Any
 
 from django.utils import timezone
 
-from accounts import services as accounts
-from compliance.addresses import encode_bitcoin_address
-from compliance.ingest import GraphWriter, TransferRow, TxRow
-from compliance.models import Address, Asset, Chain, TransferKind
-from compliance.services import (
+from accounts.interface import get_or_create_user
+from compliance.interface import (
+    Address,
+    Asset,
+    Chain,
+    GraphWriter,
+    TransferKind,
+    TransferRow,
+    TxRow,
     delist_labels,
+    encode_bitcoin_address,
     ensure_chain,
     get_or_create_address,
     get_or_create_entity,
     label_address,
 )
-from credits import services as credits
-from marketdata import services as market
-from marketdata.trades import TradeInput
-from queryengine.models import QueryRecord
+from credits import interface as credits
+from marketdata import interface as market
+from marketdata.interface import TradeInput
+from queryengine.interface import QueryRecord
 
 HOUR = 3_600_000
 DAY = 86_400_000
@@ -160,7 +165,7 @@ def load(user_id: str = "chat-eval", now_ms: int | None = None) -> Fixture:
     chains = {code: ensure_chain(code) for code in ("ethereum", "bitcoin")}
     _load_transfers(chains, anchor, addresses)
     _load_labels(chains, addresses)
-    user = accounts.get_or_create_user(user_id)
+    user = get_or_create_user(user_id)
     application = user.default_application_id
     assert application is not None
     _load_ledger(user.pk, application, user_id)

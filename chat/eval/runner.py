@@ -115,8 +115,8 @@ def _history(translator: Translator, questions: list[str], context: ChatContext,
 
 
 def evaluate(translator: Translator, fixture: Fixture, questions: list[dict[str, Any]] | None = None) -> Report:
-    from queryengine import services as queries
-    from queryengine.models import QueryRecord
+    from queryengine import interface as queries
+    from queryengine.interface import QueryRecord
 
     report = Report()
     for question in questions if questions is not None else load_questions():

@@ -33,7 +33,7 @@ from typing import Any
 
 from chat.translators.base import ChatContext, ProgressCallback, Translation, Turn
 from chat.vocabulary import Vocabulary, load_vocabulary
-from compliance.addresses import BITCOIN, ETHEREUM, InvalidAddress, normalize_chain_address
+from compliance.interface import BITCOIN, ETHEREUM, InvalidAddress, normalize_chain_address
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000

@@ -95,7 +95,7 @@ class OpenAITranslator:
     # ------------------------------------------------------------ prompt
 
     def schema_text(self) -> str:
-        from queryengine.catalog import catalog
+        from queryengine.interface import catalog
 
         lines = []
         for table in catalog.describe():
@@ -251,9 +251,7 @@ class OpenAITranslator:
     @staticmethod
     def validate(sql: str, params: Any, application_id: str) -> str:
         """'' when the query engine's compiler accepts the statement, else why not."""
-        from queryengine.catalog import catalog
-        from queryengine.compiler import Caller, compile_query
-        from queryengine.errors import QueryError
+        from queryengine.interface import Caller, QueryError, catalog, compile_query
 
         try:
             compile_query(
