@@ -1,7 +1,7 @@
 """Explainable address risk analysis: exposure by entity category through up
 to ``hops`` hops in both directions, ownership, behaviours, one score.
 
-Model (documented in README "Compliance"):
+Model (documented in docs/PROTOCOL.md, "Compliance"):
 
 - **Ownership**: an active label on the address itself, or on its cluster
   (an attributed cluster or a labelled fellow member), of a risky category.

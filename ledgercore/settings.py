@@ -1,6 +1,6 @@
 """LedgerCore Realtime settings.
 
-Configured only from the environment (see README "Settings"). Every default
+Configured only from the environment (see docs/OPERATIONS.md, "Settings"). Every default
 is the embedded stack: SQLite in WAL mode, in-memory channel layer, in-process
 presence and throttles. Setting DATABASE_URL and REDIS_URL switches to the
 scaled stack (PostgreSQL, Redis).

@@ -18,7 +18,7 @@ The process heartbeat itself starts when the ASGI application is loaded
 
 Registered (see each app's ``apps.py``): the process heartbeat and repairs
 (``realtime.processes``), the presence heartbeat and sweeper
-(``realtime.presence``), the credit outbox relay (``credits.events``), the
+(``realtime.presence``), the credit outbox relay (``credits.relay``), the
 market demo feed (``marketdata.demo``, when ``LEDGERCORE_MARKET_DEMO_FEED``).
 """
 

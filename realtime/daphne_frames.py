@@ -13,7 +13,7 @@ limits (``harden``).
 
 These are not public APIs and an upgrade of daphne, autobahn or Twisted
 may remove them: ``missing_internals()`` names what this module relies on
-that is gone, and tests/test_daphne_frames.py fails loudly with that list.
+that is gone, and tests/realtime/test_daphne_frames.py fails loudly with that list.
 Outside daphne (uvicorn in the test suite) none of this is used: the
 connection has no writer and the ordinary ASGI send is used.
 """
