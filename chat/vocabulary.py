@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from compliance.models import Asset, Chain, Entity
+from marketdata.models import Instrument, Venue
+
 # Entities are matched by name in the question; beyond this many, the
 # longest names are kept (short ones are the likeliest false matches).
 MAX_ENTITY_NAMES = 5000
@@ -23,9 +26,6 @@ class Vocabulary:
 
 
 def load_vocabulary() -> Vocabulary:
-    from compliance.models import Asset, Chain, Entity
-    from marketdata.models import Instrument, Venue
-
     symbols = tuple(sorted(Instrument.objects.values_list("symbol", flat=True)))
     venues = tuple(sorted(Venue.objects.values_list("code", flat=True)))
     chains = tuple(sorted(set(Chain.objects.values_list("code", flat=True)) | {"ethereum", "bitcoin"}))

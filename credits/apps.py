@@ -9,8 +9,8 @@ class CreditsConfig(AppConfig):
     def ready(self) -> None:
         # Imported here: they import models, which cannot be imported before
         # the app registry is ready.
-        from credits import relay
-        from credits.handlers import LedgerCharger
+        from credits import relay  # noqa: PLC0415
+        from credits.handlers import LedgerCharger  # noqa: PLC0415
 
         # The registry's charging path charges through the ledger.
         charging.install(LedgerCharger())

@@ -70,7 +70,7 @@ def _lifecycle() -> ModuleType | None:
     Django is set up, and daphne loads the application after this module."""
     if not _django_ready():
         return None
-    from realtime import lifecycle
+    from realtime import lifecycle  # noqa: PLC0415 - see the docstring
 
     return lifecycle
 
