@@ -103,8 +103,7 @@ class OpenAITranslator:
         lines = []
         for table in catalog.describe():
             lines.append(f"table {table['name']} ({table['scope']}): {table['description']}")
-            for column in table["columns"]:
-                lines.append(f"  {column['name']} {column['type']}: {column['description']}")
+            lines.extend(f"  {column['name']} {column['type']}: {column['description']}" for column in table["columns"])
         return "\n".join(lines)
 
     def examples(self, now_ms: int) -> list[dict[str, str]]:
