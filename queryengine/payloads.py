@@ -12,7 +12,7 @@ MAX_SQL_LENGTH = 20_000
 MAX_PARAMS = 100
 
 
-class QueryParamsField(serializers.JSONField):
+class QueryParamsField(serializers.JSONField):  # type: ignore[misc]  # DRF is untyped here
     """A list bound to ``?`` placeholders or an object bound to ``:name``
     placeholders; values are scalars (string, number, boolean, null)."""
 
