@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
 
-class BroadcastRequest(serializers.Serializer):  # type: ignore[type-arg]
+class BroadcastRequest(serializers.Serializer):
     message = serializers.CharField(max_length=2000)
     data = serializers.DictField(required=False)

@@ -24,7 +24,7 @@ class MeView(APIView):
 
     def get(self, request: Request) -> Response:
         user = request.user
-        bound = getattr(request.auth, "application_id", None) or user.default_application_id  # type: ignore[union-attr]
+        bound = getattr(request.auth, "application_id", None) or user.default_application_id
         memberships = services.memberships_of(user.pk)
         return Response({"userId": user.username, "applicationId": bound, "applications": memberships})
 

@@ -39,8 +39,8 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import percentile  # noqa: E402
-from devtools.servers import ROOT, free_port  # noqa: E402
+from bench.common import percentile
+from devtools.servers import ROOT, free_port
 
 CONNECT_BATCH = 50
 APP = "bench.echo_app:application"
@@ -51,7 +51,7 @@ def start(command: list[str], port: int, env: dict[str, str] | None = None) -> s
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):  # noqa: S310 - local server
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
                 return process
         except OSError:
             time.sleep(0.1)

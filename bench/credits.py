@@ -110,7 +110,7 @@ def run_threads(threads: int, per_thread: int, op: Callable[[int, int], Any]) ->
                 started = time.perf_counter()
                 try:
                     op(t, i)
-                except Exception as exc:  # counted and reported, not retried
+                except Exception as exc:  # noqa: BLE001 - counted and reported, not retried
                     errors += 1
                     first_error = first_error or repr(exc)
                 else:

@@ -294,8 +294,8 @@ def create_plain_table() -> None:
                 )
             return
         cursor.execute("SELECT type, sql FROM sqlite_master WHERE tbl_name = 'marketdata_trade' AND sql IS NOT NULL")
-        for kind, sql in sorted(cursor.fetchall(), key=lambda row: row[0] != "table"):
-            sql = sql.replace('"marketdata_trade"', f'"{PLAIN}"')
+        for kind, original in sorted(cursor.fetchall(), key=lambda row: row[0] != "table"):
+            sql = original.replace('"marketdata_trade"', f'"{PLAIN}"')
             if kind == "index":
                 sql = sql.replace('INDEX "', f'INDEX "{PLAIN}_', 1)
             cursor.execute(sql)

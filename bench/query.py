@@ -74,7 +74,7 @@ SECRET = uuid.uuid4().hex + uuid.uuid4().hex
 RESULT_PREFIX = "result "
 USER = "bench_query"
 COLUMNS = "transaction_id, sequence, type, amount, balance_after, created_at"
-STREAM_SQL = f"SELECT {COLUMNS} FROM credit_entries"  # noqa: S608 (constant)
+STREAM_SQL = f"SELECT {COLUMNS} FROM credit_entries"
 LONG_SQL = "SELECT count(*) FROM credit_entries a, credit_entries b"
 DRIVER_FETCH = 10_000
 FRAME_TIMEOUT = 60.0
@@ -117,7 +117,7 @@ def load_rows(rows: int) -> tuple[int, str]:
         )
         if postgres:
             cursor.execute(
-                f"INSERT INTO credits_ledgerentry ({columns}) "  # noqa: S608 (constants)
+                f"INSERT INTO credits_ledgerentry ({columns}) "
                 "SELECT %s, n, 'grant', 1, 0, n, n, 0, 'bench', 'bench rows', 'system', '', '', 'bench-' || n, "
                 "timestamptz '2026-01-01 00:00:00+00' + n * interval '1 second', repeat('0', 64), repeat('0', 64) "
                 "FROM generate_series(1, %s) AS n",
@@ -126,7 +126,7 @@ def load_rows(rows: int) -> tuple[int, str]:
         else:
             cursor.execute(
                 "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < %s) "
-                f"INSERT INTO credits_ledgerentry ({columns}) "  # noqa: S608 (constants)
+                f"INSERT INTO credits_ledgerentry ({columns}) "
                 "SELECT %s, n, 'grant', 1, 0, n, n, 0, 'bench', 'bench rows', 'system', '', '', 'bench-' || n, "
                 "datetime('2026-01-01 00:00:00', '+' || n || ' seconds'), printf('%%064d', 0), printf('%%064d', 0) "
                 "FROM s",
@@ -437,7 +437,8 @@ def run_stack(stack: str, args: argparse.Namespace) -> dict[str, Any]:
         if stack == "scaled":
             kwargs.update(postgres_url=args.postgres, redis_url=args.redis, redis_prefix="lcbench")
         log(f"{stack}: preparing a fresh database")
-        with server_environment(Path(tmp), **kwargs) as env:
+        with server_environment(Path(tmp), **kwargs) as base_env:
+            env = base_env
             if stack == "scaled" and args.conn_max_age:
                 env = {**env, "DATABASE_URL": f"{env['DATABASE_URL']}?conn_max_age={args.conn_max_age}"}
             command = [sys.executable, str(Path(__file__).resolve()), "--worker", stack]

@@ -32,8 +32,8 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import add_service_arguments, percentile  # noqa: E402
-from devtools.servers import DaphneProcess, manage, server_environment  # noqa: E402
+from bench.common import add_service_arguments, percentile
+from devtools.servers import DaphneProcess, manage, server_environment
 
 SECRET = uuid.uuid4().hex + uuid.uuid4().hex
 TABS_PER_USER = 10
@@ -146,7 +146,7 @@ def http_post(url: str, body: dict[str, Any], bearer: str) -> None:
         method="POST",
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {bearer}"},
     )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - local server
+    with urllib.request.urlopen(request, timeout=30) as response:
         assert response.status == 202
 
 

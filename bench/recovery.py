@@ -41,24 +41,24 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import add_service_arguments, percentile  # noqa: E402
-from devtools.redisprocs import RedisServer, fault_environment, room_presence, with_redis  # noqa: E402
-from devtools.servers import DaphneProcess  # noqa: E402
-from tests.wsclient import DEV_SECRET, Client, connected, dev_token  # noqa: E402
+from bench.common import add_service_arguments, percentile
+from devtools.redisprocs import RedisServer, fault_environment, room_presence, with_redis
+from devtools.servers import DaphneProcess
+from tests.wsclient import DEV_SECRET, Client, connected, dev_token
 
 APP = "app_faults"
 ROOM = f"application:{APP}"
 
 
 def post_broadcast(http: str, token: str, seq: int) -> int:
-    request = urllib.request.Request(  # noqa: S310 - local server
+    request = urllib.request.Request(
         f"{http}/api/applications/{APP}/broadcast",
         data=json.dumps({"message": f"b{seq}", "data": {"seq": seq}}).encode(),
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=5) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -71,7 +71,7 @@ async def until_exact(store: Any, prefix: str, expected: tuple[int, dict[str, in
         try:
             if await asyncio.to_thread(room_presence, store, prefix, ROOM) == expected:
                 return time.monotonic() - start
-        except Exception:  # noqa: BLE001, S110 - Redis still starting
+        except Exception:  # noqa: BLE001 - Redis still starting
             pass
         await asyncio.sleep(0.05)
 
@@ -135,7 +135,7 @@ async def restarts(
         results.append({"presence_exact_s": presence, **delivery, "sockets_open": alive, "sockets": len(clients)})
         print(json.dumps(results[-1]), flush=True)
         await asyncio.sleep(2)
-    for client in clients + [observer]:
+    for client in [*clients, observer]:
         await client.close()
     return results
 

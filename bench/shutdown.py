@@ -39,8 +39,8 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import add_service_arguments  # noqa: E402
-from devtools.servers import DaphneProcess, manage, migrated_environment  # noqa: E402
+from bench.common import add_service_arguments
+from devtools.servers import DaphneProcess, manage, migrated_environment
 
 SECRET = uuid.uuid4().hex + uuid.uuid4().hex
 TABS_PER_USER = 10

@@ -39,9 +39,9 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import add_service_arguments, percentile  # noqa: E402
-from devtools.rawws import RawWebSocket  # noqa: E402
-from devtools.servers import DaphneProcess, manage, server_environment  # noqa: E402
+from bench.common import add_service_arguments, percentile
+from devtools.rawws import RawWebSocket
+from devtools.servers import DaphneProcess, manage, server_environment
 
 SECRET = uuid.uuid4().hex + uuid.uuid4().hex
 ROOM = "application:app_bench"

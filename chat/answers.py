@@ -43,7 +43,7 @@ def deltas(text: str) -> Iterator[str]:
 
 def format_value(name: str, kind: str, value: Any) -> str:
     if value is None:
-        return "–"
+        return "–"  # noqa: RUF001 - a typographic dash for a missing value
     if isinstance(value, bool):
         return "yes" if value else "no"
     if (name in TIME_COLUMNS or kind == "timestamp") and isinstance(value, int) and value > 10**11:
@@ -62,8 +62,7 @@ def format_value(name: str, kind: str, value: Any) -> str:
         except InvalidOperation:
             return _cell(value)
         if number.is_finite():
-            text = format(number.normalize(), "f")
-            return text
+            return format(number.normalize(), "f")
     if isinstance(value, (dict, list)):
         return _cell(str(value))
     return _cell(str(value))
@@ -124,19 +123,21 @@ def compose_analysis(result: dict[str, Any]) -> str:
             "analysis service directly (no SQL).\n"
         )
     lines = [
-        f"Risk of {address} on {chain}: score {result['riskScore']} of 100, level {result['riskLevel']} "
-        f"(compliance analysis over {result.get('hops')} hops; I ran the analysis service directly, no SQL)."
+        (
+            f"Risk of {address} on {chain}: score {result['riskScore']} of 100, level {result['riskLevel']} "
+            f"(compliance analysis over {result.get('hops')} hops; I ran the analysis service directly, no SQL)."
+        )
     ]
     signals = result.get("signals") or []
     if signals:
         lines.append("")
         lines.append("| signal | rule | severity | contribution |")
         lines.append("|---|---|---|---|")
-        for signal in signals[:10]:
-            lines.append(
-                f"| {_cell(str(signal.get('type', '')))} | {_cell(str(signal.get('rule', '')))} | "
-                f"{signal.get('severity', '')} | {signal.get('contribution', '')} |"
-            )
+        lines.extend(
+            f"| {_cell(str(signal.get('type', '')))} | {_cell(str(signal.get('rule', '')))} | "
+            f"{signal.get('severity', '')} | {signal.get('contribution', '')} |"
+            for signal in signals[:10]
+        )
     else:
         lines.append("No risk signals were found within those hops.")
     if result.get("truncated"):

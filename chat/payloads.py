@@ -19,7 +19,7 @@ class ContextPayload(Payload):
 
 class ChatPayload(Payload):
     message = serializers.CharField(max_length=MAX_MESSAGE_LENGTH, help_text="The question, in plain language.")
-    conversationId = serializers.RegexField(  # noqa: N815
+    conversationId = serializers.RegexField(
         CONVERSATION_ID,
         required=False,
         help_text="Chosen by the client (1-64 of A-Z a-z 0-9 . _ : @ -); created on first use. Default: a new one.",
@@ -28,28 +28,28 @@ class ChatPayload(Payload):
 
 
 class ConversationPayload(Payload):
-    conversationId = serializers.CharField()  # noqa: N815
+    conversationId = serializers.CharField()
 
 
 class ChatMessagePayload(Payload):
-    conversationId = serializers.CharField()  # noqa: N815
-    messageId = serializers.CharField()  # noqa: N815
+    conversationId = serializers.CharField()
+    messageId = serializers.CharField()
     role = serializers.ChoiceField(["assistant"])
     delta = serializers.CharField(allow_blank=True, help_text="Text to append; empty on the final message.")
     content = serializers.CharField(required=False, help_text="The whole answer, on the final message only.")
-    isFinal = serializers.BooleanField(help_text="True on exactly one message per answer, the last.")  # noqa: N815
+    isFinal = serializers.BooleanField(help_text="True on exactly one message per answer, the last.")
 
 
 class ChatResponsePayload(Payload):
-    conversationId = serializers.CharField()  # noqa: N815
-    messageId = serializers.CharField()  # noqa: N815
+    conversationId = serializers.CharField()
+    messageId = serializers.CharField()
     tokens = serializers.IntegerField(
         help_text="Tokens the translator reports (a model server's usage); builtin: tokens of the streamed answer."
     )
     sql = serializers.CharField(required=False, help_text="The statement that produced the answer, if one ran.")
     params = serializers.DictField(required=False, help_text="Its parameters (bound, never interpolated).")
-    queryId = serializers.CharField(required=False, help_text="queryId of its run (query_history).")  # noqa: N815
+    queryId = serializers.CharField(required=False, help_text="queryId of its run (query_history).")
 
 
 class ChatErrorPayload(ErrorPayload):
-    conversationId = serializers.CharField(required=False)  # noqa: N815
+    conversationId = serializers.CharField(required=False)

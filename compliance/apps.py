@@ -6,8 +6,8 @@ class ComplianceConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here: these modules read the models, not loaded before ready().
-        from compliance import jobs, tasks
-        from compliance.catalog import register_compliance_tables
+        from compliance import jobs, tasks  # noqa: PLC0415
+        from compliance.catalog import register_compliance_tables  # noqa: PLC0415
 
         register_compliance_tables()
         jobs.use_task_queue(tasks.run_analysis.enqueue)

@@ -110,7 +110,7 @@ def parse_timestamp_ms(value: Any) -> int:
     if isinstance(value, int | float) or (isinstance(value, str) and re.fullmatch(r"\d+(\.\d+)?", value)):
         number = float(value)
         if number < 1e11:
-            return int(round(number * 1000))
+            return round(number * 1000)
         if number < 1e14:
             return int(number)
         return int(number // 1000)

@@ -242,8 +242,10 @@ for _name, _payload, _summary in [
     (
         "address_transactions_update",
         TransactionsUpdatePayload,
-        "To address:<chain>:<address>: transactions of the address just ingested from the chain, newest first "
-        "(entries as in address_transactions_response; at least once: dedupe by hash and asset).",
+        (
+            "To address:<chain>:<address>: transactions of the address just ingested from the chain, newest first "
+            "(entries as in address_transactions_response; at least once: dedupe by hash and asset)."
+        ),
     ),
 ]:
     registry.outbound(_name, _payload, summary=_summary, category=CATEGORY)

@@ -177,8 +177,9 @@ def _prepared_rows(rows: Iterable[Sequence[Any]], fields: list[Any], vendor: str
         for row in rows:
             value = row[i]
             if value is not None and value > INT64_MAX:
-                row = (*row[:i], amount_db_value(value, vendor), *row[i + 1 :])
-            yield row
+                yield (*row[:i], amount_db_value(value, vendor), *row[i + 1 :])
+            else:
+                yield row
         return
     for row in rows:
         if others or any(row[i] is not None and row[i] > INT64_MAX for i in amounts):
@@ -187,8 +188,9 @@ def _prepared_rows(rows: Iterable[Sequence[Any]], fields: list[Any], vendor: str
                 values[i] = amount_db_value(values[i], vendor)
             for i, f in others:
                 values[i] = f.get_db_prep_save(values[i], connection)
-            row = values
-        yield row
+            yield values
+        else:
+            yield row
 
 
 def apportion(total: int, weights: Sequence[int]) -> list[int]:

@@ -137,7 +137,7 @@ def _publish(job: AnalysisJob | dict[str, Any], event: str, data: dict[str, Any]
         async_to_sync(layer.group_send)(job_group(job_id), {"type": JOB_EVENT, "event": event, "data": data})  # type: ignore[union-attr]
         if to_user:
             async_to_sync(push.send_to_user)(user_id, event, data)
-    except Exception:  # noqa: BLE001 - e.g. no process serves connections (embedded layer in a worker)
+    except Exception:  # e.g. no process serves connections (embedded layer in a worker)
         log.debug("could not publish %s of %s", event, job_id, exc_info=True)
 
 
@@ -211,7 +211,7 @@ class _Heartbeat(threading.Thread):
         try:
             while not self.stop.wait(interval):
                 AnalysisJob.objects.filter(pk=self.job_id, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
-        except Exception:  # noqa: BLE001 - the job itself reports failures
+        except Exception:  # the job itself reports failures
             log.warning("heartbeat of %s stopped", self.job_id, exc_info=True)
         finally:
             connection.close()
@@ -400,7 +400,7 @@ def _reaper_loop() -> None:
         try:
             close_old_connections()
             reap_stale_jobs()
-        except Exception:  # noqa: BLE001 - keep reaping; the database may come back
+        except Exception:  # keep reaping; the database may come back
             log.warning("reaping analysis jobs failed", exc_info=True)
         finally:
             connection.close()

@@ -73,7 +73,7 @@ class TransactionsRequest(_AddressRequest):
 
 
 class JobIdPayload(Payload):
-    jobId = serializers.CharField()  # noqa: N815
+    jobId = serializers.CharField()
 
 
 class ProgressPayload(JobIdPayload):
@@ -101,7 +101,7 @@ class SignalPayload(Payload):
     hops = serializers.IntegerField(help_text="0 ownership, 1 direct, more indirect (minimum hops).")
     amount = serializers.CharField(allow_null=True, help_text="Exact, in the asset's units (decimal string).")
     asset = serializers.CharField(allow_null=True)
-    amountUSD = serializers.FloatField(allow_null=True, help_text="Dollar stablecoins only (1 USD each).")  # noqa: N815
+    amountUSD = serializers.FloatField(allow_null=True, help_text="Dollar stablecoins only (1 USD each).")
     share = serializers.FloatField(allow_null=True, help_text="Of the address's flow that way in that asset.")
     contribution = serializers.IntegerField(help_text="Points of riskScore; contributions add up to it.")
     rule = serializers.CharField()
@@ -126,14 +126,14 @@ class ExposurePayload(Payload):
     asset = serializers.CharField()
     direct = serializers.CharField(help_text="Asset units (decimal string).")
     indirect = serializers.CharField(help_text="Asset units (decimal string).")
-    directUSD = serializers.FloatField(allow_null=True)  # noqa: N815
-    indirectUSD = serializers.FloatField(allow_null=True)  # noqa: N815
-    minHops = serializers.IntegerField()  # noqa: N815
+    directUSD = serializers.FloatField(allow_null=True)
+    indirectUSD = serializers.FloatField(allow_null=True)
+    minHops = serializers.IntegerField()
 
 
 class StatsPayload(Payload):
-    addressesVisited = serializers.IntegerField()  # noqa: N815
-    edgesRead = serializers.IntegerField()  # noqa: N815
+    addressesVisited = serializers.IntegerField()
+    edgesRead = serializers.IntegerField()
 
 
 class AnalysisResponsePayload(JobIdPayload):
@@ -141,8 +141,8 @@ class AnalysisResponsePayload(JobIdPayload):
     address = serializers.CharField(help_text="Normal form.")
     hops = serializers.IntegerField()
     known = serializers.BooleanField(help_text="False: the address was never seen (no labels, no transfers).")
-    riskScore = serializers.IntegerField(min_value=0, max_value=100)  # noqa: N815
-    riskLevel = serializers.ChoiceField(["low", "medium", "high", "severe"])  # noqa: N815
+    riskScore = serializers.IntegerField(min_value=0, max_value=100)
+    riskLevel = serializers.ChoiceField(["low", "medium", "high", "severe"])
     clusters = ClusterPayload(many=True)
     signals = SignalPayload(many=True)
     exposure = ExposurePayload(many=True, help_text="Every category reached, licit ones included.")
@@ -152,11 +152,11 @@ class AnalysisResponsePayload(JobIdPayload):
 
 
 class CompletedPayload(JobIdPayload):
-    durationMs = serializers.IntegerField()  # noqa: N815
+    durationMs = serializers.IntegerField()
 
 
 class AnalysisErrorPayload(ErrorPayload):
-    jobId = serializers.CharField(allow_null=True, required=False)  # noqa: N815
+    jobId = serializers.CharField(allow_null=True, required=False)
 
 
 class TransactionPayload(Payload):
@@ -166,7 +166,7 @@ class TransactionPayload(Payload):
     counterparty = serializers.CharField(allow_null=True)
     asset = serializers.CharField()
     amount = serializers.CharField(help_text="Net for the address, in the asset's units (decimal string).")
-    blockNumber = serializers.IntegerField(allow_null=True)  # noqa: N815
+    blockNumber = serializers.IntegerField(allow_null=True)
     fee = serializers.CharField(allow_null=True, help_text="In the chain's native units.")
 
 
@@ -174,7 +174,7 @@ class TransactionsResponsePayload(Payload):
     chain = serializers.CharField()
     address = serializers.CharField()
     transactions = TransactionPayload(many=True)
-    nextCursor = serializers.CharField(allow_null=True, help_text="Opaque; null on the last page.")  # noqa: N815
+    nextCursor = serializers.CharField(allow_null=True, help_text="Opaque; null on the last page.")
 
 
 class TransactionsUpdatePayload(Payload):
@@ -187,10 +187,10 @@ class FlowPayload(Payload):
     direction = serializers.ChoiceField(["outbound", "inbound"])
     day = serializers.CharField(help_text="UTC date, YYYY-MM-DD.")
     asset = serializers.CharField()
-    txCount = serializers.IntegerField()  # noqa: N815
+    txCount = serializers.IntegerField()
     volume = serializers.CharField(help_text="Asset units (decimal string).")
-    volumeUSD = serializers.FloatField(allow_null=True)  # noqa: N815
-    unpricedTransfers = serializers.IntegerField()  # noqa: N815
+    volumeUSD = serializers.FloatField(allow_null=True)
+    unpricedTransfers = serializers.IntegerField()
 
 
 class TotalsPayload(Payload):
@@ -202,8 +202,8 @@ class TotalsPayload(Payload):
 class FlowsResponsePayload(Payload):
     corridor = serializers.CharField()
     flows = FlowPayload(many=True)
-    totalsUSD = TotalsPayload()  # noqa: N815
-    unpricedTransfers = serializers.IntegerField(help_text="Transfers left out of the USD figures.")  # noqa: N815
+    totalsUSD = TotalsPayload()
+    unpricedTransfers = serializers.IntegerField(help_text="Transfers left out of the USD figures.")
     window = type(
         "WindowRangePayload",
         (Payload,),

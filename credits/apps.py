@@ -10,9 +10,9 @@ class CreditsConfig(AppConfig):
     def ready(self) -> None:
         # Imported here: they import models, which cannot be imported before
         # the app registry is ready.
-        from credits import events, relay
-        from credits.handlers import LedgerCharger
-        from credits.models import LedgerEntry
+        from credits import events, relay  # noqa: PLC0415
+        from credits.handlers import LedgerCharger  # noqa: PLC0415
+        from credits.models import LedgerEntry  # noqa: PLC0415
 
         # The registry's charging path charges through the ledger.
         charging.install(LedgerCharger())

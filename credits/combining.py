@@ -147,12 +147,12 @@ class GroupCommit:
     def _execute(self, key: AccountKey, batch: list[_Request[Any]]) -> None:
         try:
             self._execute_together(key, batch)
-        except Exception:  # any database failure: retry each alone
+        except Exception:  # noqa: BLE001 - any database failure: retry each alone
             for request in batch:
                 request.result, request.error = None, None
                 try:
                     request.result = self._alone(key, request.movement)
-                except Exception as exc:  # handed to its own caller
+                except Exception as exc:  # noqa: BLE001 - handed to its own caller
                     request.error = exc
         with self._mutex:
             self.batches += 1

@@ -59,7 +59,9 @@ class PostgresCluster:
         return command
 
     def _run(self, name: str, *args: str, timeout: float = 60) -> None:
-        result = subprocess.run(self._command(name, *args), capture_output=True, text=True, timeout=timeout)
+        result = subprocess.run(
+            self._command(name, *args), check=False, capture_output=True, text=True, timeout=timeout
+        )
         if result.returncode != 0:
             raise RuntimeError(f"{name} {' '.join(args)} failed ({result.returncode}):\n{result.stderr}\n{self.logs()}")
 
@@ -94,7 +96,7 @@ class PostgresCluster:
 
     def running(self) -> bool:
         result = subprocess.run(
-            self._command("pg_ctl", "-D", str(self.datadir), "status"), capture_output=True, text=True
+            self._command("pg_ctl", "-D", str(self.datadir), "status"), check=False, capture_output=True, text=True
         )
         return result.returncode == 0
 

@@ -194,7 +194,7 @@ class Sentinel(_Process):
             try:
                 if self.primary_port() == port:
                     return
-            except Exception:  # noqa: S110 - sentinel still starting
+            except Exception:  # noqa: BLE001, S110 - sentinel still starting
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"sentinel did not promote port {port}:\n{self.logs()}")
@@ -208,7 +208,7 @@ class Sentinel(_Process):
                 replicas = self.client().execute_command("SENTINEL", "REPLICAS", self.master_name)  # type: ignore[attr-defined]
                 if len(replicas) >= count:
                     return
-            except Exception:  # noqa: S110 - sentinel still starting
+            except Exception:  # noqa: BLE001, S110 - sentinel still starting
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"sentinel did not discover {count} replicas:\n{self.logs()}")

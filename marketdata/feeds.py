@@ -40,7 +40,7 @@ def ccxt_pro() -> Any:
     try:
         # Imported here: ccxt is an optional extra (FEEDS_EXTRA), installed
         # only where live exchange feeds run.
-        import ccxt.pro
+        import ccxt.pro  # noqa: PLC0415
     except ImportError:
         raise FeedsExtraMissing(
             f"live exchange feeds need ccxt, an optional extra: .venv/bin/pip install -r {FEEDS_EXTRA}"

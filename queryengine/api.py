@@ -11,20 +11,20 @@ from rest_framework.views import APIView
 from queryengine import services
 
 
-class CatalogColumnSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class CatalogColumnSerializer(serializers.Serializer):
     name = serializers.CharField()
     type = serializers.CharField(help_text="integer, float, decimal, text, boolean, timestamp, date or json.")
     description = serializers.CharField()
 
 
-class CatalogTableSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class CatalogTableSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     scope = serializers.CharField(help_text="public, or private: only your rows in the bound application.")
     columns = CatalogColumnSerializer(many=True)
 
 
-class CatalogSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class CatalogSerializer(serializers.Serializer):
     tables = CatalogTableSerializer(many=True)
     functions = serializers.ListField(child=serializers.CharField(), help_text="Functions queries may call.")
 

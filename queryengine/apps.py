@@ -7,8 +7,8 @@ class QueryEngineConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here: the models these modules import need the app registry ready.
-        from queryengine.config import check_settings
-        from queryengine.tables import register_builtin_tables
+        from queryengine.config import check_settings  # noqa: PLC0415
+        from queryengine.tables import register_builtin_tables  # noqa: PLC0415
 
         check_settings()
         register_builtin_tables()

@@ -115,7 +115,7 @@ def query_login_from_url(url: str, role: str) -> dict[str, Any]:
         raise ImproperlyConfigured(f"{name}: expected a postgres:// URL")
     try:
         params: dict[str, Any] = dict(conninfo_to_dict(url))
-    except Exception as exc:  # psycopg.ProgrammingError with libpq's reason
+    except Exception as exc:  # noqa: BLE001 - psycopg.ProgrammingError with libpq's reason
         raise ImproperlyConfigured(f"{name}: invalid URL ({str(exc).strip()})") from None
     user = params.setdefault("user", role)
     if user != role:

@@ -15,7 +15,7 @@ query ends other than completing is a ``QueryFailed``, sent as
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, cast
 
 from channels.db import database_sync_to_async
 
@@ -87,7 +87,9 @@ async def query(ctx: RequestContext, data: dict[str, Any]) -> None:
 
     def chunk(rows: list[list[Any]], schema: list[dict[str, str]]) -> Awaitable[None]:
         data = {"queryId": query_id, "rows": rows, "schema": schema}
-        return ctx.connection.send(text_data=protocol.encode("query_response", data, ctx.request_id))
+        # The consumer (channels is untyped) returns its send coroutine.
+        sent = ctx.connection.send(text_data=protocol.encode("query_response", data, ctx.request_id))
+        return cast(Awaitable[None], sent)
 
     async def completed(duration_ms: int, total_rows: int, truncated: bool) -> None:
         await ctx.send(

@@ -13,8 +13,8 @@ from queryengine.models import QueryRecord
 from queryengine.services import run_query
 
 __all__ = [
-    "CancelHandle",
     "Caller",
+    "CancelHandle",
     "Column",
     "QueryError",
     "QueryFailed",

@@ -70,7 +70,7 @@ class _Outbox:
                     await item
                 else:
                     _discard(item)
-            except Exception as exc:  # handed to the worker at its next event
+            except Exception as exc:  # noqa: BLE001 - handed to the worker at its next event
                 self.error = exc
             finally:
                 self.slots.release()

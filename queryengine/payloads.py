@@ -12,7 +12,7 @@ MAX_SQL_LENGTH = 20_000
 MAX_PARAMS = 100
 
 
-class QueryParamsField(serializers.JSONField):
+class QueryParamsField(serializers.JSONField):  # type: ignore[misc]  # DRF is untyped here
     """A list bound to ``?`` placeholders or an object bound to ``:name``
     placeholders; values are scalars (string, number, boolean, null)."""
 
@@ -40,23 +40,23 @@ class QueryParamsField(serializers.JSONField):
 class QueryPayload(Payload):
     sql = serializers.CharField(max_length=MAX_SQL_LENGTH, trim_whitespace=False, help_text="One read-only SELECT.")
     params = QueryParamsField(required=False, allow_null=True, help_text="List for ? placeholders or object for :name.")
-    applicationId = serializers.CharField(  # noqa: N815
+    applicationId = serializers.CharField(
         required=False, max_length=64, help_text="Application to run in and charge; default: the connection's."
     )
 
 
 class QueryCancelPayload(Payload):
-    queryId = serializers.CharField(max_length=64)  # noqa: N815
+    queryId = serializers.CharField(max_length=64)
 
 
 class QueryStartedPayload(Payload):
-    queryId = serializers.CharField()  # noqa: N815
-    estimatedMs = serializers.IntegerField()  # noqa: N815
+    queryId = serializers.CharField()
+    estimatedMs = serializers.IntegerField()
 
 
 class QueryProgressPayload(Payload):
-    queryId = serializers.CharField()  # noqa: N815
-    rowsProcessed = serializers.IntegerField()  # noqa: N815
+    queryId = serializers.CharField()
+    rowsProcessed = serializers.IntegerField()
     pct = serializers.FloatField(allow_null=True, help_text="0-100, never decreasing; null when unknown.")
 
 
@@ -66,23 +66,23 @@ class SchemaColumnPayload(Payload):
 
 
 class QueryResponsePayload(Payload):
-    queryId = serializers.CharField()  # noqa: N815
+    queryId = serializers.CharField()
     rows = serializers.ListField(child=serializers.JSONField(), help_text="Rows as arrays aligned with schema.")
     schema = SchemaColumnPayload(many=True)
 
 
 class QueryCompletedPayload(Payload):
-    queryId = serializers.CharField()  # noqa: N815
-    durationMs = serializers.IntegerField()  # noqa: N815
-    totalRows = serializers.IntegerField()  # noqa: N815
+    queryId = serializers.CharField()
+    durationMs = serializers.IntegerField()
+    totalRows = serializers.IntegerField()
     truncated = serializers.BooleanField(help_text="True when rows past the application's row cap were cut.")
 
 
 class QueryErrorPayload(Payload):
-    queryId = serializers.CharField(required=False, allow_null=True)  # noqa: N815
+    queryId = serializers.CharField(required=False, allow_null=True)
     code = serializers.CharField()
     message = serializers.CharField()
-    retryAfter = serializers.IntegerField(required=False)  # noqa: N815
+    retryAfter = serializers.IntegerField(required=False)
     line = serializers.IntegerField(required=False)
     column = serializers.IntegerField(required=False)
 

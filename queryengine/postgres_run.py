@@ -124,7 +124,7 @@ class EarlyConnection:
     def _connect(self, target: DatabaseTarget) -> None:
         try:
             self._connection = connect_postgres(target)
-        except BaseException as exc:  # raised by take(), in the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - raised by take(), in the caller's thread
             self._error = exc
 
     def take(self) -> Any:

@@ -314,7 +314,7 @@ def _execute(
         status = _STATUS_FOR_CODE.get(exc.code, QueryRecord.Status.FAILED)
         _finish(record_id, started, status=status, error_code=exc.code, error_message=exc.message[:2000])
         raise QueryFailed(exc, record_id) from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any other failure is recorded on the query's row first
         raise _failure(record_id, started, cancel, exc) from None
 
 

@@ -135,13 +135,13 @@ def register_builtin_tables() -> None:
             scope=Scope.PRIVATE,
             source=(
                 f'"{entry.db_table}" AS e JOIN "{account.db_table}" AS a '
-                f'ON a."{account.pk.column}" = e."{entry.get_field("account").column}"'  # type: ignore[union-attr]
+                f'ON a."{account.pk.column}" = e."{entry.get_field("account").column}"'
             ),
-            user_column=f'a."{account.get_field("user").column}"',  # type: ignore[union-attr]
-            application_column=f'a."{account.get_field("application").column}"',  # type: ignore[union-attr]
+            user_column=f'a."{account.get_field("user").column}"',
+            application_column=f'a."{account.get_field("application").column}"',
             columns=(
                 Column("transaction_id", "integer", e("id"), "The entry's id (transactionId in credit events)."),
-                Column("application_id", "text", f'a."{account.get_field("application").column}"', "Application."),  # type: ignore[union-attr]
+                Column("application_id", "text", f'a."{account.get_field("application").column}"', "Application."),
                 Column("sequence", "integer", e("sequence"), "Per-account sequence, from 1, without gaps."),
                 Column("type", "text", e("kind"), "grant deduction refund hold capture release expiry adjustment"),
                 Column("amount", "integer", e("amount"), "Signed change of the balance."),

@@ -148,7 +148,7 @@ _UNCHANGED: dict[str, frozenset[type]] = {
 }
 _PLAIN_UNCHANGED: frozenset[type] = frozenset({str, int, bool, NoneType})
 _NUMBERS: frozenset[type] = frozenset({Decimal, int, float})
-NAIVE_EPOCH = datetime(1970, 1, 1)
+NAIVE_EPOCH = datetime(1970, 1, 1)  # noqa: DTZ001 - naive on purpose: the epoch of naive values
 
 Column = Sequence[Any]
 ColumnConverter = Callable[[Column], Column]

@@ -19,7 +19,7 @@ class RealtimeConfig(AppConfig):
         connection_created.connect(_bound_statements, dispatch_uid="realtime-statement-timeout")
         # Imported here: they import models, which cannot be imported before
         # the app registry is ready (this module is).
-        from realtime import departures, presence, processes
+        from realtime import departures, presence, processes  # noqa: PLC0415
 
         background.register("process heartbeat", processes.start)
         background.register("presence heartbeat", lambda: presence.store().start(departures.on_departures))
@@ -30,7 +30,7 @@ def _bound_statements(sender: object, connection: Any, **kwargs: object) -> None
     LEDGERCORE_DB_STATEMENT_TIMEOUT_MS (management commands are not bound)."""
     # Imported here: realtime.processes imports models, which cannot be
     # imported before the app registry is ready (this module is).
-    from realtime import processes
+    from realtime import processes  # noqa: PLC0415
 
     timeout = settings.LEDGERCORE_DB_STATEMENT_TIMEOUT_MS
     if processes.serving() and timeout and connection.vendor == "postgresql":

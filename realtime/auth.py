@@ -90,7 +90,7 @@ class KeySet:
             waiting.result(timeout=self.timeout)
         except concurrent.futures.TimeoutError:
             raise AuthenticationFailed("signing keys could not be fetched in time; try again") from None
-        except Exception:
+        except Exception:  # noqa: BLE001 - any fetch failure is one the client may retry
             raise AuthenticationFailed("signing keys could not be fetched; try again") from None
         return self._after_fetch(kid)
 
@@ -104,7 +104,7 @@ class KeySet:
             await asyncio.wait_for(asyncio.wrap_future(waiting), self.timeout)
         except TimeoutError:
             raise AuthenticationFailed("signing keys could not be fetched in time; try again") from None
-        except Exception:
+        except Exception:  # noqa: BLE001 - any fetch failure is one the client may retry
             raise AuthenticationFailed("signing keys could not be fetched; try again") from None
         return self._after_fetch(kid)
 
@@ -158,7 +158,7 @@ class KeySet:
     def _fetch(self, future: concurrent.futures.Future[None]) -> None:
         try:
             keys = fetch_jwks(self.url, self.timeout)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - logged, kept for the status, handed to the waiters
             log.warning("could not fetch signing keys from %s: %s", self.url, exc)
             with self._lock:
                 self._failure = str(exc) or type(exc).__name__

@@ -207,12 +207,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
             await self.channel_layer.group_add(rooms.group_name(room), self.channel_name)
             if namespace.history:
                 recovery = await self.streams.open(room, since)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - undone below, then raised again
             failure = exc
         if failure is None or keep:
             try:
                 count, first = await presence.store().join(room, self.channel_name, self.user_id, keep=keep)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - undone below, then raised again
                 failure = failure or exc
         if failure is not None:
             if keep and is_outage(failure):
@@ -229,7 +229,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
                     failure,
                     failure.__cause__,
                 )
-                raise RedisUnavailable() from failure
+                raise RedisUnavailable from failure
             raise failure
         if first and namespace.presence_events:
             await departures.announce(

@@ -27,7 +27,7 @@ from realtime.payloads import (
     ValidationErrorPayload,
 )
 from realtime.payloads import (
-    ErrorPayload as ErrorPayload,  # re-exported: apps' error payloads subclass it
+    ErrorPayload as ErrorPayload,  # noqa: PLC0414 - re-exported: apps' error payloads subclass it
 )
 from realtime.protocol import encode, now_ms
 from realtime.registry import registry

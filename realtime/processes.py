@@ -40,7 +40,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 # Re-exported: apps call processes.is_database_error (its home is realtime.errors).
-from realtime.errors import is_database_error as is_database_error
+from realtime.errors import is_database_error as is_database_error  # noqa: PLC0414
 from realtime.models import ServerProcess
 
 log = logging.getLogger(__name__)

@@ -64,7 +64,7 @@ class RedisUnavailable(Unavailable):
 
 
 def is_outage(exc: BaseException) -> bool:
-    return isinstance(exc, REDIS_ERRORS + (RedisUnavailable,))
+    return isinstance(exc, (*REDIS_ERRORS, RedisUnavailable))
 
 
 @dataclass
@@ -107,7 +107,8 @@ class _Health:
             self.down_since = None
             self.failures = 0
             self.generation += 1
-            for listener in list(_recovery_listeners):
+            # A copy: a listener may register another one while they run.
+            for listener in _recovery_listeners.copy():
                 try:
                     listener()
                 except Exception:

@@ -22,6 +22,8 @@ from typing import Any
 
 from chat.eval.fixtures import Fixture
 from chat.translators import ChatContext, Translation, Translator, Turn
+from queryengine import interface as queries
+from queryengine.interface import QueryRecord
 
 QUESTIONS = Path(__file__).with_name("questions.json")
 
@@ -115,9 +117,6 @@ def _history(translator: Translator, questions: list[str], context: ChatContext,
 
 
 def evaluate(translator: Translator, fixture: Fixture, questions: list[dict[str, Any]] | None = None) -> Report:
-    from queryengine import interface as queries
-    from queryengine.interface import QueryRecord
-
     report = Report()
     for question in questions if questions is not None else load_questions():
         text = fixture.substitute(question["question"])

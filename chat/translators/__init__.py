@@ -18,12 +18,14 @@ NAMES = ("builtin", "openai")
 
 def get_translator(name: str | None = None) -> Translator:
     name = (name or getattr(settings, "LEDGERCORE_CHAT_TRANSLATOR", "builtin") or "builtin").lower()
+    # Imported here: only the configured translator is loaded (the built-in
+    # one is large, and each reads the catalog and models of other apps).
     if name == "builtin":
-        from chat.translators.builtin import BuiltinTranslator
+        from chat.translators.builtin import BuiltinTranslator  # noqa: PLC0415
 
         return BuiltinTranslator()
     if name == "openai":
-        from chat.translators.openai import OpenAITranslator
+        from chat.translators.openai import OpenAITranslator  # noqa: PLC0415
 
         return OpenAITranslator.from_settings()
     raise ImproperlyConfigured(f"LEDGERCORE_CHAT_TRANSLATOR: expected one of {', '.join(NAMES)}, got {name!r}")

@@ -605,8 +605,7 @@ def _resolution(text: str) -> str | None:
     if match is None:
         match = re.search(r"\b(\d+)(s|m|h|d)\b", text)
     if match:
-        value = f"{int(match.group(1))}{RESOLUTION_UNITS[match.group(2)]}"
-        return value
+        return f"{int(match.group(1))}{RESOLUTION_UNITS[match.group(2)]}"
     for word, resolution in RESOLUTION_WORDS.items():
         if _has(text, f"{word} candles", f"{word} candle", f"{word} bars", f"{word} klines", word + "ly") or (
             word in ("hourly", "daily") and _has(text, word)
@@ -1005,7 +1004,7 @@ class BuiltinTranslator:
         elif s.aggregate in ("avg", "max", "min") and (price or not volume):
             func = s.aggregate
             measure = (f"{func}(price)", f"{func}_price", "")
-        elif s.aggregate in ("avg",) and volume:
+        elif s.aggregate == "avg" and volume:
             measure = ("avg(size)", "avg_size", "")
         elif volume or s.aggregate == "sum":
             measure = ("sum(size)", "volume", "")

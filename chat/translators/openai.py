@@ -30,7 +30,12 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
+
 from chat.translators.base import ChatContext, ProgressCallback, Translation, TranslatorUnavailable, Turn
+from chat.translators.builtin import BuiltinTranslator
+from chat.vocabulary import Vocabulary
+from queryengine.interface import Caller, QueryError, catalog, compile_query
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +88,6 @@ class OpenAITranslator:
 
     @classmethod
     def from_settings(cls) -> OpenAITranslator:
-        from django.conf import settings
-
         return cls(
             base_url=str(getattr(settings, "LEDGERCORE_CHAT_OPENAI_BASE_URL", "https://api.openai.com/v1")),
             model=str(getattr(settings, "LEDGERCORE_CHAT_OPENAI_MODEL", "gpt-4o-mini")),
@@ -95,19 +98,13 @@ class OpenAITranslator:
     # ------------------------------------------------------------ prompt
 
     def schema_text(self) -> str:
-        from queryengine.interface import catalog
-
         lines = []
         for table in catalog.describe():
             lines.append(f"table {table['name']} ({table['scope']}): {table['description']}")
-            for column in table["columns"]:
-                lines.append(f"  {column['name']} {column['type']}: {column['description']}")
+            lines.extend(f"  {column['name']} {column['type']}: {column['description']}" for column in table["columns"])
         return "\n".join(lines)
 
     def examples(self, now_ms: int) -> list[dict[str, str]]:
-        from chat.translators.builtin import BuiltinTranslator
-        from chat.vocabulary import Vocabulary
-
         # A fixed vocabulary: the examples name their symbols themselves, and
         # the prompt must not depend on what the database holds today.
         builtin = BuiltinTranslator(Vocabulary(symbols=("BTC-USD", "ETH-USD")))
@@ -251,8 +248,6 @@ class OpenAITranslator:
     @staticmethod
     def validate(sql: str, params: Any, application_id: str) -> str:
         """'' when the query engine's compiler accepts the statement, else why not."""
-        from queryengine.interface import Caller, QueryError, catalog, compile_query
-
         try:
             compile_query(
                 sql,

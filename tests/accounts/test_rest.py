@@ -22,7 +22,7 @@ def call(live_server_url: str, method: str, path: str, token: str | None, body: 
         headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
     )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - local test server
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())

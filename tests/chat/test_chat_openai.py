@@ -39,7 +39,7 @@ class FakeModelServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 outer.requests.append(json.loads(self.rfile.read(length)))
                 outer.headers.append(dict(self.headers))

@@ -171,7 +171,7 @@ async def test_the_conversation_room_carries_the_stream_to_the_owners_other_tabs
             response = await tab.expect("chat_response", timeout=10)
             assert "id" not in response and response["data"]["messageId"] == frames[-1]["data"]["messageId"]
             pushed = [f for f in tab.backlog if f["event"].startswith("chat_")]
-            assert [f["event"] for f in pushed][0] == "chat_typing"
+            assert next(f["event"] for f in pushed) == "chat_typing"
             assert sum(1 for f in pushed if f["event"] == "chat_message" and f["data"]["isFinal"]) == 1
 
 

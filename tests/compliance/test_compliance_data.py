@@ -305,7 +305,7 @@ def ofac_dir() -> Path:
 def provenance_counts(directory: Path) -> dict[str, int]:
     """The per-asset counts stated in PROVENANCE.md ("XBT 517, ..., ARB/BNB 1 each")."""
     text = (directory / "PROVENANCE.md").read_text()
-    line = re.search(r"Counts:(.*?)\(total", text, re.S)
+    line = re.search(r"Counts:(.*?)\(total", text, re.DOTALL)
     assert line, "PROVENANCE.md has no Counts line"
     counts: dict[str, int] = {}
     for part in line.group(1).replace("\n", " ").split(","):

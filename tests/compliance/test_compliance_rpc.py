@@ -345,7 +345,7 @@ class _FlakyNode(http.server.BaseHTTPRequestHandler):
     failures: list[str] = []
     seen: list[Any] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).seen.append(body)
         mode = type(self).failures.pop(0) if type(self).failures else "ok"

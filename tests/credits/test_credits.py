@@ -125,7 +125,7 @@ class TestMovements:
 
     def test_prices_default_from_settings_and_override_per_application(self, settings):
         settings.LEDGERCORE_PRICES = {"query": 3}
-        user, app = new_user()
+        _user, app = new_user()
         assert services.price_of(app, "query") == 3
         assert services.price_of(app, "unknown") == 0
         Price.objects.create(application_id=app, action="query", amount=7)
@@ -345,7 +345,7 @@ def test_movements_committed_together_keep_their_own_outcomes():
 
         try:
             outcomes[name] = call()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to the test
             outcomes[name] = exc
         finally:
             connections.close_all()

@@ -94,7 +94,7 @@ def test_user_sees_only_own_accounts():
 @pytest.mark.parametrize("staff", [True, False], ids=["staff", "permission"])
 def test_finance_sees_all_accounts_and_filters(staff):
     alice, alice_app = funded("alice")
-    bob, bob_app = funded("bob", 50)
+    _bob, bob_app = funded("bob", 50)
     team = Application.objects.create(name="team")
     services.grant_credits(alice.pk, team.id, 7, reason="r", actor=SYSTEM)
     client = client_for(finance_user(staff=staff))
@@ -138,8 +138,8 @@ def test_user_sees_only_own_entries_with_all_fields():
 
 
 def test_finance_sees_all_entries_and_filters_work():
-    alice, alice_app = funded("alice", 100, 30)
-    bob, bob_app = funded("bob", 50, 5)
+    _alice, alice_app = funded("alice", 100, 30)
+    _bob, _bob_app = funded("bob", 50, 5)
     client = client_for(finance_user())
 
     assert len(client.get("/api/credits/entries/").json()["results"]) == 4

@@ -6,6 +6,7 @@ equals the stored candles bucket for bucket."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 import uuid
@@ -60,7 +61,7 @@ class Feed(threading.Thread):
                     batch.append(TradeInput(venue, self.symbol, str(n), now - k, price, Decimal("0.5"), "buy"))
                 self.stored += services.ingest_trades(batch).inserted
                 time.sleep(self.every)
-        except BaseException as exc:  # reported by the test
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
             self.error = exc
         finally:
             connections.close_all()
@@ -316,4 +317,4 @@ def test_replay_moves_trades_to_now_keeps_their_pace_and_renames_them():
     assert [t.ts for t in moved] == [5_000 + i * 25 for i in range(10)]
     assert [t.trade_id for t in moved] == [f"run1-{i}" for i in range(10)]
     dues = [due for due, _ in batches]
-    assert dues == sorted(dues) and all(b - a >= 0.1 for a, b in zip(dues, dues[1:], strict=False))
+    assert dues == sorted(dues) and all(b - a >= 0.1 for a, b in itertools.pairwise(dues))

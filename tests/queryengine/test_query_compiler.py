@@ -120,27 +120,43 @@ class TestAccepted:
         [
             "SELECT type, count(*) AS n FROM credit_entries GROUP BY type HAVING count(*) > 1 ORDER BY n DESC",
             "SELECT DISTINCT type FROM credit_entries WHERE amount BETWEEN -5 AND 5 OR type IN ('grant', 'refund')",
-            "SELECT CASE WHEN amount > 0 THEN 'in' ELSE 'out' END AS side, coalesce(nullif(type, ''), '?') FROM "
-            "credit_entries",
-            "SELECT lower(type) || '-' || upper(type), length(type), substr(type, 1, 2), replace(type, 'a', 'b') "
-            "FROM credit_entries",
+            (
+                "SELECT CASE WHEN amount > 0 THEN 'in' ELSE 'out' END AS side, coalesce(nullif(type, ''), '?') FROM "
+                "credit_entries"
+            ),
+            (
+                "SELECT lower(type) || '-' || upper(type), length(type), substr(type, 1, 2), replace(type, 'a', 'b') "
+                "FROM credit_entries"
+            ),
             "SELECT abs(amount), round(amount / 3.0, 2), greatest(amount, 0), least(amount, 0) FROM credit_entries",
-            "SELECT row_number() OVER (PARTITION BY type ORDER BY created_at), lag(amount) OVER w FROM "
-            "credit_entries WINDOW w AS (ORDER BY transaction_id)",
-            "SELECT sum(amount) OVER (ORDER BY transaction_id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM "
-            "credit_entries",
+            (
+                "SELECT row_number() OVER (PARTITION BY type ORDER BY created_at), lag(amount) OVER w FROM "
+                "credit_entries WINDOW w AS (ORDER BY transaction_id)"
+            ),
+            (
+                "SELECT sum(amount) OVER (ORDER BY transaction_id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM "
+                "credit_entries"
+            ),
             "SELECT count(*) FILTER (WHERE amount < 0), count(DISTINCT type) FROM credit_entries",
-            "SELECT date_trunc('day', created_at) AS day, extract(hour FROM created_at), count(*) FROM "
-            "credit_entries GROUP BY 1, 2",
-            "SELECT * FROM credit_entries WHERE created_at > now() - interval '7 days' AND created_at < "
-            "current_date + interval '1 day'",
+            (
+                "SELECT date_trunc('day', created_at) AS day, extract(hour FROM created_at), count(*) FROM "
+                "credit_entries GROUP BY 1, 2"
+            ),
+            (
+                "SELECT * FROM credit_entries WHERE created_at > now() - interval '7 days' AND created_at < "
+                "current_date + interval '1 day'"
+            ),
             "SELECT cast(amount AS text), amount::double precision, cast('2024-01-01' AS date) FROM credit_entries",
             "SELECT type FROM credit_entries WHERE type ILIKE 'G%' AND type NOT LIKE 'x\\_%' ESCAPE '\\'",
             "SELECT * FROM credit_entries a LEFT JOIN trades t ON t.amount = a.amount",
-            "SELECT e.amount FROM credit_entries e WHERE EXISTS (SELECT 1 FROM query_history h WHERE h.status = "
-            "e.type)",
-            "WITH big AS (SELECT * FROM credit_entries WHERE amount > 10), small AS (SELECT * FROM big WHERE "
-            "amount < 100) SELECT count(*) FROM small",
+            (
+                "SELECT e.amount FROM credit_entries e WHERE EXISTS (SELECT 1 FROM query_history h WHERE h.status = "
+                "e.type)"
+            ),
+            (
+                "WITH big AS (SELECT * FROM credit_entries WHERE amount > 10), small AS (SELECT * FROM big WHERE "
+                "amount < 100) SELECT count(*) FROM small"
+            ),
             "SELECT amount FROM credit_entries UNION ALL SELECT amount FROM trades ORDER BY 1 LIMIT 5",
             "SELECT amount FROM credit_entries INTERSECT SELECT amount FROM trades",
             "SELECT amount FROM credit_entries EXCEPT SELECT amount FROM trades",
@@ -167,8 +183,10 @@ class TestTenantGuard:
             ("SELECT * FROM credit_entries WHERE amount > 0 OR 1 = 1", 1),
             ("SELECT * FROM credit_entries WHERE true OR type = 'x'", 1),
             (
-                "SELECT a.amount, b.amount FROM credit_entries a JOIN credit_entries b ON a.transaction_id = "
-                "b.transaction_id",
+                (
+                    "SELECT a.amount, b.amount FROM credit_entries a JOIN credit_entries b ON a.transaction_id = "
+                    "b.transaction_id"
+                ),
                 2,
             ),
             ("SELECT a.amount FROM credit_entries a, credit_entries b, credit_entries c", 3),

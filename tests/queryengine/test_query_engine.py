@@ -90,7 +90,7 @@ def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, dict[str, An
     def body() -> None:
         try:
             result["value"] = target()
-        except BaseException as exc:  # handed to the test
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
             result["error"] = exc
         finally:
             connections.close_all()
@@ -114,7 +114,7 @@ def slow_user() -> tuple[Any, str]:
 class TestTenantIsolation:
     def test_a_user_sees_only_their_own_entries_in_the_bound_application(self):
         alice, alice_app = funded_user("alice", grants=3)
-        bob, bob_app = funded_user("bob", grants=2)
+        bob, _bob_app = funded_user("bob", grants=2)
         shared = Application.objects.create(name="shared")
         accounts.add_member(shared, alice, Membership.Role.MEMBER)
         accounts.add_member(shared, bob, Membership.Role.MEMBER)
@@ -140,15 +140,19 @@ class TestTenantIsolation:
         [
             ("SELECT count(*) FROM credit_entries a JOIN credit_entries b ON true", 4),
             (
-                "SELECT count(*) FROM (SELECT amount FROM credit_entries UNION ALL SELECT amount FROM "
-                "credit_entries) u",
+                (
+                    "SELECT count(*) FROM (SELECT amount FROM credit_entries UNION ALL SELECT amount FROM "
+                    "credit_entries) u"
+                ),
                 4,
             ),
             ("WITH credit_entries AS (SELECT * FROM credit_entries) SELECT count(*) FROM credit_entries", 2),
             ("SELECT (SELECT count(*) FROM credit_entries) * (SELECT count(*) FROM credit_entries)", 4),
             (
-                "SELECT count(*) FROM credit_entries WHERE transaction_id IN (SELECT transaction_id FROM "
-                "credit_entries)",
+                (
+                    "SELECT count(*) FROM credit_entries WHERE transaction_id IN (SELECT transaction_id FROM "
+                    "credit_entries)"
+                ),
                 2,
             ),
         ],

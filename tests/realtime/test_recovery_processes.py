@@ -62,7 +62,7 @@ def post_broadcasts(http: str, application: str, owner: str, tag: str, count: in
             method="POST",
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
         )
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - local server
+        with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 202
         progress.append(1)
 
@@ -74,7 +74,7 @@ async def collect(client: Client, room: str, until: Any, timeout: float = 40.0) 
         remaining = deadline - time.monotonic()
         assert remaining > 0, f"stopped at {len(frames)} frames: {frames[-3:]}"
         frame = await client.recv(timeout=remaining)
-        if frame.get("room") == room and frame["event"] not in {"subscribed"}:
+        if frame.get("room") == room and frame["event"] != "subscribed":
             frames.append(frame)
     return frames
 

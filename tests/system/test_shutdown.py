@@ -196,7 +196,7 @@ def test_sigterm_drains_requests_closes_1001_releases_presence_and_exits_cleanly
         result = asyncio.run(scenario(a, b, scaled))
         if b:
             procs, records = redis_members(env["LEDGERCORE_REDIS_PREFIX"])
-            with urllib.request.urlopen(f"{b.http}/readyz", timeout=5) as response:  # noqa: S310 - local
+            with urllib.request.urlopen(f"{b.http}/readyz", timeout=5) as response:
                 assert response.status == 200
     finally:
         a.kill()

@@ -17,6 +17,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connection
 
+from chat.eval import fixtures, runner
+from chat.translators import get_translator
+
 
 class Command(BaseCommand):
     help = "Execution accuracy of a chat translator over the evaluation set (in a throwaway database)."
@@ -27,9 +30,6 @@ class Command(BaseCommand):
         parser.add_argument("--min-accuracy", type=float, default=0.0, help="exit 1 below this share (0-1)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from chat.eval import fixtures, runner
-        from chat.translators import get_translator
-
         settings_dict = connection.settings_dict
         old_name, old_test = settings_dict["NAME"], dict(settings_dict.get("TEST") or {})
         # A database of its own, never the configured one nor a test run's.
