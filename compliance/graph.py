@@ -155,9 +155,7 @@ def clusters_of(address_ids: Collection[int]) -> dict[int, int]:
     """address id -> cluster id, for the clustered ones."""
     result: dict[int, int] = {}
     for chunk in chunked(sorted(set(address_ids))):
-        result.update(
-            Address.objects.filter(id__in=chunk, cluster__isnull=False).values_list("id", "cluster_id")  # type: ignore[misc]
-        )
+        result.update(Address.objects.filter(id__in=chunk, cluster__isnull=False).values_list("id", "cluster_id"))
     return result
 
 

@@ -117,7 +117,7 @@ def insert_rows(
             stage = quote(f"stage_{opts.db_table}"[:60])
             cursor.execute(f"DROP TABLE IF EXISTS {stage}")
             cursor.execute(f"CREATE TEMPORARY TABLE {stage} AS SELECT {names} FROM {table} WITH NO DATA")  # noqa: S608
-            with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            with cursor.copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
                 for row in prepared:
                     copy.write_row(row)
             cursor.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage}{on_conflict}")  # noqa: S608
@@ -147,7 +147,7 @@ def widen_activity(rows: Sequence[tuple[int, int, int]]) -> None:
             stage = quote("stage_address_activity")
             cursor.execute(f"DROP TABLE IF EXISTS {stage}")
             cursor.execute(f"CREATE TEMPORARY TABLE {stage} (id bigint, low bigint, high bigint)")
-            with cursor.copy(f"COPY {stage} (id, low, high) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            with cursor.copy(f"COPY {stage} (id, low, high) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
             cursor.execute(

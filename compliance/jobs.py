@@ -134,7 +134,7 @@ def _publish(job: AnalysisJob | dict[str, Any], event: str, data: dict[str, Any]
     user_id = job["user__username"] if isinstance(job, dict) else job.user.username
     layer = get_channel_layer()
     try:
-        async_to_sync(layer.group_send)(job_group(job_id), {"type": JOB_EVENT, "event": event, "data": data})  # type: ignore[union-attr]
+        async_to_sync(layer.group_send)(job_group(job_id), {"type": JOB_EVENT, "event": event, "data": data})
         if to_user:
             async_to_sync(push.send_to_user)(user_id, event, data)
     except Exception:  # e.g. no process serves connections (embedded layer in a worker)

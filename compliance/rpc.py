@@ -134,7 +134,7 @@ class RpcClient:
 
     def _delay(self, state: RetryCallState) -> float:
         """Exponential backoff from ``backoff`` with up to 25% jitter."""
-        return self.backoff * 2 ** (state.attempt_number - 1) * (1 + random.random() / 4)  # jitter
+        return float(self.backoff * 2 ** (state.attempt_number - 1) * (1 + random.random() / 4))  # jitter
 
     def _id(self) -> int:
         self._next_id += 1

@@ -28,7 +28,7 @@ def _read[T](name: str, reader: Callable[[], T]) -> T:
 
 
 def text(name: str, default: str = "") -> str:
-    return _read(name, lambda: _env.str(name, default=default))
+    return str(_read(name, lambda: _env.str(name, default=default)))
 
 
 def flag(name: str, default: bool) -> bool:
@@ -43,14 +43,14 @@ def flag(name: str, default: bool) -> bool:
 
 
 def integer(name: str, default: int, minimum: int | None = None) -> int:
-    value = _read(name, lambda: _env.int(name, default=default))
+    value = int(_read(name, lambda: _env.int(name, default=default)))
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name}: must be at least {minimum}, got {value}")
     return value
 
 
 def number(name: str, default: float, minimum: float = 0.0) -> float:
-    value = _read(name, lambda: _env.float(name, default=default))
+    value = float(_read(name, lambda: _env.float(name, default=default)))
     if value < minimum:
         raise ImproperlyConfigured(f"{name}: must be at least {minimum}, got {value}")
     return value
@@ -70,7 +70,7 @@ def database(name: str, default: str) -> dict[str, Any]:
 
 
 def redis_url(name: str) -> str:
-    raw = _env.str(name, default="").strip()
+    raw = str(_env.str(name, default="")).strip()
     if raw and urlparse(raw).scheme not in {"redis", "rediss", "unix"}:
         raise ImproperlyConfigured(f"{name}: expected redis://, rediss:// or unix:// URL, got {raw!r}")
     return raw

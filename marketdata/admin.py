@@ -18,7 +18,7 @@ from marketdata.models import Candle, Instrument, Trade, TradeSeries, Venue, Ven
 COUNT_LIMIT = 10_000
 
 
-class CappedCountPaginator(Paginator):
+class CappedCountPaginator(Paginator):  # type: ignore[type-arg]  # the admin's changelist pages any model
     @cached_property
     def count(self) -> int:
         return int(cast(Any, self.object_list)[: COUNT_LIMIT + 1].count())

@@ -56,7 +56,7 @@ class IngestRequest(Payload):
     trades = TradeItem(many=True, allow_empty=False, max_length=MAX_TRADES_PER_REQUEST)
 
 
-class IngestResponse(serializers.Serializer):  # type: ignore[type-arg]
+class IngestResponse(serializers.Serializer):
     received = serializers.IntegerField()
     inserted = serializers.IntegerField()
     duplicates = serializers.IntegerField()

@@ -28,8 +28,8 @@ def register_market_tables() -> None:
             source=f'"{trade.db_table}" AS t '
             + joins.format(
                 alias="t",
-                venue=trade.get_field("venue").column,  # type: ignore[union-attr]
-                instrument=trade.get_field("instrument").column,  # type: ignore[union-attr]
+                venue=trade.get_field("venue").column,
+                instrument=trade.get_field("instrument").column,
             ),
             columns=(
                 Column("symbol", "text", col("i", instrument, "symbol"), "BASE-QUOTE, e.g. BTC-USD."),
@@ -54,8 +54,8 @@ def register_market_tables() -> None:
             source=f'"{candle.db_table}" AS c '
             + joins.format(
                 alias="c",
-                venue=candle.get_field("venue").column,  # type: ignore[union-attr]
-                instrument=candle.get_field("instrument").column,  # type: ignore[union-attr]
+                venue=candle.get_field("venue").column,
+                instrument=candle.get_field("instrument").column,
             ),
             columns=(
                 Column("symbol", "text", col("i", instrument, "symbol"), "BASE-QUOTE."),

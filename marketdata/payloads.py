@@ -28,7 +28,7 @@ __all__ = [
 MAX_VENUES = 20
 
 
-class WindowField(serializers.Field):  # type: ignore[type-arg]
+class WindowField(serializers.Field):  # type: ignore[misc]
     """A duration string (``"15m"``, ``"24h"``: the last such span) or
     ``{from, to}`` in epoch ms.
 
