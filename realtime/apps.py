@@ -1,5 +1,6 @@
 from typing import Any
 
+from channels.layers import get_channel_layer
 from django.apps import AppConfig
 from django.conf import settings
 from django.db.backends.signals import connection_created
@@ -21,6 +22,7 @@ class RealtimeConfig(AppConfig):
         # the app registry is ready (this module is).
         from realtime import departures, presence, processes  # noqa: PLC0415
 
+        background.register("channel layer", _serve_channel_layer)
         background.register("process heartbeat", processes.start)
         background.register("presence heartbeat", lambda: presence.store().start(departures.on_departures))
 
@@ -36,3 +38,12 @@ def _bound_statements(sender: object, connection: Any, **kwargs: object) -> None
     if processes.serving() and timeout and connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('statement_timeout', %s, false)", [str(timeout)])
+
+
+def _serve_channel_layer() -> None:
+    """The loop that starts the background tasks serves the connections: the
+    embedded layer delivers there what other loops and threads send (the
+    relay may send before the first connection has joined a group)."""
+    serve_here = getattr(get_channel_layer(), "serve_here", None)
+    if serve_here is not None:
+        serve_here()

@@ -6,12 +6,11 @@ Apps register theirs at ``AppConfig.ready()``::
 
 A starter is called on the server's event loop and must be idempotent: it
 starts its task (or thread) if it is not running, and does nothing if it is.
-``start()`` calls every starter; ``RealtimeConsumer.connect`` calls it once
-the connection is served (its ``connected`` sent, its personal room
-joined), which starts them with the process's first connection and
-restarts a task that ended. Not earlier: the credit outbox relay re-sends
-at once what a crashed process committed and did not push, and it must
-reach a client that is there to receive it (test_end_to_end's
+``start()`` calls every starter; ``RealtimeConsumer.connect`` calls it
+first thing, which starts them with the process's first connection and
+restarts a task that ended. Not at server start: the credit outbox relay
+re-sends at once what a crashed process committed and did not push, and it
+must reach a client that is there to receive it (test_end_to_end's
 ``test_movement_committed_just_before_a_crash_is_pushed_once_the_server_is_back``).
 The process heartbeat itself starts when the ASGI application is loaded
 (``ledgercore.asgi``).

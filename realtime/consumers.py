@@ -64,6 +64,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         self.tasks: set[asyncio.Task[None]] = set()
         self.streams = streams.RoomStreams(self)
         self.bucket = connection_bucket()
+        # The process's background tasks (realtime.background), started
+        # with its first connection.
+        background.start()
         await self.accept()
         lifecycle.register(self)
         try:
@@ -98,9 +101,6 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         await self.send(text_data=streams.answer(encode("connected", hello), personal, recovery, asked))
         if recovery is not None:
             await self.streams.replay(personal, recovery)
-        # The process's background tasks (realtime.background), started
-        # with its first connection once it is served.
-        background.start()
         for hook in registry.connect_hooks:
             await self._guarded(RequestContext(self, "connected", None), hook, "error")
 

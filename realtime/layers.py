@@ -44,6 +44,12 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]  # chann
         self._drops: dict[str, tuple[int, float]] = {}
         self._owner: asyncio.AbstractEventLoop | None = None
 
+    def serve_here(self) -> None:
+        """The running loop serves this process's connections (called when
+        the server starts, before its first connection)."""
+        if self._owner is None:
+            self._owner = asyncio.get_running_loop()
+
     async def receive(self, channel: str) -> dict[str, Any]:
         if self._owner is None:
             self._owner = asyncio.get_running_loop()
