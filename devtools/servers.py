@@ -14,6 +14,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
@@ -120,36 +121,6 @@ def server_environment(
     tmp_path (embedded stack), or, given
     postgres_url (a maintenance database URL) and redis_url, a new PostgreSQL
     database dropped afterwards (scaled stack)."""
-    with _environment(tmp_path, dev_secret, postgres_url, redis_url, redis_prefix, True, extra) as env:
-        yield env
-
-
-@contextmanager
-def migrated_environment(
-    tmp_path: Path,
-    *,
-    dev_secret: str,
-    postgres_url: str | None = None,
-    redis_url: str | None = None,
-    redis_prefix: str = "lc",
-    **extra: str,
-) -> Iterator[dict[str, str]]:
-    """``server_environment`` without the demo data: a database migrated
-    and empty, much faster to make."""
-    with _environment(tmp_path, dev_secret, postgres_url, redis_url, redis_prefix, False, extra) as env:
-        yield env
-
-
-@contextmanager
-def _environment(
-    tmp_path: Path,
-    dev_secret: str,
-    postgres_url: str | None,
-    redis_url: str | None,
-    redis_prefix: str,
-    seed: bool,
-    extra: dict[str, str],
-) -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(
         {
@@ -169,13 +140,19 @@ def _environment(
         env["LEDGERCORE_REDIS_PREFIX"] = f"{redis_prefix}-{uuid.uuid4().hex[:8]}"
     try:
         manage(env, "migrate", "--noinput", "-v", "0")
-        if seed and env.get("DEVTOOLS_SEED_DEMO") != "0":
+        if env.get("DEVTOOLS_SEED_DEMO") != "0":
             manage(env, "seed_demo")
         yield env
     finally:
         if database is not None and postgres_url:
             with psycopg.connect(postgres_url, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+# ``server_environment`` without the demo data: a database migrated and empty,
+# much faster to make (DEVTOOLS_SEED_DEMO="0" stays in the environment it yields;
+# no server process reads it).
+migrated_environment = partial(server_environment, DEVTOOLS_SEED_DEMO="0")
 
 
 class DbWorkerProcess:
