@@ -38,7 +38,37 @@ def manage(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-class DaphneProcess:
+class ChildProcess:
+    """A subprocess logging to ``log_path``: stopped with SIGTERM (killed if
+    it overstays) or killed as a crashed process is."""
+
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def terminate(self, timeout: float) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds. Returns the exit
+        code (None if it had to be killed)."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                return None
+        return self.process.returncode if self.process else None
+
+    def kill(self) -> None:
+        """Dies as a crashed process does (SIGKILL): no cleanup at all."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+class DaphneProcess(ChildProcess):
     """A server process. ``server_module`` is what runs it: ``ledgercore.serve``
     (daphne draining on SIGTERM, as ``make run``) or ``daphne`` itself."""
 
@@ -78,9 +108,6 @@ class DaphneProcess:
                 time.sleep(0.1)
         raise RuntimeError(f"daphne did not answer /healthz:\n{self.logs()}")
 
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def drain_seconds(self) -> float:
         return float(self.env.get("LEDGERCORE_DRAIN_SECONDS") or 10)
 
@@ -88,21 +115,7 @@ class DaphneProcess:
         """SIGTERM, as a deployment stops it: the server drains (up to
         LEDGERCORE_DRAIN_SECONDS) and exits; killed if it overstays. Returns
         the exit code (None if it had to be killed)."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                return self.process.wait(timeout=self.drain_seconds() + 5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                return None
-        return self.process.returncode if self.process else None
-
-    def kill(self) -> None:
-        """Dies as a crashed process does: no disconnect handling at all."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        return self.terminate(self.drain_seconds() + 5)
 
 
 @contextmanager
@@ -155,7 +168,7 @@ def server_environment(
 migrated_environment = partial(server_environment, DEVTOOLS_SEED_DEMO="0")
 
 
-class DbWorkerProcess:
+class DbWorkerProcess(ChildProcess):
     """``manage.py db_worker`` (django_tasks_db) as a subprocess: the scaled
     stack's job runner, killable like a crashed machine."""
 
@@ -187,22 +200,8 @@ class DbWorkerProcess:
             raise RuntimeError(f"db_worker exited early:\n{self.logs()}")
         return self
 
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        self.terminate(10)
 
 
 def database_url(settings_dict: dict[str, object]) -> str:
