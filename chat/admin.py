@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
 from django.http import HttpRequest
 
 from chat.models import Conversation, Message
+from realtime.admin import ReadOnlyAdmin, ReadOnlyInline
 
 
-class MessageInline(admin.TabularInline):  # type: ignore[type-arg]
+class MessageInline(ReadOnlyInline):
     model = Message
-    extra = 0
-    can_delete = False
     fields = ("created_at", "role", "content", "sql", "tokens", "error_code", "translate_ms", "query_ms", "total_ms")
     readonly_fields = fields
     ordering = ("created_at", "id")
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Conversation)
@@ -39,17 +30,8 @@ class ConversationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class MessageAdmin(ReadOnlyAdmin):
     list_display = ("id", "conversation", "role", "tokens", "error_code", "total_ms", "created_at")
     list_filter = ("role", "error_code", "translator")
     search_fields = ("id", "conversation__id", "content", "sql")
     list_select_related = ("conversation",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -32,24 +32,18 @@ from compliance.models import (
     TxInput,
     TxOutput,
 )
+from realtime.admin import ReadOnlyAdmin, ReadOnlyInline
 
 MEMBER_SAMPLE = 20
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ReadOnlyTableAdmin(ReadOnlyAdmin):
+    """Read-only, and listed without the full COUNT(*)."""
+
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class ExactSearchAdmin(ReadOnlyAdmin):
+class ExactSearchAdmin(ReadOnlyTableAdmin):
     """Search on one exact, normalised value (an address or hash) so that the
     lookup uses the unique index; the chain's own normal form is unknown
     here, so both the given text and its lowercase are tried."""
@@ -73,7 +67,7 @@ def _time(ms: int | None) -> str:
 
 
 @admin.register(Chain)
-class ChainAdmin(ReadOnlyAdmin):
+class ChainAdmin(ReadOnlyTableAdmin):
     list_display = ("code", "name", "kind", "native_symbol", "native_decimals", "analysed")
     list_filter = ("kind", "analysed")
 
@@ -119,17 +113,6 @@ class AddressAdmin(ExactSearchAdmin):
     @admin.display(description="last seen (UTC)")
     def last_seen_at(self, obj: Address) -> str:
         return _time(obj.last_seen)
-
-
-class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class TransferInline(ReadOnlyInline):
@@ -230,13 +213,13 @@ class ClusterAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(LabelImport)
-class LabelImportAdmin(ReadOnlyAdmin):
+class LabelImportAdmin(ReadOnlyTableAdmin):
     list_display = ("imported_at", "source", "version", "listed", "delisted", "unchanged", "content_sha256")
     list_filter = ("source",)
 
 
 @admin.register(AnalysisJob)
-class AnalysisJobAdmin(ReadOnlyAdmin):
+class AnalysisJobAdmin(ReadOnlyTableAdmin):
     """Jobs are written by the analysis only; staff read them to answer
     "what did the customer see, and why"."""
 

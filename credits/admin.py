@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 
 from credits import services
 from credits.models import BlockDraw, CreditAccount, CreditBlock, Hold, LedgerEntry, OutboxEvent, Price
+from realtime.admin import ReadOnlyAdmin
 
 
 class MovementForm(forms.Form):
@@ -28,17 +29,6 @@ class MovementForm(forms.Form):
         if not reason:
             raise forms.ValidationError("A reason is required.")
         return reason
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def _movement_action(kind: str, title: str) -> Any:

@@ -28,6 +28,7 @@ from rest_framework.views import APIView
 
 from credits.models import CreditAccount, EntryKind, LedgerEntry
 from credits.reconcile import reconcile_accounts
+from realtime.rest import StaffOrPermission
 
 
 # drf-spectacular registers the extension in its untyped __init_subclass__.
@@ -41,15 +42,9 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-unty
         return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
 
 
-def is_finance(user: Any) -> bool:
-    return bool(user and user.is_authenticated and (user.is_staff or user.has_perm("credits.view_ledgerentry")))
-
-
-class IsFinance(permissions.BasePermission):
+class IsFinance(StaffOrPermission):
+    permission = "credits.view_ledgerentry"
     message = "only finance staff may see this"
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return is_finance(request.user)
 
 
 # ---------------------------------------------------------------- serializers
@@ -163,7 +158,7 @@ ENTRY_FILTERS = [
 
 def visible_accounts(request: Request) -> QuerySet[CreditAccount]:
     queryset = CreditAccount.objects.select_related("user")
-    if not is_finance(request.user):
+    if not IsFinance.allows(request.user):
         queryset = queryset.filter(user_id=request.user.pk)
     params = request.query_params
     if params.get("user"):

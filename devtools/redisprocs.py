@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import time
 import uuid
@@ -19,7 +18,7 @@ from typing import Any, Self
 import psycopg
 import redis
 
-from devtools.servers import free_port, manage
+from devtools.servers import ChildProcess, free_port, manage
 
 REDIS_SERVER = shutil.which("redis-server") or "redis-server"
 
@@ -35,10 +34,8 @@ def _ping(port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-class _Process:
+class _Process(ChildProcess):
     port: int
-    log_path: Path
-    process: subprocess.Popen[bytes] | None = None
 
     def _args(self) -> list[str]:
         raise NotImplementedError
@@ -55,23 +52,8 @@ class _Process:
             time.sleep(0.05)
         raise RuntimeError(f"redis on port {self.port} did not answer:\n{self.logs()}")
 
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill(self) -> None:
-        """Dies as a crashed server does (SIGKILL): no save, no goodbye."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.terminate(10)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -14,6 +14,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
@@ -43,7 +44,37 @@ def manage(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
-class DaphneProcess:
+class ChildProcess:
+    """A subprocess logging to ``log_path``: stopped with SIGTERM (killed if
+    it overstays) or killed as a crashed process is."""
+
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def terminate(self, timeout: float) -> int | None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds. Returns the exit
+        code (None if it had to be killed)."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                return None
+        return self.process.returncode if self.process else None
+
+    def kill(self) -> None:
+        """Dies as a crashed process does (SIGKILL): no cleanup at all."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+class DaphneProcess(ChildProcess):
     """A server process. ``server_module`` is what runs it: ``ledgercore.serve``
     (daphne draining on SIGTERM, as ``make run``) or ``daphne`` itself."""
 
@@ -83,9 +114,6 @@ class DaphneProcess:
                 time.sleep(0.1)
         raise RuntimeError(f"daphne did not answer /healthz:\n{self.logs()}")
 
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def drain_seconds(self) -> float:
         return float(self.env.get("LEDGERCORE_DRAIN_SECONDS") or 10)
 
@@ -93,21 +121,7 @@ class DaphneProcess:
         """SIGTERM, as a deployment stops it: the server drains (up to
         LEDGERCORE_DRAIN_SECONDS) and exits; killed if it overstays. Returns
         the exit code (None if it had to be killed)."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                return self.process.wait(timeout=self.drain_seconds() + 5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                return None
-        return self.process.returncode if self.process else None
-
-    def kill(self) -> None:
-        """Dies as a crashed process does: no disconnect handling at all."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        return self.terminate(self.drain_seconds() + 5)
 
 
 @contextmanager
@@ -126,36 +140,6 @@ def server_environment(
     tmp_path (embedded stack), or, given
     postgres_url (a maintenance database URL) and redis_url, a new PostgreSQL
     database dropped afterwards (scaled stack)."""
-    with _environment(tmp_path, dev_secret, postgres_url, redis_url, redis_prefix, True, extra) as env:
-        yield env
-
-
-@contextmanager
-def migrated_environment(
-    tmp_path: Path,
-    *,
-    dev_secret: str,
-    postgres_url: str | None = None,
-    redis_url: str | None = None,
-    redis_prefix: str = "lc",
-    **extra: str,
-) -> Iterator[dict[str, str]]:
-    """``server_environment`` without the demo data: a database migrated
-    and empty, much faster to make."""
-    with _environment(tmp_path, dev_secret, postgres_url, redis_url, redis_prefix, False, extra) as env:
-        yield env
-
-
-@contextmanager
-def _environment(
-    tmp_path: Path,
-    dev_secret: str,
-    postgres_url: str | None,
-    redis_url: str | None,
-    redis_prefix: str,
-    seed: bool,
-    extra: dict[str, str],
-) -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(
         {
@@ -175,7 +159,7 @@ def _environment(
         env["LEDGERCORE_REDIS_PREFIX"] = f"{redis_prefix}-{uuid.uuid4().hex[:8]}"
     try:
         manage(env, "migrate", "--noinput", "-v", "0")
-        if seed and env.get("DEVTOOLS_SEED_DEMO") != "0":
+        if env.get("DEVTOOLS_SEED_DEMO") != "0":
             manage(env, "seed_demo")
         yield env
     finally:
@@ -184,7 +168,13 @@ def _environment(
                 conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
-class DbWorkerProcess:
+# ``server_environment`` without the demo data: a database migrated and empty,
+# much faster to make (DEVTOOLS_SEED_DEMO="0" stays in the environment it yields;
+# no server process reads it).
+migrated_environment = partial(server_environment, DEVTOOLS_SEED_DEMO="0")
+
+
+class DbWorkerProcess(ChildProcess):
     """``manage.py db_worker`` (django_tasks_db) as a subprocess: the scaled
     stack's job runner, killable like a crashed machine."""
 
@@ -216,22 +206,8 @@ class DbWorkerProcess:
             raise RuntimeError(f"db_worker exited early:\n{self.logs()}")
         return self
 
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def kill(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        self.terminate(10)
 
 
 def database_url(settings_dict: dict[str, object]) -> str:

@@ -12,6 +12,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest
 
 from marketdata.models import Candle, Instrument, Trade, TradeSeries, Venue, VenueSymbol
+from realtime.admin import ReadOnlyAdmin
 
 # A page count needs COUNT(*), which over millions of trades is the slowest
 # part of a change list; counting stops here instead ("10000+" pages cap).
@@ -28,18 +29,11 @@ def _utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ReadOnlyTableAdmin(ReadOnlyAdmin):
+    """Read-only, and paged without counting the whole table."""
+
     show_full_result_count = False
     paginator = CappedCountPaginator
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class VenueSymbolInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -70,7 +64,7 @@ class InstrumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(Trade)
-class TradeAdmin(ReadOnlyAdmin):
+class TradeAdmin(ReadOnlyTableAdmin):
     list_display = ("id", "instrument", "venue", "trade_id", "exchange_time", "price", "size", "side")
     list_filter = ("venue", "instrument", "side")
     search_fields = ("=trade_id",)
@@ -83,7 +77,7 @@ class TradeAdmin(ReadOnlyAdmin):
 
 
 @admin.register(TradeSeries)
-class TradeSeriesAdmin(ReadOnlyAdmin):
+class TradeSeriesAdmin(ReadOnlyTableAdmin):
     list_display = ("instrument", "venue", "trades", "first_trade", "last_trade", "last_row_id")
     list_filter = ("venue", "instrument")
     list_select_related = ("venue", "instrument")
@@ -98,7 +92,7 @@ class TradeSeriesAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Candle)
-class CandleAdmin(ReadOnlyAdmin):
+class CandleAdmin(ReadOnlyTableAdmin):
     list_display = (
         "instrument",
         "venue",

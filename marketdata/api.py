@@ -23,20 +23,14 @@ from marketdata import services
 from marketdata.trades import TradeInput
 from marketdata.windows import MAX_TIMESTAMP_MS
 from realtime.payloads import Payload
-from realtime.rest import BearerTokenAuthentication
+from realtime.rest import BearerTokenAuthentication, StaffOrPermission
 
 MAX_TRADES_PER_REQUEST = 10_000
 
 
-def may_ingest(user: Any) -> bool:
-    return bool(user and user.is_authenticated and (user.is_staff or user.has_perm("marketdata.add_trade")))
-
-
-class MayIngestTrades(permissions.BasePermission):
+class MayIngestTrades(StaffOrPermission):
+    permission = "marketdata.add_trade"
     message = "only staff and holders of the permission marketdata.add_trade may ingest trades"
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        return may_ingest(request.user)
 
 
 class TradeItem(Payload):

@@ -47,6 +47,9 @@ _QTY = ("qty", "quantity", "q")
 _TIME = ("transact_time", "time", "timestamp", "ts_ms", "t")
 _MAKER = ("is_buyer_maker", "isbuyermaker", "m")
 _BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+# Binance's own JSON trade objects, by field name (id, time, price, qty,
+# is_buyer_maker): an aggTrade, then a trade as /api/v3/trades returns it.
+_BINANCE_JSON = (("a", "T", "p", "q", "m"), ("id", "time", "price", "qty", "isBuyerMaker"))
 
 
 class TradeFileError(ValueError):
@@ -174,25 +177,17 @@ def _json_trades(text: str, where: str, venue: str, symbol: str) -> Iterator[Tra
         raw = item.get("info")
         info: dict[str, Any] = raw if isinstance(raw, dict) else item
         try:
-            if {"a", "p", "q", "T", "m"} <= info.keys():
+            names = next((names for names in _BINANCE_JSON if info.keys() >= set(names)), None)
+            if names is not None:
+                trade_id, time, price, qty, maker = (info[name] for name in names)
                 yield TradeInput(
                     venue,
                     symbol,
-                    str(info["a"]),
-                    _millis(info["T"], at),
-                    _decimal(info["p"], at),
-                    _decimal(info["q"], at),
-                    "sell" if _flag(info["m"], at) else "buy",
-                )
-            elif {"id", "price", "qty", "time", "isBuyerMaker"} <= info.keys():
-                yield TradeInput(
-                    venue,
-                    symbol,
-                    str(info["id"]),
-                    _millis(info["time"], at),
-                    _decimal(info["price"], at),
-                    _decimal(info["qty"], at),
-                    "sell" if _flag(info["isBuyerMaker"], at) else "buy",
+                    str(trade_id),
+                    _millis(time, at),
+                    _decimal(price, at),
+                    _decimal(qty, at),
+                    "sell" if _flag(maker, at) else "buy",
                 )
             else:
                 yield TradeInput(

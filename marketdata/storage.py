@@ -63,22 +63,8 @@ def amount_column(column: str) -> str:
     return connection.ops.quote_name(column)
 
 
-CANDLE_COLUMNS = (
-    "instrument_id",
-    "venue_id",
-    "resolution",
-    "bucket",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "trades",
-    "open_ts",
-    "open_trade_id",
-    "close_ts",
-    "close_trade_id",
-)
+# What a candle read returns (``candle_from_row`` unpacks it), and the row's
+# columns: the key (instrument, venue, resolution) followed by those.
 CANDLE_READ = (
     "bucket",
     "open",
@@ -92,6 +78,7 @@ CANDLE_READ = (
     "close_ts",
     "close_trade_id",
 )
+CANDLE_COLUMNS = ("instrument_id", "venue_id", "resolution", *CANDLE_READ)
 
 
 def candle_from_row(row: tuple[Any, ...], venue: str) -> Candle:

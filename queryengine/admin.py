@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
 from queryengine.models import QueryLimits, QueryRecord
+from realtime.admin import ReadOnlyAdmin
 
 
 @admin.register(QueryRecord)
-class QueryRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class QueryRecordAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "user",
@@ -27,15 +25,6 @@ class QueryRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     search_fields = ("id", "user__username", "application__id", "sql", "reference")
     list_select_related = ("user", "application")
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(QueryLimits)

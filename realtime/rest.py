@@ -1,11 +1,12 @@
-"""REST authentication with the same bearer tokens as the WebSocket."""
+"""REST authentication with the same bearer tokens as the WebSocket, and
+the permission class of endpoints open to staff and holders of one permission."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from rest_framework import authentication, exceptions
+from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from realtime import auth, tenancy
@@ -36,3 +37,17 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):  # type: ign
 
     def authenticate_header(self, request: Request) -> str:
         return "Bearer"
+
+
+class StaffOrPermission(permissions.BasePermission):  # type: ignore[misc]  # DRF is untyped here
+    """Staff, or users holding ``permission`` (``"app_label.codename"``);
+    subclasses set it and the ``message`` of a refusal."""
+
+    permission = ""
+
+    @classmethod
+    def allows(cls, user: Any) -> bool:
+        return bool(user and user.is_authenticated and (user.is_staff or user.has_perm(cls.permission)))
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return self.allows(request.user)

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from marketdata import services
 from marketdata.importers import TradeFileError, read_trades
-from marketdata.symbols import split_symbol
+from marketdata.management.options import symbol_option
 
 
 class Command(BaseCommand):
@@ -30,11 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=50_000, help="Trades per transaction. Default: 50000.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        symbol = options["symbol"].upper()
-        try:
-            split_symbol(symbol)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+        symbol = symbol_option(options["symbol"])
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be positive")
         services.ensure_listing(options["venue"], symbol, native=options["native"])

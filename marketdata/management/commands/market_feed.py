@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from marketdata import services
 from marketdata.feeds import ExchangeFeed, FeedsExtraMissing, ccxt_pro
-from marketdata.symbols import split_symbol
+from marketdata.management.options import symbol_option
 from marketdata.trades import TradeInput
 
 
@@ -35,12 +35,7 @@ class Command(BaseCommand):
         exchange_id = options["exchange"]
         if exchange_id not in ccxtpro.exchanges:
             raise CommandError(f"unknown ccxt exchange {exchange_id!r}")
-        symbols = [s.upper() for s in options["symbols"]]
-        for symbol in symbols:
-            try:
-                split_symbol(symbol)
-            except ValueError as exc:
-                raise CommandError(str(exc)) from None
+        symbols = [symbol_option(s) for s in options["symbols"]]
         venue = options["venue"] or exchange_id
         for symbol in symbols:
             services.ensure_listing(venue, symbol, native=symbol.replace("-", ""))

@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from marketdata import services
 from marketdata.feeds import replay_forever
 from marketdata.importers import TradeFileError, read_trades
-from marketdata.symbols import split_symbol
+from marketdata.management.options import symbol_option
 
 
 class Command(BaseCommand):
@@ -29,11 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--loops", type=int, default=1, help="Times to play the file; 0 = forever.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        symbol = options["symbol"].upper()
-        try:
-            split_symbol(symbol)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
+        symbol = symbol_option(options["symbol"])
         if options["speed"] <= 0:
             raise CommandError("--speed must be positive")
         path: Path = options["file"]
