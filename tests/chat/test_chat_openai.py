@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -32,7 +33,10 @@ class FakeModelServer:
         self.mode = "ok"
         self.answer: dict[str, Any] = ANSWER
         self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
+        # The received headers as the server parsed them: names are
+        # case-insensitive, as in HTTP (clients send "authorization" or
+        # "Authorization").
+        self.headers: list[Message] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,7 +46,7 @@ class FakeModelServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 outer.requests.append(json.loads(self.rfile.read(length)))
-                outer.headers.append(dict(self.headers))
+                outer.headers.append(self.headers)
                 if self.path != "/v1/chat/completions":
                     self.send_error(404)
                     return
