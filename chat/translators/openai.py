@@ -16,8 +16,11 @@ server that cannot be reached, answers an error, or breaks off before
 ``[DONE]`` raises ``TranslatorUnavailable`` (the turn fails with INTERNAL
 and is refunded).
 
-Plain ``urllib`` on the worker thread the turn already runs on: the stream
-is read line by line, so nothing blocks the event loop.
+The wire is the ``openai`` package's synchronous client (HTTP and the
+server-sent events), one per turn, without retries, on the worker thread
+the turn already runs on: the stream is read chunk by chunk, so nothing
+blocks the event loop. ``events`` is the one place its errors become
+``TranslatorUnavailable``.
 """
 
 from __future__ import annotations
@@ -25,21 +28,26 @@ from __future__ import annotations
 import json
 import logging
 import re
-import urllib.error
-import urllib.request
+from collections.abc import Generator
+from contextlib import closing
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
+from openai import APIConnectionError, APIError, APIStatusError, APITimeoutError, OpenAI, omit
 
 from chat.translators.base import ChatContext, ProgressCallback, Translation, TranslatorUnavailable, Turn
 from chat.translators.builtin import BuiltinTranslator
 from chat.vocabulary import Vocabulary
 from queryengine.interface import Caller, QueryError, catalog, compile_query
 
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+
 log = logging.getLogger(__name__)
 
 MAX_RESPONSE_CHARS = 50_000
+NO_API_KEY = "none"  # never sent: the request omits the Authorization header
 EXAMPLES = (
     "top 10 ethereum addresses by outgoing volume last week",
     "show BTC-USD 1m candles for the last hour",
@@ -65,6 +73,12 @@ class StreamResult:
     content: str
     usage: dict[str, Any] | None
     finish_reason: str | None
+
+
+def _cause(exc: Exception) -> str:
+    """The transport's own words (refused, reset, timed out) over the library's
+    generic "Connection error."."""
+    return str(exc.__cause__ or exc)
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
@@ -139,62 +153,74 @@ class OpenAITranslator:
 
     # ------------------------------------------------------------ wire
 
-    def stream(self, messages: list[dict[str, str]], on_delta: ProgressCallback | None = None) -> StreamResult:
-        body = json.dumps(
-            {
-                "model": self.model,
-                "messages": messages,
-                "stream": True,
-                "stream_options": {"include_usage": True},
-                "temperature": 0,
-            }
-        ).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(  # noqa: S310 - the operator configures the URL
-            f"{self.base_url}/chat/completions", data=body, headers=headers, method="POST"
+    def client(self) -> OpenAI:
+        """A client for one turn. No retries: a failed turn is refunded and
+        the user asks again, so a retry would only double the wait."""
+        return OpenAI(
+            base_url=self.base_url,
+            # The client refuses to start without a key; a server that needs
+            # none (vLLM, llama.cpp, Ollama) gets none, see ``events``.
+            api_key=self.api_key or NO_API_KEY,
+            timeout=self.timeout,
+            max_retries=0,
         )
+
+    def events(self, messages: list[dict[str, str]]) -> Generator[ChatCompletionChunk]:
+        """The streamed chunks, with every library and transport failure
+        turned into ``TranslatorUnavailable``."""
+        with self.client() as client:
+            try:
+                chunks = client.chat.completions.create(
+                    model=self.model,
+                    messages=cast("list[ChatCompletionMessageParam]", messages),
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    temperature=0,
+                    extra_headers=None if self.api_key else {"Authorization": omit},
+                )
+            except APIStatusError as exc:
+                raise TranslatorUnavailable(f"the model server answered HTTP {exc.status_code}") from None
+            except APITimeoutError:
+                raise TranslatorUnavailable(f"the model server did not answer within {self.timeout:g}s") from None
+            except APIConnectionError as exc:
+                raise TranslatorUnavailable(f"the model server could not be reached: {_cause(exc)}") from None
+            with chunks:
+                try:
+                    yield from chunks
+                except APIConnectionError as exc:  # a reset or a read timeout mid-stream
+                    raise TranslatorUnavailable(f"the model server broke off before [DONE]: {_cause(exc)}") from None
+                except APIError as exc:  # an error event inside the stream
+                    raise TranslatorUnavailable(f"the model server reported an error: {exc.message}") from None
+                except ValueError:  # an event whose data is not JSON
+                    raise TranslatorUnavailable("the model server sent a malformed event") from None
+
+    def stream(self, messages: list[dict[str, str]], on_delta: ProgressCallback | None = None) -> StreamResult:
         parts: list[str] = []
         usage: dict[str, Any] | None = None
         finish: str | None = None
         size = 0
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                while True:
-                    raw = response.readline()
-                    if not raw:
-                        raise TranslatorUnavailable("the model server closed the stream before [DONE]")
-                    line = raw.decode("utf-8", "replace").strip()
-                    if not line.startswith("data:"):
-                        continue  # comments, event names, keep-alives, blank separators
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    try:
-                        chunk = json.loads(data)
-                    except ValueError:
-                        raise TranslatorUnavailable("the model server sent a malformed event") from None
-                    if isinstance(chunk, dict) and chunk.get("error"):
-                        raise TranslatorUnavailable(f"the model server reported an error: {chunk['error']}")
-                    if isinstance(chunk, dict) and isinstance(chunk.get("usage"), dict):
-                        usage = chunk["usage"]
-                    for choice in (chunk.get("choices") or []) if isinstance(chunk, dict) else []:
-                        delta = (choice.get("delta") or {}).get("content") or ""
-                        if delta:
-                            parts.append(delta)
-                            size += len(delta)
-                            if on_delta is not None:
-                                on_delta(delta)
-                        finish = choice.get("finish_reason") or finish
-                    if size > MAX_RESPONSE_CHARS:
-                        raise TranslatorUnavailable("the model's answer is too long")
-        except urllib.error.HTTPError as exc:
-            raise TranslatorUnavailable(f"the model server answered HTTP {exc.code}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-            if isinstance(exc, TranslatorUnavailable):
-                raise
-            raise TranslatorUnavailable(f"the model server could not be reached: {exc}") from None
+        # closing: an answer cut short here (too long, a failing callback)
+        # closes the stream and its client at once.
+        with closing(self.events(messages)) as chunks:
+            for chunk in chunks:
+                if chunk.usage is not None:
+                    usage = chunk.usage.model_dump(exclude_unset=True)
+                for choice in chunk.choices or []:
+                    delta = (choice.delta.content if choice.delta else None) or ""
+                    if delta:
+                        parts.append(delta)
+                        size += len(delta)
+                        if on_delta is not None:
+                            on_delta(delta)
+                    finish = choice.finish_reason or finish
+                if size > MAX_RESPONSE_CHARS:
+                    raise TranslatorUnavailable("the model's answer is too long")
+        if finish is None:
+            # The library ends the iteration quietly both at ``[DONE]`` and
+            # when the connection closes early; an answer is complete once a
+            # choice carries its finish_reason (sent right before the usage
+            # report and ``[DONE]``).
+            raise TranslatorUnavailable("the model server closed the stream before [DONE]")
         return StreamResult("".join(parts), usage, finish)
 
     # ------------------------------------------------------------ translate

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -32,7 +33,10 @@ class FakeModelServer:
         self.mode = "ok"
         self.answer: dict[str, Any] = ANSWER
         self.requests: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
+        # The received headers as the server parsed them: names are
+        # case-insensitive, as in HTTP (clients send "authorization" or
+        # "Authorization").
+        self.headers: list[Message] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,7 +46,7 @@ class FakeModelServer:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 outer.requests.append(json.loads(self.rfile.read(length)))
-                outer.headers.append(dict(self.headers))
+                outer.headers.append(self.headers)
                 if self.path != "/v1/chat/completions":
                     self.send_error(404)
                     return
@@ -60,6 +64,9 @@ class FakeModelServer:
                 pieces = [text[i : i + 7] for i in range(0, len(text), 7)]
                 self.event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
                 for index, piece in enumerate(pieces):
+                    if outer.mode == "error_event" and index == 1:
+                        self.event({"error": {"message": "the model is overloaded"}})
+                        return
                     if outer.mode == "break" and index == len(pieces) // 2:
                         self.wfile.flush()
                         self.connection.shutdown(2)  # the server dies mid-answer
@@ -126,6 +133,26 @@ def test_an_http_error_is_a_translator_failure(model_server):
     model_server.mode = "http_error"
     with pytest.raises(TranslatorUnavailable, match="HTTP 500"):
         ask(model_server.translator())
+
+
+def test_an_error_event_in_the_stream_is_a_translator_failure(model_server):
+    model_server.mode = "error_event"
+    with pytest.raises(TranslatorUnavailable, match="reported an error: the model is overloaded"):
+        ask(model_server.translator())
+
+
+def test_a_server_that_cannot_be_reached_is_a_translator_failure(model_server):
+    url = model_server.base_url
+    model_server.server.shutdown()
+    model_server.server.server_close()
+    with pytest.raises(TranslatorUnavailable, match="could not be reached"):
+        ask(OpenAITranslator(url, "fake-model", timeout=5))
+
+
+def test_without_an_api_key_no_authorization_header_is_sent(model_server):
+    translation = ask(OpenAITranslator(model_server.base_url, "fake-model", timeout=5))
+    assert translation.kind == "sql" and translation.tokens == 853
+    assert model_server.headers[0]["Authorization"] is None
 
 
 @pytest.mark.parametrize(
