@@ -1,8 +1,6 @@
 """Credit events: the code that writes a ledger entry also writes a durable
-outbox row in the entry's transaction (``write_outbox``). A ``post_save``
-signal on the ledger entry, connected in ``CreditsConfig.ready()``
-(``push_after_commit``), has the events pushed to ``user:<userId>`` after
-the commit, and the row is then marked delivered.
+outbox row in the entry's transaction (``write_outbox``); after commit the
+events are pushed to ``user:<userId>`` and the row is marked delivered.
 Rows left undelivered (a process died between commit and send, the layer
 failed) are re-sent by the relay (credits.relay) of any server process.
 Delivery is at-least-once; clients dedupe by ``sequence``.
@@ -69,29 +67,19 @@ def events_for(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
 def write_outbox(entry: LedgerEntry) -> None:
     """Record that ``entry``'s events must be sent, in the caller's (the
     entry's) transaction; called by the code that writes the entry."""
-    OutboxEvent.objects.create(entry=entry)
-
-
-def push_after_commit(sender: type[LedgerEntry], instance: LedgerEntry, created: bool, **kwargs: Any) -> None:
-    """``post_save`` receiver of ``LedgerEntry``: once the entry's
-    transaction commits, its events go to ``user:<userId>``. Only after
-    commit: a rolled-back movement announces nothing. The send happens on
-    the dispatcher thread, so the committing caller never waits for the
-    channel layer."""
-    if created:
-        entry_pk = instance.pk
-        transaction.on_commit(lambda: _dispatcher.submit(entry_pk))
+    outbox = OutboxEvent.objects.create(entry=entry)
+    # Only after commit: a rolled-back movement announces nothing. The send
+    # happens on the dispatcher thread, so the committing caller never waits
+    # for the channel layer.
+    transaction.on_commit(lambda: _dispatcher.submit(outbox.pk))
 
 
 Outgoing = tuple[int, str, list[tuple[str, dict[str, Any]]]]
 
 
-def _load(outbox_ids: list[int], *, by_entry: bool = False) -> list[Outgoing]:
-    """The undelivered outbox rows among ``outbox_ids`` (or among the rows
-    of the entries ``outbox_ids`` names, ``by_entry``), with their events."""
-    selected = {"entry_id__in" if by_entry else "pk__in": outbox_ids}
+def _load(outbox_ids: list[int]) -> list[Outgoing]:
     rows = (
-        OutboxEvent.objects.filter(**selected, delivered_at__isnull=True)
+        OutboxEvent.objects.filter(pk__in=outbox_ids, delivered_at__isnull=True)
         .select_related("entry__account__user")
         .order_by("entry__account_id", "entry__sequence")
     )
@@ -114,8 +102,8 @@ class _Dispatcher:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def submit(self, entry_pk: int) -> None:
-        self._queue.put(entry_pk)
+    def submit(self, outbox_id: int) -> None:
+        self._queue.put(outbox_id)
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
@@ -185,10 +173,10 @@ def _mark_all(delivered: list[int], failed: list[int]) -> None:
         OutboxEvent.objects.filter(pk__in=failed).update(attempts=F("attempts") + 1)
 
 
-def _deliver_with(entry_pks: list[int], loop: asyncio.AbstractEventLoop) -> int:
+def _deliver_with(outbox_ids: list[int], loop: asyncio.AbstractEventLoop) -> int:
     delivered: list[int] = []
     failed: list[int] = []
-    for row_pk, user_id, events in _load(entry_pks, by_entry=True):
+    for row_pk, user_id, events in _load(outbox_ids):
         try:
             for event, data in events:
                 loop.run_until_complete(push.send_to_user(user_id, event, data))
