@@ -131,7 +131,7 @@ async def test_clients_joining_while_trades_arrive_see_every_bucket_once_and_in_
 
     (early_bars, early_updates), (late_bars, _) = await asyncio.gather(chart_of(early, room, until), late_join())
     feed.join(5)
-    assert feed.error is None and feed.stored > 50
+    assert feed.error is None and feed.stored > 20  # trades flowed through the whole window
     truth = await stored(symbol, resolution)
     for bars in (early_bars, late_bars):
         assert bars, "no chart"

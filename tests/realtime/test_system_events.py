@@ -412,7 +412,9 @@ async def test_authentication_infrastructure_failure_is_internal_close(live_serv
 
 async def test_many_connections_pinging_at_once_all_get_pong(live_server_url):
     """Concurrent requests share bounded stores (Redis pools) without errors."""
-    clients = await asyncio.gather(*(connected(live_server_url, unique("crowd")) for _ in range(200)))
+    clients = []
+    for _ in range(5):  # connected in waves: the pings, not the handshakes, are the load here
+        clients += await asyncio.gather(*(connected(live_server_url, unique("crowd")) for _ in range(40)))
     await asyncio.gather(*(c.send("ping", id="p") for c in clients))
     replies = await asyncio.gather(*(c.recv(timeout=30) for c in clients))
     assert {r["event"] for r in replies} == {"pong"}, [r for r in replies if r["event"] != "pong"][:3]
