@@ -25,6 +25,7 @@ from realtime import (
     charging,
     departures,
     errors,
+    fanout,
     history,
     lifecycle,
     presence,
@@ -95,12 +96,20 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
             _query_param(self.scope, "sinceOffset") is not None or _query_param(self.scope, "sinceEpoch") is not None
         )
         since = history.parse_since(_query_param(self.scope, "sinceOffset"), _query_param(self.scope, "sinceEpoch"))
-        # keep: while Redis is down the personal room is joined when it returns.
-        _, recovery = await self.join_room(personal, rooms.namespaces["user"], since, keep=True)
-        hello = {"userId": self.user_id, "sid": self.sid, "timestamp": now_ms(), "applicationId": self.application_id}
-        await self.send(text_data=streams.answer(encode("connected", hello), personal, recovery, asked))
-        if recovery is not None:
-            await self.streams.replay(personal, recovery)
+        # Under the stream lock (as a subscription): the room's events wait
+        # for ``connected`` and what it recovers.
+        async with self.streams.lock:
+            # keep: while Redis is down the personal room is joined when it returns.
+            _, recovery = await self.join_room(personal, rooms.namespaces["user"], since, keep=True)
+            hello = {
+                "userId": self.user_id,
+                "sid": self.sid,
+                "timestamp": now_ms(),
+                "applicationId": self.application_id,
+            }
+            await self.send(text_data=streams.answer(encode("connected", hello), personal, recovery, asked))
+            if recovery is not None:
+                await self.streams.replay(personal, recovery)
         for hook in registry.connect_hooks:
             await self._guarded(RequestContext(self, "connected", None), hook, "error")
 
@@ -177,7 +186,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         await self.send(text_data=encode(event, data, request_id))
 
     async def room_event(self, message: dict[str, Any]) -> None:
-        """A broadcast to one of this connection's rooms (realtime.push)."""
+        """A broadcast to one of this connection's rooms (realtime.push),
+        handed over by the process's receiver (realtime.fanout)."""
         if message["room"] not in getattr(self, "rooms", {}):
             return
         # In offset order, exactly once (realtime.streams).
@@ -204,7 +214,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         failure: Exception | None = None
         recovery: history.Recovery | None = None
         try:
-            await self.channel_layer.group_add(rooms.group_name(room), self.channel_name)
+            # The process joins the room's group for its connections.
+            await fanout.fanout.join(room, self)
             if namespace.history:
                 recovery = await self.streams.open(room, since)
         except Exception as exc:  # noqa: BLE001 - undone below, then raised again
@@ -220,7 +231,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
                 return 0, None
             self.rooms.pop(room, None)
             self.streams.forget(room)
-            await self.channel_layer.group_discard(rooms.group_name(room), self.channel_name)
+            await fanout.fanout.leave(room, self)
             if is_outage(failure):
                 log.warning(
                     "Redis does not answer: %s could not join %s (%r, caused by %r)",
@@ -244,7 +255,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         namespace = self.rooms.pop(room, None)
         if namespace is None:
             return
-        await self.channel_layer.group_discard(rooms.group_name(room), self.channel_name)
+        await fanout.fanout.leave(room, self)
         self.streams.forget(room)
         local_rooms.discard(room, self)
         _, last = await presence.store().leave(room, self.channel_name, self.user_id)

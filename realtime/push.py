@@ -20,7 +20,8 @@ ROOM_EVENT = "room.event"
 async def broadcast(room: str, event: str, data: dict[str, Any], *, skip_user: str | None = None) -> None:
     """Publish to a room: numbered and kept in the room's history
     (realtime.history; one Redis round trip on the scaled stack), then sent
-    to its members through the channel layer."""
+    to its members through the channel layer: one message per server process
+    in the room, handed to its local members there (realtime.fanout)."""
     layer = get_channel_layer()
     assert layer is not None, "CHANNEL_LAYERS is not configured"
     # Encoded once here rather than once per receiving connection.

@@ -15,8 +15,9 @@ full). Each connection keeps, per room, the last offset it delivered:
   the stream continues.
 
 An event of a new epoch (the history was lost) is announced with
-``room_resync`` too. Live events are delivered from the consumer's dispatch;
-the gap timer runs beside it, so every send of a stream happens under the
+``room_resync`` too. Live events are handed over by the process's receiver
+(realtime.fanout; queued behind the lock while it is held); the gap timer
+runs beside it, so every send of a stream happens under the
 connection's ``lock`` (uncontended but for a firing timer), and so does a
 subscription's answer and replay.
 """
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from realtime import history
 from realtime.history import Position, Recovery, framed
 from realtime.protocol import encode
+from realtime.transport import SharedFrame
 
 if TYPE_CHECKING:
     from realtime.consumers import RealtimeConsumer
@@ -113,7 +115,7 @@ class RoomStreams:
         if offset is None or stream is None:
             # A room without history (or not tracked): as it comes.
             if skip_user != self.connection.user_id:
-                await self.connection.send(text_data=message["text"])
+                await self._send(message["text"], message.get("frame"))
             return
         room = message["room"]
         epoch = message["epoch"]
@@ -128,7 +130,7 @@ class RoomStreams:
         if offset <= stream.position:
             return
         if offset == stream.position + 1:
-            await self._emit(stream, offset, message["text"], skip_user)
+            await self._emit(stream, offset, message["text"], skip_user, message.get("frame"))
             if stream.pending:
                 await self._drain(room, stream)
             return
@@ -168,9 +170,18 @@ class RoomStreams:
 
     # --- internals ---------------------------------------------------------------
 
-    async def _emit(self, stream: _Stream, offset: int, text: str, skip_user: str | None) -> None:
+    async def _emit(
+        self, stream: _Stream, offset: int, text: str, skip_user: str | None, frame: SharedFrame | None = None
+    ) -> None:
         stream.position = offset
         if skip_user != self.connection.user_id:
+            await self._send(text, frame)
+
+    async def _send(self, text: str, frame: SharedFrame | None) -> None:
+        """A live event's text; its ``frame`` (shared by the room's local
+        members: realtime.fanout) is written directly where the server
+        allows it, within the connection's buffer limits."""
+        if frame is None or not self.connection.write_frame(frame):
             await self.connection.send(text_data=text)
 
     async def _drain(self, room: str, stream: _Stream) -> None:

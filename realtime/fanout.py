@@ -1,0 +1,270 @@
+"""Room fan-out once per process, not once per connection.
+
+A room event (``realtime.push.broadcast``) goes to the room's channel-layer
+group. The connections of a server process are not members of that group
+themselves: the process is, once, with one process channel, from its first
+local connection in the room to its last (a reference count per room, its
+group add and discard serialised per room so that a join and a leave racing
+each other leave the process in the group exactly while it has members). The
+process's receiver takes each event off that channel and hands it to the
+room's local members in one loop:
+
+- one ``SharedFrame`` per event for all of them (framed once where the server
+  allows it: ``realtime.transport``), each member writing it within its own
+  outbound buffer limits (``realtime.backpressure``) or through its ASGI send;
+- each member keeps its own rules: ``skip_user`` and its room stream (offset
+  order, exactly once, gap fill and resync: ``realtime.streams``);
+- a member busy under its stream lock (answering a subscription, filling a
+  gap from the history) gets the event queued behind what it already waits
+  for, in order, so that it never holds up the rest of the room;
+- a closing or failing member does not stop the loop, and the loop yields
+  every ``YIELD_EVERY`` members.
+
+Connections keep their own channel for what is addressed to them alone
+(``lifecycle.close``). On the scaled stack the layer remembers the process
+channel's memberships like any other and re-adds them after a Redis outage
+(``realtime.redis_layer``). Presence (``realtime.presence``) is separate: it
+still records each connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Protocol
+
+from channels.layers import get_channel_layer
+
+from realtime.push import ROOM_EVENT
+from realtime.redis import is_outage
+from realtime.rooms import group_name
+from realtime.transport import SharedFrame, is_closed_error
+
+log = logging.getLogger(__name__)
+
+YIELD_EVERY = 64
+# Events queued for a member whose stream is busy; past this the oldest are
+# dropped, as a full channel-layer queue would (the stream refills a gap
+# from the room's history, or tells the client to refetch).
+BACKLOG_LIMIT = 1000
+# A group membership is added again by a later join after this long, so that
+# a room with members never outlives the layer's group expiry (a day).
+REFRESH_SECONDS = 3600.0
+
+
+class Member(Protocol):
+    """A connection as the fan-out sees it (``RealtimeConsumer``)."""
+
+    @property
+    def streams(self) -> Any: ...
+
+    async def room_event(self, message: dict[str, Any]) -> None: ...
+
+
+class _RoomLock:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+class ProcessFanout:
+    def __init__(self) -> None:
+        self.channel: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._receiver: asyncio.Task[None] | None = None
+        self._start_lock: asyncio.Lock | None = None
+        # room -> its local members (a dict as an ordered set)
+        self._members: dict[str, dict[Member, None]] = {}
+        # room -> when the process channel was last added to its group
+        self._joined: dict[str, float] = {}
+        self._locks: dict[str, _RoomLock] = {}
+        self._backlogs: dict[Member, list[dict[str, Any]]] = {}
+        self._drains: set[asyncio.Task[None]] = set()
+        self.events = 0
+
+    # --- membership ----------------------------------------------------------
+
+    async def join(self, room: str, member: Member) -> None:
+        """Count ``member`` in the room; returns once the process channel is
+        in the room's group (every later event reaches the member). Raises
+        what the layer raises (``RedisUnavailable``: the layer re-adds the
+        membership when Redis returns unless ``leave`` is called)."""
+        layer = await self._ensure_started()
+        self._members.setdefault(room, {})[member] = None
+        async with self._room_lock(room):
+            if member not in self._members.get(room, ()):
+                return  # left meanwhile
+            joined = self._joined.get(room)
+            if joined is not None and time.monotonic() - joined < REFRESH_SECONDS:
+                return
+            # Recorded first: on an outage the layer keeps the membership
+            # and re-adds it, and the last leave discards it.
+            self._joined[room] = time.monotonic()
+            try:
+                await layer.group_add(group_name(room), self.channel)
+            except Exception as exc:
+                # On an outage the layer keeps the membership to re-add it.
+                if joined is None and not is_outage(exc):
+                    self._joined.pop(room, None)
+                raise
+
+    async def leave(self, room: str, member: Member) -> None:
+        """Forget ``member`` in the room; the process leaves the group with
+        its last local member."""
+        members = self._members.get(room)
+        if members is None or members.pop(member, False) is False:
+            return
+        if members:
+            return
+        del self._members[room]
+        layer = get_channel_layer()
+        async with self._room_lock(room):
+            if self._members.get(room) or room not in self._joined:
+                return  # joined again meanwhile, or never added
+            del self._joined[room]
+            await layer.group_discard(group_name(room), self.channel)
+
+    def count(self, room: str) -> int:
+        return len(self._members.get(room, ()))
+
+    def rooms(self) -> list[str]:
+        return list(self._joined)
+
+    # --- delivery --------------------------------------------------------------
+
+    async def deliver(self, message: dict[str, Any]) -> int:
+        """Hand a room event to the room's local members; returns how many
+        were handed it."""
+        members = self._members.get(message["room"])
+        if not members:
+            return 0
+        self.events += 1
+        local = {**message, "frame": SharedFrame(message["text"])}
+        handed = 0
+        for index, member in enumerate(list(members)):
+            if index and index % YIELD_EVERY == 0:
+                # Let the loop write out what is buffered so far.
+                await asyncio.sleep(0)
+            backlog = self._backlogs.get(member)
+            if backlog is not None or member.streams.lock.locked():
+                self._queue(member, local)
+                handed += 1
+                continue
+            if await _hand(member, local):
+                handed += 1
+        return handed
+
+    def _queue(self, member: Member, message: dict[str, Any]) -> None:
+        backlog = self._backlogs.get(member)
+        if backlog is None:
+            backlog = self._backlogs[member] = []
+            task = asyncio.get_running_loop().create_task(self._drain(member, backlog))
+            self._drains.add(task)
+            task.add_done_callback(self._drains.discard)
+        backlog.append(message)
+        if len(backlog) > BACKLOG_LIMIT:
+            del backlog[0]
+
+    async def _drain(self, member: Member, backlog: list[dict[str, Any]]) -> None:
+        try:
+            while backlog:
+                await _hand(member, backlog.pop(0))
+        finally:
+            if self._backlogs.get(member) is backlog:
+                del self._backlogs[member]
+
+    # --- the receiver ------------------------------------------------------------
+
+    async def _ensure_started(self) -> Any:
+        layer = get_channel_layer()
+        loop = asyncio.get_running_loop()
+        if self._loop is loop and self._receiver is not None and not self._receiver.done():
+            return layer
+        if self._start_lock is None or self._loop is not loop:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._loop is not loop:
+                # Another event loop (a new server in the same process, as
+                # tests start): nothing of the old one is valid here.
+                self._members.clear()
+                self._joined.clear()
+                self._locks.clear()
+                self._backlogs.clear()
+                self.channel = await layer.new_channel()
+                self._loop = loop
+            assert self.channel is not None
+            if self._receiver is None or self._receiver.done():
+                self._receiver = loop.create_task(self._receive(layer, self.channel))
+        return layer
+
+    async def _receive(self, layer: Any, channel: str) -> None:
+        while True:
+            try:
+                message = await layer.receive(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("room fan-out: receive failed; retrying")
+                await asyncio.sleep(0.5)
+                continue
+            if message.get("type") != ROOM_EVENT:
+                log.warning("room fan-out: unexpected message type %r", message.get("type"))
+                continue
+            try:
+                await self.deliver(message)
+            except Exception:
+                log.exception("room fan-out: an event of %s was not delivered", message.get("room"))
+
+    def _room_lock(self, room: str) -> _Held:
+        held = self._locks.get(room)
+        if held is None:
+            held = self._locks[room] = _RoomLock()
+        return _Held(self._locks, room, held)
+
+
+class _Held:
+    """``async with`` a room's lock; the lock is forgotten once no one
+    holds or waits for it."""
+
+    __slots__ = ("held", "locks", "room")
+
+    def __init__(self, locks: dict[str, _RoomLock], room: str, held: _RoomLock) -> None:
+        self.locks = locks
+        self.room = room
+        self.held = held
+
+    async def __aenter__(self) -> None:
+        self.held.users += 1
+        try:
+            await self.held.lock.acquire()
+        except BaseException:
+            self._done()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.held.lock.release()
+        self._done()
+
+    def _done(self) -> None:
+        self.held.users -= 1
+        if self.held.users == 0 and self.locks.get(self.room) is self.held:
+            del self.locks[self.room]
+
+
+async def _hand(member: Member, message: dict[str, Any]) -> bool:
+    try:
+        await member.room_event(message)
+    except Exception as exc:
+        # A closing socket, or a failing member, must not stop the others.
+        if is_closed_error(exc):
+            log.debug("dropped an event of %s for a closing socket: %s", message["room"], exc)
+        else:
+            log.exception("failed to deliver an event of %s to a member", message["room"])
+        return False
+    return True
+
+
+fanout = ProcessFanout()

@@ -1,0 +1,205 @@
+"""Room fan-out once per process (realtime.fanout), over real sockets: the
+room's channel-layer group holds one channel per server process however many
+of its connections are in the room, so a room event is one channel-layer
+message per process; every member still gets each event once, in offset
+order; the process leaves the group with its last member. On one process
+(both stacks) and on two daphne processes sharing Redis (scaled)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings as django_settings
+
+from devtools.servers import DaphneProcess, database_url
+from realtime import push
+from realtime.fanout import fanout
+from realtime.rooms import group_name
+from tests.factories import team
+from tests.wsclient import DEV_SECRET, Client, connected, dev_token, unique
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@database_sync_to_async
+def make_application(*user_ids: str, owner: str | None = None) -> str:
+    return team(*user_ids, owner=owner).id
+
+
+async def group_members(room: str) -> int:
+    """How many channels the room's channel-layer group holds."""
+    layer = get_channel_layer()
+    group = group_name(room)
+    if hasattr(layer, "groups"):  # the in-memory layer
+        return len(layer.groups.get(group, {}))
+    connection = layer.connection(layer.consistent_hash(group))
+    return int(await connection.zcard(layer._group_key(group)))
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+async def broadcasts(client: Client, room: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while len(frames) < count:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"got {len(frames)} of {count}"
+        frame = await client.recv(timeout=remaining)
+        if frame.get("room") == room and frame["event"] == "application_broadcast":
+            frames.append(frame)
+    return frames
+
+
+def body(room: str, marker: int) -> dict[str, Any]:
+    application = room.partition(":")[2]
+    return {"applicationId": application, "message": "m", "data": {"marker": marker}, "sentBy": "t", "timestamp": 0}
+
+
+async def test_one_group_member_and_one_message_per_process_for_many_connections(live_server_url):
+    users = [unique("fan") for _ in range(3)]
+    room = f"application:{await make_application(*users)}"
+    # Five connections in the room: two users twice, one once.
+    clients = [await connected(live_server_url, user) for user in (*users, users[0], users[1])]
+    for client in clients:
+        reply = await client.request("subscribe", {"room": room}, timeout=15)
+        assert reply["event"] == "subscribed"
+    assert fanout.count(room) == 5
+    assert await group_members(room) == 1
+
+    received = fanout.events
+    for n in range(10):
+        await push.broadcast(room, "application_broadcast", body(room, n))
+    for client in clients:
+        frames = await broadcasts(client, room, 10)
+        assert [f["data"]["data"]["marker"] for f in frames] == list(range(10))
+        offsets = [f["offset"] for f in frames]
+        assert offsets == list(range(offsets[0], offsets[0] + 10))
+        await client.nothing(0.3)
+    # One channel-layer message per event reached the process.
+    assert fanout.events - received == 10
+
+    # The process stays in the group while one of its connections is.
+    for client in clients[:-1]:
+        await client.close()
+    await eventually(lambda: _equals(fanout.count(room), 1))
+    assert await group_members(room) == 1
+    await push.broadcast(room, "application_broadcast", body(room, 10))
+    (last,) = await broadcasts(clients[-1], room, 1)
+    assert last["data"]["data"]["marker"] == 10
+    await clients[-1].request("unsubscribe", {"room": room}, timeout=15)
+    assert fanout.count(room) == 0
+    await eventually(lambda: _group_is(room, 0))
+    await clients[-1].close()
+
+
+async def test_a_member_that_is_closing_does_not_stop_the_others(live_server_url):
+    users = [unique("fan") for _ in range(4)]
+    room = f"application:{await make_application(*users)}"
+    clients = [await connected(live_server_url, user) for user in users]
+    for client in clients:
+        await client.request("subscribe", {"room": room}, timeout=15)
+    # Two sockets drop without a close handshake while events are published.
+    for client in clients[:2]:
+        client.ws.transport.abort()
+    for n in range(20):
+        await push.broadcast(room, "application_broadcast", body(room, n))
+    for client in clients[2:]:
+        frames = await broadcasts(client, room, 20)
+        assert [f["data"]["data"]["marker"] for f in frames] == list(range(20))
+    await eventually(lambda: _equals(fanout.count(room), 2))
+    for client in clients[2:]:
+        await client.close()
+    await eventually(lambda: _group_is(room, 0))
+
+
+async def _equals(a: int, b: int) -> bool:
+    return a == b
+
+
+async def _group_is(room: str, count: int) -> bool:
+    return await group_members(room) == count
+
+
+# --- two processes on Redis --------------------------------------------------------
+
+
+@pytest.fixture
+def servers(transactional_db: Any, tmp_path: Path) -> Iterator[tuple[DaphneProcess, DaphneProcess]]:
+    from django.db import connection
+
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url(connection.settings_dict),
+        REDIS_URL=django_settings.REDIS_URL,
+        LEDGERCORE_REDIS_PREFIX=django_settings.LEDGERCORE_REDIS_PREFIX,
+        LEDGERCORE_DEV_JWT_SECRET=DEV_SECRET,
+        LEDGERCORE_VAR_DIR=str(tmp_path),
+        LEDGERCORE_THROTTLE_RATES="user=10000/s",
+        LOG_LEVEL="WARNING",
+    )
+    a = DaphneProcess(env, tmp_path / "a.log").start()
+    b = DaphneProcess(env, tmp_path / "b.log").start()
+    yield a, b
+    a.stop()
+    b.stop()
+
+
+def post_broadcast(http: str, application: str, owner: str, marker: int) -> None:
+    request = urllib.request.Request(
+        f"{http}/api/applications/{application}/broadcast",
+        data=json.dumps({"message": "m", "data": {"marker": marker}}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {dev_token(owner)}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 202
+
+
+@pytest.mark.redis_stack
+async def test_one_group_member_per_process_across_two_processes(servers):
+    a, b = servers
+    owner = unique("owner")
+    users = [unique("fan") for _ in range(4)]
+    application = await make_application(*users, owner=owner)
+    room = f"application:{application}"
+    on_a = [await connected(a.url, user) for user in (*users[:2], users[0])]
+    on_b = [await connected(b.url, user) for user in users[2:]]
+    for client in (*on_a, *on_b):
+        await client.request("subscribe", {"room": room}, timeout=15)
+    # Five connections, two processes: two channels in the group.
+    assert await group_members(room) == 2
+
+    for n in range(10):
+        await asyncio.to_thread(post_broadcast, (a, b)[n % 2].http, application, owner, n)
+    for client in (*on_a, *on_b):
+        frames = await broadcasts(client, room, 10, timeout=30)
+        assert [f["data"]["data"]["marker"] for f in frames] == list(range(10))
+        offsets = [f["offset"] for f in frames]
+        assert offsets == sorted(set(offsets))
+        await client.nothing(0.3)
+
+    # A's connections leave: A leaves the group, B stays and still gets events.
+    for client in on_a:
+        await client.close()
+    await eventually(lambda: _group_is(room, 1), timeout=15)
+    await asyncio.to_thread(post_broadcast, a.http, application, owner, 10)
+    for client in on_b:
+        (frame,) = await broadcasts(client, room, 1, timeout=30)
+        assert frame["data"]["data"]["marker"] == 10
+        await client.close()
+    await eventually(lambda: _group_is(room, 0), timeout=15)
