@@ -97,7 +97,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         )
         since = history.parse_since(_query_param(self.scope, "sinceOffset"), _query_param(self.scope, "sinceEpoch"))
         # Under the stream lock (as a subscription): the room's events wait
-        # for ``connected`` and what it recovers.
+        # for ``connected``, what it recovers and what the connect hooks
+        # send (the balance), as they would behind a consumer's handler.
         async with self.streams.lock:
             # keep: while Redis is down the personal room is joined when it returns.
             _, recovery = await self.join_room(personal, rooms.namespaces["user"], since, keep=True)
@@ -110,8 +111,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
             await self.send(text_data=streams.answer(encode("connected", hello), personal, recovery, asked))
             if recovery is not None:
                 await self.streams.replay(personal, recovery)
-        for hook in registry.connect_hooks:
-            await self._guarded(RequestContext(self, "connected", None), hook, "error")
+            for hook in registry.connect_hooks:
+                await self._guarded(RequestContext(self, "connected", None), hook, "error")
 
     async def _authenticate(self) -> Any:
         """The connection's user and bound application, or Unauthorized."""

@@ -20,6 +20,12 @@ room's local members in one loop:
 - a closing or failing member does not stop the loop, and the loop yields
   every ``YIELD_EVERY`` members.
 
+Events are handed over beside the connection's own handlers, not behind
+them as a consumer's channel messages would be. What must come before a
+room's events holds the connection's stream lock: a subscription's answer
+and replay, and the whole of ``connect`` (``connected``, what it recovers
+and what the connect hooks send, such as the balance).
+
 Connections keep their own channel for what is addressed to them alone
 (``lifecycle.close``). On the scaled stack the layer remembers the process
 channel's memberships like any other and re-adds them after a Redis outage
