@@ -1,6 +1,7 @@
-"""Credit events: the code that writes a ledger entry also writes a durable
-outbox row in the entry's transaction (``write_outbox``); after commit the
-events are pushed to ``user:<userId>`` and the row is marked delivered.
+"""Credit events: every ledger entry written gets a durable outbox row in
+the entry's transaction (``write_outbox``, called by the ledger model's
+post_save signal: credits.signals); after commit the entry's events are
+pushed to ``user:<userId>`` and the row is marked delivered.
 Rows left undelivered (a process died between commit and send, the layer
 failed) are re-sent by the relay (credits.relay) of any server process.
 Delivery is at-least-once; clients dedupe by ``sequence``.
@@ -66,7 +67,7 @@ def events_for(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
 
 def write_outbox(entry: LedgerEntry) -> None:
     """Record that ``entry``'s events must be sent, in the caller's (the
-    entry's) transaction; called by the code that writes the entry."""
+    entry's) transaction; called by the entry's post_save signal."""
     outbox = OutboxEvent.objects.create(entry=entry)
     # Only after commit: a rolled-back movement announces nothing. The send
     # happens on the dispatcher thread, so the committing caller never waits

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from credits import events, expiry
+from credits import expiry
 from credits.combining import Session
 from credits.models import ActorType, CreditAccount, EntryKind, Hold, LedgerEntry
 
@@ -150,8 +150,8 @@ def append(
     )
     entry.hash = entry_hash(entry)
     account.last_hash = entry.hash
+    # Its post_save signal writes the outbox row (credits.signals).
     entry.save(force_insert=True)
-    events.write_outbox(entry)
     session.remember(entry)
     if amount < 0 and kind != EntryKind.EXPIRY:
         expiry.take(account, entry, -amount)

@@ -276,6 +276,25 @@ class TestDatabaseGuarantees:
         with pytest.raises(IntegrityError), transaction.atomic():
             CreditAccount.objects.filter(user=user, application_id=app).update(balance=-1)
 
+    def test_every_entry_saved_gets_one_outbox_row_through_the_models_signal(self):
+        user, app = new_user()
+        services.grant_credits(user.pk, app, 100, reason="r", actor=SYSTEM)
+        services.deduct_credits(user.pk, app, 10, action="q", actor=SYSTEM)
+        entries = entries_of(user, app)
+        assert [OutboxEvent.objects.filter(entry=e).count() for e in entries] == [1] * len(entries)
+        # An entry saved by any other code is announced the same way.
+        last = entries[-1]
+        copy = LedgerEntry.objects.create(
+            **{
+                f.attname: getattr(last, f.attname)
+                for f in LedgerEntry._meta.concrete_fields
+                if f.attname not in ("id", "sequence", "idempotency_key")
+            },
+            sequence=last.sequence + 1,
+            idempotency_key=f"direct:{uuid.uuid4().hex}",
+        )
+        assert OutboxEvent.objects.filter(entry=copy).count() == 1
+
     def test_rollback_after_a_deduction_leaves_no_entry_and_no_event(self):
         user, app = new_user()
         services.grant_credits(user.pk, app, 100, reason="r", actor=SYSTEM)
