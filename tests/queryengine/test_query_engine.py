@@ -38,6 +38,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SYSTEM = credits.Actor.system()
 on_sqlite = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's own defences")
 on_postgresql = pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's own defences")
+# What each database answers to SQL past the compiler it must refuse.
+SQLITE_REFUSALS = (errors.UNAUTHORIZED, errors.INTERNAL)
+POSTGRESQL_REFUSALS = (errors.UNAUTHORIZED, errors.VALIDATION_FAILED)
 
 
 def funded_user(prefix: str = "analyst", grants: int = 2) -> tuple[Any, str]:
@@ -374,55 +377,46 @@ class TestDatabaseDefences:
         except QueryError as exc:
             return exc
 
-    @on_sqlite
     @pytest.mark.parametrize(
-        "sql",
+        ("sql", "codes"),
         [
-            "SELECT * FROM sqlite_master",
-            "SELECT name FROM sqlite_schema",
-            "SELECT password FROM accounts_user",
-            "SELECT prev_hash FROM credits_ledgerentry",
-            "SELECT count(*) FROM credits_ledgerentry",
-            "PRAGMA table_info(credits_ledgerentry)",
-            "ATTACH DATABASE ':memory:' AS other",
-            "SELECT load_extension('x')",
-            "SELECT randomblob(10)",
-            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT n FROM r",
-            "DELETE FROM credits_ledgerentry",
-            "CREATE TABLE stolen AS SELECT 1",
+            *(
+                pytest.param(sql, SQLITE_REFUSALS, marks=on_sqlite, id=f"sqlite:{sql}")
+                for sql in (
+                    "SELECT * FROM sqlite_master",
+                    "SELECT name FROM sqlite_schema",
+                    "SELECT password FROM accounts_user",
+                    "SELECT prev_hash FROM credits_ledgerentry",
+                    "SELECT count(*) FROM credits_ledgerentry",
+                    "PRAGMA table_info(credits_ledgerentry)",
+                    "ATTACH DATABASE ':memory:' AS other",
+                    "SELECT load_extension('x')",
+                    "SELECT randomblob(10)",
+                    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT n FROM r",
+                    "DELETE FROM credits_ledgerentry",
+                    "CREATE TABLE stolen AS SELECT 1",
+                )
+            ),
+            *(
+                pytest.param(sql, POSTGRESQL_REFUSALS, marks=on_postgresql, id=f"postgresql:{sql}")
+                for sql in (
+                    "SELECT password FROM accounts_user",
+                    "SELECT prev_hash FROM credits_ledgerentry",
+                    "SELECT * FROM django_session",
+                    "DELETE FROM credits_ledgerentry",
+                    "CREATE TABLE stolen (a int)",
+                )
+            ),
         ],
     )
-    def test_sqlite_authorizer_denies_what_the_compiler_would_refuse(self, sql):
+    def test_the_database_denies_what_the_compiler_would_refuse(self, sql, codes):
+        """SQLite's authorizer and PostgreSQL's query role, each on its own."""
         funded_user("victim", grants=1)
         result = self.raw(sql)
-        assert isinstance(result, QueryError) and result.code in (errors.UNAUTHORIZED, errors.INTERNAL)
+        assert isinstance(result, QueryError) and result.code in codes
         assert LedgerEntry.objects.count() == 1
 
-    @on_sqlite
-    def test_sqlite_authorizer_allows_the_mapped_columns(self):
-        funded_user("mapped", grants=2)
-        result = self.raw("SELECT id, amount FROM credits_ledgerentry")
-        assert isinstance(result, executor.ExecutionResult) and result.total_rows == 2
-
-    @on_postgresql
-    @pytest.mark.parametrize(
-        "sql",
-        [
-            "SELECT password FROM accounts_user",
-            "SELECT prev_hash FROM credits_ledgerentry",
-            "SELECT * FROM django_session",
-            "DELETE FROM credits_ledgerentry",
-            "CREATE TABLE stolen (a int)",
-        ],
-    )
-    def test_postgresql_query_role_denies_what_the_compiler_would_refuse(self, sql):
-        funded_user("victim", grants=1)
-        result = self.raw(sql)
-        assert isinstance(result, QueryError) and result.code in (errors.UNAUTHORIZED, errors.VALIDATION_FAILED)
-        assert LedgerEntry.objects.count() == 1
-
-    @on_postgresql
-    def test_postgresql_query_role_reads_the_mapped_columns(self):
+    def test_the_database_lets_the_mapped_columns_be_read(self):
         funded_user("mapped", grants=2)
         result = self.raw("SELECT id, amount FROM credits_ledgerentry")
         assert isinstance(result, executor.ExecutionResult) and result.total_rows == 2
