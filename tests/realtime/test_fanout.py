@@ -9,24 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
-from django.conf import settings as django_settings
 
-from devtools.servers import DaphneProcess, database_url
 from realtime import push
 from realtime.fanout import fanout
 from realtime.rooms import group_name
 from tests.factories import team
-from tests.wsclient import DEV_SECRET, Client, connected, dev_token, unique
+from tests.wsclient import Client, connected, dev_token, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -136,27 +132,6 @@ async def _group_is(room: str, count: int) -> bool:
 
 
 # --- two processes on Redis --------------------------------------------------------
-
-
-@pytest.fixture
-def servers(transactional_db: Any, tmp_path: Path) -> Iterator[tuple[DaphneProcess, DaphneProcess]]:
-    from django.db import connection
-
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=database_url(connection.settings_dict),
-        REDIS_URL=django_settings.REDIS_URL,
-        LEDGERCORE_REDIS_PREFIX=django_settings.LEDGERCORE_REDIS_PREFIX,
-        LEDGERCORE_DEV_JWT_SECRET=DEV_SECRET,
-        LEDGERCORE_VAR_DIR=str(tmp_path),
-        LEDGERCORE_THROTTLE_RATES="user=10000/s",
-        LOG_LEVEL="WARNING",
-    )
-    a = DaphneProcess(env, tmp_path / "a.log").start()
-    b = DaphneProcess(env, tmp_path / "b.log").start()
-    yield a, b
-    a.stop()
-    b.stop()
 
 
 def post_broadcast(http: str, application: str, owner: str, marker: int) -> None:
