@@ -1,13 +1,14 @@
 """Bounded outbound buffers: a client that does not read is conflated, then
 closed, and never makes the server's memory grow without bound.
 
-Under daphne every frame for a WebSocket ends up in the connection's twisted
-transport (``dataBuffer`` + ``_tempDataBuffer``) or, for chopped or
-synchronised writes, in autobahn's ``send_queue``. Those buffers grow without
-bound when the peer stops reading. ``Outbound`` measures them (the bytes the
-kernel has not taken yet, and how many frames those bytes belong to) before
-each frame is written, through both ways a frame leaves: the connection's
-ASGI send (``realtime.transport.guarded_send``) and the prepared-frame writer (``realtime.transport``).
+Under daphne every frame for a WebSocket ends up in the connection's
+buffers (Twisted's transport, autobahn's queue, the kernel), which grow
+without bound when the peer stops reading. ``Outbound`` measures them
+through the adapter ``realtime.daphne_buffers`` (the bytes the kernel has
+not taken yet, and how many frames those bytes belong to) before each frame
+is written, through both ways a frame leaves: the connection's ASGI send
+(``realtime.transport.guarded_send``) and the prepared-frame writer
+(``realtime.transport``).
 
 - Over the low watermark (a quarter of either limit), live chart updates
   (``realtime.local`` rooms with positions) are not written: the connection
@@ -40,14 +41,14 @@ import ctypes
 import functools
 import logging
 import math
-import struct
-import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+
+from realtime import daphne_buffers, daphne_frames
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +58,8 @@ SLOW_CONSUMER_REASON = "slow consumer: send buffer exceeded"
 LIVE_PENDING_BUCKETS = 4
 # How often a connection holding conflated updates looks whether it drained.
 DRAIN_CHECK_SECONDS = 0.05
-# ioctl: unsent bytes of a TCP socket's send queue (linux/sockios.h).
-SIOCOUTQNSD: int | None = 0x894B if sys.platform.startswith("linux") else None
-if SIOCOUTQNSD is not None:
-    import fcntl
 # Bytes of a server frame's header, as counted (2 to 10 in fact).
 FRAME_HEADER = 4
-# Attempts to hand buffered bytes to the kernel before judging a client.
-FLUSH_ATTEMPTS = 4
 
 
 @dataclass(frozen=True)
@@ -90,69 +85,6 @@ class Limits:
         )
 
 
-def _descriptor(transport: Any) -> Any:
-    """The twisted file descriptor that holds the bytes (under TLS, the TCP
-    transport below the TLS protocol)."""
-    for _ in range(4):
-        if transport is None or hasattr(transport, "dataBuffer"):
-            return transport
-        transport = getattr(transport, "transport", None)
-    return None
-
-
-def kernel_unsent(fd: Any) -> int:
-    """Bytes the kernel holds for the socket and has not sent (Linux
-    ``SIOCOUTQNSD``; 0 where unavailable). A client that stops reading
-    closes its TCP window, and the kernel's send buffer (autotuned up to
-    ``net.ipv4.tcp_wmem``'s maximum, 4 MiB by default) fills before
-    anything is left to the process."""
-    if SIOCOUTQNSD is None or fd is None:
-        return 0
-    try:
-        return int(struct.unpack("i", fcntl.ioctl(fd.fileno(), SIOCOUTQNSD, b"\0\0\0\0"))[0])
-    except (OSError, ValueError, AttributeError):
-        return 0
-
-
-def buffered_bytes(protocol: Any) -> int:
-    """Bytes written to ``protocol`` that have not left this machine: held
-    by autobahn, by the transport, or unsent in the kernel."""
-    total = 0
-    queue = getattr(protocol, "send_queue", None)
-    if queue:
-        total += sum(len(data) for data, _ in queue)
-    transport = getattr(protocol, "transport", None)
-    tls_pending = getattr(transport, "_appSendBuffer", None)
-    if tls_pending:
-        total += sum(len(data) for data in tls_pending)
-    fd = _descriptor(transport)
-    if fd is not None:
-        total += len(fd.dataBuffer) - fd.offset + fd._tempDataLen
-        if getattr(fd, "connected", False):
-            total += kernel_unsent(fd)
-    return total
-
-
-def flush(protocol: Any) -> None:
-    """Hand what the transport buffers to the kernel now, as far as it takes
-    it (what the reactor does when the socket is writable)."""
-    fd = _descriptor(getattr(protocol, "transport", None))
-    if fd is None or not getattr(fd, "connected", False) or getattr(fd, "disconnecting", True):
-        return
-    for _ in range(FLUSH_ATTEMPTS):
-        before = len(fd.dataBuffer) - fd.offset + fd._tempDataLen
-        if not before:
-            return
-        try:
-            result = fd.doWrite()
-        except Exception:  # noqa: BLE001 - the reactor sees to a broken socket
-            return
-        if result is not None:  # connection lost: the reactor will notice
-            return
-        if len(fd.dataBuffer) - fd.offset + fd._tempDataLen >= before:
-            return
-
-
 class Outbound:
     """The outbound buffer policy of one daphne WebSocket connection."""
 
@@ -174,7 +106,7 @@ class Outbound:
     def measure(self) -> tuple[int, int]:
         """(bytes, frames) buffered: frames with at least one byte not yet
         taken by the kernel."""
-        total = buffered_bytes(self.protocol)
+        total = daphne_buffers.buffered_bytes(self.protocol)
         sizes = self._sizes
         while sizes and self._sized - sizes[0] >= total:
             self._sized -= sizes.popleft()
@@ -184,7 +116,7 @@ class Outbound:
         size, frames = self.measure()
         if size <= max_bytes and frames <= max_frames:
             return False
-        flush(self.protocol)
+        daphne_buffers.flush(self.protocol)
         size, frames = self.measure()
         return size > max_bytes or frames > max_frames
 
@@ -198,9 +130,8 @@ class Outbound:
         (and False returned); False too while it closes."""
         if self.closing:
             return False
-        protocol = self.protocol
-        if protocol.state in (protocol.STATE_CLOSING, protocol.STATE_CLOSED):
-            return False  # autobahn would refuse the frame
+        if daphne_buffers.is_closing(self.protocol):
+            return False
         if self._over(self.limits.bytes, self.limits.frames):
             self.close_slow()
             return False
@@ -252,8 +183,7 @@ class Outbound:
 
     def _drain_check(self, write: Callable[[Any], Any]) -> None:
         self._drain = None
-        protocol = self.protocol
-        if self.closing or protocol.state != protocol.STATE_OPEN:
+        if self.closing or not daphne_buffers.is_open(self.protocol):
             self.pending.clear()
             return
         if self.lagging():
@@ -280,10 +210,9 @@ class Outbound:
             self._drain.cancel()
             self._drain = None
         size, frames = self.measure()
-        protocol = self.protocol
         log.warning(
             "closing slow consumer %s (%s): %d bytes in %d frames not read (limits %d bytes, %d frames)",
-            getattr(protocol, "client_addr", None),
+            daphne_buffers.peer(self.protocol),
             CLOSE_SLOW_CONSUMER,
             size,
             frames,
@@ -292,22 +221,13 @@ class Outbound:
         )
         self._sizes.clear()
         self._sized = 0
-        if protocol.state != protocol.STATE_OPEN:
+        if not daphne_buffers.is_open(self.protocol):
             return
         # The application hears of the disconnection now, not when the TCP
         # connection ends: it leaves its rooms (presence, group membership)
         # at once and stops receiving what it could not send anyway.
-        queue = getattr(protocol, "application_queue", None)
-        if queue is not None and not protocol.muted:
-            queue.put_nowait({"type": "websocket.disconnect", "code": CLOSE_SLOW_CONSUMER})
-            protocol.muted = True
         _trim_later(self.limits.grace + 1.0)
-        protocol.closeHandshakeTimeout = self.limits.grace
-        try:
-            protocol.sendClose(code=CLOSE_SLOW_CONSUMER, reason=SLOW_CONSUMER_REASON)
-        except Exception:
-            log.exception("could not send the slow-consumer close frame; dropping the connection")
-            protocol.dropConnection(abort=True)
+        daphne_buffers.close_within(self.protocol, CLOSE_SLOW_CONSUMER, SLOW_CONSUMER_REASON, self.limits.grace)
 
 
 _trim: dict[str, Any] = {"handle": None, "last": 0.0}
@@ -335,8 +255,7 @@ def _malloc_trim(loop: asyncio.AbstractEventLoop) -> None:
 
 def frame_size(frame: Any) -> int:
     """Bytes of a ``realtime.transport.SharedFrame`` on the wire."""
-    prepared = frame.prepared()
-    return len(prepared.payloadHybi)
+    return daphne_frames.frame_bytes(frame.prepared())
 
 
 def _order(position: int | None) -> float:

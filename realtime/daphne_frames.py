@@ -1,6 +1,7 @@
 """The adapter to daphne's, autobahn's and Twisted's internals that writing
 one frame to many sockets needs; nothing else in the project touches them
-(but ``realtime.backpressure``, which reads the same sockets' buffers).
+but its sibling ``realtime.daphne_buffers``, which reads and closes the same
+sockets' buffers (its internals are listed here too).
 
 Why it exists: ASGI lets an application write to a WebSocket only through
 its ``send``, per socket, where daphne runs the middleware's wrappers and
@@ -161,7 +162,7 @@ def harden(protocol: Any, max_message_bytes: int) -> None:
 # its instances are looked for as ``self.<name>`` in the class's module.
 INTERNALS: dict[str, tuple[str, ...]] = {
     "daphne.server:Server": ("handle_reply", "connections"),
-    "daphne.ws_protocol:WebSocketProtocol": ("application_queue", "onMessage", "transport"),
+    "daphne.ws_protocol:WebSocketProtocol": ("application_queue", "onMessage", "transport", "muted", "client_addr"),
     "autobahn.websocket.protocol:WebSocketProtocol": (
         "STATE_OPEN",
         "state",
@@ -178,6 +179,11 @@ INTERNALS: dict[str, tuple[str, ...]] = {
         "CLOSE_STATUS_CODE_MESSAGE_TOO_BIG",
         "_perMessageCompress",
         "send_queue",
+        "STATE_CLOSING",
+        "STATE_CLOSED",
+        "sendClose",
+        "dropConnection",
+        "closeHandshakeTimeout",
     ),
     "autobahn.websocket.protocol:PreparedMessage": ("payloadHybi",),
     "twisted.internet.tcp:Connection": (
@@ -189,6 +195,10 @@ INTERNALS: dict[str, tuple[str, ...]] = {
         "_tempDataBuffer",
         "writeSomeData",
         "write",
+        "offset",
+        "_tempDataLen",
+        "doWrite",
+        "fileno",
     ),
 }
 
