@@ -1,6 +1,7 @@
 from django.apps import AppConfig
 
 from realtime import background, charging
+from realtime import metrics as realtime_metrics
 
 
 class CreditsConfig(AppConfig):
@@ -9,7 +10,7 @@ class CreditsConfig(AppConfig):
     def ready(self) -> None:
         # Imported here: they import models, which cannot be imported before
         # the app registry is ready.
-        from credits import relay, signals  # noqa: PLC0415
+        from credits import metrics, relay, signals  # noqa: PLC0415
         from credits.handlers import LedgerCharger  # noqa: PLC0415
 
         # The registry's charging path charges through the ledger.
@@ -18,3 +19,4 @@ class CreditsConfig(AppConfig):
         # Every ledger entry saved writes its outbox row: its events are
         # pushed to user:<id> after commit.
         signals.connect()
+        realtime_metrics.register_collector("credit ledger", metrics.collect)

@@ -19,6 +19,14 @@ from realtime.config import redis_url_credentials
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(config.text("LEDGERCORE_VAR_DIR", str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# Prometheus multiprocess mode (realtime.metrics): every process of this
+# deployment on this machine writes its samples here. Set before
+# prometheus_client is first imported.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+# Bearer token a scrape of /metrics must present; empty: /metrics is open
+# (for a port reachable only by the monitoring network).
+LEDGERCORE_METRICS_TOKEN = config.text("LEDGERCORE_METRICS_TOKEN", "")
 
 DEBUG = config.flag("DJANGO_DEBUG", False)
 SECRET_KEY = config.text("DJANGO_SECRET_KEY", "insecure-embedded-default-change-me-in-production-4d1f8a")

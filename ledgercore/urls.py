@@ -9,6 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics, name="metrics"),
     path("api/asyncapi.json", views.asyncapi_document, name="asyncapi"),
     path("api/me", MeView.as_view(), name="me"),
     path("api/applications/<str:application_id>/broadcast", ApplicationBroadcastView.as_view(), name="broadcast"),

@@ -20,7 +20,7 @@ from typing import Any, cast
 from channels.db import database_sync_to_async
 
 from queryengine import errors as query_errors
-from queryengine import services
+from queryengine import metrics, services
 from queryengine.errors import QueryError, QueryFailed
 from queryengine.executor import CancelHandle
 from queryengine.outbox import run_query_async
@@ -92,6 +92,8 @@ async def query(ctx: RequestContext, data: dict[str, Any]) -> None:
         return cast(Awaitable[None], sent)
 
     async def completed(duration_ms: int, total_rows: int, truncated: bool) -> None:
+        metrics.QUERY_SECONDS.observe(duration_ms / 1000)
+        metrics.QUERY_ROWS.observe(total_rows)
         await ctx.send(
             "query_completed",
             {"queryId": query_id, "durationMs": duration_ms, "totalRows": total_rows, "truncated": truncated},

@@ -20,11 +20,12 @@ class RealtimeConfig(AppConfig):
         connection_created.connect(_bound_statements, dispatch_uid="realtime-statement-timeout")
         # Imported here: they import models, which cannot be imported before
         # the app registry is ready (this module is).
-        from realtime import departures, presence, processes  # noqa: PLC0415
+        from realtime import departures, presence, processes, sampling  # noqa: PLC0415
 
         background.register("channel layer", _serve_channel_layer)
         background.register("process heartbeat", processes.start)
         background.register("presence heartbeat", lambda: presence.store().start(departures.on_departures))
+        background.register("metrics sampling", sampling.start)
 
 
 def _bound_statements(sender: object, connection: Any, **kwargs: object) -> None:

@@ -48,7 +48,7 @@ from typing import Any
 
 from django.conf import settings
 
-from realtime import daphne_buffers, daphne_frames
+from realtime import daphne_buffers, daphne_frames, metrics
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +221,7 @@ class Outbound:
         )
         self._sizes.clear()
         self._sized = 0
+        metrics.SLOW_CLOSED.inc()
         if not daphne_buffers.is_open(self.protocol):
             return
         # The application hears of the disconnection now, not when the TCP

@@ -28,6 +28,7 @@ from realtime import (
     fanout,
     history,
     lifecycle,
+    metrics,
     presence,
     rooms,
     settlement,
@@ -36,7 +37,7 @@ from realtime import (
     transport,
 )
 from realtime.context import RequestContext
-from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, ValidationFailed
+from realtime.errors import Internal, NotFound, ProtocolError, RateLimited, Unauthorized, ValidationFailed
 from realtime.local import local_rooms
 from realtime.protocol import RequestId, decode, encode, now_ms, peek_id
 from realtime.redis import RedisUnavailable, is_outage
@@ -73,22 +74,23 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         try:
             user = await self._authenticate()
         except Unauthorized as exc:
-            await self.send_event("error", exc.payload())
+            await self._send_error(exc, "error", None, None)
             await self.close(code=CLOSE_UNAUTHORIZED)
             return
         except Exception as exc:
             if errors.is_database_error(exc):
                 log.warning("authentication: the database does not answer (sid %s)", self.sid)
-                await self.send_event("error", errors.database_unavailable().payload())
+                await self._send_error(errors.database_unavailable(), "error", None, None)
                 await self.close(code=CLOSE_INTERNAL)
                 return
             log.exception("authentication failed unexpectedly (sid %s)", self.sid)
-            await self.send_event("error", Internal("the server could not authenticate this connection").payload())
+            await self._send_error(Internal("the server could not authenticate this connection"), "error", None, None)
             await self.close(code=CLOSE_INTERNAL)
             return
         self.user_id = user.username
         self.user_pk = user.pk
         self.authenticated = True
+        metrics.CONNECTIONS.inc()
         # The personal room is recovered at connect: ?sinceOffset=&sinceEpoch=
         # (its last position seen), answered in ``connected``.
         personal = f"user:{self.user_id}"
@@ -146,6 +148,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         if hasattr(self, "streams"):
             self.streams.close()
         if getattr(self, "authenticated", False):
+            if not getattr(self, "uncounted", False):
+                self.uncounted = True
+                metrics.CONNECTIONS.dec()
             for room in list(self.rooms):
                 await self.leave_room(room)
         lifecycle.unregister(self)
@@ -181,7 +186,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         if writer is None:
             return False
         writer.write(frame, room, position)
+        metrics.count_out(frame.text)
         return True
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        if text_data is not None:
+            metrics.count_out(text_data)
 
     async def send_event(self, event: str, data: dict[str, Any], request_id: RequestId | None = None) -> None:
         await self.send(text_data=encode(event, data, request_id))
@@ -278,13 +289,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
             # Infrastructure failures outside a handler must not take the
             # connection down.
             log.exception("failed to process a frame (sid %s, user %s)", self.sid, self.user_id)
-            await self.send_event("error", Internal("the server failed to process this frame").payload())
+            await self._send_error(Internal("the server failed to process this frame"), "error", None, None)
 
     async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         frame, parsed, error = decode(text_data, bytes_data, settings.LEDGERCORE_MAX_FRAME_BYTES)
         request_id = frame.id if frame else peek_id(parsed)
         wait = self.bucket.take()
         if wait:
+            metrics.THROTTLED.labels("connection").inc()
             await self._send_error(
                 RateLimited("too many frames on this connection", retry_after=retry_after_seconds(wait)),
                 "rate_limit_error",
@@ -298,8 +310,9 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
             return
         spec = registry.get(frame.event)
         ctx = RequestContext(self, frame.event, frame.id)
+        metrics.EVENTS_IN.labels(spec.name if spec is not None else "unknown").inc()
         if spec is None:
-            await ctx.send("error", {"code": "NOT_FOUND", "message": f"unknown event {frame.event[:100]!r}"})
+            await self._send_error(NotFound(f"unknown event {frame.event[:100]!r}"), "error", frame.id, frame.event)
             return
         if lifecycle.refuses(spec.name):
             await self._send_error(lifecycle.unavailable(), spec.error_event, frame.id, spec.name)
@@ -317,6 +330,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
             await self._send_error(exc, spec.error_event, frame.id, spec.name)
             return
         if wait:
+            metrics.THROTTLED.labels(spec.throttle).inc()
             await self._send_error(
                 RateLimited(f"too many {spec.throttle} requests for this user", retry_after=retry_after_seconds(wait)),
                 "rate_limit_error",
@@ -326,6 +340,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
             return
         if spec.concurrent:
             if len(self.tasks) >= MAX_CONCURRENT_TASKS:
+                metrics.THROTTLED.labels("in_flight").inc()
                 await self._send_error(
                     RateLimited("too many requests in flight on this connection", retry_after=1),
                     "rate_limit_error",
@@ -422,6 +437,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
             return error.code
 
     async def _send_error(self, exc: ProtocolError, event: str, request_id: RequestId | None, event_name: Any) -> None:
+        metrics.ERRORS.labels(exc.code).inc()
         await self.send_event(*errors.envelope(exc, event, event_name), request_id)
 
 

@@ -113,6 +113,11 @@ def connections() -> int:
     return len(_consumers)
 
 
+def live() -> list[RealtimeConsumer]:
+    """The process's open connections."""
+    return list(_consumers)
+
+
 def add_work(work: Work) -> None:
     _work[:] = [w for w in _work if w.name != work.name] + [work]
 

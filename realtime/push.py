@@ -6,11 +6,12 @@ Callers that change the database must call these after commit
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from channels.layers import get_channel_layer
 
-from realtime import history
+from realtime import history, metrics
 from realtime.protocol import encode
 from realtime.rooms import group_name, namespaces
 
@@ -25,6 +26,7 @@ async def broadcast(room: str, event: str, data: dict[str, Any], *, skip_user: s
     layer = get_channel_layer()
     assert layer is not None, "CHANNEL_LAYERS is not configured"
     # Encoded once here rather than once per receiving connection.
+    started = time.perf_counter()
     text = encode(event, data)
     message: dict[str, Any] = {"type": ROOM_EVENT, "room": room, "skip_user": skip_user}
     namespace = namespaces.get(room.partition(":")[0])
@@ -34,6 +36,7 @@ async def broadcast(room: str, event: str, data: dict[str, Any], *, skip_user: s
     else:
         message["text"] = text
     await layer.group_send(group_name(room), message)
+    metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
 
 
 async def send_to_user(user_id: str, event: str, data: dict[str, Any]) -> None:

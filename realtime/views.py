@@ -1,18 +1,22 @@
-"""Health probes and the AsyncAPI document."""
+"""Health probes, metrics and the AsyncAPI document."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import uuid
 from collections.abc import Awaitable
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from realtime import lifecycle
+from realtime import metrics as metrics_module
 from realtime import redis as lcredis
 from realtime.asyncapi import build_document
 
@@ -67,3 +71,15 @@ async def readyz(request: HttpRequest) -> JsonResponse:
 
 async def asyncapi_document(request: HttpRequest) -> JsonResponse:
     return JsonResponse(build_document(), json_dumps_params={"indent": 2})
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition of every process's series (realtime.metrics);
+    with ``LEDGERCORE_METRICS_TOKEN`` set, only for ``Authorization: Bearer
+    <token>``."""
+    expected = settings.LEDGERCORE_METRICS_TOKEN
+    if expected:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+            return HttpResponse("metrics need the scrape token\n", status=401, content_type="text/plain")
+    return HttpResponse(metrics_module.render(), content_type=CONTENT_TYPE_LATEST)
