@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from pythonjsonlogger.core import RESERVED_ATTRS
 
 from ledgercore import config
 from realtime.config import redis_url_credentials
@@ -375,18 +376,34 @@ WHITENOISE_USE_FINDERS = True
 LOG_LEVEL = config.text("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"LOG_LEVEL: unknown level {LOG_LEVEL!r}")
+LOG_FORMAT = config.text("LOG_FORMAT", "text").strip().lower()
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT: expected text or json, got {LOG_FORMAT!r}")
+# One line per WebSocket request when it ends (event, id, user, application,
+# duration, outcome) on the logger ledgercore.requests.
+LEDGERCORE_REQUEST_LOG = config.flag("LEDGERCORE_REQUEST_LOG", False)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "realtime.logs.RedactSecrets"}},
+    "filters": {
+        "redact": {"()": "realtime.logs.RedactSecrets"},
+        "context": {"()": "realtime.logcontext.AddContext"},
+    },
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(context)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            # The bracketed summary is for the console; JSON has the fields.
+            "reserved_attrs": [*RESERVED_ATTRS, "context"],
+        },
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
-            "filters": ["redact"],
+            "formatter": LOG_FORMAT,
+            "filters": ["redact", "context"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -28,6 +29,7 @@ from realtime import (
     fanout,
     history,
     lifecycle,
+    logcontext,
     metrics,
     presence,
     rooms,
@@ -39,13 +41,14 @@ from realtime import (
 from realtime.context import RequestContext
 from realtime.errors import Internal, NotFound, ProtocolError, RateLimited, Unauthorized, ValidationFailed
 from realtime.local import local_rooms
-from realtime.protocol import RequestId, decode, encode, now_ms, peek_id
+from realtime.protocol import Frame, RequestId, decode, encode, now_ms, peek_id
 from realtime.redis import RedisUnavailable, is_outage
 from realtime.registry import InboundEvent, registry
 from realtime.throttles import connection_bucket, retry_after_seconds, user_buckets
 from realtime.transport import SharedFrame
 
 log = logging.getLogger(__name__)
+requests_log = logging.getLogger("ledgercore.requests")
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_INTERNAL = 1011
@@ -90,6 +93,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         self.user_id = user.username
         self.user_pk = user.pk
         self.authenticated = True
+        logcontext.bind(user=self.user_id, application=self.application_id, sid=self.sid)
         metrics.CONNECTIONS.inc()
         # The personal room is recovered at connect: ?sinceOffset=&sinceEpoch=
         # (its last position seen), answered in ``connected``.
@@ -308,6 +312,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
             event_name = parsed.get("event") if isinstance(parsed, dict) else None
             await self._send_error(error or Internal("undecodable frame"), "error", request_id, event_name)
             return
+        # What is logged while the request is handled names it (and the
+        # tasks it starts inherit that).
+        with logcontext.bound(event=frame.event[:100], request_id=frame.id):
+            await self._handle(frame)
+
+    async def _handle(self, frame: Frame) -> None:
         spec = registry.get(frame.event)
         ctx = RequestContext(self, frame.event, frame.id)
         metrics.EVENTS_IN.labels(spec.name if spec is not None else "unknown").inc()
@@ -356,7 +366,21 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
 
     async def _execute(self, ctx: RequestContext, spec: InboundEvent, data: dict[str, Any]) -> None:
         """Charge -> execute -> settle; a request the balance cannot cover is
-        answered with insufficient_credits and not executed."""
+        answered with insufficient_credits and not executed. With
+        ``LEDGERCORE_REQUEST_LOG`` each request ends with a log line."""
+        if not settings.LEDGERCORE_REQUEST_LOG:
+            await self._charged(ctx, spec, data)
+            return
+        started = time.perf_counter()
+        outcome = "cancelled"
+        try:
+            outcome = await self._charged(ctx, spec, data) or "ok"
+        finally:
+            requests_log.info(
+                "%s %s", spec.name, outcome, extra={"duration_ms": round((time.perf_counter() - started) * 1000, 1)}
+            )
+
+    async def _charged(self, ctx: RequestContext, spec: InboundEvent, data: dict[str, Any]) -> str | None:
         requested_app = data.get("applicationId")
         if requested_app and requested_app != self.application_id:
             if not await database_sync_to_async(tenancy.is_member)(self.user_pk, requested_app):
@@ -366,7 +390,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
                     ctx.request_id,
                     spec.name,
                 )
-                return
+                return errors.UNAUTHORIZED
             ctx = replace(ctx, application=requested_app)
         charge = None
         if spec.price:
@@ -377,14 +401,14 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
                     "insufficient_credits",
                     {"required": exc.required, "available": exc.available, "action": exc.action},
                 )
-                return
+                return "insufficient_credits"
             except Exception as exc:
                 if not errors.is_database_error(exc):
                     raise
                 # Nothing was held: the request is refused, not charged.
                 log.warning("%s refused: the database does not answer (request id %r)", spec.name, ctx.request_id)
                 await self._send_error(errors.database_unavailable(), spec.error_event, ctx.request_id, spec.name)
-                return
+                return errors.UNAVAILABLE
             if token is not None:
                 charge = charging.Charge(charging.charger, token)
                 ctx = replace(ctx, charge=charge)
@@ -407,6 +431,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
             # goes on serving.
             release = failure is not None and failure not in errors.CHARGED_FAILURES
             await asyncio.wait({settlement.settle_shielded(spec, ctx, charge, release)}, timeout=SETTLE_WAIT_SECONDS)
+        return failure
 
     async def _guarded(self, ctx: RequestContext, call: Any, error_event: str) -> str | None:
         """Runs a handler; sends any error (mapped to the wire by
