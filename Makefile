@@ -3,6 +3,10 @@
 HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
+# This checkout's development secrets (var/) unless the environment sets
+# them: with DJANGO_DEBUG off the server refuses to start without a real key.
+DJANGO_SECRET_KEY ?= $(shell scripts/dev-secret.sh django)
+export DJANGO_SECRET_KEY
 
 .PHONY: install run test test-embedded test-scaled lint format bench clean
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 from asgiref.sync import async_to_sync
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import services
-from accounts.serializers import BroadcastRequest
+from accounts.serializers import Broadcast, BroadcastRequest, Failure, Me
 from realtime import push
 from realtime.errors import Unavailable
 from realtime.protocol import now_ms
@@ -22,6 +23,9 @@ MAX_BROADCAST_DATA_BYTES = 16384
 class MeView(APIView):
     """The caller, the application the request is bound to, and its memberships."""
 
+    serializer_class = Me
+
+    @extend_schema(responses={200: Me})
     def get(self, request: Request) -> Response:
         user = request.user
         bound = getattr(request.auth, "application_id", None) or user.default_application_id
@@ -33,6 +37,12 @@ class ApplicationBroadcastView(APIView):
     """Send ``application_broadcast`` to the room ``application:<id>``; owners
     and admins of the application (and staff) only."""
 
+    serializer_class = BroadcastRequest
+
+    @extend_schema(
+        request=BroadcastRequest,
+        responses={202: Broadcast, 400: Failure, 403: Failure, 503: Failure},
+    )
     def post(self, request: Request, application_id: str) -> Response:
         if not (request.user.is_staff or services.may_administer(request.user.pk, application_id)):
             return Response(

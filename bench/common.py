@@ -4,6 +4,17 @@ choose the stacks and the services of the scaled one."""
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+from pathlib import Path
+
+# Run directly (not through `make bench`): this checkout's development key,
+# which the servers and an in-process Django need with DJANGO_DEBUG off.
+if not os.environ.get("DJANGO_SECRET_KEY"):
+    _script = Path(__file__).resolve().parent.parent / "scripts" / "dev-secret.sh"
+    os.environ["DJANGO_SECRET_KEY"] = subprocess.run(
+        [str(_script), "django"], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def percentile(values: list[float], pct: float) -> float:

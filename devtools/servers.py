@@ -23,6 +23,12 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def dev_django_secret() -> str:
+    """This checkout's development Django secret key (scripts/dev-secret.sh)."""
+    script = ROOT / "scripts" / "dev-secret.sh"
+    return subprocess.run([str(script), "django"], check=True, capture_output=True, text=True).stdout.strip()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -141,6 +147,7 @@ def server_environment(
     postgres_url (a maintenance database URL) and redis_url, a new PostgreSQL
     database dropped afterwards (scaled stack)."""
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.setdefault("DJANGO_SECRET_KEY", dev_django_secret())
     env.update(
         {
             "LEDGERCORE_VAR_DIR": str(tmp_path),

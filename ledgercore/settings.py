@@ -14,7 +14,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 from pythonjsonlogger.core import RESERVED_ATTRS
 
-from ledgercore import config
+from ledgercore import config, security
 from realtime.config import redis_url_credentials
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -30,15 +30,50 @@ Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 LEDGERCORE_METRICS_TOKEN = config.text("LEDGERCORE_METRICS_TOKEN", "")
 
 DEBUG = config.flag("DJANGO_DEBUG", False)
-SECRET_KEY = config.text("DJANGO_SECRET_KEY", "insecure-embedded-default-change-me-in-production-4d1f8a")
+SECRET_KEY = config.text("DJANGO_SECRET_KEY", "")
+if DEBUG and not SECRET_KEY:
+    SECRET_KEY = "insecure-debug-only-key"
+elif not DEBUG and not security.strong_secret(SECRET_KEY, 50):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY: missing, a known default or too short (with DJANGO_DEBUG off it must be a random "
+        "value of at least 50 characters; `make` targets use this checkout's scripts/dev-secret.sh django)"
+    )
 ALLOWED_HOSTS = config.items("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
-# Origins whose browsers may use a Django session cookie on the WebSocket and
-# post forms to admin. Token-authenticated clients are not origin-restricted.
+# Origins whose pages may open the WebSocket (a handshake with another
+# Origin header is refused with 403; clients that send none, as non-browser
+# clients, are not affected), use a staff session cookie and post forms to
+# admin.
 LEDGERCORE_ALLOWED_ORIGINS = config.items(
     "LEDGERCORE_ALLOWED_ORIGINS",
     ["http://127.0.0.1:8000", "http://localhost:8000"],
 )
 CSRF_TRUSTED_ORIGINS = LEDGERCORE_ALLOWED_ORIGINS
+# Cross-origin HTTP API calls (django-cors-headers): only these origins, only
+# under /api/. Empty: no cross-origin access.
+CORS_ALLOWED_ORIGINS = config.items("LEDGERCORE_CORS_ORIGINS", [])
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_CREDENTIALS = False
+
+# --- HTTPS and security headers -------------------------------------------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+# Served over HTTPS (in production, behind a load balancer that terminates
+# TLS and sets X-Forwarded-Proto): HTTP is redirected (but the probes and
+# /metrics), cookies are secure-only, and HSTS is sent.
+LEDGERCORE_HTTPS = config.flag("LEDGERCORE_HTTPS", False)
+if LEDGERCORE_HTTPS:
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    if config.flag("LEDGERCORE_TRUST_X_FORWARDED_PROTO", True):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = config.integer("LEDGERCORE_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = config.flag("LEDGERCORE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = config.flag("LEDGERCORE_HSTS_PRELOAD", True)
 
 INSTALLED_APPS = [
     "daphne",
@@ -48,6 +83,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
     "drf_spectacular",
     "channels",
@@ -66,6 +102,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -328,6 +365,11 @@ if LEDGERCORE_CHAT_TRANSLATOR == "openai" and not LEDGERCORE_CHAT_OPENAI_BASE_UR
 
 # --- authentication -------------------------------------------------------
 LEDGERCORE_DEV_JWT_SECRET = config.text("LEDGERCORE_DEV_JWT_SECRET", "")
+if LEDGERCORE_DEV_JWT_SECRET and not DEBUG and not security.strong_secret(LEDGERCORE_DEV_JWT_SECRET, 32):
+    raise ImproperlyConfigured(
+        "LEDGERCORE_DEV_JWT_SECRET: a known default or too short (at least 32 random characters; "
+        "leave it empty to accept only the identity provider's tokens)"
+    )
 CLERK_JWKS_URL = config.text("CLERK_JWKS_URL", "")
 CLERK_JWT_KEY = config.text("CLERK_JWT_KEY", "").replace("\\n", "\n")
 CLERK_ISSUER = config.text("CLERK_ISSUER", "")

@@ -72,6 +72,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         # The process's background tasks (realtime.background), started
         # with its first connection.
         background.start()
+        if not _origin_allowed(self.scope):
+            # A page of another site (cross-site WebSocket hijacking): the
+            # handshake is refused with 403.
+            log.warning("refused a WebSocket handshake from a page of an origin not allowed")
+            await self.close()
+            return
         await self.accept()
         lifecycle.register(self)
         try:

@@ -2,6 +2,7 @@
 # make run: migrate, load demo data, print a token and the URLs, serve.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export DJANGO_SECRET_KEY=${DJANGO_SECRET_KEY:-$(scripts/dev-secret.sh django)}
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 export LEDGERCORE_DEV_JWT_SECRET=${LEDGERCORE_DEV_JWT_SECRET:-$(scripts/dev-secret.sh)}

@@ -6,6 +6,7 @@
 # Usage: scripts/test.sh [embedded|scaled|all] [pytest args...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
+export DJANGO_SECRET_KEY=${DJANGO_SECRET_KEY:-$(scripts/dev-secret.sh django)}
 which=${1:-all}
 [ $# -gt 0 ] && shift
 PY=.venv/bin/python

@@ -241,9 +241,30 @@ async def test_staff_session_cookie_authenticates(live_server_url):
     await client.close()
 
 
+async def assert_handshake_refused(base_url: str, token: str | None = None, **kwargs) -> None:
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await Client.connect(base_url, token, **kwargs)
+    assert refused.value.response.status_code == 403
+
+
 async def test_staff_session_from_foreign_origin_is_rejected(live_server_url):
     cookie = await session_cookie(unique("staff"), True)
-    await assert_rejected(live_server_url, headers={"Cookie": f"sessionid={cookie}", "Origin": "https://evil.test"})
+    await assert_handshake_refused(
+        live_server_url, headers={"Cookie": f"sessionid={cookie}", "Origin": "https://evil.test"}
+    )
+
+
+async def test_a_page_of_another_origin_cannot_open_the_socket_even_with_a_token(live_server_url, settings):
+    """Cross-site WebSocket hijacking: the Origin header decides, whatever
+    the credentials; clients that send no Origin (not browsers) are not
+    affected."""
+    settings.LEDGERCORE_ALLOWED_ORIGINS = ["https://app.example.com"]
+    token = dev_token(unique("origin"))
+    await assert_handshake_refused(live_server_url, token, headers={"Origin": "https://evil.test"})
+    for headers in ({"Origin": "https://app.example.com"}, {}):
+        client = await Client.connect(live_server_url, token, headers=headers)
+        assert (await client.recv(timeout=15))["event"] == "connected"
+        await client.close()
 
 
 async def test_non_staff_session_is_rejected(live_server_url):

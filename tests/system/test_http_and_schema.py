@@ -130,6 +130,13 @@ def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
         ("CLERK_LEEWAY_SECONDS", "-3"),
         ("LOG_LEVEL", "CHATTY"),
         ("LEDGERCORE_GC_THRESHOLDS", "1,2"),
+        ("LOG_FORMAT", "xml"),
+        # With DJANGO_DEBUG off (the default) no weak secret is accepted.
+        ("DJANGO_SECRET_KEY", ""),
+        ("DJANGO_SECRET_KEY", "insecure-embedded-default-change-me-in-production-4d1f8a"),
+        ("DJANGO_SECRET_KEY", "django-insecure-" + "k" * 50),
+        ("DJANGO_SECRET_KEY", "too-short-to-sign-sessions"),
+        ("LEDGERCORE_DEV_JWT_SECRET", "secret"),
     ],
 )
 def test_bad_setting_fails_at_startup_naming_the_variable(variable, value):
@@ -178,3 +185,56 @@ def test_seed_demo_grants_opening_credits_once():
     user = User.objects.get(username="demo_user")
     balance = get_balance(user.pk, "app_demo")
     assert (balance.balance, balance.sequence) == (1000, 1)
+
+
+PRODUCTION = {
+    "DJANGO_SECRET_KEY": "Qm9vdHN0cmFwLXNlY3JldC1rZXktZm9yLWNoZWNrLWRlcGxveS10ZXN0cy0xMjM0",
+    "DJANGO_ALLOWED_HOSTS": "api.example.com",
+    "LEDGERCORE_ALLOWED_ORIGINS": "https://app.example.com",
+    "LEDGERCORE_HTTPS": "true",
+}
+
+
+def test_check_deploy_gives_no_warning_under_production_settings(tmp_path):
+    result = run_manage(
+        "check", "--deploy", "--fail-level", "WARNING", env={**PRODUCTION, "LEDGERCORE_VAR_DIR": str(tmp_path)}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "WARNING" not in result.stderr and "issues" not in result.stdout.replace("no issues", ""), result.stdout
+
+
+def test_debug_on_accepts_a_missing_secret_key(tmp_path):
+    env = {"DJANGO_DEBUG": "true", "DJANGO_SECRET_KEY": "", "LEDGERCORE_VAR_DIR": str(tmp_path)}
+    assert run_manage("check", env=env).returncode == 0
+
+
+def test_security_headers_on_every_response(client):
+    response = client.get("/healthz")
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin"
+    assert response["Cross-Origin-Opener-Policy"] == "same-origin"
+
+
+def test_https_redirects_http_but_not_the_probes(settings):
+    from django.test import Client
+
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    client = Client()
+    redirected = client.get("/api/asyncapi.json")
+    assert redirected.status_code == 301 and redirected["Location"].startswith("https://")
+    assert client.get("/api/asyncapi.json", headers={"X-Forwarded-Proto": "https"}).status_code == 200
+    assert client.get("/healthz").status_code == 200
+
+
+def test_cors_allows_only_the_configured_origins_on_the_api(settings, client):
+    settings.CORS_ALLOWED_ORIGINS = ["https://app.example.com"]
+    preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"}
+    allowed = client.options("/api/asyncapi.json", headers=preflight)
+    assert allowed["Access-Control-Allow-Origin"] == "https://app.example.com"
+    other = client.options("/api/asyncapi.json", headers={**preflight, "Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other
+    outside_api = client.options("/healthz", headers=preflight)
+    assert "Access-Control-Allow-Origin" not in outside_api
