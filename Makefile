@@ -8,7 +8,7 @@ export HOST PORT
 DJANGO_SECRET_KEY ?= $(shell scripts/dev-secret.sh django)
 export DJANGO_SECRET_KEY
 
-.PHONY: install run test test-embedded test-scaled lint format bench clean
+.PHONY: install run test test-embedded test-scaled lint format bench clean up down
 
 .venv/.installed: requirements.txt requirements-dev.txt scripts/bootstrap.sh
 	scripts/bootstrap.sh
@@ -32,6 +32,18 @@ lint: install
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy .
 	.venv/bin/lint-imports
+	.venv/bin/hadolint Dockerfile
+	.venv/bin/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
+	.venv/bin/python -m json.tool deploy/grafana-dashboard.json > /dev/null
+
+# The scaled stack in containers (Docker with the compose plugin): PostgreSQL,
+# Redis, two servers, the task worker, nginx on port 8000. Needs
+# DJANGO_SECRET_KEY and POSTGRES_PASSWORD in the environment or in .env.
+up:
+	docker compose up -d --build --wait
+
+down:
+	docker compose down
 
 format: install
 	.venv/bin/ruff check --fix .
