@@ -17,6 +17,7 @@ from marketdata.payloads import (
     MarketDataRequest,
     MarketDataResponse,
 )
+from marketdata.precision import price_precision
 from marketdata.resolutions import RESOLUTIONS
 from marketdata.symbols import SYMBOL_RE
 from marketdata.windows import MAX_CANDLES
@@ -56,10 +57,12 @@ def _fetch(data: dict[str, Any]) -> dict[str, Any]:
     series = services.fetch_candles(
         data["symbol"], data["resolution"], venues=data.get("venues"), window=data.get("window")
     )
+    candles = [candle.to_wire() for candle in series.candles]
     return {
         "symbol": series.symbol,
         "resolution": series.resolution,
-        "candles": [candle.to_wire() for candle in series.candles],
+        "pricePrecision": price_precision(candles, services.configured_precision(series.symbol)),
+        "candles": candles,
     }
 
 

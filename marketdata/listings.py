@@ -39,6 +39,12 @@ def instrument_id(symbol: str) -> int:
     return found
 
 
+def configured_precision(symbol: str) -> int | None:
+    """The price precision staff set for the instrument, if any."""
+    found: int | None = Instrument.objects.filter(symbol=symbol).values_list("price_precision", flat=True).first()
+    return found
+
+
 def venue_codes(codes: Iterable[str] | None) -> dict[int, str]:
     """id -> code of the requested venues (all without ``codes``)."""
     if codes is None:

@@ -52,6 +52,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from marketdata.candles import Candle, CandleBuilder, Tick
+from marketdata.listings import configured_precision
+from marketdata.precision import price_precision
 from marketdata.publish import TICKS_MESSAGE, tick_group
 from marketdata.reads import live_history, live_seed
 from marketdata.resolutions import RESOLUTION_MS
@@ -256,9 +258,11 @@ class MarketHub:
             series = _merge(history, room, start)
             # Nothing older than the series (or its window) ever follows it.
             position = series[-1].timestamp if series else start
+            wire = [c.to_wire() for c in series]
+            precision = price_precision(wire, await database_sync_to_async(configured_precision)(symbol))
             await connection.send_event(
                 "market_chart_initial_data",
-                {"symbol": symbol, "resolution": resolution, "series": [c.to_wire() for c in series]},
+                {"symbol": symbol, "resolution": resolution, "pricePrecision": precision, "series": wire},
                 request_id,
             )
             if connection.rooms.get(room_name) is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator
 from django.db import models
 
 from marketdata.fields import ExactDecimalField
@@ -47,6 +48,12 @@ class Instrument(models.Model):
     symbol = models.CharField(max_length=41, unique=True, editable=False, help_text="BASE-QUOTE, e.g. BTC-USD.")
     base = models.CharField(max_length=20, help_text="Base asset, e.g. BTC.")
     quote = models.CharField(max_length=20, help_text="Quote asset, e.g. USD.")
+    price_precision = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(12)],
+        help_text="Decimals a chart shows for prices; empty: the most any price sent has (at least 2).",
+    )
 
     class Meta:
         ordering = ["symbol"]

@@ -108,9 +108,16 @@ class CandlePayload(Payload):
     trades = serializers.IntegerField(help_text="Trades in the bucket (Binance: aggTrades).")
 
 
+PRECISION_HELP = (
+    "Decimals to show prices with (a chart's price format): set per instrument by staff, else the most any "
+    "price sent has, at least 2."
+)
+
+
 class MarketDataResponse(Payload):
     symbol = serializers.CharField()
     resolution = serializers.ChoiceField(list(RESOLUTIONS))
+    pricePrecision = serializers.IntegerField(min_value=0, max_value=12, help_text=PRECISION_HELP)
     candles = CandlePayload(many=True, help_text="Oldest first; buckets without trades are omitted.")
 
 
@@ -121,6 +128,7 @@ class MarketDataErrorPayload(ErrorPayload):
 class ChartInitialPayload(Payload):
     symbol = serializers.CharField()
     resolution = serializers.ChoiceField(list(RESOLUTIONS))
+    pricePrecision = serializers.IntegerField(min_value=0, max_value=12, help_text=PRECISION_HELP)
     series = CandlePayload(
         many=True,
         help_text=f"The last {INITIAL_CANDLES} buckets with trades, oldest first, the forming one last.",

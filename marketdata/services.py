@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from marketdata.errors import InvalidTrades, MarketDataError, UnknownSymbol, UnknownVenue
 from marketdata.ingest import IngestResult, ingest_trades
-from marketdata.listings import ensure_listing, instrument_id
+from marketdata.listings import configured_precision, ensure_listing, instrument_id
 from marketdata.reads import (
     CandleSeries,
     aggregate_candles,
@@ -41,6 +41,7 @@ __all__ = [
     "UnknownVenue",
     "WindowError",
     "aggregate_candles",
+    "configured_precision",
     "ensure_listing",
     "fetch_candles",
     "forming_candle",

@@ -75,7 +75,12 @@ class QueryCompletedPayload(Payload):
     queryId = serializers.CharField()
     durationMs = serializers.IntegerField()
     totalRows = serializers.IntegerField()
-    truncated = serializers.BooleanField(help_text="True when rows past the application's row cap were cut.")
+    truncated = serializers.BooleanField(
+        help_text=(
+            "True exactly when the query had more rows than were sent: cut at the default limit (no LIMIT "
+            "given) or at the application's row cap (a LIMIT over it); never for a LIMIT within the cap."
+        )
+    )
 
 
 class QueryErrorPayload(Payload):

@@ -760,3 +760,13 @@ def test_demo_data_covers_the_last_day_on_two_venues_and_seeds_once():
             assert len(series.candles) == SEED_HOURS, (symbol, venue)
         merged = services.fetch_candles(symbol, "1m", window="15m", at_ms=now).candles
         assert len(merged) == 15 and all(c.low <= c.open <= c.high and c.low <= c.close <= c.high for c in merged)
+
+
+def test_price_precision_is_the_most_decimals_sent_or_what_staff_set():
+    from marketdata.precision import decimals, price_precision
+
+    assert [decimals(v) for v in (100.0, 100.5, 0.000312, 1e-07, 12345.678901)] == [0, 1, 6, 7, 6]
+    candles = [{"open": 0.000312, "high": 0.0003125, "low": 0.0003, "close": 0.00031}]
+    assert price_precision(candles) == 7
+    assert price_precision([{"open": 100.0, "high": 101.0, "low": 99.0, "close": 100.0}]) == 2  # at least 2
+    assert price_precision(candles, configured=4) == 4

@@ -45,7 +45,18 @@ async def test_market_data_response_carries_binance_equal_candles_as_json_number
     )
     assert frame["event"] == "market_data_response" and frame["id"] == "m1"
     data = frame["data"]
-    assert (data["symbol"], data["resolution"], set(data)) == ("XRP-ETH", "1m", {"symbol", "resolution", "candles"})
+    assert (data["symbol"], data["resolution"], set(data)) == (
+        "XRP-ETH",
+        "1m",
+        {"symbol", "resolution", "pricePrecision", "candles"},
+    )
+    # XRP-ETH trades around 0.0003 ETH: enough decimals for every price sent
+    # (a chart at 2 decimals would show 0.00).
+    precision = data["pricePrecision"]
+    assert precision >= 6
+    for candle in data["candles"]:
+        for key in ("open", "high", "low", "close"):
+            assert round(candle[key], precision) == candle[key]
     klines = {row[0]: row[1:] for row in json.loads(KLINES.read_text()) if row[5] > 0}
     candles = data["candles"]
     assert len(candles) == len([t for t in klines if t < FIRST_MINUTE + 86_400_000])
