@@ -4,7 +4,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: install run test test-embedded test-scaled lint format bench clean
+.PHONY: install run test test-embedded test-scaled lint format bench clean conformance
 
 .venv/.installed: requirements.txt requirements-dev.txt scripts/bootstrap.sh
 	scripts/bootstrap.sh
@@ -28,6 +28,10 @@ lint: install
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy .
 	.venv/bin/lint-imports
+
+# The official Engine.IO and Socket.IO protocol suites (../shared/conformance).
+conformance: install
+	scripts/conformance.sh
 
 format: install
 	.venv/bin/ruff check --fix .

@@ -37,7 +37,7 @@ from realtime import (
 from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, RateLimited, Unauthorized, ValidationFailed
 from realtime.local import local_rooms
-from realtime.protocol import RequestId, decode, encode, now_ms, peek_id
+from realtime.protocol import Frame, RequestId, decode, encode, now_ms, peek_id
 from realtime.redis import RedisUnavailable, is_outage
 from realtime.registry import InboundEvent, registry
 from realtime.throttles import connection_bucket, retry_after_seconds, user_buckets
@@ -51,13 +51,24 @@ SETTLE_WAIT_SECONDS = 2.0
 MAX_CONCURRENT_TASKS = 16
 
 
+class Refused(Exception):
+    """A connection that may not be served: the error its client is told,
+    and the WebSocket close code."""
+
+    def __init__(self, error: ProtocolError, close_code: int) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.close_code = close_code
+
+
 class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels is untyped
     user_id: str
     user_pk: int
     application_id: str
     sid: str
 
-    async def connect(self) -> None:
+    def open_connection(self) -> None:
+        """The per-connection state, before anything is received."""
         self.sid = uuid.uuid4().hex
         self.authenticated = False
         self.rooms: dict[str, rooms.Namespace] = {}
@@ -67,34 +78,46 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         # The process's background tasks (realtime.background), started
         # with its first connection.
         background.start()
+
+    async def connect(self) -> None:
+        self.open_connection()
         await self.accept()
         lifecycle.register(self)
         try:
-            user = await self._authenticate()
-        except Unauthorized as exc:
-            await self.send_event("error", exc.payload())
-            await self.close(code=CLOSE_UNAUTHORIZED)
+            user = await self.authenticate(auth.token_from_scope(self.scope), _query_param(self.scope, "applicationId"))
+        except Refused as refusal:
+            await self.send_event("error", refusal.error.payload())
+            await self.close(code=refusal.close_code)
             return
-        except Exception as exc:
-            if errors.is_database_error(exc):
-                log.warning("authentication: the database does not answer (sid %s)", self.sid)
-                await self.send_event("error", errors.database_unavailable().payload())
-                await self.close(code=CLOSE_INTERNAL)
-                return
-            log.exception("authentication failed unexpectedly (sid %s)", self.sid)
-            await self.send_event("error", Internal("the server could not authenticate this connection").payload())
-            await self.close(code=CLOSE_INTERNAL)
-            return
-        self.user_id = user.username
-        self.user_pk = user.pk
-        self.authenticated = True
         # The personal room is recovered at connect: ?sinceOffset=&sinceEpoch=
         # (its last position seen), answered in ``connected``.
-        personal = f"user:{self.user_id}"
         asked = (
             _query_param(self.scope, "sinceOffset") is not None or _query_param(self.scope, "sinceEpoch") is not None
         )
         since = history.parse_since(_query_param(self.scope, "sinceOffset"), _query_param(self.scope, "sinceEpoch"))
+        await self.start_session(user, since, asked)
+
+    async def authenticate(self, token: str | None, requested_app: str | None) -> Any:
+        """The connection's user (its bound application set), or Refused
+        with the error to send and the close code."""
+        try:
+            return await self._authenticate(token, requested_app)
+        except Unauthorized as exc:
+            raise Refused(exc, CLOSE_UNAUTHORIZED) from None
+        except Exception as exc:
+            if errors.is_database_error(exc):
+                log.warning("authentication: the database does not answer (sid %s)", self.sid)
+                raise Refused(errors.database_unavailable(), CLOSE_INTERNAL) from None
+            log.exception("authentication failed unexpectedly (sid %s)", self.sid)
+            raise Refused(Internal("the server could not authenticate this connection"), CLOSE_INTERNAL) from None
+
+    async def start_session(self, user: Any, since: history.Position | None, asked: bool) -> None:
+        """An authenticated connection: its personal room joined (recovered
+        from ``since``), ``connected`` sent, then the connect hooks."""
+        self.user_id = user.username
+        self.user_pk = user.pk
+        self.authenticated = True
+        personal = f"user:{self.user_id}"
         # keep: while Redis is down the personal room is joined when it returns.
         _, recovery = await self.join_room(personal, rooms.namespaces["user"], since, keep=True)
         hello = {"userId": self.user_id, "sid": self.sid, "timestamp": now_ms(), "applicationId": self.application_id}
@@ -104,10 +127,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         for hook in registry.connect_hooks:
             await self._guarded(RequestContext(self, "connected", None), hook, "error")
 
-    async def _authenticate(self) -> Any:
+    async def _authenticate(self, token: str | None, requested_app: str | None) -> Any:
         """The connection's user and bound application, or Unauthorized."""
-        requested_app = _query_param(self.scope, "applicationId")
-        token = auth.token_from_scope(self.scope)
         if token is not None:
             try:
                 identity = await auth.verify_token_async(token)
@@ -271,6 +292,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
     async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         frame, parsed, error = decode(text_data, bytes_data, settings.LEDGERCORE_MAX_FRAME_BYTES)
         request_id = frame.id if frame else peek_id(parsed)
+        if await self.throttled(request_id):
+            return
+        if error is not None or frame is None:
+            event_name = parsed.get("event") if isinstance(parsed, dict) else None
+            await self._send_error(error or Internal("undecodable frame"), "error", request_id, event_name)
+            return
+        await self.handle_request(frame)
+
+    async def throttled(self, request_id: RequestId | None) -> bool:
+        """Takes a frame from the connection's bucket; True (and the client
+        told) when it is empty."""
         wait = self.bucket.take()
         if wait:
             await self._send_error(
@@ -279,11 +311,12 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
                 request_id,
                 None,
             )
-            return
-        if error is not None or frame is None:
-            event_name = parsed.get("event") if isinstance(parsed, dict) else None
-            await self._send_error(error or Internal("undecodable frame"), "error", request_id, event_name)
-            return
+            return True
+        return False
+
+    async def handle_request(self, frame: Frame) -> None:
+        """One decoded request, whatever its dialect: look up, validate,
+        throttle, then execute (charged)."""
         spec = registry.get(frame.event)
         ctx = RequestContext(self, frame.event, frame.id)
         if spec is None:
