@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from channels.generic.http import AsyncHttpConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from realtime.transport import SCOPE_KEY
 from socketio_gateway import links
 from socketio_gateway.engine import POLLING, WEBSOCKET, EngineSession
 
@@ -127,6 +128,7 @@ class WebsocketConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channe
             await self.close()
             return
         links.register(self.channel_name, self._deliver)
+        links.register_writer(self.channel_name, self.scope.get(SCOPE_KEY))
         await self.accept()
         if "sid" not in query:
             session = self.session_class(self.scope)

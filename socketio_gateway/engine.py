@@ -23,6 +23,7 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
+from realtime.transport import SharedFrame
 from socketio_gateway import links
 from socketio_gateway.packets import (
     CLOSE,
@@ -212,6 +213,19 @@ class EngineSession:
         if self.held is not None and not self.probe:
             held, self.held = self.held, None
             await self._flush_to(held)
+
+    async def write_frame(self, frame: SharedFrame) -> None:
+        """A message packet shared by many sessions (``frame.text``, its
+        ``4`` included): written directly to a WebSocket of this process
+        where the server allows it, else as ``write`` does."""
+        if self.closed:
+            return
+        if self.transport == WEBSOCKET and self.ws is not None:
+            writer = links.writer(self.ws)
+            if writer is not None:
+                writer.write(frame)
+                return
+        await self.write([frame.text])
 
     async def send_message(self, payloads: list[str | bytes]) -> None:
         """Engine.IO message packets: text gets its ``4``, bytes go as they are."""

@@ -20,6 +20,8 @@ from django.conf import settings
 Deliver = Callable[[dict[str, Any]], Any]
 
 _local: dict[str, Deliver] = {}
+# The direct writers (realtime.transport) of this process's WebSocket transports.
+_writers: dict[str, Any] = {}
 # The part before "!" of the channels this process receives on (one per
 # channel layer): a sid naming one of them whose session is gone is
 # refused at once instead of waiting for an answer.
@@ -33,6 +35,16 @@ def register(channel: str, deliver: Deliver) -> None:
 
 def unregister(channel: str) -> None:
     _local.pop(channel, None)
+    _writers.pop(channel, None)
+
+
+def register_writer(channel: str, writer: Any) -> None:
+    if writer is not None:
+        _writers[channel] = writer
+
+
+def writer(channel: str) -> Any:
+    return _writers.get(channel)
 
 
 def is_local(channel: str) -> bool:

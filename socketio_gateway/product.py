@@ -28,6 +28,7 @@ from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, ValidationFailed
 from realtime.history import Position
 from realtime.protocol import Frame, RequestId
+from realtime.transport import SharedFrame
 from socketio_gateway import recovery
 from socketio_gateway.packets import dumps
 from socketio_gateway.sockets import NamespaceSocket, SocketIOSession
@@ -39,10 +40,11 @@ _CACHE_SIZE = 512
 
 
 class _Outbound:
-    """A native frame as a Socket.IO EVENT: the packet's text up to its
-    last argument, and what the frame says besides."""
+    """A native frame as a Socket.IO EVENT packet (Engine.IO message text),
+    the same for every session that gets it: a room event's recovery offset
+    is its room position, ``epoch:offset``."""
 
-    __slots__ = ("data", "epoch", "event", "head", "id", "offset", "room")
+    __slots__ = ("_shared", "data", "epoch", "event", "id", "offset", "packet", "room")
 
     def __init__(self, text: str) -> None:
         frame = json.loads(text)
@@ -52,7 +54,20 @@ class _Outbound:
         self.room: str | None = frame.get("room")
         self.offset: int | None = frame.get("offset")
         self.epoch: str | None = frame.get("epoch")
-        self.head = "2[" + dumps(self.event) + "," + dumps(self.data)
+        packet = "42[" + dumps(self.event) + "," + dumps(self.data)
+        if self.room is not None and self.epoch is not None and self.offset is not None:
+            packet += ',"' + recovery.token(self.epoch, self.offset) + '"'
+        self.packet = packet + "]"
+        self._shared: SharedFrame | None = None
+
+    @property
+    def positioned(self) -> bool:
+        return self.room is not None and self.offset is not None and self.epoch is not None
+
+    def shared(self) -> SharedFrame:
+        if self._shared is None:
+            self._shared = SharedFrame(self.packet)
+        return self._shared
 
 
 # One translation per frame text for every session of the process: a room
@@ -211,11 +226,16 @@ class BridgeConsumer(RealtimeConsumer):
         out = _outbound(text_data)
         if out.id is not None and out.id in self.acks:
             await self._ack(out.id, out.event, out.data)
-        if out.room is not None and out.offset is not None and out.epoch is not None:
-            token = self.trail.record(out.room, out.epoch, out.offset)
-            await self.socket.emit_text(f'{out.head},"{token}"]')
-        else:
-            await self.socket.emit_text(out.head + "]")
+        if out.positioned:
+            self.trail.record(out.room, out.epoch, out.offset)  # type: ignore[arg-type]
+        # One frame for every member of a room (framed once where the
+        # server allows it, as the native path does).
+        await self.socket.session.write_frame(out.shared())
+
+    def write_frame(self, frame: SharedFrame, room: str | None = None, position: int | None = None) -> bool:
+        # Native frames are never written as they are to a Socket.IO client:
+        # the process-local fan-out (realtime.local) then calls ``send``.
+        return False
 
     async def send_event(self, event: str, data: dict[str, Any], request_id: RequestId | None = None) -> None:
         if request_id is not None and request_id in self.acks:

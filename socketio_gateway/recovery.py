@@ -2,11 +2,13 @@
 offsets and room history (``realtime.history``).
 
 Every event of a room with history reaches a Socket.IO client with one more
-argument, last: a string offset, the session's own count of such events.
+argument, last: a string offset, the event's room position
+(``epoch:offset``; the same for every member, so one frame serves them all).
 socket.io-client keeps the last one it received and, when it reconnects,
 sends it in the CONNECT payload with the session's ``pid``. The session
-kept, for its last ``TRAIL_SIZE`` positioned events, which room position
-each offset stood for; at its end that trail is stored under the pid for
+kept the order of its last ``TRAIL_SIZE`` positioned events, so that the
+last one the client received tells where it stood in every room; at its
+end that trail is stored under the pid for
 ``LEDGERCORE_HISTORY_SECONDS``. A reconnecting client is thus given, for
 each room, the position of the last event it really received, and the
 rooms are joined again from there, the missed events read from their
@@ -43,19 +45,20 @@ class Trail:
     floor: dict[str, tuple[str, int]] = field(default_factory=dict)
     floor_seq: int = 0
 
-    def record(self, room: str, epoch: str, offset: int) -> str:
+    def record(self, room: str, epoch: str, offset: int) -> None:
         self.seq += 1
         if len(self.entries) == self.entries.maxlen:
             old_seq, old_room, old_epoch, old_offset = self.entries[0]
             self.floor[old_room] = (old_epoch, old_offset)
             self.floor_seq = old_seq
         self.entries.append((self.seq, room, epoch, offset))
-        return str(self.seq)
 
-    def positions(self, received: int) -> dict[str, Position] | None:
-        """Each room's position once the client has received offset
-        ``received``; None when the trail no longer tells."""
-        if received < self.floor_seq or received > self.seq:
+    def positions(self, last: tuple[str, int]) -> dict[str, Position] | None:
+        """Each room's position once the client has received the event at
+        ``last`` (epoch, offset: its recovery offset); None when the trail
+        no longer tells."""
+        received = next((seq for seq, _, e, o in reversed(self.entries) if (e, o) == last), None)
+        if received is None:
             return None
         found = {room: Position(epoch, offset) for room, (epoch, offset) in self.floor.items()}
         for seq, room, epoch, offset in self.entries:
@@ -124,7 +127,15 @@ async def take(pid: Any) -> Saved | None:
     return _load(text) if text else None
 
 
-def parse_offset(value: Any) -> int | None:
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
-        return int(value)
-    return None
+def token(epoch: str, offset: int) -> str:
+    """The recovery offset a room event carries: its room position."""
+    return f"{epoch}:{offset}"
+
+
+def parse_offset(value: Any) -> tuple[str, int] | None:
+    if not isinstance(value, str) or len(value) > 100:
+        return None
+    epoch, _, offset = value.rpartition(":")
+    if not epoch or not offset.isascii() or not offset.isdigit() or len(offset) > 18:
+        return None
+    return epoch, int(offset)

@@ -107,9 +107,14 @@ async def test_python_socketio_client_scenario(tmp_path, transports):
         assert left["room"] == ROOM
         await back.wait_for("credit_balance_updated", newBalance=spent)
         replayed = [args for name, args in back.events if name in ("user_left_room", "credit_balance_updated")]
-        # Replayed events carry their recovery offset, in increasing order.
-        offsets = [int(args[-1]) for args in replayed if len(args) == 2]
-        assert offsets == sorted(offsets) and offsets
+        # Replayed events carry their recovery offset (their room position,
+        # epoch:offset), in each room's order.
+        positions: dict[str, list[int]] = {}
+        for args in replayed:
+            if len(args) == 2:
+                epoch, _, offset = args[-1].rpartition(":")
+                positions.setdefault(epoch, []).append(int(offset))
+        assert positions and all(offsets == sorted(offsets) for offsets in positions.values())
         # Still in the room: a new member is announced.
         async with websockets.connect(f"{server.url}/ws?token={teammate}") as native:
             reply = await native_request(native, "subscribe", {"room": ROOM}, "s2")
