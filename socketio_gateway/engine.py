@@ -85,7 +85,7 @@ class EngineSession:
         self.sid = links.sign(self.channel_name)
         self.transport = transport
         self.ws = ws
-        links.register(self.channel_name, self.inbox.put_nowait)
+        links.register(self.channel_name, self._deliver)
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._run())
         self._heartbeat_task = loop.create_task(self._heartbeat())
@@ -98,6 +98,16 @@ class EngineSession:
         }
         await self.on_open()
         return OPEN + dumps(handshake)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        """A message from a transport of this process. A pong on the
+        WebSocket is taken at once: a request being handled (which holds
+        the session's task) does not make the heartbeat time out."""
+        if message["type"] == "eio.ws" and message["data"] == PONG and message["ws"] == self.ws:
+            self.pong_deadline = None
+            self.ponged.set()
+            return
+        self.inbox.put_nowait(message)
 
     async def _run(self) -> None:
         receivers = [self.inbox.get, partial(self.layer.receive, self.channel_name)]
