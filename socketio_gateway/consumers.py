@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 
 from channels.generic.http import AsyncHttpConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from realtime.transport import SCOPE_KEY
 from socketio_gateway import links
@@ -43,6 +44,26 @@ def _check(query: dict[str, str], transport: str) -> tuple[int, str] | None:
     return None
 
 
+def _cors_headers(scope: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+    """Long-polling from a page of another origin (what a Node.js server's
+    ``cors`` option allows). Socket.IO clients authenticate with a token in
+    the CONNECT payload, which is not origin-restricted: any origin may poll
+    without credentials; ``LEDGERCORE_ALLOWED_ORIGINS`` may also send
+    cookies (``withCredentials``)."""
+    headers = dict(scope.get("headers", []))
+    origin = headers.get(b"origin")
+    if origin is None:
+        return []
+    cors = [
+        (b"Access-Control-Allow-Methods", b"GET, POST, OPTIONS"),
+        (b"Access-Control-Allow-Headers", headers.get(b"access-control-request-headers", b"content-type")),
+        (b"Vary", b"Origin"),
+    ]
+    if origin.decode("latin-1") in settings.LEDGERCORE_ALLOWED_ORIGINS:
+        return [(b"Access-Control-Allow-Origin", origin), (b"Access-Control-Allow-Credentials", b"true"), *cors]
+    return [(b"Access-Control-Allow-Origin", b"*"), *cors]
+
+
 class PollingConsumer(AsyncHttpConsumer):  # type: ignore[misc]  # channels is untyped
     def __init__(self, session_class: type[EngineSession] = EngineSession, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -51,6 +72,11 @@ class PollingConsumer(AsyncHttpConsumer):  # type: ignore[misc]  # channels is u
     async def handle(self, body: bytes) -> None:
         query = _query(self.scope)
         method = self.scope["method"]
+        self.cors = _cors_headers(self.scope)
+        if method == "OPTIONS":
+            # A browser's preflight for a front end served from another origin.
+            await self.send_response(204, b"", headers=self.cors)
+            return
         error = _check(query, POLLING)
         if error is None and "sid" not in query and method != "GET":
             error = (BAD_HANDSHAKE_METHOD, "Bad handshake method")
@@ -108,12 +134,12 @@ class PollingConsumer(AsyncHttpConsumer):  # type: ignore[misc]  # channels is u
         await self.send_response(
             status,
             text.encode("utf-8"),
-            headers=[(b"Content-Type", b"text/plain; charset=UTF-8"), (b"Cache-Control", b"no-store")],
+            headers=[(b"Content-Type", b"text/plain; charset=UTF-8"), (b"Cache-Control", b"no-store"), *self.cors],
         )
 
     async def _error(self, code: int, message: str, status: int = 400) -> None:
         body = json.dumps({"code": code, "message": message}).encode("utf-8")
-        await self.send_response(status, body, headers=[(b"Content-Type", b"application/json")])
+        await self.send_response(status, body, headers=[(b"Content-Type", b"application/json"), *self.cors])
 
 
 class WebsocketConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels is untyped

@@ -123,3 +123,25 @@ async def test_a_session_that_connects_no_namespace_is_closed(live_server_url, s
     ws = await open_session(live_server_url)
     with pytest.raises(websockets.ConnectionClosed):
         await recv(ws, timeout=15)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_long_polling_from_a_page_of_another_origin(live_server_url, settings):
+    settings.LEDGERCORE_ALLOWED_ORIGINS = ["https://app.example"]
+    url = live_server_url.replace("ws://", "http://") + "/socket.io/?EIO=4&transport=polling"
+
+    def call(method: str, origin: str) -> tuple[int, dict[str, str]]:
+        headers = {"Origin": origin, "Access-Control-Request-Headers": "content-type"}
+        request = urllib.request.Request(url, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}
+
+    status, headers = await asyncio.to_thread(call, "OPTIONS", "https://elsewhere.example")
+    assert status == 204
+    assert headers["access-control-allow-origin"] == "*"
+    assert "POST" in headers["access-control-allow-methods"]
+    assert "access-control-allow-credentials" not in headers
+    status, headers = await asyncio.to_thread(call, "GET", "https://app.example")
+    assert status == 200
+    assert headers["access-control-allow-origin"] == "https://app.example"
+    assert headers["access-control-allow-credentials"] == "true"
