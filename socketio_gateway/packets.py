@@ -6,7 +6,10 @@ the protocol test suites require a refusal (an ack id that is not a number,
 an EVENT whose payload is not an array with a name first, an unknown packet
 type are all to close the session), they decode attachments through their
 own server objects, and their classes allocate per packet on the broadcast
-path. The wire format is small: what follows is the whole of it.
+path. Measured (``bench/socketio_codec.py``, docs/benchmarks.md): decoding
+a request EVENT with an ack id takes 0.37x the time of the two libraries'
+packet classes, encoding an EVENT 0.90x. The wire format is small: what
+follows is the whole of it.
 
 Engine.IO packet types: 0 open, 1 close, 2 ping, 3 pong, 4 message,
 5 upgrade, 6 noop. Over WebSocket one packet is one frame (binary frames are
