@@ -145,3 +145,23 @@ async def test_long_polling_from_a_page_of_another_origin(live_server_url, setti
     assert status == 200
     assert headers["access-control-allow-origin"] == "https://app.example"
     assert headers["access-control-allow-credentials"] == "true"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_throttles_and_charging_as_on_the_native_protocol(live_server_url, settings):
+    settings.LEDGERCORE_THROTTLE_RATES = {**settings.LEDGERCORE_THROTTLE_RATES, "connection": "3/min"}
+    settings.LEDGERCORE_PRICES = {"query": 2}
+    ws = await connect_product(live_server_url, unique("poor"))
+    # A user without credits: the query is refused, the ack says why.
+    await ws.send('421["query",{"sql":"SELECT 1"}]')
+    ack = json.loads((await until(ws, "431"))[3:])
+    assert ack[0]["event"] == "insufficient_credits" and ack[0]["data"]["required"] == 2
+    await ws.send('422["ping",{}]')
+    assert json.loads((await until(ws, "432"))[3:])[0]["event"] == "pong"
+    await ws.send('423["ping",{}]')
+    assert json.loads((await until(ws, "433"))[3:])[0]["event"] == "pong"
+    # The connection's bucket (3 a minute) is empty: throttled, not executed.
+    await ws.send('424["ping",{}]')
+    ack = json.loads((await until(ws, "434"))[3:])
+    assert ack[0]["event"] == "rate_limit_error" and ack[0]["data"]["retryAfter"] >= 1
+    await ws.close()
