@@ -27,8 +27,10 @@ log = logging.getLogger(__name__)
 
 # Engine.IO's error codes (the reference server's JSON error bodies).
 UNKNOWN_TRANSPORT, UNKNOWN_SID, BAD_HANDSHAKE_METHOD, BAD_REQUEST, UNSUPPORTED_PROTOCOL = 0, 1, 2, 3, 5
-# A poll to a session of another process is answered within the heartbeat
-# (a held GET gets the next ping); past this margin its session is gone.
+# A request to a session of another process is answered (or, a poll, held)
+# within REMOTE_ANSWER_SECONDS, else its session is gone; a held poll is
+# answered within the heartbeat (it gets the next ping), plus a margin.
+REMOTE_ANSWER_SECONDS = 5.0
 REMOTE_MARGIN_SECONDS = 5.0
 
 
@@ -102,7 +104,8 @@ class PollingConsumer(AsyncHttpConsumer):  # type: ignore[misc]  # channels is u
         if status == 200:
             await self._text(200, answer)
         else:
-            await self._error(UNKNOWN_SID if status == 404 else BAD_REQUEST, answer, status)
+            # 404: the session did not answer (gone); 413: too large; else 400.
+            await self._error(UNKNOWN_SID if status == 404 else BAD_REQUEST, answer, 400 if status == 404 else status)
 
     async def _ask(self, channel: str, method: str, body: str) -> tuple[int, str]:
         """Hand the request to the session; its answer."""
@@ -120,8 +123,12 @@ class PollingConsumer(AsyncHttpConsumer):  # type: ignore[misc]  # channels is u
                 self.channel_layer, channel, {"type": "eio.http", "method": method, "body": body, "reply": reply}
             )
             if remote:
-                wait = (EngineSession.heartbeat_seconds()) + REMOTE_MARGIN_SECONDS
-                message = await asyncio.wait_for(self.channel_layer.receive(reply), wait)
+                # The session answers at once, or says it holds the poll
+                # (answered within a heartbeat); silence means it is gone.
+                message = await asyncio.wait_for(self.channel_layer.receive(reply), REMOTE_ANSWER_SECONDS)
+                if message["type"] == "eio.held":
+                    wait = EngineSession.heartbeat_seconds() + REMOTE_MARGIN_SECONDS
+                    message = await asyncio.wait_for(self.channel_layer.receive(reply), wait)
             else:
                 message = await answered
         except TimeoutError:

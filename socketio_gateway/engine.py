@@ -267,6 +267,9 @@ class EngineSession:
                 await self._flush_to(reply)
             else:
                 self.held = reply
+                if not links.is_local(reply):
+                    # Another process waits: tell it the session is alive.
+                    await self.layer.send(reply, {"type": "eio.held"})
             return
         body: str = message["body"]
         if len(body.encode("utf-8")) > self.max_payload:

@@ -91,6 +91,21 @@ def test_a_session_is_served_by_either_process_without_sticky_sessions(tmp_path)
                 with pytest.raises(urllib.error.HTTPError) as refused:
                     _get(a.http, sid)
                 assert refused.value.code == 400
+            # The WebSocket closed, the session ended on A: both processes
+            # answer that the sid is unknown (B when A does not answer for it).
+            # (The close reaches A through the channel layer: until then A
+            # answers that the session does not poll.)
+            for base in (a.http, b.http):
+                deadline = time.monotonic() + 30
+                while True:
+                    with pytest.raises(urllib.error.HTTPError) as gone:
+                        _get(base, sid)
+                    assert gone.value.code == 400
+                    code = json.loads(gone.value.read())["code"]
+                    if code == 1 or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+                assert code == 1
         finally:
             a.stop()
             b.stop()
