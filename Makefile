@@ -8,7 +8,7 @@ export HOST PORT
 DJANGO_SECRET_KEY ?= $(shell scripts/dev-secret.sh django)
 export DJANGO_SECRET_KEY
 
-.PHONY: install run test test-embedded test-scaled lint format bench clean up down
+.PHONY: install run test test-embedded test-scaled lint format bench clean up down conformance
 
 .venv/.installed: requirements.txt requirements-dev.txt scripts/bootstrap.sh
 	scripts/bootstrap.sh
@@ -45,12 +45,17 @@ up:
 down:
 	docker compose down
 
+# The official Engine.IO and Socket.IO protocol suites (../shared/conformance).
+conformance: install
+	scripts/conformance.sh
+
 format: install
 	.venv/bin/ruff check --fix .
 	.venv/bin/ruff format .
 
 bench: install
 	.venv/bin/python bench/realtime.py
+	.venv/bin/python bench/socketio_codec.py
 	.venv/bin/python bench/credits.py
 	.venv/bin/python bench/marketdata.py
 	.venv/bin/python bench/query.py

@@ -1,5 +1,7 @@
 """Realtime benchmark: connections held, ping/pong throughput and latency,
-and fan-out of a broadcast to one room of many subscribers.
+and fan-out of a broadcast to one room of many subscribers; the same
+fan-out to Socket.IO subscribers of /socket.io/, and of a Node.js Socket.IO
+4.8 server on the same machine (bench/socketio_path.py).
 
 Each run starts, in the same run, the real server (daphne, as ``make run``)
 and a baseline: a bare ASGI echo/fan-out app on the same daphne
@@ -32,6 +34,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import socketio_path
 from bench.common import add_service_arguments, percentile
 from devtools.servers import DaphneProcess, manage, server_environment
 
@@ -100,7 +103,16 @@ async def ping_round(sockets: list[Any], pings: int) -> dict[str, float]:
     }
 
 
-async def fanout_rounds(subscribers: list[Any], broadcasts: int, trigger: Any, warmup: int) -> dict[str, float]:
+def native_broadcast(raw: str, marker: str) -> bool:
+    frame = json.loads(raw)
+    return bool(frame.get("event") == "application_broadcast" and frame["data"].get("data", {}).get("marker") == marker)
+
+
+async def fanout_rounds(
+    subscribers: list[Any], broadcasts: int, trigger: Any, warmup: int, hit: Any = native_broadcast
+) -> dict[str, float]:
+    """Broadcasts to every subscriber; ``hit(frame, marker)`` recognises one
+    (Socket.IO subscribers also get the server's pings, answered)."""
     latencies: list[float] = []
     delivered = 0
     busy = 0.0
@@ -109,11 +121,10 @@ async def fanout_rounds(subscribers: list[Any], broadcasts: int, trigger: Any, w
 
         async def wait_for(ws: Any, marker: str = marker) -> float:
             while True:
-                frame = json.loads(await ws.recv())
-                if (
-                    frame.get("event") == "application_broadcast"
-                    and frame["data"].get("data", {}).get("marker") == marker
-                ):
+                raw = await ws.recv()
+                if raw == "2":
+                    await ws.send("3")
+                elif hit(raw, marker):
                     return time.perf_counter()
 
         waiters = [asyncio.create_task(wait_for(ws)) for ws in subscribers]
@@ -189,6 +200,34 @@ async def measure(url: str, http: str, users: list[str], args: argparse.Namespac
     return result
 
 
+async def measure_socketio(
+    url: str, http: str, users: list[str], args: argparse.Namespace, node: bool
+) -> dict[str, Any]:
+    """Fan-out to Socket.IO subscribers: of LedgerCore's /socket.io/, or of
+    the Node.js Socket.IO server (``node``; its /broadcast endpoint)."""
+    sockets = await socketio_path.open_sockets(url, [token(u) for u in users[: args.subscribers]])
+    await socketio_path.subscribe(sockets)
+    owner = token("bench_owner")
+    endpoint = f"{http}/broadcast" if node else f"{http}/api/applications/app_bench/broadcast"
+
+    async def trigger(marker: str) -> None:
+        await asyncio.to_thread(http_post, endpoint, {"message": "bench", "data": {"marker": marker}}, owner)
+
+    result = await fanout_rounds(sockets, args.broadcasts, trigger, args.warmup, socketio_path.is_broadcast)
+    result["subscribers"] = len(sockets)
+    await asyncio.gather(*(ws.close() for ws in sockets))
+    return {"fanout": result}
+
+
+def measure_node(args: argparse.Namespace, users: list[str]) -> dict[str, Any]:
+    process, port = socketio_path.start_node_server()
+    try:
+        return asyncio.run(measure_socketio(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", users, args, True))
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 SEED_BENCH = """
 from accounts import services
 from accounts.models import Application, Membership
@@ -216,17 +255,23 @@ def run_stack(stack: str, args: argparse.Namespace) -> dict[str, Any]:
             for name, app in (
                 ("baseline", "bench.echo_app:application"),
                 ("ledgercore", "ledgercore.asgi:application"),
+                ("socketio", "ledgercore.asgi:application"),
             ):
                 print(f"  {stack}: measuring {name}", file=sys.stderr, flush=True)
                 server = DaphneProcess(env, Path(tmp) / f"{name}.log", app=app).start()
                 try:
-                    results[name] = asyncio.run(measure(server.url, server.http, users, args, name == "baseline"))
+                    if name == "socketio":
+                        results[name] = asyncio.run(measure_socketio(server.url, server.http, users, args, False))
+                    else:
+                        results[name] = asyncio.run(measure(server.url, server.http, users, args, name == "baseline"))
                 except Exception:
                     errors = [line for line in server.logs().splitlines() if '"WS' not in line]
                     print(f"--- {name} server log, access lines left out ---", *errors[-60:], sep="\n", file=sys.stderr)
                     raise
                 finally:
                     server.stop()
+            print(f"  {stack}: measuring node-socketio", file=sys.stderr, flush=True)
+            results["node_socketio"] = measure_node(args, users)
             return results
 
 
@@ -246,6 +291,16 @@ def report(stack: str, results: dict[str, Any]) -> None:
     row("fan-out p50 ms", ours["fanout"]["p50_ms"], base["fanout"]["p50_ms"])
     row("fan-out p99 ms", ours["fanout"]["p99_ms"], base["fanout"]["p99_ms"])
     row("fan-out max ms", ours["fanout"]["max_ms"], base["fanout"]["max_ms"])
+    sio, node = results["socketio"]["fanout"], results["node_socketio"]["fanout"]
+    print(f"\nSocket.IO fan-out to {sio['subscribers']} subscribers")
+    print(f"{'':28}{'socket.io':>14}{'native':>14}{'ratio':>10}")
+    row("fan-out deliveries/s", sio["deliveries_per_s"], ours["fanout"]["deliveries_per_s"], "{:.0f}")
+    row("fan-out p50 ms", sio["p50_ms"], ours["fanout"]["p50_ms"])
+    row("fan-out p99 ms", sio["p99_ms"], ours["fanout"]["p99_ms"])
+    print(f"{'':28}{'socket.io':>14}{'node 4.8':>14}{'ratio':>10}")
+    row("fan-out deliveries/s", sio["deliveries_per_s"], node["deliveries_per_s"], "{:.0f}")
+    row("fan-out p50 ms", sio["p50_ms"], node["p50_ms"])
+    row("fan-out p99 ms", sio["p99_ms"], node["p99_ms"])
     print("json " + json.dumps({"stack": stack, **results}))
 
 

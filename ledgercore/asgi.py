@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP (Django) and WebSocket (/ws) on one port."""
+"""ASGI entry point: HTTP (Django), WebSocket (/ws) and Socket.IO (/socket.io/) on one port."""
 
 import gc
 import os
@@ -20,13 +20,19 @@ if settings.LEDGERCORE_GC_THRESHOLDS:
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 from realtime.transport import CaptureWriter  # noqa: E402
+from socketio_gateway import routing as socketio_routing  # noqa: E402
+
+websocket_urlpatterns = websocket_urlpatterns + socketio_routing.websocket_urlpatterns()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Socket.IO's long-polling requests go to its HTTP consumer, every
+        # other request to Django.
+        "http": URLRouter([*socketio_routing.http_urlpatterns(), re_path(r"", django_asgi_app)]),  # type: ignore[arg-type]  # an ASGI app, as channels routes it
         # Session auth is for staff browsers; token auth is read by the consumer.
         # CaptureWriter sees the server's own send before the session
         # middleware wraps it (realtime.transport).

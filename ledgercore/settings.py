@@ -363,6 +363,27 @@ LEDGERCORE_CHAT_OPENAI_TIMEOUT_SECONDS = config.number("LEDGERCORE_CHAT_OPENAI_T
 if LEDGERCORE_CHAT_TRANSLATOR == "openai" and not LEDGERCORE_CHAT_OPENAI_BASE_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured("LEDGERCORE_CHAT_OPENAI_BASE_URL: expected an http:// or https:// URL")
 
+# --- Socket.IO (socketio_gateway) ------------------------------------------
+# Engine.IO heartbeat: the server pings every interval and closes a session
+# whose pong has not come within the timeout; maxPayload bounds one HTTP
+# long-polling body or one WebSocket message; a session that has connected
+# no namespace within the connect timeout is closed.
+LEDGERCORE_SOCKETIO_PING_INTERVAL_MS = config.integer("LEDGERCORE_SOCKETIO_PING_INTERVAL_MS", 25_000, minimum=50)
+LEDGERCORE_SOCKETIO_PING_TIMEOUT_MS = config.integer("LEDGERCORE_SOCKETIO_PING_TIMEOUT_MS", 20_000, minimum=50)
+LEDGERCORE_SOCKETIO_MAX_PAYLOAD = config.integer("LEDGERCORE_SOCKETIO_MAX_PAYLOAD", 1_000_000, minimum=1024)
+LEDGERCORE_SOCKETIO_CONNECT_TIMEOUT_MS = config.integer("LEDGERCORE_SOCKETIO_CONNECT_TIMEOUT_MS", 45_000, minimum=100)
+# Test configuration of the official protocol suites (`make conformance`):
+# echo namespaces / and /custom, Engine.IO echo at /engine.io/, heartbeat
+# 300/200 ms, connect timeout 1.5 s (their heartbeat tests keep a session
+# without a namespace for three pings, about 1 s). The product is then not served over
+# Socket.IO. Never set in production.
+LEDGERCORE_SOCKETIO_CONFORMANCE = config.flag("LEDGERCORE_SOCKETIO_CONFORMANCE", False)
+if LEDGERCORE_SOCKETIO_CONFORMANCE:
+    LEDGERCORE_SOCKETIO_PING_INTERVAL_MS = 300
+    LEDGERCORE_SOCKETIO_PING_TIMEOUT_MS = 200
+    LEDGERCORE_SOCKETIO_MAX_PAYLOAD = 1_000_000
+    LEDGERCORE_SOCKETIO_CONNECT_TIMEOUT_MS = 1_500
+
 # --- authentication -------------------------------------------------------
 LEDGERCORE_DEV_JWT_SECRET = config.text("LEDGERCORE_DEV_JWT_SECRET", "")
 if LEDGERCORE_DEV_JWT_SECRET and not DEBUG and not security.strong_secret(LEDGERCORE_DEV_JWT_SECRET, 32):

@@ -115,7 +115,21 @@ def build_document() -> dict[str, Any]:
                 "pathname": "/ws",
                 "description": "Authenticate with ?token=<JWT> or 'Authorization: Bearer <JWT>'.",
                 "security": [{"$ref": "#/components/securitySchemes/token"}],
-            }
+            },
+            "socketio": {
+                "host": "127.0.0.1:8000",
+                "protocol": "ws",
+                "protocolVersion": "Socket.IO 5 / Engine.IO 4",
+                "pathname": "/socket.io/",
+                "description": (
+                    "The same events, by the same names and payloads, for socket.io-client and other Socket.IO v5 "
+                    "clients (HTTP long-polling and WebSocket, namespace /): authenticate with the CONNECT payload "
+                    "{token}; socket.emit(event, data, ack) is one request, acknowledged with its first reply "
+                    "{event, data}; every reply and pushed event arrives as an event of that name. See "
+                    "docs/PROTOCOL.md, 'Socket.IO'."
+                ),
+                "security": [{"$ref": "#/components/securitySchemes/connectAuth"}],
+            },
         },
         "channels": {
             "ws": {
@@ -133,7 +147,12 @@ def build_document() -> dict[str, Any]:
                     "name": "token",
                     "in": "query",
                     "description": "Clerk session token (RS256) or development token (HS256).",
-                }
+                },
+                "connectAuth": {
+                    "type": "apiKey",
+                    "in": "user",
+                    "description": "Socket.IO: the same token, in the CONNECT packet's auth payload {token}.",
+                },
             }
         },
     }

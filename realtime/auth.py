@@ -322,3 +322,12 @@ def issue_dev_token(user_id: str, application_id: str | None = None, ttl_seconds
     if application_id:
         claims["app"] = application_id
     return jwt.encode(claims, secret, algorithm=DEV_ALGORITHM)
+
+
+def origin_allowed(scope: dict[str, Any]) -> bool:
+    """A WebSocket handshake's ``Origin`` is one of
+    ``LEDGERCORE_ALLOWED_ORIGINS``, or absent (not a browser)."""
+    for name, value in scope.get("headers", []):
+        if name == b"origin":
+            return value.decode("latin-1") in settings.LEDGERCORE_ALLOWED_ORIGINS
+    return True

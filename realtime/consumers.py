@@ -56,13 +56,24 @@ SETTLE_WAIT_SECONDS = 2.0
 MAX_CONCURRENT_TASKS = 16
 
 
+class Refused(Exception):
+    """A connection that may not be served: the error its client is told,
+    and the WebSocket close code."""
+
+    def __init__(self, error: ProtocolError, close_code: int) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.close_code = close_code
+
+
 class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels is untyped
     user_id: str
     user_pk: int
     application_id: str
     sid: str
 
-    async def connect(self) -> None:
+    def open_connection(self) -> None:
+        """The per-connection state, before anything is received."""
         self.sid = uuid.uuid4().hex
         self.authenticated = False
         self.rooms: dict[str, rooms.Namespace] = {}
@@ -72,7 +83,10 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         # The process's background tasks (realtime.background), started
         # with its first connection.
         background.start()
-        if not _origin_allowed(self.scope):
+
+    async def connect(self) -> None:
+        self.open_connection()
+        if not auth.origin_allowed(self.scope):
             # A page of another site (cross-site WebSocket hijacking): the
             # handshake is refused with 403.
             log.warning("refused a WebSocket handshake from a page of an origin not allowed")
@@ -81,33 +95,42 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
         await self.accept()
         lifecycle.register(self)
         try:
-            user = await self._authenticate()
-        except Unauthorized as exc:
-            await self._send_error(exc, "error", None, None)
-            await self.close(code=CLOSE_UNAUTHORIZED)
+            user = await self.authenticate(auth.token_from_scope(self.scope), _query_param(self.scope, "applicationId"))
+        except Refused as refusal:
+            await self._send_error(refusal.error, "error", None, None)
+            await self.close(code=refusal.close_code)
             return
+        # The personal room is recovered at connect: ?sinceOffset=&sinceEpoch=
+        # (its last position seen), answered in ``connected``.
+        asked = (
+            _query_param(self.scope, "sinceOffset") is not None or _query_param(self.scope, "sinceEpoch") is not None
+        )
+        since = history.parse_since(_query_param(self.scope, "sinceOffset"), _query_param(self.scope, "sinceEpoch"))
+        await self.start_session(user, since, asked)
+
+    async def authenticate(self, token: str | None, requested_app: str | None) -> Any:
+        """The connection's user (its bound application set), or Refused
+        with the error to send and the close code."""
+        try:
+            return await self._authenticate(token, requested_app)
+        except Unauthorized as exc:
+            raise Refused(exc, CLOSE_UNAUTHORIZED) from None
         except Exception as exc:
             if errors.is_database_error(exc):
                 log.warning("authentication: the database does not answer (sid %s)", self.sid)
-                await self._send_error(errors.database_unavailable(), "error", None, None)
-                await self.close(code=CLOSE_INTERNAL)
-                return
+                raise Refused(errors.database_unavailable(), CLOSE_INTERNAL) from None
             log.exception("authentication failed unexpectedly (sid %s)", self.sid)
-            await self._send_error(Internal("the server could not authenticate this connection"), "error", None, None)
-            await self.close(code=CLOSE_INTERNAL)
-            return
+            raise Refused(Internal("the server could not authenticate this connection"), CLOSE_INTERNAL) from None
+
+    async def start_session(self, user: Any, since: history.Position | None, asked: bool) -> None:
+        """An authenticated connection: its personal room joined (recovered
+        from ``since``), ``connected`` sent, then the connect hooks."""
         self.user_id = user.username
         self.user_pk = user.pk
         self.authenticated = True
         logcontext.bind(user=self.user_id, application=self.application_id, sid=self.sid)
         metrics.CONNECTIONS.inc()
-        # The personal room is recovered at connect: ?sinceOffset=&sinceEpoch=
-        # (its last position seen), answered in ``connected``.
         personal = f"user:{self.user_id}"
-        asked = (
-            _query_param(self.scope, "sinceOffset") is not None or _query_param(self.scope, "sinceEpoch") is not None
-        )
-        since = history.parse_since(_query_param(self.scope, "sinceOffset"), _query_param(self.scope, "sinceEpoch"))
         # Under the stream lock (as a subscription): the room's events wait
         # for ``connected``, what it recovers and what the connect hooks
         # send (the balance), as they would behind a consumer's handler.
@@ -126,10 +149,8 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
             for hook in registry.connect_hooks:
                 await self._guarded(RequestContext(self, "connected", None), hook, "error")
 
-    async def _authenticate(self) -> Any:
+    async def _authenticate(self, token: str | None, requested_app: str | None) -> Any:
         """The connection's user and bound application, or Unauthorized."""
-        requested_app = _query_param(self.scope, "applicationId")
-        token = auth.token_from_scope(self.scope)
         if token is not None:
             try:
                 identity = await auth.verify_token_async(token)
@@ -140,7 +161,7 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
             session_user = self.scope.get("user")
             if session_user is None or not session_user.is_authenticated:
                 raise Unauthorized("authentication required: pass ?token= or an Authorization header")
-            if not session_user.is_staff or not _origin_allowed(self.scope):
+            if not session_user.is_staff or not auth.origin_allowed(self.scope):
                 raise Unauthorized("session authentication is for staff on an allowed origin")
             subject = session_user.username
         try:
@@ -304,6 +325,17 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
     async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         frame, parsed, error = decode(text_data, bytes_data, settings.LEDGERCORE_MAX_FRAME_BYTES)
         request_id = frame.id if frame else peek_id(parsed)
+        if await self.throttled(request_id):
+            return
+        if error is not None or frame is None:
+            event_name = parsed.get("event") if isinstance(parsed, dict) else None
+            await self._send_error(error or Internal("undecodable frame"), "error", request_id, event_name)
+            return
+        await self.handle_request(frame)
+
+    async def throttled(self, request_id: RequestId | None) -> bool:
+        """Takes a frame from the connection's bucket; True (and the client
+        told) when it is empty."""
         wait = self.bucket.take()
         if wait:
             metrics.THROTTLED.labels("connection").inc()
@@ -313,13 +345,13 @@ class RealtimeConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channel
                 request_id,
                 None,
             )
-            return
-        if error is not None or frame is None:
-            event_name = parsed.get("event") if isinstance(parsed, dict) else None
-            await self._send_error(error or Internal("undecodable frame"), "error", request_id, event_name)
-            return
-        # What is logged while the request is handled names it (and the
-        # tasks it starts inherit that).
+            return True
+        return False
+
+    async def handle_request(self, frame: Frame) -> None:
+        """One decoded request, whatever its dialect: look up, validate,
+        throttle, then execute (charged). What is logged meanwhile names
+        it (and the tasks it starts inherit that)."""
         with logcontext.bound(event=frame.event[:100], request_id=frame.id):
             await self._handle(frame)
 
@@ -482,10 +514,3 @@ def _bind(spec: InboundEvent, data: dict[str, Any]) -> Any:
 def _query_param(scope: dict[str, Any], name: str) -> str | None:
     values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get(name)
     return values[0] if values else None
-
-
-def _origin_allowed(scope: dict[str, Any]) -> bool:
-    for name, value in scope.get("headers", []):
-        if name == b"origin":
-            return value.decode("latin-1") in settings.LEDGERCORE_ALLOWED_ORIGINS
-    return True
