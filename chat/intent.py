@@ -160,9 +160,10 @@ BUCKET_RE = re.compile(
     r"|(" + "|".join(NUMBER_WORDS) + r")[\s-]+" + _UNIT_WORD + r"|(?:per|by|every|each)\s+" + _UNIT_WORD + r")\b"
     r"(?:\s*(?:buckets?|intervals?|bins?|windows?))?"
 )
+_COUNT = r"(\d+|" + "|".join(w for w in NUMBER_WORDS if len(w) > 2) + r")"
 LIMIT_RE = re.compile(
-    r"\b(?:top|last|latest|first|recent|biggest|largest|smallest|oldest|newest)\s+(\d+)\b"
-    r"|\b(\d+)\s+(?:largest|biggest|latest|last|most\s+recent|recent|smallest|oldest|newest|trades|candles)\b"
+    r"\b(?:top|last|latest|first|recent|biggest|largest|smallest|oldest|newest)\s+" + _COUNT + r"\b"
+    r"|\b" + _COUNT + r"\s+(?:largest|biggest|latest|last|most\s+recent|recent|smallest|oldest|newest|trades|candles)\b"
 )
 
 
@@ -210,15 +211,16 @@ class Parser:
                 words.update(w for phrase in dimension.words for w in phrase.split())
         words |= set(UNIT_ALIASES) | set(NUMBER_WORDS) | {"buckets", "bucket", "interval", "intervals", "candles"}
         words |= {"price", "hourly", "daily", "average", "highest", "lowest", "maximum", "minimum"}
+        words |= {part.lower() for symbol in self.symbols for part in symbol.split("-")}
         self.known = sorted(w for w in words if w.isalpha() and len(w) >= 3)
         # Misspellings are corrected towards words that carry meaning only:
         # an unknown word must not vanish into a filler ("wash" is not "was").
         self.targets = sorted(w for w in self.known if w not in FILLER)
 
     def _correct(self, word: str) -> str:
-        if word in self.known or not word.isalpha() or len(word) < 4:
+        if word in self.known or not word.isalpha() or len(word) < 3:
             return word
-        cutoff = 0.86 if len(word) <= 5 else 0.8
+        cutoff = 0.85 if len(word) <= 4 else 0.8
         match = difflib.get_close_matches(word, self.targets, n=1, cutoff=cutoff)
         return match[0] if match else word
 
@@ -226,6 +228,8 @@ class Parser:
         intent = Intent(follow_up=bool(FOLLOW_UP.match(question.lower())))
         text = self._lift_symbols(question, intent)
         text = " ".join(text.lower().replace("'s", " ").replace("?", " ").split())
+        text = " ".join(self._correct(word) for word in text.split())
+        text = re.sub(r"\bhalf\s+(?:an\s+)?hour\b", "30 minutes", text)
         window = find_window(text, now_ms)
         if window is not None:
             intent.window = {"start_ms": window.start_ms, "end_ms": window.end_ms, "words": window.words}
@@ -251,7 +255,8 @@ class Parser:
     def _lift_limit(self, text: str, intent: Intent) -> str:
         match = LIMIT_RE.search(text)
         if match:
-            intent.limit = max(1, min(int(match.group(1) or match.group(2)), MAX_ROWS))
+            count = match.group(1) or match.group(2)
+            intent.limit = max(1, min(NUMBER_WORDS.get(count) or int(count), MAX_ROWS))
             return (
                 text[: match.start()] + " " + match.group(0).split()[0 if match.group(1) else -1] + text[match.end() :]
             )
@@ -277,6 +282,10 @@ class Parser:
     def _read(self, text: str, intent: Intent) -> None:
         entity = self._table(text, intent)
         used: set[str] = set()
+        if entity is None:
+            # A follow-up ("now per venue") groups whatever table it follows.
+            for candidate in semantic.MODEL.values():
+                self._group(text, candidate, intent, used)
         if entity is not None:
             intent.table = entity.table
             used |= {w for noun in entity.nouns if f" {noun} " in text for w in noun.split()}
@@ -295,6 +304,8 @@ class Parser:
             elif word in ORDERS and intent.order is None:
                 intent.order = ORDERS[word]
                 used.add(word)
+        if intent.table == "trades" and not intent.measure and intent.order and not intent.limit and " trade " in text:
+            intent.limit = 1  # "the latest trade", "the largest trade"
         intent.unused += [w for w in text.split() if w not in used and w not in FILLER and not w.isdigit()]
         intent.unused = [w for w in intent.unused if not any(w in n.split() for n in _all_nouns())]
 
@@ -303,7 +314,7 @@ class Parser:
         if scores["candles"]:
             return semantic.CANDLES
         market = any(f" {word} " in text for word in ("price", "vwap", "volume", "traded", "notional"))
-        if scores["trades"] or market:
+        if scores["trades"] or market or ("symbol" in intent.filters and not intent.follow_up):
             return semantic.TRADES
         return None
 
@@ -314,22 +325,37 @@ class Parser:
                 index = text.find(f" {phrase} ")
                 if index >= 0 and (best is None or len(phrase) > len(best[2])):
                     best = (index, measure.name, phrase)
-        averaged = any(f" {w} " in text for w in ("average", "avg", "mean"))
-        extreme = any(f" {w} " in text for w in ("highest", "lowest", "maximum", "minimum", "max", "min"))
-        if entity.table == "trades" and best is None and (averaged or extreme):
-            intent.ambiguous = "Do you mean the price or the trade size?"
-        if best is not None:
+        if entity.table == "trades":
+            self._trade_measure(text, intent, best, used)
+        elif best is not None:
             intent.measure = best[1]
             used.update(best[2].split())
-        if entity.table == "trades" and " price " in text:
-            used.add("price")
-            if intent.measure in (None, "volume") and not averaged and not extreme:
-                intent.measure = None
-                intent.order = intent.order or "latest"
-                intent.limit = intent.limit or 1
-        used.update(
-            {"average", "avg", "mean", "highest", "lowest", "maximum", "minimum", "max", "min"} & set(text.split())
-        )
+        used.update(AGGREGATE_WORDS & set(text.split()))
+
+    @staticmethod
+    def _trade_measure(text: str, intent: Intent, best: tuple[int, str, str] | None, used: set[str]) -> None:
+        def has(*words: str) -> bool:
+            return any(f" {word} " in text for word in words)
+
+        averaged = has("average", "avg", "mean")
+        high, low = has("highest", "maximum", "max", "high", "peak"), has("lowest", "minimum", "min", "low")
+        price = has("price", "prices") or " trading at " in text
+        size = has("size", "sizes") or (best is not None and best[1] == "volume" and averaged)
+        ranked = has("top", "largest", "biggest", "smallest") and has("by size", "by volume")
+        if best is not None and not ranked:
+            intent.measure = best[1]
+            used.update(best[2].split())
+        used.update({"price", "prices", "high", "low", "peak", "size", "sizes", "trading"} & set(text.split()))
+        if averaged and intent.measure in (None, "volume", "avg_price", "avg_size"):
+            if not price and not size:
+                intent.ambiguous = "Do you mean the average price or the average trade size?"
+            intent.measure = "avg_size" if size and not price else "avg_price"
+        elif (high or low) and intent.measure in (None, "volume", "max_price", "min_price") and not size:
+            intent.measure = "max_price" if high else "min_price"
+        elif price and intent.measure in (None, "volume") and not has("volume", "how much"):
+            intent.measure = None
+            intent.order = intent.order or "latest"
+            intent.limit = intent.limit or 1
 
     def _group(self, text: str, entity: semantic.Entity, intent: Intent, used: set[str]) -> None:
         for dimension in entity.dimensions:

@@ -70,7 +70,7 @@ TRADES = Entity(
         Measure("max_price", "highest price", "max(price)", ("highest price", "max price", "maximum price", "peak")),
         Measure("min_price", "lowest price", "min(price)", ("lowest price", "min price", "minimum price")),
         Measure("avg_size", "average trade size", "avg(size)", ("average size", "avg size", "average trade size")),
-        Measure("volume", "volume", "sum(size)", ("volume", "traded", "size", "quantity", "amount traded")),
+        Measure("volume", "volume", "sum(size)", ("volume", "traded", "size", "quantity", "amount traded", "how much")),
     ),
     dimensions=(
         Dimension("venue", ("venue", "venues", "exchange", "exchanges", "market place")),

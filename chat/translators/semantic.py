@@ -154,6 +154,9 @@ class SemanticTranslator:
             and not intent.order
         ):
             return f"Trades of which market? Markets: {', '.join(symbols[:20])}."
+        if "symbol" not in intent.filters and intent.group != "symbol" and intent.unused:
+            unknown = ", ".join(intent.unused)
+            return f"Which market do you mean? I do not know: {unknown}. Markets: {', '.join(symbols[:20])}."
         for word in list(intent.unused):
             if word in self.vocabulary.venues:
                 continue
