@@ -17,140 +17,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chat import semantic
+from chat.intent_credits import read_credits
+from chat.lexicon import AGGREGATE_WORDS, BASES, FILLER, GROUP_LEADS, ORDERS, SIDES
 from chat.timewords import NUMBER_WORDS, UNIT_ALIASES, UNITS_MS, find_window
 from chat.vocabulary import Vocabulary
 
 MAX_ROWS = 100
-BASES = {"bitcoin": "BTC", "btc": "BTC", "xbt": "BTC", "ethereum": "ETH", "ether": "ETH", "eth": "ETH"}
-SIDES = {"buy": "buy", "buys": "buy", "bought": "buy", "buying": "buy", "sell": "sell", "sells": "sell"}
-SIDES |= {"sold": "sell", "selling": "sell"}
-ORDERS = {
-    "largest": "largest",
-    "biggest": "largest",
-    "heaviest": "largest",
-    "top": "largest",
-    "smallest": "smallest",
-    "latest": "latest",
-    "last": "latest",
-    "recent": "latest",
-    "newest": "latest",
-    "oldest": "oldest",
-    "earliest": "oldest",
-    "first": "oldest",
-}
-AGGREGATE_WORDS = frozenset({"average", "avg", "mean", "highest", "lowest", "maximum", "minimum", "max", "min"})
-GROUP_LEADS = ("per", "by", "each", "every", "across", "between")
-FILLER = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "of",
-        "in",
-        "on",
-        "for",
-        "at",
-        "to",
-        "from",
-        "by",
-        "with",
-        "and",
-        "or",
-        "vs",
-        "versus",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "what",
-        "whats",
-        "which",
-        "how",
-        "many",
-        "much",
-        "me",
-        "my",
-        "i",
-        "show",
-        "give",
-        "list",
-        "display",
-        "tell",
-        "get",
-        "see",
-        "fetch",
-        "find",
-        "please",
-        "pls",
-        "all",
-        "total",
-        "overall",
-        "there",
-        "did",
-        "do",
-        "does",
-        "done",
-        "have",
-        "has",
-        "had",
-        "it",
-        "its",
-        "that",
-        "this",
-        "these",
-        "those",
-        "so",
-        "far",
-        "any",
-        "some",
-        "value",
-        "values",
-        "data",
-        "right",
-        "can",
-        "could",
-        "would",
-        "you",
-        "us",
-        "we",
-        "our",
-        "about",
-        "number",
-        "count",
-        "prices",
-        "per",
-        "each",
-        "every",
-        "happen",
-        "happened",
-        "made",
-        "make",
-        "occur",
-        "occurred",
-        "over",
-        "during",
-        "within",
-        "market",
-        "markets",
-        "pair",
-        "trading",
-        "up",
-        "just",
-        "only",
-        "also",
-        "then",
-        "same",
-        "now",
-        "ok",
-        "okay",
-        "but",
-        "were",
-        "let",
-        "lets",
-    ]
-)
 FOLLOW_UP = re.compile(r"^\s*(?:and|what about|how about|now|only|same|then|just|ok|okay|also|but)\b")
 SYMBOL_RE = re.compile(r"\b([A-Za-z0-9]{2,10})\s*[-/]\s*([A-Za-z0-9]{2,10})\b")
 BUCKET_WORDS = {"hourly": "1h", "daily": "1d", "minutely": "1m"}
@@ -209,6 +81,7 @@ class Parser:
                 words.update(w for phrase in measure.words for w in phrase.split())
             for dimension in entity.dimensions:
                 words.update(w for phrase in dimension.words for w in phrase.split())
+                words.update(w for phrase, _ in dimension.synonyms for w in phrase.split())
         words |= set(UNIT_ALIASES) | set(NUMBER_WORDS) | {"buckets", "bucket", "interval", "intervals", "candles"}
         words |= {"price", "hourly", "daily", "average", "highest", "lowest", "maximum", "minimum"}
         words |= {part.lower() for symbol in self.symbols for part in symbol.split("-")}
@@ -286,13 +159,25 @@ class Parser:
             # A follow-up ("now per venue") groups whatever table it follows.
             for candidate in semantic.MODEL.values():
                 self._group(text, candidate, intent, used)
+            for dimension in semantic.CREDITS.dimensions:
+                for phrase, value in dimension.synonyms:
+                    if f" {phrase} " in text:
+                        intent.filters[dimension.name] = value
+                        used.update(phrase.split())
         if entity is not None:
             intent.table = entity.table
             used |= {w for noun in entity.nouns if f" {noun} " in text for w in noun.split()}
             self._measure(text, entity, intent, used)
-            self._group(text, entity, intent, used)
+            if entity.table != "credit_entries":
+                self._group(text, entity, intent, used)
+        market = intent.table in (None, "trades", "candles")
         for word in text.split():
-            if word in self.venues and intent.group != "venue":
+            if word in ORDERS and intent.order is None:
+                intent.order = ORDERS[word]
+                used.add(word)
+            elif not market:
+                continue
+            elif word in self.venues and intent.group != "venue":
                 intent.filters["venue"] = self.venues[word]
                 used.add(word)
             elif word in SIDES and intent.group != "side":
@@ -300,9 +185,6 @@ class Parser:
                 used.add(word)
             elif word in BASES or word.upper() in {s.split("-")[0] for s in self.symbols}:
                 intent.base = BASES.get(word, word.upper())
-                used.add(word)
-            elif word in ORDERS and intent.order is None:
-                intent.order = ORDERS[word]
                 used.add(word)
         if intent.table == "trades" and not intent.measure and intent.order and not intent.limit and " trade " in text:
             intent.limit = 1  # "the latest trade", "the largest trade"
@@ -313,6 +195,9 @@ class Parser:
         scores = {name: sum(f" {noun} " in text for noun in entity.nouns) for name, entity in semantic.MODEL.items()}
         if scores["candles"]:
             return semantic.CANDLES
+        spending = ("spend", "spent", "spending", "cost", "paid", "granted")
+        if scores["credit_entries"] or any(f" {word} " in text for word in spending):
+            return semantic.CREDITS
         market = any(f" {word} " in text for word in ("price", "vwap", "volume", "traded", "notional"))
         if scores["trades"] or market or ("symbol" in intent.filters and not intent.follow_up):
             return semantic.TRADES
@@ -325,7 +210,9 @@ class Parser:
                 index = text.find(f" {phrase} ")
                 if index >= 0 and (best is None or len(phrase) > len(best[2])):
                     best = (index, measure.name, phrase)
-        if entity.table == "trades":
+        if entity.table == "credit_entries":
+            read_credits(text, intent, used)
+        elif entity.table == "trades":
             self._trade_measure(text, intent, best, used)
         elif best is not None:
             intent.measure = best[1]

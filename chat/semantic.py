@@ -23,6 +23,12 @@ class Measure:
     sql: str  # aggregate over the table's public columns
     words: tuple[str, ...]  # phrases that ask for it
     unit: str = ""
+    # A state rather than an aggregate: this column of the latest row.
+    snapshot: str = ""
+    # Filters the measure implies ("granted": entries of type grant).
+    where: tuple[tuple[str, str], ...] = ()
+    # Rows that take part (credits spent: entries that spent something).
+    condition: str = ""
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,7 @@ class Dimension:
     name: str  # public column
     words: tuple[str, ...]  # phrases that group by it ("per venue", "by exchange")
     values: tuple[str, ...] = ()  # fixed values ("buy", "sell"), else read from the vocabulary
+    synonyms: tuple[tuple[str, str], ...] = ()  # (phrase, value): "queries" -> "query"
 
 
 @dataclass(frozen=True)
@@ -107,7 +114,62 @@ CANDLES = Entity(
     stored={"resolution": ("1s", "5s", "1m", "15m", "4h")},
 )
 
-MODEL: dict[str, Entity] = {entity.table: entity for entity in (TRADES, CANDLES)}
+CREDITS = Entity(
+    table="credit_entries",
+    nouns=("credits", "credit", "balance", "ledger", "entries", "movements"),
+    time_column="created_at",
+    time_kind="timestamp",
+    measures=(
+        Measure(
+            "balance", "your credit balance", "", ("balance", "left", "remaining", "have"), "credits", "balance_after"
+        ),
+        Measure("lifetime_spent", "your lifetime credits spent", "", ("lifetime",), "credits", "lifetime_spent_after"),
+        Measure(
+            "spent",
+            "credits you spent",
+            "coalesce(sum(spent), 0)",
+            ("spent", "spend", "spending", "used", "consumed", "cost", "paid", "pay"),
+            "credits",
+            condition="spent > 0",
+        ),
+        Measure(
+            "granted",
+            "credits granted to you",
+            "coalesce(sum(amount), 0)",
+            ("granted", "earned", "received", "given"),
+            "credits",
+            where=(("type", "grant"),),
+        ),
+        Measure("entries", "number of your credit entries", "count(*)", COUNT_WORDS),
+    ),
+    dimensions=(
+        Dimension(
+            "action",
+            ("action", "actions"),
+            ("query", "chat", "address_analysis"),
+            (
+                ("queries", "query"),
+                ("query", "query"),
+                ("chat", "chat"),
+                ("chats", "chat"),
+                ("address analyses", "address_analysis"),
+                ("address analysis", "address_analysis"),
+                ("analyses", "address_analysis"),
+            ),
+        ),
+        Dimension(
+            "type",
+            ("type", "types", "kind"),
+            ("grant", "deduction"),
+            (("grants", "grant"), ("deductions", "deduction"), ("deduction", "deduction")),
+        ),
+    ),
+    columns=("sequence", "type", "amount", "balance_after", "action", "created_at"),
+    latest=("sequence DESC",),
+    size_column="amount",
+)
+
+MODEL: dict[str, Entity] = {entity.table: entity for entity in (TRADES, CANDLES, CREDITS)}
 
 
 def check_against_catalog() -> list[str]:

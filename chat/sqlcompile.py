@@ -21,7 +21,7 @@ from chat import semantic
 from chat.intent import Intent, bucket_ms
 from chat.timewords import Window
 
-DEFAULT_ROWS = {"trades": 10, "candles": 100}
+DEFAULT_ROWS = {"trades": 10, "candles": 100, "credit_entries": 10}
 UNIT_WORDS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 
 
@@ -31,6 +31,7 @@ class Compiled:
     description: str
     params: dict[str, Any] = field(default_factory=dict)
     shape: str = "rows"
+    unit: str = ""
 
 
 def _utc_text(ms: int) -> str:
@@ -66,6 +67,8 @@ def _where(entity: semantic.Entity, intent: Intent, params: dict[str, Any]) -> l
 
 
 def describe(entity: semantic.Entity, intent: Intent, what: str) -> str:
+    if entity.table not in ("trades", "candles"):
+        return _describe_own(entity, intent, what)
     parts = [what]
     symbol = intent.filters.get("symbol")
     subject = symbol or "all symbols"
@@ -88,16 +91,40 @@ def describe(entity: semantic.Entity, intent: Intent, what: str) -> str:
     return ", ".join(parts)
 
 
+def _describe_own(entity: semantic.Entity, intent: Intent, what: str) -> str:
+    words = {"query": "queries", "chat": "chat", "address_analysis": "address analyses"}
+    text = what
+    implied = dict(measure.where) if (measure := entity.measure(intent.measure or "")) else {}
+    for name, value in sorted(intent.filters.items()):
+        if name != intent.group and implied.get(name) != value:
+            text += f" on {words.get(value, value)}" if name == "action" else f", {name} {value}"
+    if intent.group:
+        text += f", per {intent.group}"
+    if intent.window is not None:
+        window = Window(intent.window["start_ms"], intent.window["end_ms"], intent.window["words"], (0, 0))
+        text += f", {window.words} ({window.restated()})"
+    elif not (entity.measure(intent.measure or "") or semantic.Measure("", "", "", ())).snapshot:
+        text += ", all time"
+    return text[:1].upper() + text[1:]
+
+
 def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
     params: dict[str, Any] = {}
-    where = _where(entity, intent, params)
+    measure = entity.measure(intent.measure) if intent.measure else None
+    for name, value in measure.where if measure else ():
+        intent.filters.setdefault(name, value)
+    where: list[Any] = _where(entity, intent, params)
+    if measure is not None and measure.condition:
+        where.append(exp.condition(measure.condition))
     select = exp.select().from_(entity.table)
     if where:
         select = select.where(exp.and_(*where))
-    measure = entity.measure(intent.measure) if intent.measure else None
+    if measure is not None and measure.snapshot:
+        select = select.select(exp.column(measure.snapshot).as_(measure.name)).order_by(*entity.latest).limit(1)
+        return Compiled(select.sql(), describe(entity, intent, measure.label), params, "value", measure.unit)
     time_bucket = entity.table == "trades" and intent.bucket is not None
     if measure is None and (time_bucket or intent.group):
-        measure = entity.measures[0]
+        measure = next(m for m in entity.measures if m.sql.lower().startswith("count("))
     if measure is None:
         return _listing(entity, intent, select, params)
     keys: list[tuple[Any, str]] = []
@@ -111,10 +138,12 @@ def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
         select = select.select(expression.as_(name))
     select = select.select(parse_one(measure.sql).as_(measure.name))
     if keys:
-        select = select.group_by(*(e for e, _ in keys)).order_by(*(exp.column(n) for _, n in keys))
+        # Buckets in time order; a dimension's groups largest first.
+        ranking = [] if time_bucket else [exp.Ordered(this=exp.column(measure.name), desc=True)]
+        select = select.group_by(*(e for e, _ in keys)).order_by(*ranking, *(exp.column(n) for _, n in keys))
     label = measure.label[:1].upper() + measure.label[1:]
     shape = "rows" if keys else "value"
-    return Compiled(select.sql(), describe(entity, intent, label), params, shape)
+    return Compiled(select.sql(), describe(entity, intent, label), params, shape, measure.unit if not keys else "")
 
 
 def _listing(entity: semantic.Entity, intent: Intent, select: exp.Select, params: dict[str, Any]) -> Compiled:
@@ -131,11 +160,13 @@ def _listing(entity: semantic.Entity, intent: Intent, select: exp.Select, params
     }[order]
     limit = intent.limit or DEFAULT_ROWS[entity.table]
     select = select.order_by(*orders).limit(limit)
-    noun = "candles" if entity.table == "candles" else "trades"
+    noun = {"candles": "candles", "trades": "trades"}.get(entity.table, "credit entries")
     what = {"latest": "latest", "oldest": "first", "largest": "largest", "smallest": "smallest"}[order]
     what = f"The {limit} {what} {noun}" if limit > 1 else f"The {what} {noun[:-1]}"
     if entity.table == "candles":
         what = f"The {what.split()[2]} {limit}" if limit > 1 else what
+    if entity.table == "credit_entries":
+        what = f"Your {limit} {what.split()[2]} credit entries" if limit > 1 else f"Your {what.split()[1]} credit entry"
     if intent.window is None and entity.table == "trades" and limit == 1 and order == "latest":
         what = "The latest trade (its price is the last traded price)"
     return Compiled(select.sql(), describe(entity, intent, what), params, "rows")

@@ -119,7 +119,13 @@ class SemanticTranslator:
         if intent.unused:
             text += f" (I could not use: {', '.join(dict.fromkeys(intent.unused))})"
         return Translation(
-            "sql", text, sql=compiled.sql, params=compiled.params, slots=intent.slots(), shape=compiled.shape
+            "sql",
+            text,
+            sql=compiled.sql,
+            params=compiled.params,
+            slots=intent.slots(),
+            shape=compiled.shape,
+            unit=compiled.unit,
         )
 
     def _resolve(self, entity: semantic.Entity, intent: Intent, context: ChatContext, question: str) -> str:
@@ -154,6 +160,8 @@ class SemanticTranslator:
             and not intent.order
         ):
             return f"Trades of which market? Markets: {', '.join(symbols[:20])}."
+        if entity.table not in ("trades", "candles"):
+            return ""
         if "symbol" not in intent.filters and intent.group != "symbol" and intent.unused:
             unknown = ", ".join(intent.unused)
             return f"Which market do you mean? I do not know: {unknown}. Markets: {', '.join(symbols[:20])}."
@@ -173,10 +181,16 @@ class SemanticTranslator:
 
 # Words of the tables the semantic model does not declare yet (prefixes).
 _LEGACY = re.compile(
-    r"\b(?:transfer|tranfer|transaction|address|adress|label|credit|crdit|quer|entit|enti|risk|sanction|wallet|"
-    r"sent|send|receiv|mixer|exchanges|spen|balance|owns|usdt|usdc|dai\b|on\s+(?:the\s+)?(?:ethereum|bitcoin))"
+    r"\b(?:transfer|tranfer|transaction|address(?!\s+analys)|adress|label|entit|enti|risk|sanction|wallet|"
+    r"sent|send|receiv|mixer|exchanges|owns|usdt|usdc|dai\b|on\s+(?:the\s+)?(?:ethereum|bitcoin))"
 )
+# Query history is the phrase matcher's, unless the question is about credits.
+_QUERIES = re.compile(r"\bquer")
+_CREDITS = re.compile(r"\b(?:credit|crdit|balance|spen|cost|paid|granted)")
 
 
 def _legacy_words(question: str) -> bool:
-    return _LEGACY.search(question.lower()) is not None
+    text = question.lower()
+    if _LEGACY.search(text):
+        return True
+    return _QUERIES.search(text) is not None and _CREDITS.search(text) is None

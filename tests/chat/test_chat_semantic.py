@@ -114,3 +114,25 @@ def test_what_could_not_be_used_is_named() -> None:
 def test_refusals_come_first_and_without_sql() -> None:
     t = ask("give me 100 credits")
     assert (t.kind, t.code, t.sql) == ("refuse", "REFUSED_CHANGE", "")
+
+
+def test_own_credits_balance_spending_grants_and_follow_ups() -> None:
+    t = ask("what's my credit balance?")
+    assert "balance_after" in t.sql and "ORDER BY sequence DESC LIMIT 1" in t.sql and t.unit == "credits"
+    t = ask("how many crdits did i spend on querys this month")
+    assert "SUM(spent)" in t.sql and t.params["action"] == "query" and "this month" in t.text
+    assert t.text.startswith("Credits you spent on queries, this month (")
+    t = ask("how many credits did I spend on queries this month", "and on chat?")
+    assert t.params["action"] == "chat" and "since" in t.params
+    t = ask("my credit spending by action")
+    assert "GROUP BY action" in t.sql and "spent > 0" in t.sql and "ORDER BY spent DESC" in t.sql
+    t = ask("how many credits was I granted")
+    assert "SUM(amount)" in t.sql and t.params == {"type": "grant"}
+    t = ask("how many credit grants did I get")
+    assert "COUNT(*)" in t.sql and t.params == {"type": "grant"}
+
+
+def test_a_balance_does_not_silently_take_a_filter_it_cannot_use() -> None:
+    t = ask("my credit balance after chat")
+    assert "balance_after" in t.sql and "action" not in t.params
+    assert "I could not use: action chat" in t.text
