@@ -11,8 +11,8 @@ several markets, an unknown venue, a resolution that is not stored, an
 ambiguous measure) or is named in the answer ("I could not use: …").
 
 Tables the semantic model does not declare yet (transfers, labels,
-entities, addresses, credits, query history, risk) are still answered by
-the phrase matcher of ``chat.translators.builtin``.
+entities, addresses, query history, risk) are still answered by the phrase
+matcher of ``chat.translators.builtin``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import re
 from dataclasses import fields
 
 from chat import semantic
-from chat.intent import Intent, Parser
+from chat.intent import FOLLOW_UP, Intent, Parser
 from chat.refusals import refusal
 from chat.sqlcompile import compile_intent
 from chat.translators.base import ChatContext, ProgressCallback, Translation, Turn
@@ -90,12 +90,12 @@ class SemanticTranslator:
         refused = refusal(question)
         if refused is not None:
             return Translation("refuse", refused.text, code=refused.code)
-        if _legacy_words(question):
+        previous = _previous(history)
+        if _legacy_words(question, previous):
             return self._legacy.translate(
                 question, history=history, context=context, now_ms=now_ms, application_id=application_id
             )
         intent = Parser(self.vocabulary).parse(question, now_ms)
-        previous = _previous(history)
         if previous is not None and (intent.table is None or (intent.follow_up and intent.table == previous.table)):
             intent = merge(previous, intent)
         if intent.table is None and "symbol" in intent.filters:
@@ -182,15 +182,21 @@ class SemanticTranslator:
 # Words of the tables the semantic model does not declare yet (prefixes).
 _LEGACY = re.compile(
     r"\b(?:transfer|tranfer|transaction|address(?!\s+analys)|adress|label|entit|enti|risk|sanction|wallet|"
-    r"sent|send|receiv|mixer|exchanges|owns|usdt|usdc|dai\b|on\s+(?:the\s+)?(?:ethereum|bitcoin))"
+    r"sent|send|receiv|mixer|exchanges|owns|usdt|usdc|dai\b)"
 )
+# A chain ("on bitcoin") is the phrase matcher's, except in a follow-up of
+# a market question, where it names the asset ("and on bitcoin?").
+_CHAIN = re.compile(r"\bon\s+(?:the\s+)?(?:ethereum|bitcoin)\b")
 # Query history is the phrase matcher's, unless the question is about credits.
 _QUERIES = re.compile(r"\bquer")
 _CREDITS = re.compile(r"\b(?:credit|crdit|balance|spen|cost|paid|granted)")
 
 
-def _legacy_words(question: str) -> bool:
+def _legacy_words(question: str, previous: Intent | None = None) -> bool:
     text = question.lower()
     if _LEGACY.search(text):
         return True
+    if _CHAIN.search(text):
+        market = previous is not None and previous.table in ("trades", "candles")
+        return not (market and FOLLOW_UP.match(text))
     return _QUERIES.search(text) is not None and _CREDITS.search(text) is None

@@ -136,3 +136,8 @@ def test_a_balance_does_not_silently_take_a_filter_it_cannot_use() -> None:
     t = ask("my credit balance after chat")
     assert "balance_after" in t.sql and "action" not in t.params
     assert "I could not use: action chat" in t.text
+
+
+def test_a_chain_in_a_market_follow_up_names_the_asset() -> None:
+    t = ask("how many ETH-USD trades in the last hour", "and on bitcoin?")
+    assert "COUNT(ts)" in t.sql and t.params["symbol"] == "BTC-USD" and "since" in t.params
