@@ -149,7 +149,7 @@ def answer_question(
 
     result = ChatResult(conversation.pk, message_id, "", translation.tokens, kind=translation.kind)
     try:
-        if translation.kind == "clarify":
+        if translation.kind in ("clarify", "refuse"):
             content = translation.text.rstrip() + "\n"
         elif translation.kind == "analysis":
             content = _analysis(translation)

@@ -7,7 +7,10 @@ numbers equal to 9 significant digits (SQLite returns doubles where
 PostgreSQL returns exact decimals), ``"*"`` matching any value (times of
 rows the fixture writes at load time, generated ids). Expected
 ``{"clarify": true}`` wants a clarifying question and no SQL;
-``{"analysis": ADDRESS}`` wants the compliance analysis of that address.
+``{"analysis": ADDRESS}`` wants the compliance analysis of that address;
+``{"refuse": CODE}`` wants a refusal with that code (``chat.refusals``)
+and no SQL. ``{"sql": STATEMENT}`` is scored by execution: the expected
+statement runs as the fixture's user too, and the rows must be equal.
 """
 
 from __future__ import annotations
@@ -56,6 +59,17 @@ class Report:
             table = outcome.question["table"]
             right, count = totals.get(table, (0, 0))
             totals[table] = (right + outcome.correct, count + 1)
+        return totals
+
+    def by_category(self, split: str | None = None) -> dict[str, tuple[int, int]]:
+        """(right, count) per category, of one split ("dev", "heldout") or all."""
+        totals: dict[str, tuple[int, int]] = {}
+        for outcome in self.outcomes:
+            if split is not None and outcome.question.get("split", "dev") != split:
+                continue
+            category = outcome.question.get("category", "lookup")
+            right, count = totals.get(category, (0, 0))
+            totals[category] = (right + outcome.correct, count + 1)
         return totals
 
     def failures(self) -> list[Outcome]:
@@ -116,6 +130,23 @@ def _history(translator: Translator, questions: list[str], context: ChatContext,
     return turns
 
 
+def _rows(fixture: Fixture, sql: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+
+    def collect(chunk: list[list[Any]], schema: Any) -> None:
+        rows.extend(chunk)
+
+    queries.run_query(
+        user_pk=fixture.user_pk,
+        application_id=fixture.application_id,
+        sql=sql,
+        params=params or None,
+        on_chunk=collect,
+        reference="chat-eval",
+    )
+    return rows
+
+
 def evaluate(translator: Translator, fixture: Fixture, questions: list[dict[str, Any]] | None = None) -> Report:
     report = Report()
     for question in questions if questions is not None else load_questions():
@@ -126,35 +157,28 @@ def evaluate(translator: Translator, fixture: Fixture, questions: list[dict[str,
         if question["table"] == "query_history":
             # The evaluation's own queries are not part of the fixture.
             QueryRecord.objects.filter(user_id=fixture.user_pk).exclude(pk__in=fixture.query_ids).delete()
+        if isinstance(expected, dict) and "sql" in expected:
+            expected = _rows(fixture, expected["sql"], expected.get("params"))
         started = time.perf_counter()
         translation = translator.translate(text, history=history, context=context, now_ms=fixture.anchor)
         outcome = Outcome(question, False, translation)
         if isinstance(expected, dict) and expected.get("clarify"):
             outcome.correct = translation.kind == "clarify"
+        elif isinstance(expected, dict) and "refuse" in expected:
+            outcome.correct = translation.kind == "refuse" and translation.code == expected["refuse"]
         elif isinstance(expected, dict) and "analysis" in expected:
             outcome.correct = translation.kind == "analysis" and translation.address == expected["analysis"]
         elif translation.kind != "sql":
-            outcome.error = f"{translation.kind}: {translation.text}"
+            pass
         else:
-            rows: list[list[Any]] = []
-
-            def collect(chunk: list[list[Any]], schema: Any, into: list[list[Any]] = rows) -> None:
-                into.extend(chunk)
-
             try:
-                queries.run_query(
-                    user_pk=fixture.user_pk,
-                    application_id=fixture.application_id,
-                    sql=translation.sql,
-                    params=translation.params or None,
-                    on_chunk=collect,
-                    reference="chat-eval",
-                )
+                outcome.rows = _rows(fixture, translation.sql, translation.params)
             except queries.QueryFailed as failure:
                 outcome.error = f"{failure.code}: {failure.message}"
             else:
-                outcome.rows = rows
-                outcome.correct = same_rows(rows, expected, question.get("ordered", True))
+                outcome.correct = same_rows(outcome.rows, expected, question.get("ordered", True))
+        if not outcome.correct and not outcome.error and translation.kind != "sql":
+            outcome.error = f"{translation.kind}: {translation.text}"
         outcome.ms = (time.perf_counter() - started) * 1000
         report.outcomes.append(outcome)
     return report

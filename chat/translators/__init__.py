@@ -1,7 +1,8 @@
 """Translators of natural-language questions into catalog SQL.
 
 ``LEDGERCORE_CHAT_TRANSLATOR`` picks one: ``builtin`` (default: offline,
-deterministic) or ``openai`` (any OpenAI-compatible chat-completions server).
+deterministic; ``chat.translators.semantic``, intents over a semantic model
+of the catalog) or ``openai`` (any OpenAI-compatible chat-completions server).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ def get_translator(name: str | None = None) -> Translator:
     # Imported here: only the configured translator is loaded (the built-in
     # one is large, and each reads the catalog and models of other apps).
     if name == "builtin":
-        from chat.translators.builtin import BuiltinTranslator  # noqa: PLC0415
+        from chat.translators.semantic import SemanticTranslator  # noqa: PLC0415
 
-        return BuiltinTranslator()
+        return SemanticTranslator()
     if name == "openai":
         from chat.translators.openai import OpenAITranslator  # noqa: PLC0415
 

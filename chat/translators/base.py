@@ -9,7 +9,10 @@ A translation is one of:
 - ``analysis``: a risk question answered by the compliance analysis service
   instead of SQL;
 - ``clarify``: a question back to the asker, when the translator is not
-  confident enough to guess (no SQL runs).
+  confident enough to guess (no SQL runs);
+- ``refuse``: a request the chat never carries out (a change, another
+  user's data, a question outside the data), with its code from
+  ``chat.refusals`` (no SQL runs, and none is offered in its place).
 
 Translators never run anything themselves and never see other tenants'
 rows: what they produce goes through the same checks as user SQL.
@@ -21,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-Kind = Literal["sql", "analysis", "clarify"]
+Kind = Literal["sql", "analysis", "clarify", "refuse"]
 
 
 class TranslatorUnavailable(RuntimeError):
@@ -68,6 +71,8 @@ class Translation:
     # How to word the answer: "value" (one number), "rows" (a table), "labels" ...
     shape: str = "rows"
     unit: str = ""
+    # For kind "refuse": REFUSED_CHANGE, REFUSED_OTHERS or REFUSED_OUTSIDE.
+    code: str = ""
 
 
 ProgressCallback = Callable[[str], None]

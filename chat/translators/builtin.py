@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chat.refusals import refusal
 from chat.translators.base import ChatContext, ProgressCallback, Translation, Turn
 from chat.vocabulary import Vocabulary, load_vocabulary
 from compliance.interface import BITCOIN, ETHEREUM, InvalidAddress, normalize_chain_address
@@ -811,6 +812,9 @@ class BuiltinTranslator:
         application_id: str = "",
         on_delta: ProgressCallback | None = None,
     ) -> Translation:
+        refused = refusal(question)
+        if refused is not None:
+            return Translation("refuse", refused.text, code=refused.code)
         parsed = self.parse(question, now_ms)
         s = parsed.slots
         if parsed.invalid_address:

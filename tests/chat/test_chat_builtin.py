@@ -14,7 +14,7 @@ from accounts import services as accounts
 from chat import answers, services
 from chat.eval import fixtures, runner
 from chat.translators import ChatContext, Translation, Turn
-from chat.translators.builtin import BuiltinTranslator
+from chat.translators.semantic import SemanticTranslator as BuiltinTranslator
 from chat.vocabulary import Vocabulary
 from queryengine import services as queries
 from queryengine.catalog import catalog
@@ -55,11 +55,15 @@ def test_execution_accuracy_of_builtin_is_at_least_90_percent_on_every_table():
     tables = {q["table"] for q in questions}
     assert {"credit_entries", "query_history", "trades", "candles", "transfers", "addresses", "labels"} <= tables
     assert "entities" in tables
+    assert len(questions) >= 400
+    assert {q["split"] for q in questions} == {"dev", "heldout"}
     report = runner.evaluate(BuiltinTranslator(), fixture, questions)
     failures = [(o.question["question"], o.error or o.rows) for o in report.failures()]
     assert report.accuracy >= 0.9, failures
     for table, (right, count) in report.by_table().items():
         assert right / count >= 0.75, (table, failures)
+    right, count = report.by_category("dev")["refuse"]
+    assert right == count, [f for f in failures if "refuse" in str(f)]
 
 
 def test_every_statement_of_the_evaluation_set_passes_the_validator():

@@ -74,7 +74,7 @@ async def test_a_question_streams_typing_deltas_one_final_message_stop_typing_an
         frames = await turn(client, "q1", {"message": "total traded volume of ETH-USD", "conversationId": "conv-1"})
     answer = assert_well_formed(frames, "conv-1")
     assert "73" in answer["content"]
-    assert answer["sql"].startswith("SELECT sum(size) AS volume FROM trades WHERE symbol = :symbol")
+    assert answer["sql"].startswith("SELECT SUM(size) AS volume FROM trades WHERE symbol = :symbol")
     assert answer["params"] == {"symbol": "ETH-USD"}
     assert answer["queryId"].startswith("q_")
 

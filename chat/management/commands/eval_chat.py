@@ -3,8 +3,8 @@
 Creates a throwaway database (Django's test database for the configured
 one: a separate SQLite file, or ``test_<name>`` on PostgreSQL), loads the
 deterministic fixture, asks every question of ``chat/eval/questions.json``
-and prints the share whose rows equal the expected ones, per table and in
-total. The configured database is never written to.
+and prints the share whose rows equal the expected ones, per table, per
+category of each split (dev, held-out) and in total. The configured database is never written to.
 """
 
 from __future__ import annotations
@@ -49,6 +49,13 @@ class Command(BaseCommand):
             settings_dict["TEST"] = old_test
         for table, (right, count) in sorted(report.by_table().items()):
             self.stdout.write(f"{table:16} {right:4d}/{count:<4d} {100 * right / count:6.1f}%")
+        for split in ("dev", "heldout"):
+            totals = report.by_category(split)
+            right, count = sum(r for r, _ in totals.values()), sum(c for _, c in totals.values())
+            if count:
+                self.stdout.write(f"{split} split: {right}/{count} = {100 * right / count:.1f}%")
+            for category, (right, count) in sorted(totals.items()):
+                self.stdout.write(f"  {category:12} {right:4d}/{count:<4d} {100 * right / count:6.1f}%")
         if options["verbose_failures"]:
             for outcome in report.failures():
                 question = outcome.question

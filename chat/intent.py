@@ -1,0 +1,260 @@
+"""A question parsed into an intent over the semantic model.
+
+Values are lifted out first (symbols as written, the time window, buckets,
+limits), the rest is lower-cased and split into words; words that are a
+small misspelling of a known word are corrected (difflib). Each word is
+then used (a table noun, a measure, a grouping, a filter value, an order)
+or is a filler word; whatever is left is reported in ``unused`` so that the
+answer can say what it could not use instead of answering a narrower
+question with confidence.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from chat import semantic
+from chat.intent_credits import read_credits
+from chat.lexicon import AGGREGATE_WORDS, BASES, FILLER, GROUP_LEADS, ORDERS, SIDES
+from chat.timewords import NUMBER_WORDS, UNIT_ALIASES, UNITS_MS, find_window
+from chat.vocabulary import Vocabulary
+
+MAX_ROWS = 100
+FOLLOW_UP = re.compile(r"^\s*(?:and|what about|how about|now|only|same|then|just|ok|okay|also|but)\b")
+SYMBOL_RE = re.compile(r"\b([A-Za-z0-9]{2,10})\s*[-/]\s*([A-Za-z0-9]{2,10})\b")
+BUCKET_WORDS = {"hourly": "1h", "daily": "1d", "minutely": "1m"}
+_UNIT_WORD = r"(seconds?|secs?|minutes?|mins?|hours?|hrs?|days?)"
+BUCKET_RE = re.compile(
+    r"\b(?:(?:in|by|per|every|each)\s+)?(?:(\d+)\s*-?\s*(?:" + _UNIT_WORD[1:-1] + r"|[smhd])"
+    r"|(" + "|".join(NUMBER_WORDS) + r")[\s-]+" + _UNIT_WORD + r"|(?:per|by|every|each)\s+" + _UNIT_WORD + r")\b"
+    r"(?:\s*(?:buckets?|intervals?|bins?|windows?))?"
+)
+_COUNT = r"(\d+|" + "|".join(w for w in NUMBER_WORDS if len(w) > 2) + r")"
+LIMIT_RE = re.compile(
+    r"\b(?:top|last|latest|first|recent|biggest|largest|smallest|oldest|newest)\s+" + _COUNT + r"\b"
+    r"|\b" + _COUNT + r"\s+(?:largest|biggest|latest|last|most\s+recent|recent|smallest|oldest|newest|trades|candles)\b"
+)
+
+
+@dataclass
+class Intent:
+    table: str | None = None
+    measure: str | None = None
+    filters: dict[str, str] = field(default_factory=dict)
+    window: dict[str, Any] | None = None  # start_ms, end_ms, words
+    bucket: str | None = None  # "5m", "1h": a time grouping (trades) or a resolution (candles)
+    group: str | None = None
+    order: str | None = None
+    limit: int | None = None
+    base: str | None = None  # "BTC" when the question names an asset, not a market
+    unused: list[str] = field(default_factory=list)
+    ambiguous: str = ""  # a clarifying question
+    follow_up: bool = False
+
+    def slots(self) -> dict[str, Any]:
+        return {"engine": "semantic", **asdict(self)}
+
+
+def _bucket(count: str | None, unit: str) -> str:
+    number = NUMBER_WORDS.get(count or "", None) or int(count or 1)
+    name = UNIT_ALIASES.get(unit, unit)
+    return f"{number}{name[0]}"
+
+
+def bucket_ms(bucket: str) -> int:
+    unit = {"s": "second", "m": "minute", "h": "hour", "d": "day"}[bucket[-1]]
+    return int(bucket[:-1]) * UNITS_MS[unit]
+
+
+class Parser:
+    def __init__(self, vocabulary: Vocabulary) -> None:
+        self.vocabulary = vocabulary
+        self.symbols = {s.upper(): s for s in vocabulary.symbols}
+        self.venues = {v.lower(): v for v in vocabulary.venues}
+        words: set[str] = set(FILLER) | set(SIDES) | set(ORDERS) | set(BASES) | set(self.venues)
+        for entity in semantic.MODEL.values():
+            words.update(entity.nouns)
+            for measure in entity.measures:
+                words.update(w for phrase in measure.words for w in phrase.split())
+            for dimension in entity.dimensions:
+                words.update(w for phrase in dimension.words for w in phrase.split())
+                words.update(w for phrase, _ in dimension.synonyms for w in phrase.split())
+        words |= set(UNIT_ALIASES) | set(NUMBER_WORDS) | {"buckets", "bucket", "interval", "intervals", "candles"}
+        words |= {"price", "hourly", "daily", "average", "highest", "lowest", "maximum", "minimum"}
+        words |= {part.lower() for symbol in self.symbols for part in symbol.split("-")}
+        self.known = sorted(w for w in words if w.isalpha() and len(w) >= 3)
+        # Misspellings are corrected towards words that carry meaning only:
+        # an unknown word must not vanish into a filler ("wash" is not "was").
+        self.targets = sorted(w for w in self.known if w not in FILLER)
+
+    def _correct(self, word: str) -> str:
+        if word in self.known or not word.isalpha() or len(word) < 3:
+            return word
+        cutoff = 0.85 if len(word) <= 4 else 0.8
+        match = difflib.get_close_matches(word, self.targets, n=1, cutoff=cutoff)
+        return match[0] if match else word
+
+    def parse(self, question: str, now_ms: int) -> Intent:
+        intent = Intent(follow_up=bool(FOLLOW_UP.match(question.lower())))
+        text = self._lift_symbols(question, intent)
+        text = " ".join(text.lower().replace("'s", " ").replace("?", " ").split())
+        text = " ".join(self._correct(word) for word in text.split())
+        text = re.sub(r"\bhalf\s+(?:an\s+)?hour\b", "30 minutes", text)
+        window = find_window(text, now_ms)
+        if window is not None:
+            intent.window = {"start_ms": window.start_ms, "end_ms": window.end_ms, "words": window.words}
+            text = text[: window.span[0]] + " " + text[window.span[1] :]
+        text = self._lift_limit(text, intent)
+        words = [self._correct(w) for w in re.findall(r"[a-z0-9#]+", text)]
+        text = " " + " ".join(words) + " "
+        text = self._lift_bucket(text, intent)
+        self._read(text, intent)
+        return intent
+
+    def _lift_symbols(self, question: str, intent: Intent) -> str:
+        def take(match: re.Match[str]) -> str:
+            symbol = f"{match.group(1)}-{match.group(2)}".upper()
+            if symbol in self.symbols:
+                intent.filters["symbol"] = self.symbols[symbol]
+                return " "
+            intent.unused.append(match.group(0))
+            return " "
+
+        return SYMBOL_RE.sub(take, question)
+
+    def _lift_limit(self, text: str, intent: Intent) -> str:
+        match = LIMIT_RE.search(text)
+        if match:
+            count = match.group(1) or match.group(2)
+            intent.limit = max(1, min(NUMBER_WORDS.get(count) or int(count), MAX_ROWS))
+            return (
+                text[: match.start()] + " " + match.group(0).split()[0 if match.group(1) else -1] + text[match.end() :]
+            )
+        return text
+
+    def _lift_bucket(self, text: str, intent: Intent) -> str:
+        for word, bucket in BUCKET_WORDS.items():
+            if f" {word} " in text:
+                intent.bucket = bucket
+                return text.replace(f" {word} ", " ", 1)
+        match = BUCKET_RE.search(text)
+        if match is not None:
+            digits = re.match(r"\s*(?:(?:in|by|per|every|each)\s+)?(\d+)\s*-?\s*([a-z]+)", match.group(0))
+            if digits:
+                intent.bucket = _bucket(digits.group(1), digits.group(2))
+            elif match.group(2):
+                intent.bucket = _bucket(match.group(2), match.group(3))
+            else:
+                intent.bucket = _bucket(None, match.group(4))
+            return text[: match.start()] + " " + text[match.end() :]
+        return text
+
+    def _read(self, text: str, intent: Intent) -> None:
+        entity = self._table(text, intent)
+        used: set[str] = set()
+        if entity is None:
+            # A follow-up ("now per venue") groups whatever table it follows.
+            for candidate in semantic.MODEL.values():
+                self._group(text, candidate, intent, used)
+            for dimension in semantic.CREDITS.dimensions:
+                for phrase, value in dimension.synonyms:
+                    if f" {phrase} " in text:
+                        intent.filters[dimension.name] = value
+                        used.update(phrase.split())
+        if entity is not None:
+            intent.table = entity.table
+            used |= {w for noun in entity.nouns if f" {noun} " in text for w in noun.split()}
+            self._measure(text, entity, intent, used)
+            if entity.table != "credit_entries":
+                self._group(text, entity, intent, used)
+        market = intent.table in (None, "trades", "candles")
+        for word in text.split():
+            if word in ORDERS and intent.order is None:
+                intent.order = ORDERS[word]
+                used.add(word)
+            elif not market:
+                continue
+            elif word in self.venues and intent.group != "venue":
+                intent.filters["venue"] = self.venues[word]
+                used.add(word)
+            elif word in SIDES and intent.group != "side":
+                intent.filters["side"] = SIDES[word]
+                used.add(word)
+            elif word in BASES or word.upper() in {s.split("-")[0] for s in self.symbols}:
+                intent.base = BASES.get(word, word.upper())
+                used.add(word)
+        if intent.table == "trades" and not intent.measure and intent.order and not intent.limit and " trade " in text:
+            intent.limit = 1  # "the latest trade", "the largest trade"
+        intent.unused += [w for w in text.split() if w not in used and w not in FILLER and not w.isdigit()]
+        intent.unused = [w for w in intent.unused if not any(w in n.split() for n in _all_nouns())]
+
+    def _table(self, text: str, intent: Intent) -> semantic.Entity | None:
+        scores = {name: sum(f" {noun} " in text for noun in entity.nouns) for name, entity in semantic.MODEL.items()}
+        if scores["candles"]:
+            return semantic.CANDLES
+        spending = ("spend", "spent", "spending", "cost", "paid", "granted")
+        if scores["credit_entries"] or any(f" {word} " in text for word in spending):
+            return semantic.CREDITS
+        market = any(f" {word} " in text for word in ("price", "vwap", "volume", "traded", "notional"))
+        if scores["trades"] or market or ("symbol" in intent.filters and not intent.follow_up):
+            return semantic.TRADES
+        return None
+
+    def _measure(self, text: str, entity: semantic.Entity, intent: Intent, used: set[str]) -> None:
+        best: tuple[int, str, str] | None = None
+        for measure in entity.measures:
+            for phrase in measure.words:
+                index = text.find(f" {phrase} ")
+                if index >= 0 and (best is None or len(phrase) > len(best[2])):
+                    best = (index, measure.name, phrase)
+        if entity.table == "credit_entries":
+            read_credits(text, intent, used)
+        elif entity.table == "trades":
+            self._trade_measure(text, intent, best, used)
+        elif best is not None:
+            intent.measure = best[1]
+            used.update(best[2].split())
+        used.update(AGGREGATE_WORDS & set(text.split()))
+
+    @staticmethod
+    def _trade_measure(text: str, intent: Intent, best: tuple[int, str, str] | None, used: set[str]) -> None:
+        def has(*words: str) -> bool:
+            return any(f" {word} " in text for word in words)
+
+        averaged = has("average", "avg", "mean")
+        high, low = has("highest", "maximum", "max", "high", "peak"), has("lowest", "minimum", "min", "low")
+        price = has("price", "prices") or " trading at " in text
+        size = has("size", "sizes") or (best is not None and best[1] == "volume" and averaged)
+        ranked = has("top", "largest", "biggest", "smallest") and has("by size", "by volume")
+        if best is not None and not ranked:
+            intent.measure = best[1]
+            used.update(best[2].split())
+        used.update({"price", "prices", "high", "low", "peak", "size", "sizes", "trading"} & set(text.split()))
+        if averaged and intent.measure in (None, "volume", "avg_price", "avg_size"):
+            if not price and not size:
+                intent.ambiguous = "Do you mean the average price or the average trade size?"
+            intent.measure = "avg_size" if size and not price else "avg_price"
+        elif (high or low) and intent.measure in (None, "volume", "max_price", "min_price") and not size:
+            intent.measure = "max_price" if high else "min_price"
+        elif price and intent.measure in (None, "volume") and not has("volume", "how much"):
+            intent.measure = None
+            intent.order = intent.order or "latest"
+            intent.limit = intent.limit or 1
+
+    def _group(self, text: str, entity: semantic.Entity, intent: Intent, used: set[str]) -> None:
+        for dimension in entity.dimensions:
+            for phrase in dimension.words:
+                for lead in GROUP_LEADS:
+                    if f" {lead} {phrase} " in text or (" vs " in phrase and f" {phrase} " in text):
+                        intent.group = dimension.name
+                        used.update(phrase.split())
+                        return
+        if entity.table == "trades" and " buy vs sell " in text.replace(" versus ", " vs "):
+            intent.group = "side"
+
+
+def _all_nouns() -> list[str]:
+    return [noun for entity in semantic.MODEL.values() for noun in entity.nouns]

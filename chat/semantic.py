@@ -1,0 +1,187 @@
+"""The semantic model of the catalog: what a question can ask of a table.
+
+Per table: the nouns that name its rows (with synonyms), its measures
+(aggregation over a column, with a unit), its dimensions (columns a
+question filters or groups by, with the words that name them), its time
+column (epoch milliseconds or a timestamp) and the columns a listing shows.
+Column names and types come from the query engine's catalog
+(``check_against_catalog`` fails when a declared column is not there), so a
+new table needs a few lines here and no new phrases elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from queryengine.interface import catalog
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str  # output column
+    label: str  # how the answer names it ("trade count")
+    sql: str  # aggregate over the table's public columns
+    words: tuple[str, ...]  # phrases that ask for it
+    unit: str = ""
+    # A state rather than an aggregate: this column of the latest row.
+    snapshot: str = ""
+    # Filters the measure implies ("granted": entries of type grant).
+    where: tuple[tuple[str, str], ...] = ()
+    # Rows that take part (credits spent: entries that spent something).
+    condition: str = ""
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str  # public column
+    words: tuple[str, ...]  # phrases that group by it ("per venue", "by exchange")
+    values: tuple[str, ...] = ()  # fixed values ("buy", "sell"), else read from the vocabulary
+    synonyms: tuple[tuple[str, str], ...] = ()  # (phrase, value): "queries" -> "query"
+
+
+@dataclass(frozen=True)
+class Entity:
+    table: str
+    nouns: tuple[str, ...]
+    time_column: str
+    time_kind: str  # "ms" (epoch milliseconds) or "timestamp"
+    measures: tuple[Measure, ...]
+    dimensions: tuple[Dimension, ...]
+    columns: tuple[str, ...]  # a listing shows these
+    latest: tuple[str, ...]  # order of "latest" rows
+    size_column: str = ""  # "largest" orders by it
+    required: tuple[str, ...] = ()  # filters a question must give (or inherit)
+    stored: dict[str, tuple[str, ...]] = field(default_factory=dict)  # dimension -> values that exist
+
+    def measure(self, name: str) -> Measure | None:
+        return next((m for m in self.measures if m.name == name), None)
+
+    def dimension(self, name: str) -> Dimension | None:
+        return next((d for d in self.dimensions if d.name == name), None)
+
+
+COUNT_WORDS = ("how many", "number of", "count of", "count", "no of", "# of", "total number of", "amount of")
+
+TRADES = Entity(
+    table="trades",
+    nouns=("trades", "trade", "fills", "executions", "trading", "market", "deals"),
+    time_column="ts",
+    time_kind="ms",
+    measures=(
+        Measure("trades", "trade count", "count(ts)", COUNT_WORDS),
+        Measure("vwap", "volume-weighted average price", "sum(price * size) / sum(size)", ("vwap", "volume weighted")),
+        Measure(
+            "notional", "notional (price times size)", "sum(price * size)", ("notional", "turnover", "quote volume")
+        ),
+        Measure("avg_price", "average price", "avg(price)", ("average price", "avg price", "mean price")),
+        Measure("max_price", "highest price", "max(price)", ("highest price", "max price", "maximum price", "peak")),
+        Measure("min_price", "lowest price", "min(price)", ("lowest price", "min price", "minimum price")),
+        Measure("avg_size", "average trade size", "avg(size)", ("average size", "avg size", "average trade size")),
+        Measure("volume", "volume", "sum(size)", ("volume", "traded", "size", "quantity", "amount traded", "how much")),
+    ),
+    dimensions=(
+        Dimension("venue", ("venue", "venues", "exchange", "exchanges", "market place")),
+        Dimension("side", ("side", "sides", "buy vs sell", "buys vs sells", "buy and sell"), ("buy", "sell")),
+        Dimension("symbol", ("symbol", "symbols", "pair", "pairs", "instrument", "instruments", "markets")),
+    ),
+    columns=("ts", "venue", "price", "size", "side"),
+    latest=("ts DESC", "trade_id DESC"),
+    size_column="size",
+)
+
+CANDLES = Entity(
+    table="candles",
+    nouns=("candles", "candle", "ohlc", "ohlcv", "bars", "klines", "kline", "candlesticks"),
+    time_column="ts",
+    time_kind="ms",
+    measures=(
+        Measure("candles", "number of candles", "count(ts)", COUNT_WORDS),
+        Measure("high", "highest high", "max(high)", ("highest high", "highest", "max high", "maximum", "max")),
+        Measure("low", "lowest low", "min(low)", ("lowest low", "lowest", "min low", "minimum", "min")),
+        Measure("avg_close", "average close", "avg(close)", ("average close", "average", "avg", "mean")),
+        Measure("volume", "total candle volume", "sum(volume)", ("volume", "total")),
+        Measure("trades", "trades in candles", "sum(trades)", ("trade count", "number of trades")),
+    ),
+    dimensions=(
+        Dimension("venue", ("venue", "venues", "exchange", "exchanges")),
+        Dimension("resolution", ("resolution",)),
+        Dimension("symbol", ("symbol", "symbols", "pair", "pairs")),
+    ),
+    columns=("ts", "venue", "open", "high", "low", "close", "volume", "trades"),
+    latest=("ts DESC", "venue"),
+    size_column="volume",
+    required=("symbol", "resolution"),
+    stored={"resolution": ("1s", "5s", "1m", "15m", "4h")},
+)
+
+CREDITS = Entity(
+    table="credit_entries",
+    nouns=("credits", "credit", "balance", "ledger", "entries", "movements"),
+    time_column="created_at",
+    time_kind="timestamp",
+    measures=(
+        Measure(
+            "balance", "your credit balance", "", ("balance", "left", "remaining", "have"), "credits", "balance_after"
+        ),
+        Measure("lifetime_spent", "your lifetime credits spent", "", ("lifetime",), "credits", "lifetime_spent_after"),
+        Measure(
+            "spent",
+            "credits you spent",
+            "coalesce(sum(spent), 0)",
+            ("spent", "spend", "spending", "used", "consumed", "cost", "paid", "pay"),
+            "credits",
+            condition="spent > 0",
+        ),
+        Measure(
+            "granted",
+            "credits granted to you",
+            "coalesce(sum(amount), 0)",
+            ("granted", "earned", "received", "given"),
+            "credits",
+            where=(("type", "grant"),),
+        ),
+        Measure("entries", "number of your credit entries", "count(*)", COUNT_WORDS),
+    ),
+    dimensions=(
+        Dimension(
+            "action",
+            ("action", "actions"),
+            ("query", "chat", "address_analysis"),
+            (
+                ("queries", "query"),
+                ("query", "query"),
+                ("chat", "chat"),
+                ("chats", "chat"),
+                ("address analyses", "address_analysis"),
+                ("address analysis", "address_analysis"),
+                ("analyses", "address_analysis"),
+            ),
+        ),
+        Dimension(
+            "type",
+            ("type", "types", "kind"),
+            ("grant", "deduction"),
+            (("grants", "grant"), ("deductions", "deduction"), ("deduction", "deduction")),
+        ),
+    ),
+    columns=("sequence", "type", "amount", "balance_after", "action", "created_at"),
+    latest=("sequence DESC",),
+    size_column="amount",
+)
+
+MODEL: dict[str, Entity] = {entity.table: entity for entity in (TRADES, CANDLES, CREDITS)}
+
+
+def check_against_catalog() -> list[str]:
+    """Columns the model names that the catalog does not have (none when in step)."""
+    problems = []
+    for entity in MODEL.values():
+        table = catalog.get(entity.table)
+        if table is None:
+            problems.append(f"{entity.table}: not in the catalog")
+            continue
+        names = {column.name for column in table.table.columns}
+        declared = {entity.time_column, *entity.columns, *(d.name for d in entity.dimensions)}
+        declared |= {order.split()[0] for order in entity.latest}
+        problems += [f"{entity.table}.{name}: not in the catalog" for name in sorted(declared - names)]
+    return problems

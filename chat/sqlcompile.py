@@ -1,0 +1,172 @@
+"""An intent compiled to one SELECT through sqlglot, with a restatement.
+
+The statement is built as a sqlglot expression over the catalog's public
+names: filters and window bounds are ``:name`` placeholders (values are
+never written into the text), measures and buckets come from the semantic
+model. It then goes through the query engine like any user statement (the
+same validator, tenant guard and limits). The restatement says what was
+computed before any number: "Trade count of XRP-ETH on binance, 5-minute
+buckets, the last hour (2019-10-11 13:00 to 14:00 UTC)".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlglot import exp, parse_one
+
+from chat import semantic
+from chat.intent import Intent, bucket_ms
+from chat.timewords import Window
+
+DEFAULT_ROWS = {"trades": 10, "candles": 100, "credit_entries": 10}
+UNIT_WORDS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
+
+
+@dataclass
+class Compiled:
+    sql: str
+    description: str
+    params: dict[str, Any] = field(default_factory=dict)
+    shape: str = "rows"
+    unit: str = ""
+
+
+def _utc_text(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def bucket_words(bucket: str) -> str:
+    count, unit = int(bucket[:-1]), UNIT_WORDS[bucket[-1]]
+    return f"{unit}ly buckets".replace("dayly", "daily") if count == 1 else f"{count}-{unit} buckets"
+
+
+def _where(entity: semantic.Entity, intent: Intent, params: dict[str, Any]) -> list[exp.Expression]:
+    conditions: list[exp.Expression] = []
+    for name, value in sorted(intent.filters.items()):
+        if name == intent.group:
+            continue
+        conditions.append(exp.column(name).eq(exp.Placeholder(this=name)))
+        params[name] = value
+    if intent.window is not None:
+        start, end = intent.window["start_ms"], intent.window["end_ms"]
+        convert = _utc_text if entity.time_kind == "timestamp" else int
+        conditions.append(exp.column(entity.time_column) >= exp.Placeholder(this="since"))
+        params["since"] = convert(start)
+        if end is not None:
+            conditions.append(exp.column(entity.time_column) < exp.Placeholder(this="until"))
+            params["until"] = convert(end)
+    reads_venue = "venue" in params or intent.group == "venue"
+    if entity.table in ("trades", "candles") and not reads_venue:
+        # Market tables join their venue: a statement that reads nothing of
+        # it is refused by the SQLite authorizer of the query engine.
+        conditions.append(exp.column("venue").is_(exp.null()).not_())
+    return conditions
+
+
+def describe(entity: semantic.Entity, intent: Intent, what: str) -> str:
+    if entity.table not in ("trades", "candles"):
+        return _describe_own(entity, intent, what)
+    parts = [what]
+    symbol = intent.filters.get("symbol")
+    subject = symbol or "all symbols"
+    if entity.table == "candles" and intent.bucket:
+        subject += f" {intent.bucket} candles"
+    parts[0] += f" of {subject}"
+    if "venue" in intent.filters and intent.group != "venue":
+        parts[0] += f" on {intent.filters['venue']}"
+    if "side" in intent.filters and intent.group != "side":
+        parts[0] += f", {intent.filters['side']} side"
+    if intent.group:
+        parts.append(f"per {intent.group}")
+    if entity.table == "trades" and intent.bucket:
+        parts.append(bucket_words(intent.bucket))
+    if intent.window is not None:
+        window = Window(intent.window["start_ms"], intent.window["end_ms"], intent.window["words"], (0, 0))
+        parts.append(f"{window.words} ({window.restated()})")
+    else:
+        parts.append("all time")
+    return ", ".join(parts)
+
+
+def _describe_own(entity: semantic.Entity, intent: Intent, what: str) -> str:
+    words = {"query": "queries", "chat": "chat", "address_analysis": "address analyses"}
+    text = what
+    implied = dict(measure.where) if (measure := entity.measure(intent.measure or "")) else {}
+    for name, value in sorted(intent.filters.items()):
+        if name != intent.group and implied.get(name) != value:
+            text += f" on {words.get(value, value)}" if name == "action" else f", {name} {value}"
+    if intent.group:
+        text += f", per {intent.group}"
+    if intent.window is not None:
+        window = Window(intent.window["start_ms"], intent.window["end_ms"], intent.window["words"], (0, 0))
+        text += f", {window.words} ({window.restated()})"
+    elif not (entity.measure(intent.measure or "") or semantic.Measure("", "", "", ())).snapshot:
+        text += ", all time"
+    return text[:1].upper() + text[1:]
+
+
+def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
+    params: dict[str, Any] = {}
+    measure = entity.measure(intent.measure) if intent.measure else None
+    for name, value in measure.where if measure else ():
+        intent.filters.setdefault(name, value)
+    where: list[Any] = _where(entity, intent, params)
+    if measure is not None and measure.condition:
+        where.append(exp.condition(measure.condition))
+    select = exp.select().from_(entity.table)
+    if where:
+        select = select.where(exp.and_(*where))
+    if measure is not None and measure.snapshot:
+        select = select.select(exp.column(measure.snapshot).as_(measure.name)).order_by(*entity.latest).limit(1)
+        return Compiled(select.sql(), describe(entity, intent, measure.label), params, "value", measure.unit)
+    time_bucket = entity.table == "trades" and intent.bucket is not None
+    if measure is None and (time_bucket or intent.group):
+        measure = next(m for m in entity.measures if m.sql.lower().startswith("count("))
+    if measure is None:
+        return _listing(entity, intent, select, params)
+    keys: list[tuple[Any, str]] = []
+    if time_bucket and intent.bucket:
+        size = bucket_ms(intent.bucket)
+        bucket = parse_one(f"({entity.time_column} / {size}) * {size}")
+        keys.append((bucket, "bucket"))
+    if intent.group:
+        keys.append((exp.column(intent.group), intent.group))
+    for expression, name in keys:
+        select = select.select(expression.as_(name))
+    select = select.select(parse_one(measure.sql).as_(measure.name))
+    if keys:
+        # Buckets in time order; a dimension's groups largest first.
+        ranking = [] if time_bucket else [exp.Ordered(this=exp.column(measure.name), desc=True)]
+        select = select.group_by(*(e for e, _ in keys)).order_by(*ranking, *(exp.column(n) for _, n in keys))
+    label = measure.label[:1].upper() + measure.label[1:]
+    shape = "rows" if keys else "value"
+    return Compiled(select.sql(), describe(entity, intent, label), params, shape, measure.unit if not keys else "")
+
+
+def _listing(entity: semantic.Entity, intent: Intent, select: exp.Select, params: dict[str, Any]) -> Compiled:
+    select = select.select(*(exp.column(c) for c in entity.columns))
+    order = intent.order
+    if order is None:
+        order = "oldest" if entity.table == "candles" and intent.window is not None else "latest"
+    time = entity.time_column
+    orders = {
+        "latest": list(entity.latest),
+        "oldest": [f"{time} ASC", *entity.latest[1:]],
+        "largest": [f"{entity.size_column} DESC", f"{time} DESC"],
+        "smallest": [f"{entity.size_column} ASC", f"{time} DESC"],
+    }[order]
+    limit = intent.limit or DEFAULT_ROWS[entity.table]
+    select = select.order_by(*orders).limit(limit)
+    noun = {"candles": "candles", "trades": "trades"}.get(entity.table, "credit entries")
+    what = {"latest": "latest", "oldest": "first", "largest": "largest", "smallest": "smallest"}[order]
+    what = f"The {limit} {what} {noun}" if limit > 1 else f"The {what} {noun[:-1]}"
+    if entity.table == "candles":
+        what = f"The {what.split()[2]} {limit}" if limit > 1 else what
+    if entity.table == "credit_entries":
+        what = f"Your {limit} {what.split()[2]} credit entries" if limit > 1 else f"Your {what.split()[1]} credit entry"
+    if intent.window is None and entity.table == "trades" and limit == 1 and order == "latest":
+        what = "The latest trade (its price is the last traded price)"
+    return Compiled(select.sql(), describe(entity, intent, what), params, "rows")

@@ -1,0 +1,202 @@
+"""The built-in translator: questions parsed into intents over the semantic
+model (``chat.semantic``, ``chat.intent``) and compiled through sqlglot
+(``chat.sqlcompile``).
+
+Order of work: refusals first (``chat.refusals``: no substitute query);
+then the intent; a follow-up ("and for ETH?", "now by hour", "only
+binance", "what about yesterday") fills what it leaves out from the
+previous turn's intent; the client's context fills the symbol. What cannot
+be used leads to a clarifying question with the candidates (an asset with
+several markets, an unknown venue, a resolution that is not stored, an
+ambiguous measure) or is named in the answer ("I could not use: …").
+
+Tables the semantic model does not declare yet (transfers, labels,
+entities, addresses, query history, risk) are still answered by the phrase
+matcher of ``chat.translators.builtin``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+
+from chat import semantic
+from chat.intent import FOLLOW_UP, Intent, Parser
+from chat.refusals import refusal
+from chat.sqlcompile import compile_intent
+from chat.translators.base import ChatContext, ProgressCallback, Translation, Turn
+from chat.translators.builtin import BuiltinTranslator
+from chat.vocabulary import Vocabulary, load_vocabulary
+
+_INTENT_FIELDS = {f.name for f in fields(Intent)}
+
+
+def _previous(history: list[Turn]) -> Intent | None:
+    for turn in reversed(history):
+        if turn.slots:
+            if turn.slots.get("engine") != "semantic":
+                return None
+            return Intent(**{k: v for k, v in turn.slots.items() if k in _INTENT_FIELDS})
+    return None
+
+
+def merge(previous: Intent, new: Intent) -> Intent:
+    """The previous intent with what the follow-up names replacing its parts."""
+    merged = Intent(
+        table=previous.table,
+        measure=new.measure or (None if new.order or new.limit else previous.measure),
+        filters={**previous.filters},
+        window=new.window or previous.window,
+        bucket=new.bucket or previous.bucket,
+        group=new.group or previous.group,
+        order=new.order or (None if new.measure else previous.order),
+        limit=new.limit or (None if new.measure else previous.limit),
+        unused=list(new.unused),
+        ambiguous=new.ambiguous,
+        follow_up=True,
+    )
+    if new.base:
+        merged.filters.pop("symbol", None)
+        merged.base = new.base
+    merged.filters.update(new.filters)
+    if merged.group in merged.filters and merged.group in new.filters:
+        merged.group = None
+    return merged
+
+
+class SemanticTranslator:
+    name = "builtin"
+
+    def __init__(self, vocabulary: Vocabulary | None = None) -> None:
+        self._vocabulary = vocabulary
+        self._legacy = BuiltinTranslator(vocabulary)
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        if self._vocabulary is None:
+            self._vocabulary = load_vocabulary()
+        return self._vocabulary
+
+    def translate(
+        self,
+        question: str,
+        *,
+        history: list[Turn],
+        context: ChatContext,
+        now_ms: int,
+        application_id: str = "",
+        on_delta: ProgressCallback | None = None,
+    ) -> Translation:
+        refused = refusal(question)
+        if refused is not None:
+            return Translation("refuse", refused.text, code=refused.code)
+        previous = _previous(history)
+        if _legacy_words(question, previous):
+            return self._legacy.translate(
+                question, history=history, context=context, now_ms=now_ms, application_id=application_id
+            )
+        intent = Parser(self.vocabulary).parse(question, now_ms)
+        if previous is not None and (intent.table is None or (intent.follow_up and intent.table == previous.table)):
+            intent = merge(previous, intent)
+        if intent.table is None and "symbol" in intent.filters:
+            intent.table = "trades"
+        if intent.table is None:
+            return self._legacy.translate(
+                question, history=history, context=context, now_ms=now_ms, application_id=application_id
+            )
+        return self._compile(intent, context, question)
+
+    def _compile(self, intent: Intent, context: ChatContext, question: str) -> Translation:
+        entity = semantic.MODEL[intent.table or ""]
+        slots = intent.slots()
+        problem = self._resolve(entity, intent, context, question)
+        if problem:
+            return Translation("clarify", problem, slots=intent.slots())
+        if intent.ambiguous:
+            return Translation("clarify", intent.ambiguous, slots=slots)
+        compiled = compile_intent(entity, intent)
+        text = compiled.description
+        if intent.unused:
+            text += f" (I could not use: {', '.join(dict.fromkeys(intent.unused))})"
+        return Translation(
+            "sql",
+            text,
+            sql=compiled.sql,
+            params=compiled.params,
+            slots=intent.slots(),
+            shape=compiled.shape,
+            unit=compiled.unit,
+        )
+
+    def _resolve(self, entity: semantic.Entity, intent: Intent, context: ChatContext, question: str) -> str:
+        symbols = self.vocabulary.symbols
+        if "symbol" not in intent.filters and intent.base:
+            matches = [s for s in symbols if s.upper().split("-")[0] == intent.base]
+            if len(matches) == 1:
+                intent.filters["symbol"] = matches[0]
+            elif matches:
+                return f"{intent.base} trades on several markets: {', '.join(matches)}. Which one do you mean?"
+            else:
+                return f"There is no {intent.base} market here. Markets: {', '.join(symbols[:20])}."
+        if "symbol" not in intent.filters and context.symbol and intent.group != "symbol":
+            intent.filters["symbol"] = context.symbol
+        if entity.table == "candles":
+            intent.bucket = intent.bucket or "1m"
+            stored = entity.stored["resolution"]
+            if intent.bucket not in stored:
+                resolution, intent.bucket = intent.bucket, None
+                return (
+                    f"The candles table stores {', '.join(stored)} candles; {resolution} candles are served by "
+                    "request_market_data. Which stored resolution should I use?"
+                )
+            intent.filters["resolution"] = intent.bucket
+            if "symbol" not in intent.filters:
+                return f"Candles of which market? Markets: {', '.join(symbols[:20])}."
+        if (
+            entity.table == "trades"
+            and "symbol" not in intent.filters
+            and intent.group != "symbol"
+            and intent.measure is None
+            and not intent.order
+        ):
+            return f"Trades of which market? Markets: {', '.join(symbols[:20])}."
+        if entity.table not in ("trades", "candles"):
+            return ""
+        if "symbol" not in intent.filters and intent.group != "symbol" and intent.unused:
+            unknown = ", ".join(intent.unused)
+            return f"Which market do you mean? I do not know: {unknown}. Markets: {', '.join(symbols[:20])}."
+        for word in list(intent.unused):
+            if word in self.vocabulary.venues:
+                continue
+            named = (
+                rf"\b(?:on|at|from|via|venue|exchange)\s+{re.escape(word)}\b|\b{re.escape(word)}\s+(?:trades|candles)"
+            )
+            if re.search(named, question.lower()):
+                return (
+                    f"I do not know {word!r} here. Venues: {', '.join(self.vocabulary.venues)}; "
+                    f"markets: {', '.join(symbols[:20])}. Which did you mean?"
+                )
+        return ""
+
+
+# Words of the tables the semantic model does not declare yet (prefixes).
+_LEGACY = re.compile(
+    r"\b(?:transfer|tranfer|transaction|address(?!\s+analys)|adress|label|entit|enti|risk|sanction|wallet|"
+    r"sent|send|receiv|mixer|exchanges|owns|usdt|usdc|dai\b)"
+)
+# A chain ("on bitcoin") is the phrase matcher's, except in a follow-up of
+# a market question, where it names the asset ("and on bitcoin?").
+_CHAIN = re.compile(r"\bon\s+(?:the\s+)?(?:ethereum|bitcoin)\b")
+# Query history is the phrase matcher's, unless the question is about credits.
+_QUERIES = re.compile(r"\bquer")
+_CREDITS = re.compile(r"\b(?:credit|crdit|balance|spen|cost|paid|granted)")
+
+
+def _legacy_words(question: str, previous: Intent | None = None) -> bool:
+    text = question.lower()
+    if _LEGACY.search(text):
+        return True
+    if _CHAIN.search(text):
+        market = previous is not None and previous.table in ("trades", "candles")
+        return not (market and FOLLOW_UP.match(text))
+    return _QUERIES.search(text) is not None and _CREDITS.search(text) is None

@@ -1,0 +1,69 @@
+"""Requests the chat never carries out get a refusal with a documented code
+and no SQL in their place; reads that look alike are not refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat import refusals
+from chat.translators import ChatContext
+from chat.translators.builtin import BuiltinTranslator
+from chat.vocabulary import Vocabulary
+
+E1 = "0x" + "1" * 40
+
+
+@pytest.mark.parametrize(
+    ("question", "code"),
+    [
+        ("delete all trades", refusals.CHANGE),
+        ("DROP TABLE trades", refusals.CHANGE),
+        ("truncate table credit_entries", refusals.CHANGE),
+        ("update credit_entries set amount = 1000", refusals.CHANGE),
+        ("insert into trades values (1)", refusals.CHANGE),
+        ("give me 100 credits", refusals.CHANGE),
+        ("can you add 500 credits to my account", refusals.CHANGE),
+        ("please reset my balance", refusals.CHANGE),
+        ("set my balance to 1000", refusals.CHANGE),
+        ("grant me unlimited credits", refusals.CHANGE),
+        ("i want you to delete my query history", refusals.CHANGE),
+        (f"label {E1} as a mixer", refusals.CHANGE),
+        ("remove the Kraken labels", refusals.CHANGE),
+        ("show the credits of other users", refusals.OTHERS),
+        ("what is alice's balance", refusals.OTHERS),
+        ("how many queries did user 42 run", refusals.OTHERS),
+        ("credits of tenant acme", refusals.OTHERS),
+        ("list all users", refusals.OTHERS),
+        ("what's the weather in Paris", refusals.OUTSIDE),
+        ("will the price of BTC go up tomorrow", refusals.OUTSIDE),
+        ("should i buy eth", refusals.OUTSIDE),
+    ],
+)
+def test_refused_with_its_code(question: str, code: str) -> None:
+    refused = refusals.refusal(question)
+    assert refused is not None and refused.code == code
+    assert code in refused.text
+    translation = BuiltinTranslator(Vocabulary(symbols=("BTC-USD",))).translate(
+        question, history=[], context=ChatContext(), now_ms=1_800_000_000_000
+    )
+    assert (translation.kind, translation.code, translation.sql) == ("refuse", code, "")
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "give me the latest BTC-USD price",
+        "transfer volume on ethereum yesterday",
+        "change in BTC price in the last hour",
+        f"has anyone sent ETH to {E1}",
+        "what's my balance",
+        "how many credits was I granted",
+        "how many credit grants did I get",
+        "show the transfers of " + E1,
+        "top 3 largest ETH transfers",
+        f"what labels does {E1} have",
+        "which addresses were delisted?",
+    ],
+)
+def test_reads_are_not_refused(question: str) -> None:
+    assert refusals.refusal(question) is None
