@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from compliance import services
+from compliance.admin_render import render_result
 from compliance.models import (
     Address,
     AddressLabel,
@@ -227,4 +228,8 @@ class AnalysisJobAdmin(ReadOnlyTableAdmin):
     list_filter = ("status", "chain")
     search_fields = ("=id", "=address", "user__username")
     list_select_related = ("user", "application")
-    readonly_fields = [f.name for f in AnalysisJob._meta.fields]
+    readonly_fields = [*(f.name for f in AnalysisJob._meta.fields if f.name != "result"), "breakdown"]
+
+    @admin.display(description="result")
+    def breakdown(self, obj: AnalysisJob) -> Any:
+        return render_result(obj.result)

@@ -68,7 +68,7 @@ class Asset(models.Model):
         constraints = [models.UniqueConstraint(fields=["chain", "contract"], name="asset_unique_contract")]
 
     def __str__(self) -> str:
-        return f"{self.symbol or self.contract[:12]} on {self.chain_id}"
+        return f"{self.symbol or self.contract[:12]} on {self.chain.code}"
 
 
 class Cluster(models.Model):
@@ -117,7 +117,7 @@ class Address(models.Model):
         constraints = [models.UniqueConstraint(fields=["chain", "address"], name="address_unique_per_chain")]
 
     def __str__(self) -> str:
-        return f"{self.chain_id}:{self.address}"
+        return f"{self.chain.code}:{self.address}"
 
 
 class TxStatus(models.TextChoices):
@@ -139,7 +139,7 @@ class Transaction(models.Model):
         indexes = [models.Index(fields=["chain", "timestamp"], name="transaction_chain_time")]
 
     def __str__(self) -> str:
-        return f"{self.chain_id}:{self.hash}"
+        return f"{self.chain.code}:{self.hash}"
 
     @property
     def time(self) -> datetime:
@@ -178,7 +178,7 @@ class Transfer(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.from_address_id} -> {self.to_address_id}: {self.value} of {self.asset_id}"
+        return f"{self.from_address} -> {self.to_address}: {self.value} {self.asset.symbol or self.asset}"
 
 
 class TxInput(models.Model):

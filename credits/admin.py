@@ -91,7 +91,12 @@ class CreditAccountAdmin(ReadOnlyAdmin):
         "updated_at",
     )
     search_fields = ("user__username", "application__id", "application__name")
+    list_filter = ("application",)
     list_select_related = ("user", "application")
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # One user's accounts: the link on the user's admin page.
+        return lookup == "user__id__exact" or super().lookup_allowed(lookup, value, request)
     actions = [_movement_action("grant", "Grant credits"), _movement_action("adjust", "Adjust credits")]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -120,6 +125,10 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     search_fields = ("account__user__username", "account__application__id", "reference", "idempotency_key", "action")
     list_select_related = ("account__user",)
     date_hierarchy = "created_at"
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # One user's entries: the link on the user's admin page.
+        return lookup == "account__user__id__exact" or super().lookup_allowed(lookup, value, request)
 
 
 @admin.register(Hold)

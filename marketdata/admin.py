@@ -12,6 +12,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest
 
 from marketdata.models import Candle, Instrument, Trade, TradeSeries, Venue, VenueSymbol
+from marketdata.precision import format_price
 from realtime.admin import ReadOnlyAdmin
 
 # A page count needs COUNT(*), which over millions of trades is the slowest
@@ -49,7 +50,7 @@ class VenueAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(Instrument)
 class InstrumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("symbol", "base", "quote", "venue_list")
+    list_display = ("symbol", "base", "quote", "price_precision", "venue_list")
     search_fields = ("symbol", "base", "quote", "venue_symbols__native")
     readonly_fields = ("symbol",)
     fields = ("symbol", "base", "quote")
@@ -65,7 +66,7 @@ class InstrumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(Trade)
 class TradeAdmin(ReadOnlyTableAdmin):
-    list_display = ("id", "instrument", "venue", "trade_id", "exchange_time", "price", "size", "side")
+    list_display = ("id", "instrument", "venue", "trade_id", "exchange_time", "price_shown", "size_shown", "side")
     list_filter = ("venue", "instrument", "side")
     search_fields = ("=trade_id",)
     list_select_related = ("venue", "instrument")
@@ -74,6 +75,14 @@ class TradeAdmin(ReadOnlyTableAdmin):
     @admin.display(description="exchange time (UTC)", ordering="ts")
     def exchange_time(self, obj: Trade) -> str:
         return _utc(obj.ts)
+
+    @admin.display(description="price", ordering="price")
+    def price_shown(self, obj: Trade) -> str:
+        return format_price(obj.price, obj.instrument.price_precision)
+
+    @admin.display(description="size", ordering="size")
+    def size_shown(self, obj: Trade) -> str:
+        return format_price(obj.size, None)
 
 
 @admin.register(TradeSeries)
@@ -98,11 +107,11 @@ class CandleAdmin(ReadOnlyTableAdmin):
         "venue",
         "resolution",
         "open_time",
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
+        "open_shown",
+        "high_shown",
+        "low_shown",
+        "close_shown",
+        "volume_shown",
         "trades",
     )
     list_filter = ("resolution", "venue", "instrument")
@@ -112,3 +121,23 @@ class CandleAdmin(ReadOnlyTableAdmin):
     @admin.display(description="open time (UTC)", ordering="bucket")
     def open_time(self, obj: Candle) -> str:
         return _utc(obj.bucket)
+
+    @admin.display(description="open")
+    def open_shown(self, obj: Candle) -> str:
+        return format_price(obj.open, obj.instrument.price_precision)
+
+    @admin.display(description="high")
+    def high_shown(self, obj: Candle) -> str:
+        return format_price(obj.high, obj.instrument.price_precision)
+
+    @admin.display(description="low")
+    def low_shown(self, obj: Candle) -> str:
+        return format_price(obj.low, obj.instrument.price_precision)
+
+    @admin.display(description="close")
+    def close_shown(self, obj: Candle) -> str:
+        return format_price(obj.close, obj.instrument.price_precision)
+
+    @admin.display(description="volume")
+    def volume_shown(self, obj: Candle) -> str:
+        return format_price(obj.volume, None)

@@ -12,6 +12,7 @@ decimals, not 0.00.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 MIN_PRECISION = 2
@@ -36,3 +37,13 @@ def price_precision(candles: Iterable[dict[str, Any]], configured: int | None = 
         for name in PRICE_FIELDS:
             found = max(found, decimals(candle[name]))
     return found
+
+
+def format_price(value: Decimal | float, precision: int | None) -> str:
+    """A stored decimal for people: at ``precision`` decimals when the
+    instrument has one, else without its trailing zeros (never the
+    column's 18 places)."""
+    number = Decimal(str(value)) if not isinstance(value, Decimal) else value
+    if precision is not None:
+        return f"{number:,.{precision}f}"
+    return f"{number.normalize():,f}"

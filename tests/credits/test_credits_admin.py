@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,9 @@ from django.test import Client as HttpClient
 from django.urls import reverse
 from django.utils import timezone
 
+from credits import services
 from credits.models import CreditAccount, CreditBlock, LedgerEntry
+from credits.services import Actor
 from tests.factories import AdminFactory, GrantFactory, UserFactory
 from tests.wsclient import connected, unique
 
@@ -106,3 +109,22 @@ async def test_a_grant_made_in_admin_reaches_the_open_socket(live_server_url):
     balance = await client.expect("credit_balance_updated", sequence=2)
     assert balance["data"]["lifetimeEarned"] == 100
     await client.close()
+
+
+@pytest.mark.django_db
+def test_a_users_admin_page_links_to_their_ledger_export_and_reconciliation(client):
+    staff = UserFactory.create(username=unique("finance"), is_staff=True, is_superuser=True)
+    payer, other = UserFactory.create(username=unique("payer")), UserFactory.create(username=unique("other"))
+    services.grant_credits(payer.pk, payer.default_application_id, 40, reason="r", actor=Actor.system())
+    services.grant_credits(other.pk, other.default_application_id, 7, reason="r", actor=Actor.system())
+    client.force_login(staff)
+    page = client.get(f"/admin/accounts/user/{payer.pk}/change/").content.decode()
+    links = {label: href.replace("&amp;", "&") for href, label in re.findall(r'<a href="([^"]+)">([^<]+)</a>', page)}
+    for label in ("Ledger entries", "Credit accounts", "Ledger CSV export", "Reconciliation report"):
+        assert label in links, links
+    entries = client.get(links["Ledger entries"])
+    assert entries.status_code == 200
+    listed = entries.content.decode()
+    assert payer.username in listed and other.username not in listed
+    assert client.get(links["Credit accounts"]).status_code == 200
+    assert client.get(links["Reconciliation report"]).status_code == 200
