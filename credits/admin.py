@@ -94,7 +94,7 @@ class CreditAccountAdmin(ReadOnlyAdmin):
     list_filter = ("application",)
     list_select_related = ("user", "application")
 
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
         # One user's accounts: the link on the user's admin page.
         return lookup == "user__id__exact" or super().lookup_allowed(lookup, value, request)
     actions = [_movement_action("grant", "Grant credits"), _movement_action("adjust", "Adjust credits")]
@@ -126,7 +126,7 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     list_select_related = ("account__user",)
     date_hierarchy = "created_at"
 
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
         # One user's entries: the link on the user's admin page.
         return lookup == "account__user__id__exact" or super().lookup_allowed(lookup, value, request)
 
