@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 from django.utils import timezone
 
@@ -416,6 +416,15 @@ class TestOfacImport:
         text = out.getvalue()
         assert "ETH: 77 listed addresses (ethereum 77); 77 new" in text
         assert "OFAC version cmd-1" in text
+
+    def test_management_command_takes_the_lists_date(self):
+        out = io.StringIO()
+        call_command("import_ofac", "--dir", str(ofac_dir()), "--version", "dated", "--as-of", "2023-05-02", stdout=out)
+        assert "as of 2023-05-02 00:00 UTC" in out.getvalue()
+        listed = set(AddressLabel.objects.filter(source_version="dated").values_list("listed_at", flat=True))
+        assert listed == {datetime(2023, 5, 2, tzinfo=UTC)}
+        with pytest.raises(CommandError):
+            call_command("import_ofac", "--dir", str(ofac_dir()), "--as-of", "last tuesday")
 
 
 def write_csv(path: Path, rows: list[dict[str, object]]) -> Path:

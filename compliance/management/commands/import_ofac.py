@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from argparse import ArgumentTypeError
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from compliance.ofac import default_ofac_directory, import_ofac_lists
+
+
+def _as_of(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ArgumentTypeError(f"not a date or an ISO 8601 time: {value!r}") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 class Command(BaseCommand):
@@ -23,13 +33,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dir", type=Path, help="Folder holding the lists.")
         parser.add_argument("--version", help="Version recorded on new labels (default: from PROVENANCE.md).")
+        parser.add_argument(
+            "--as-of",
+            type=_as_of,
+            help=(
+                "When this version of the lists was published (YYYY-MM-DD, or an ISO 8601 time; UTC): the listing "
+                "time of its new addresses and the delisting time of those it no longer has. Default: the date in "
+                "PROVENANCE.md, else now."
+            ),
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         directory = options["dir"] or default_ofac_directory()
         if directory is None:
             raise CommandError("no OFAC folder: pass --dir or set LEDGERCORE_OFAC_DIR")
         try:
-            result = import_ofac_lists(directory, options["version"])
+            result = import_ofac_lists(directory, options["version"], as_of=options["as_of"])
         except FileNotFoundError as exc:
             raise CommandError(str(exc)) from None
         for asset, outcome in sorted(result.assets.items()):
