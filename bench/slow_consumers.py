@@ -73,7 +73,9 @@ class Reader:
         self.latencies: list[float] = []
         self.received = 0
         self.lost = 0
+        self.skipped = 0
         self.last_seq: int | None = None
+        self.last_skipped = 0
         self.recording = False
 
     async def run(self, ws: Any) -> None:
@@ -84,9 +86,15 @@ class Reader:
                 continue
             data = frame["data"]
             seq = data["seq"]
-            if self.last_seq is not None and seq > self.last_seq + 1:
-                self.lost += seq - self.last_seq - 1
+            # A gap in seq is either events the publisher skipped (it fell
+            # over a second behind; its running count is in "skipped") or
+            # events published and never delivered to this reader.
+            skipped = data.get("skipped", 0) - self.last_skipped
+            if self.recording and self.last_seq is not None and seq > self.last_seq + 1:
+                self.lost += seq - self.last_seq - 1 - skipped
+                self.skipped += skipped
             self.last_seq = seq
+            self.last_skipped = data.get("skipped", 0)
             if self.recording:
                 self.received += 1
                 self.latencies.append((arrived - data["ts"]) * 1000)
@@ -123,6 +131,7 @@ async def measure(server: DaphneProcess, args: argparse.Namespace, with_slow: bo
     for reader in readers:
         reader.recording = True
         reader.lost = 0
+        reader.skipped = 0
     samples = []
     started = time.monotonic()
     while time.monotonic() - started < args.seconds:
@@ -151,6 +160,7 @@ async def measure(server: DaphneProcess, args: argparse.Namespace, with_slow: bo
         "closed_4008": closed,
         "received": sum(reader.received for reader in readers),
         "lost": sum(reader.lost for reader in readers),
+        "skipped": max((reader.skipped for reader in readers), default=0),
         "rate": sum(reader.received for reader in readers) / max(1, len(readers)) / args.seconds,
         "p50": percentile(latencies, 50),
         "p99": percentile(latencies, 99),
@@ -210,7 +220,8 @@ def report(stack: str, args: argparse.Namespace, results: dict[str, dict[str, An
         (f"RSS growth {args.settle:g} s after the slow clients closed (MiB)", "rss_after_growth", "{:+.1f}"),
         ("slow clients closed by the server (4008)", "closed_4008", "{}"),
         ("events received per reader per second", "rate", "{:.0f}"),
-        ("events lost by readers", "lost", "{}"),
+        ("events the publisher skipped (over 1 s behind)", "skipped", "{}"),
+        ("events lost by readers (published, not received)", "lost", "{}"),
         ("readers' p50 latency (ms)", "p50", "{:.1f}"),
         ("readers' p99 latency (ms)", "p99", "{:.1f}"),
     ]
