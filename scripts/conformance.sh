@@ -6,13 +6,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-SUITES=${LEDGERCORE_CONFORMANCE_DIR:-$ROOT/../shared/conformance}
+# The suites: LEDGERCORE_CONFORMANCE_DIR, else ../shared/conformance beside
+# the checkout, else the copy in tests/conformance (the same files, see its
+# PROVENANCE.md), so that a clone anywhere runs them.
+suite_dir() {
+    local base
+    for base in "${LEDGERCORE_CONFORMANCE_DIR:-}" "$ROOT/../shared/conformance"; do
+        if [ -n "$base" ] && [ -f "$base/$1/test-suite/test-suite.js" ]; then
+            echo "$base/$1/test-suite"
+            return
+        fi
+    done
+    echo "$ROOT/tests/conformance/$1"
+}
 PORT=3000
 for suite in engine.io-protocol socket.io-protocol; do
-    if [ ! -f "$SUITES/$suite/test-suite/test-suite.js" ]; then
-        echo "conformance: $SUITES/$suite/test-suite not found (expected ../shared/conformance beside the checkout)" >&2
+    if [ ! -f "$(suite_dir $suite)/test-suite.js" ]; then
+        echo "conformance: the $suite suite was not found" >&2
         exit 1
     fi
+    echo "conformance: $suite from $(suite_dir $suite)"
 done
 command -v npm >/dev/null || { echo "conformance: npm is needed (Node.js 18 or newer)" >&2; exit 1; }
 if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
@@ -30,7 +43,7 @@ trap cleanup EXIT
 
 export npm_config_cache=$ROOT/.cache/npm
 for suite in engine.io-protocol socket.io-protocol; do
-    cp -r "$SUITES/$suite/test-suite" "$work/$suite"
+    cp -r "$(suite_dir $suite)" "$work/$suite"
     chmod -R u+w "$work/$suite"
     (cd "$work/$suite" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 done
