@@ -8,7 +8,7 @@ export HOST PORT
 DJANGO_SECRET_KEY ?= $(shell scripts/dev-secret.sh django)
 export DJANGO_SECRET_KEY
 
-.PHONY: install run test test-embedded test-scaled lint format bench clean up down conformance
+.PHONY: install run test test-embedded test-scaled lint format bench clean up down conformance superuser
 
 .venv/.installed: requirements.txt requirements-dev.txt scripts/bootstrap.sh
 	scripts/bootstrap.sh
@@ -17,6 +17,10 @@ install: .venv/.installed
 
 run: install
 	scripts/run.sh
+
+# A staff login for Django admin (on the database `make run` uses).
+superuser: install
+	.venv/bin/python manage.py createsuperuser
 
 test: install
 	scripts/test.sh

@@ -19,7 +19,7 @@ cat <<INFO
 LedgerCore Realtime on http://$HOST:$PORT
   WebSocket   ws://$HOST:$PORT/ws?token=<token>
   AsyncAPI    http://$HOST:$PORT/api/asyncapi.json
-  Admin       http://$HOST:$PORT/admin/  (create a staff login: .venv/bin/python manage.py createsuperuser)
+  Admin       http://$HOST:$PORT/admin/  (create a staff login: make superuser)
   Health      http://$HOST:$PORT/healthz  http://$HOST:$PORT/readyz
 
 Development token for demo_user in app_demo (valid 24 h):
