@@ -97,6 +97,7 @@ class CreditAccountAdmin(ReadOnlyAdmin):
     def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
         # One user's accounts: the link on the user's admin page.
         return lookup == "user__id__exact" or super().lookup_allowed(lookup, value, request)
+
     actions = [_movement_action("grant", "Grant credits"), _movement_action("adjust", "Adjust credits")]
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
