@@ -93,6 +93,7 @@ def own_jobs(request: Request) -> QuerySet[AnalysisJob]:
 class AnalysisListView(generics.ListAPIView):
     """Your analyses in the bound application, newest first."""
 
+    api_key_scope = "compliance:read"
     serializer_class = AnalysisJobSerializer
     pagination_class = JobCursorPagination
 
@@ -109,6 +110,7 @@ class AnalysisListView(generics.ListAPIView):
 class AnalysisDetailView(generics.GenericAPIView):
     """One of your analyses: its state, and its result once completed."""
 
+    api_key_scope = "compliance:read"
     serializer_class = AnalysisJobSerializer
 
     @extend_schema(responses={200: AnalysisJobSerializer, 404: OpenApiResponse(AnalysisError)})

@@ -26,6 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.interface import ApiKeyScopes
 from credits.models import CreditAccount, EntryKind, LedgerEntry
 from credits.reconcile import reconcile_accounts
 from realtime.rest import StaffOrPermission
@@ -198,6 +199,8 @@ class EntryCursorPagination(CursorPagination):
 class AccountListView(generics.ListAPIView):
     """Credit accounts of the caller (finance: all accounts)."""
 
+    api_key_scope = "credits:read"
+
     serializer_class = CreditAccountSerializer
     pagination_class = None
 
@@ -208,6 +211,8 @@ class AccountListView(generics.ListAPIView):
 @extend_schema(parameters=ENTRY_FILTERS)
 class EntryListView(generics.ListAPIView):
     """Ledger entries of the caller's accounts (finance: all), newest first."""
+
+    api_key_scope = "credits:read"
 
     serializer_class = LedgerEntrySerializer
     pagination_class = EntryCursorPagination
@@ -263,6 +268,8 @@ def _csv_row(entry: LedgerEntry) -> list[Any]:
 class EntryCSVView(APIView):
     """The same entries as ``entries/`` as a streamed CSV download, oldest first."""
 
+    api_key_scope = "credits:read"
+
     renderer_classes = [renderers.JSONRenderer, CSVRenderer]
 
     @extend_schema(parameters=ENTRY_FILTERS, responses={(200, "text/csv"): OpenApiTypes.STR})
@@ -283,7 +290,8 @@ class EntryCSVView(APIView):
 class ReconciliationView(APIView):
     """Reconcile every account against its entries (finance only)."""
 
-    permission_classes = [permissions.IsAuthenticated, IsFinance]
+    # No api_key_scope: API keys are refused here.
+    permission_classes = [permissions.IsAuthenticated, ApiKeyScopes, IsFinance]
 
     @extend_schema(
         responses=inline_serializer(

@@ -20,6 +20,7 @@ MY_FILTERS = [parameter for parameter in ENTRY_FILTERS if parameter.name in ("ty
 class MyEntryListView(generics.ListAPIView):
     """Your ledger entries in the bound application, newest first."""
 
+    api_key_scope = "credits:read"
     serializer_class = LedgerEntrySerializer
     pagination_class = EntryCursorPagination
 

@@ -65,6 +65,8 @@ class CandlesView(APIView):
     """Candles of a symbol (all venues merged, or some), oldest first; buckets
     without trades are omitted."""
 
+    api_key_scope = "market:read"
+
     @extend_schema(
         parameters=[
             OpenApiParameter(

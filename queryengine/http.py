@@ -256,6 +256,7 @@ class QueryRunView(APIView):
     """Run one read-only SELECT over the catalog (see /api/query/catalog/);
     charged the price of a query, refunded if it fails."""
 
+    api_key_scope = "query:run"
     renderer_classes = [NDJSONRenderer, CSVRenderer, renderers.JSONRenderer]
 
     @extend_schema(
