@@ -404,7 +404,14 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
-SPECTACULAR_SETTINGS = {"TITLE": "LedgerCore Realtime API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "LedgerCore Realtime API",
+    "VERSION": "1.0.0",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "realtime.openapi.add_error_responses",
+    ],
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

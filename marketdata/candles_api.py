@@ -20,6 +20,9 @@ from marketdata.symbols import SYMBOL_RE, VENUE_RE
 from marketdata.windows import MAX_CANDLES, MAX_TIMESTAMP_MS
 
 MAX_VENUES = 20
+EPOCH_MS = {"type": "integer", "minimum": 0, "maximum": MAX_TIMESTAMP_MS}
+_VENUE = VENUE_RE.pattern.strip("^$")
+VENUES_PATTERN = f"^{_VENUE}(,{_VENUE}){{0,{MAX_VENUES - 1}}}$"
 
 
 class CandleQuery(serializers.Serializer):
@@ -77,9 +80,13 @@ class CandlesView(APIView):
                 description="BASE-QUOTE, e.g. BTC-USD.",
             ),
             OpenApiParameter("resolution", OpenApiTypes.STR, required=True, enum=list(RESOLUTIONS)),
-            OpenApiParameter("venues", OpenApiTypes.STR, description="Comma-separated venue codes (default: all)."),
-            OpenApiParameter("from", OpenApiTypes.INT, description="Window start, epoch ms (inclusive); with to."),
-            OpenApiParameter("to", OpenApiTypes.INT, description="Window end, epoch ms (exclusive); with from."),
+            OpenApiParameter(
+                "venues",
+                {"type": "string", "pattern": VENUES_PATTERN},
+                description="Comma-separated venue codes (default: all).",
+            ),
+            OpenApiParameter("from", EPOCH_MS, description="Window start, epoch ms (inclusive); with to."),
+            OpenApiParameter("to", EPOCH_MS, description="Window end, epoch ms (exclusive); with from."),
         ],
         responses={
             200: MarketDataResponse,
