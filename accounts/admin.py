@@ -47,6 +47,14 @@ class ApiKeyForm(forms.ModelForm):  # type: ignore[type-arg]  # generic only in 
         model = ApiKey
         fields = ("name", "user", "application", "scopes", "expires_at")
 
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean()
+        user, application = cleaned.get("user"), cleaned.get("application")
+        member = Membership.objects.filter(user=user, application=application).exists()
+        if user is not None and application is not None and not member:
+            raise forms.ValidationError("The user must be a member of the application.")
+        return cleaned
+
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]

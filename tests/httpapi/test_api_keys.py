@@ -60,6 +60,15 @@ def test_the_admin_shows_the_key_once_and_stores_only_its_hash(staff_client, ali
     assert keyed(key).get("/api/me").status_code == 401
 
 
+def test_the_admin_refuses_a_key_for_an_application_the_user_is_not_in(staff_client, alice, outsider):
+    response = staff_client.post(
+        "/admin/accounts/apikey/add/",
+        {"name": "wrong", "user": outsider.pk, "application": alice.default_application_id, "scopes": ["market:read"]},
+    )
+    assert response.status_code == 200 and "must be a member" in response.content.decode()
+    assert not ApiKey.objects.exists()
+
+
 def test_both_headers_authenticate_as_the_keys_user_bound_to_its_application(alice):
     side = team(owner=alice, name="side").pk
     _, key = make_key(alice, side, "credits:read")
