@@ -48,7 +48,7 @@ class ApiKeyForm(forms.ModelForm):  # type: ignore[type-arg]  # generic only in 
         fields = ("name", "user", "application", "scopes", "expires_at")
 
     def clean(self) -> dict[str, Any]:
-        cleaned: dict[str, Any] = super().clean()
+        cleaned: dict[str, Any] = super().clean() or {}
         user, application = cleaned.get("user"), cleaned.get("application")
         member = Membership.objects.filter(user=user, application=application).exists()
         if user is not None and application is not None and not member:
