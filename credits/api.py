@@ -142,7 +142,10 @@ def parse_instant(name: str, value: str) -> datetime:
         raise exceptions.ValidationError({name: ["Expected an ISO 8601 datetime or epoch milliseconds."]})
     if timezone.is_naive(parsed):
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+05:00 is before year 1 in UTC
+        raise exceptions.ValidationError({name: ["Out of the representable range of datetimes."]}) from None
 
 
 ACCOUNT_FILTERS = [

@@ -40,3 +40,25 @@ def test_staff_see_only_their_own_entries_here():
     boss = UserFactory.create(username=unique("boss"), staff=True)
     funded(unique("someone"), 7)
     assert _client(boss.username).get("/api/credits/me/entries").json()["results"] == []
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "99999999999999999999"])
+def test_instants_out_of_range_are_refused_not_server_errors(value):
+    me = unique("edge")
+    funded(me, 5)
+    for path in ("/api/credits/me/entries", "/api/credits/entries/", "/api/credits/entries.csv"):
+        for name in ("from", "to"):
+            response = _client(me).get(path, {name: value})
+            assert response.status_code == 400, (path, name, value)
+            assert name in response.json()
+
+
+def test_instants_in_any_offset_filter_in_utc():
+    me = unique("tz")
+    funded(me, 5)
+    client = _client(me)
+    assert [
+        e["amount"]
+        for e in client.get("/api/credits/me/entries", {"from": "2000-01-01T05:00:00+05:00"}).json()["results"]
+    ] == [5]
+    assert client.get("/api/credits/me/entries", {"to": "2000-01-01T00:00:00-01:00"}).json()["results"] == []
