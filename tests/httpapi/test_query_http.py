@@ -161,3 +161,36 @@ def test_a_client_that_goes_away_cancels_its_query_and_gets_its_hold_back(live_s
 def test_anonymous_is_refused(live_server_url):
     response = requests.post(f"{http(live_server_url)}/api/query/run", json={"sql": "SELECT 1"}, timeout=30)
     assert response.status_code in (401, 403)
+
+
+def test_an_api_key_runs_queries_in_its_application_charged_to_its_user(live_server_url, settings):
+    from accounts import apikeys
+    from accounts.models import Application
+    from tests.factories import team
+
+    settings.LEDGERCORE_PRICES = {"query": 2}
+    me = unique("service")
+    user, home = funded(me, 50)
+    side = team(owner=user, name="side").pk
+    credits.grant_credits(user.pk, side, 9, reason="side", actor=credits.Actor.system())
+    _, key = apikeys.create_key(
+        name="etl", user=user, application=Application.objects.get(pk=side), scopes=["query:run"]
+    )
+    response = requests.post(
+        f"{http(live_server_url)}/api/query/run",
+        json={"sql": "SELECT amount FROM credit_entries ORDER BY sequence"},
+        headers={"X-API-Key": key},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    # the key's application only: its grant, and the hold of this very query
+    assert ndjson(response)[1:-1] == [[9], [-2]]
+    assert credits.get_balance(user.pk, side).balance == 7 and credits.get_balance(user.pk, home).balance == 50
+    _, reader = apikeys.create_key(
+        name="reader", user=user, application=Application.objects.get(pk=side), scopes=["credits:read"]
+    )
+    refused = requests.post(
+        f"{http(live_server_url)}/api/query/run", json={"sql": "SELECT 1"}, headers={"X-API-Key": reader}, timeout=60
+    )
+    assert refused.status_code == 403
+    assert credits.get_balance(user.pk, side).balance == 7
