@@ -28,6 +28,7 @@ import io
 import json
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -53,6 +54,8 @@ from realtime.rest import bound_application
 PRICE_KEY = "query"
 QUEUE_ITEMS = 8
 FIRST_RESULT_TIMEOUT_SECONDS = 600.0
+# A client that reads nothing for this long is abandoned and its query cancelled.
+STALLED_CLIENT_SECONDS = 60.0
 HTTP_STATUS = {
     errors.VALIDATION_FAILED: 400,
     errors.UNAUTHORIZED: 403,
@@ -122,9 +125,16 @@ class _Run:
         threading.Thread(target=self._run, name="http-query", daemon=True).start()
 
     def _put(self, item: tuple[str, Any]) -> None:
+        """Hand an item to the response; raises ConnectionGone (the query is
+        then cancelled) when the client went away or read nothing for
+        STALLED_CLIENT_SECONDS."""
+        deadline = time.monotonic() + STALLED_CLIENT_SECONDS
         while True:
             if self.cancel.cancelled:
                 raise ConnectionGone("the client went away")
+            if time.monotonic() > deadline:
+                self.cancel.cancel()
+                raise ConnectionGone("the client stopped reading")
             try:
                 self.items.put(item, timeout=0.5)
                 return

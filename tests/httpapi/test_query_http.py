@@ -194,3 +194,17 @@ def test_an_api_key_runs_queries_in_its_application_charged_to_its_user(live_ser
     )
     assert refused.status_code == 403
     assert credits.get_balance(user.pk, side).balance == 7
+
+
+def test_beyond_the_concurrency_limit_a_query_is_a_429_with_retry_after(live_server_url, settings):
+    settings.LEDGERCORE_QUERY_CHUNK_ROWS = 1
+    me = unique("busy")
+    _, app = funded(me, *([1] * 30))
+    QueryLimits.objects.create(application_id=app, max_concurrent=1)
+    sql = "SELECT a.sequence FROM credit_entries a, credit_entries b, credit_entries c, credit_entries d"
+    first = run(live_server_url, me, {"sql": sql}, stream=True)  # held open, unread: it keeps running
+    assert first.status_code == 200
+    second = run(live_server_url, me, {"sql": "SELECT 1"})
+    assert second.status_code == 429 and second.json()["code"] == "RATE_LIMITED"
+    assert int(second.headers["Retry-After"]) >= 1
+    first.close()
