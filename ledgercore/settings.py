@@ -407,6 +407,8 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "LedgerCore Realtime API",
     "VERSION": "1.0.0",
+    # One name for the risk levels that analyses use for scores and signals.
+    "ENUM_NAME_OVERRIDES": {"RiskLevelEnum": ["low", "medium", "high", "severe"]},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "realtime.openapi.add_error_responses",
