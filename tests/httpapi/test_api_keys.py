@@ -146,3 +146,14 @@ def test_revoked_expired_unknown_and_orphaned_keys_are_refused(alice, colleague)
 def test_unknown_scopes_are_refused_at_creation(alice):
     with pytest.raises(ValueError, match="unknown scopes"):
         make_key(alice, alice.default_application_id, "everything")
+
+
+def test_keys_are_redacted_from_log_lines(alice):
+    from realtime.logs import redact
+
+    api_key, key = make_key(alice, alice.default_application_id, "market:read")
+    secret = key.removeprefix(f"lck_{api_key.prefix}_")
+    for line in (f"X-API-Key: {key}", f"Authorization: Api-Key {key}", f"called with {key}!"):
+        cleaned = redact(line)
+        assert secret not in cleaned and "[redacted]" in cleaned
+    assert f"lck_{api_key.prefix}_" in redact(f"called with {key}")
