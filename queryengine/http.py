@@ -47,7 +47,7 @@ from queryengine import errors
 from queryengine.errors import ConnectionGone, QueryError, QueryFailed
 from queryengine.executor import CancelHandle
 from queryengine.payloads import QueryPayload
-from queryengine.services import run_query
+from queryengine.services import UNAVAILABLE_MESSAGE, run_query
 from realtime import processes
 from realtime.rest import bound_application
 
@@ -254,6 +254,16 @@ def _csv_line(values: list[Any]) -> str:
     return out.getvalue()
 
 
+def _insufficient(exc: InsufficientCredits) -> Response:
+    body = {
+        "code": "INSUFFICIENT_CREDITS",
+        "message": f"{PRICE_KEY} needs {exc.required} credits; {exc.available} available",
+        "required": exc.required,
+        "available": exc.available,
+    }
+    return Response(body, 402)
+
+
 class QueryRunRequest(QueryPayload):
     """``applicationId`` is not taken here: pass ``?applicationId=`` with a token."""
 
@@ -295,17 +305,14 @@ class QueryRunView(APIView):
         )
         try:
             run.reserve()
-        except InsufficientCredits as exc:
-            message = f"{PRICE_KEY} needs {exc.required} credits; {exc.available} available"
-            return Response(
-                {
-                    "code": "INSUFFICIENT_CREDITS",
-                    "message": message,
-                    "required": exc.required,
-                    "available": exc.available,
-                },
-                402,
-            )
+        except Exception as exc:
+            if isinstance(exc, InsufficientCredits):
+                return _insufficient(exc)
+            if not processes.is_database_error(exc):
+                raise
+            # Nothing was held: the query is refused, not charged.
+            refusal = {"code": errors.UNAVAILABLE, "message": UNAVAILABLE_MESSAGE}
+            return Response(refusal, 503, headers={"Retry-After": "2"})
         run.start()
         try:
             first = run.items.get(timeout=FIRST_RESULT_TIMEOUT_SECONDS)
