@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 import time
 
 import pytest
@@ -22,6 +23,13 @@ SLOW_SQL = (
     "SELECT count(*) FROM credit_entries a, credit_entries b, credit_entries c, credit_entries d, "
     "credit_entries e, credit_entries f"
 )
+
+
+def wait_for_query_threads() -> None:
+    """The queries' threads end after closing their connections."""
+    deadline = time.monotonic() + 30
+    while any(thread.name == "http-query" for thread in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def http(live_server_url: str) -> str:
@@ -208,3 +216,53 @@ def test_beyond_the_concurrency_limit_a_query_is_a_429_with_retry_after(live_ser
     assert second.status_code == 429 and second.json()["code"] == "RATE_LIMITED"
     assert int(second.headers["Retry-After"]) >= 1
     first.close()
+
+
+# The first 120 rows (more than SQLite's first fetch of 100, and the row it
+# reads ahead) come at once; each later one counts some 10^8 rows of a cross
+# join of the caller's 130 entries, far longer than the time limit.
+ENTRIES = 130
+LONG_SQL = (
+    "SELECT a.sequence, CASE WHEN a.sequence <= 120 THEN 0 ELSE (SELECT count(*) FROM credit_entries b, "
+    "credit_entries c, credit_entries d, credit_entries e WHERE b.sequence <= a.sequence) END AS n "
+    "FROM credit_entries a ORDER BY a.sequence"
+)
+
+
+def test_a_failure_after_rows_ends_ndjson_with_an_error_line_and_is_refunded(live_server_url, settings):
+    settings.LEDGERCORE_PRICES = {"query": 3}
+    settings.LEDGERCORE_QUERY_CHUNK_ROWS = 1
+    me = unique("cut")
+    user, app = funded(me, *([1] * ENTRIES))
+    QueryLimits.objects.create(application_id=app, time_limit_ms=3000)
+    response = run(live_server_url, me, {"sql": LONG_SQL})
+    assert response.status_code == 200
+    lines = ndjson(response)
+    assert lines[0]["queryId"] and len(lines) > 2 and lines[1][0] == 1
+    assert lines[-1]["error"]["code"] == "TIMEOUT" and lines[-1]["error"]["queryId"] == lines[0]["queryId"]
+    assert not any(isinstance(line, dict) and "completed" in line for line in lines)
+    assert QueryRecord.objects.get(pk=lines[0]["queryId"]).status == "timeout"
+    assert credits.get_balance(user.pk, app).balance == ENTRIES
+    wait_for_query_threads()
+
+
+def test_a_failure_after_rows_cuts_the_csv_short(live_server_url, settings):
+    settings.LEDGERCORE_QUERY_CHUNK_ROWS = 1
+    me = unique("cutcsv")
+    settings.LEDGERCORE_PRICES = {"query": 3}
+    user, app = funded(me, *([1] * ENTRIES))
+    QueryLimits.objects.create(application_id=app, time_limit_ms=3000)
+    response = run(live_server_url, me, {"sql": LONG_SQL}, params={"format": "csv"}, stream=True)
+    assert response.status_code == 200
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        for _ in response.iter_content(chunk_size=65536):
+            pass
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        record = QueryRecord.objects.get(pk=response.headers["X-Query-Id"])
+        balance = credits.get_balance(user.pk, app).balance
+        if record.status == "timeout" and balance == ENTRIES:
+            break
+        time.sleep(0.1)
+    assert record.status == "timeout" and balance == ENTRIES
+    wait_for_query_threads()
