@@ -12,6 +12,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import services
+from accounts.apikeys import ANY_SCOPE
+from accounts.models import ApiKey, ApiKeyScope
 from accounts.serializers import Broadcast, BroadcastRequest, Failure, Me
 from realtime import push
 from realtime.errors import Unavailable
@@ -23,6 +25,7 @@ MAX_BROADCAST_DATA_BYTES = 16384
 class MeView(APIView):
     """The caller, the application the request is bound to, and its memberships."""
 
+    api_key_scope = ANY_SCOPE
     serializer_class = Me
 
     @extend_schema(responses={200: Me})
@@ -37,6 +40,7 @@ class ApplicationBroadcastView(APIView):
     """Send ``application_broadcast`` to the room ``application:<id>``; owners
     and admins of the application (and staff) only."""
 
+    api_key_scope = ApiKeyScope.BROADCAST.value
     serializer_class = BroadcastRequest
 
     @extend_schema(
@@ -44,6 +48,11 @@ class ApplicationBroadcastView(APIView):
         responses={202: Broadcast, 400: Failure, 403: Failure, 503: Failure},
     )
     def post(self, request: Request, application_id: str) -> Response:
+        if isinstance(request.auth, ApiKey) and request.auth.application_id != application_id:
+            return Response(
+                {"code": "UNAUTHORIZED", "message": "this API key is bound to another application"},
+                status=status.HTTP_403_FORBIDDEN,
+            )
         if not (request.user.is_staff or services.may_administer(request.user.pk, application_id)):
             return Response(
                 {"code": "UNAUTHORIZED", "message": "only owners and admins of the application may broadcast"},

@@ -26,6 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.interface import ApiKeyScopes
 from credits.models import CreditAccount, EntryKind, LedgerEntry
 from credits.reconcile import reconcile_accounts
 from realtime.rest import StaffOrPermission
@@ -141,7 +142,10 @@ def parse_instant(name: str, value: str) -> datetime:
         raise exceptions.ValidationError({name: ["Expected an ISO 8601 datetime or epoch milliseconds."]})
     if timezone.is_naive(parsed):
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+05:00 is before year 1 in UTC
+        raise exceptions.ValidationError({name: ["Out of the representable range of datetimes."]}) from None
 
 
 ACCOUNT_FILTERS = [
@@ -198,6 +202,8 @@ class EntryCursorPagination(CursorPagination):
 class AccountListView(generics.ListAPIView):
     """Credit accounts of the caller (finance: all accounts)."""
 
+    api_key_scope = "credits:read"
+
     serializer_class = CreditAccountSerializer
     pagination_class = None
 
@@ -208,6 +214,8 @@ class AccountListView(generics.ListAPIView):
 @extend_schema(parameters=ENTRY_FILTERS)
 class EntryListView(generics.ListAPIView):
     """Ledger entries of the caller's accounts (finance: all), newest first."""
+
+    api_key_scope = "credits:read"
 
     serializer_class = LedgerEntrySerializer
     pagination_class = EntryCursorPagination
@@ -263,6 +271,8 @@ def _csv_row(entry: LedgerEntry) -> list[Any]:
 class EntryCSVView(APIView):
     """The same entries as ``entries/`` as a streamed CSV download, oldest first."""
 
+    api_key_scope = "credits:read"
+
     renderer_classes = [renderers.JSONRenderer, CSVRenderer]
 
     @extend_schema(parameters=ENTRY_FILTERS, responses={(200, "text/csv"): OpenApiTypes.STR})
@@ -283,7 +293,8 @@ class EntryCSVView(APIView):
 class ReconciliationView(APIView):
     """Reconcile every account against its entries (finance only)."""
 
-    permission_classes = [permissions.IsAuthenticated, IsFinance]
+    # No api_key_scope: API keys are refused here.
+    permission_classes = [permissions.IsAuthenticated, ApiKeyScopes, IsFinance]
 
     @extend_schema(
         responses=inline_serializer(

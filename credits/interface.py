@@ -5,16 +5,29 @@ engine's catalog reads."""
 from __future__ import annotations
 
 from credits.models import CreditAccount, Hold, LedgerEntry
-from credits.services import Actor, capture_hold, deduct_credits, grant_credits, price_of, release_hold
+from credits.services import (
+    Actor,
+    InsufficientCredits,
+    InvalidMovement,
+    capture_hold,
+    deduct_credits,
+    grant_credits,
+    hold_credits,
+    price_of,
+    release_hold,
+)
 
 __all__ = [
     "Actor",
     "CreditAccount",
     "Hold",
+    "InsufficientCredits",
+    "InvalidMovement",
     "LedgerEntry",
     "capture_hold",
     "deduct_credits",
     "grant_credits",
+    "hold_credits",
     "price_of",
     "release_hold",
 ]

@@ -417,13 +417,24 @@ AUTH_PASSWORD_VALIDATORS = [
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "realtime.rest.BearerTokenAuthentication",
+        "accounts.apikeys.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # A request made with an API key also needs the view's api_key_scope.
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "accounts.apikeys.ApiKeyScopes"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
-SPECTACULAR_SETTINGS = {"TITLE": "LedgerCore Realtime API", "VERSION": "1.0.0"}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "LedgerCore Realtime API",
+    "VERSION": "1.0.0",
+    # One name for the risk levels that analyses use for scores and signals.
+    "ENUM_NAME_OVERRIDES": {"RiskLevelEnum": ["low", "medium", "high", "severe"]},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "realtime.openapi.add_error_responses",
+    ],
+}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -16,5 +16,6 @@ urlpatterns = [
     path("api/credits/", include("credits.urls")),
     path("api/query/", include("queryengine.urls")),
     path("api/market/", include("marketdata.urls")),
+    path("api/compliance/", include("compliance.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
 ]

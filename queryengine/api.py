@@ -32,6 +32,8 @@ class CatalogSerializer(serializers.Serializer):
 class CatalogView(APIView):
     """The tables, columns and types that queries may read."""
 
+    api_key_scope = "query:run"
+
     @extend_schema(responses=CatalogSerializer)
     def get(self, request: Request) -> Response:
         return Response(services.describe_catalog())

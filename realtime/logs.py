@@ -10,6 +10,9 @@ _PATTERNS = [
     (re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"), "[redacted-jwt]"),
     (re.compile(r"(?i)(token=)[^&\s'\"]+"), r"\1[redacted]"),
     (re.compile(r"(?i)(bearer\s+)[^\s'\"]+"), r"\1[redacted]"),
+    # API keys (lck_<prefix>_<secret>): the public prefix stays, to tell keys apart
+    (re.compile(r"\b(lck_[0-9a-f]{12}_)[A-Za-z0-9_-]+"), r"\1[redacted]"),
+    (re.compile(r"(?i)(api-key\s+)[^\s'\"]+"), r"\1[redacted]"),
 ]
 
 

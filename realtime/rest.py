@@ -51,3 +51,13 @@ class StaffOrPermission(permissions.BasePermission):  # type: ignore[misc]  # DR
 
     def has_permission(self, request: Request, view: Any) -> bool:
         return self.allows(request.user)
+
+
+def bound_application(request: Request) -> str | None:
+    """The application a REST request acts in: the token's (or the API
+    key's) binding, else the user's default application."""
+    bound = getattr(request.auth, "application_id", None)
+    if bound:
+        return str(bound)
+    default = getattr(request.user, "default_application_id", None)
+    return str(default) if default else None
