@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from devtools.servers import DaphneProcess, manage
+from devtools.servers import DaphneProcess, DbWorkerProcess, manage
 from tests.browser.browser import chromium_paths, console_errors, headless_chromium, screenshots_dir
 from tests.stacks import scaled_stack, stack_env
 from tests.wsclient import dev_token
@@ -40,15 +40,20 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaphneProcess]:
         scaled_stack(),
         LEDGERCORE_MARKET_DEMO_FEED="true",
         LEDGERCORE_PRICES="query=2,chat=3,address_analysis=5",
+        LEDGERCORE_DRAIN_SECONDS="3",
         LEDGERCORE_THROTTLE_RATES="connection=1000/s,user=1000/s,expensive=100/s",
     ) as env:
         process = DaphneProcess(dict(env), tmp / "daphne.log")
         process.env["LEDGERCORE_ALLOWED_ORIGINS"] = process.http
+        # On PostgreSQL analyses are Django tasks: a db_worker runs them.
+        worker = DbWorkerProcess(env, tmp / "worker.log").start() if scaled_stack() else None
         process.start()
         try:
             yield process
         finally:
             process.stop()
+            if worker is not None:
+                worker.terminate(10)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +93,10 @@ class Page:
     def set_value(self, css: str, value: str) -> None:
         self.driver.execute_script("arguments[0].value = arguments[1];", self.find(css), value)
 
-    def check_log(self) -> None:
-        self.errors += console_errors(self.driver)
+    def check_log(self, expected: str | None = None) -> None:
+        """No error in the browser's log (but ``expected`` ones, e.g. the failed
+        connection attempts while the server is down)."""
+        self.errors += [e for e in console_errors(self.driver) if expected is None or expected not in e]
         assert self.errors == []
 
     def screenshot(self, panel: str) -> None:
@@ -190,3 +197,20 @@ def test_the_balance_follows_the_charges(page: Page) -> None:
     page.screenshot("credits-panel")
     page.screenshot("rooms-panel")
     page.check_log()
+
+
+def test_reconnects_after_a_server_restart_and_resubscribes(page: Page, server: DaphneProcess) -> None:
+    page.check_log()
+    last = page.text("#last-bar")
+    server.stop()  # drains: the console is closed with 1001
+    page.until(lambda: page.find("#status").get_attribute("data-state") == "reconnecting", "the reconnecting state")
+    assert "reconnecting" in page.text("#notice")
+    server.start()  # the same port
+    page.until(lambda: page.find("#status").get_attribute("data-state") == "online", "the reconnection", timeout=90)
+    # The Redis history outlives the process: the personal room is recovered
+    # from its offset; the embedded server's history went with it.
+    recovered = page.find("#status").get_attribute("data-recovered")
+    assert recovered == ("true" if scaled_stack() else "false")
+    page.until(lambda: page.find(f'#room-list li[data-room="application:{APP}"] .count'), "the application room")
+    page.until(lambda: page.text("#last-bar") not in ("none", last), "the chart after the reconnection", timeout=90)
+    page.check_log(expected=f"WebSocket connection to '{server.url}/ws?")

@@ -28,7 +28,9 @@ function signIn(token) {
     return;
   }
   conn = new Connection(token, { onStatus: setStatus, onNotice: notice });
-  conn.on("connected", (d) => {
+  conn.on("connected", (d, frame) => {
+    // Whether the personal room's missed events were replayed (sinceOffset).
+    $("status").dataset.recovered = String(frame.recovered ?? d.recovered ?? false);
     $("who").textContent = `${d.userId} · ${d.applicationId}`;
     document.body.classList.add("signed-in");
   });

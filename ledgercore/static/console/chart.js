@@ -78,6 +78,6 @@ export class ChartPanel {
     const last = this.lastTime === null ? null : this.bars.get(this.lastTime);
     $("last-bar").textContent = last
       ? `${formatTime(last.time * 1000)} close ${last.close.toFixed(this.precision ?? 2)}`
-      : "–";
+      : "none";
   }
 }

@@ -72,7 +72,7 @@ export class CompliancePanel {
       sanctions.length ? `Sanctions hits: ${sanctions.length}` : "No sanctions hits.",
     );
     for (const s of sanctions) hits.append(el("div", { text: `${s.rule}: ${s.description || s.counterparty || ""}` }));
-    box.replaceChildren(head, hits, table);
+    box.replaceChildren(head, hits, el("div", { class: "table-wrap" }, table));
   }
 
   completed(d) {
