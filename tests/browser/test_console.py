@@ -173,6 +173,10 @@ def test_the_chat_streams_an_answer_with_its_sql(page: Page) -> None:
 
 
 def test_an_analysis_completes_with_its_score(page: Page, analysed_address: str) -> None:
+    page.set_value("#analysis-address", "0x1234")  # refused: validation_error with the request's id
+    page.find("#analysis-start").click()
+    page.until(lambda: page.text("#analysis-stage").startswith("failed: Invalid request: address"), "the refusal")
+    assert page.find("#analysis-start").is_enabled()
     page.set_value("#analysis-address", analysed_address)
     page.find("#analysis-start").click()
     page.until(lambda: page.text("#analysis-stage").startswith("completed"), "the analysis", timeout=120)

@@ -37,7 +37,7 @@ function signIn(token) {
   for (const name of ["error", "rate_limit_error", "validation_error"]) {
     conn.on(name, (d) => notice(describeError(d), d.code === "RATE_LIMITED" ? "warning" : "error"));
   }
-  conn.on("insufficient_credits", (d) => notice(`Not enough credits for ${d.action}.`, "warning"));
+  conn.on("insufficient_credits", (d) => notice(describeError(d, "insufficient_credits"), "warning"));
   const chart = new ChartPanel(conn);
   new QueryPanel(conn);
   new ChatPanel(conn);

@@ -14,7 +14,8 @@ export class ChatPanel {
     conn.on("chat_stop_typing", mine(() => this.turn?.classList.remove("typing")));
     conn.on("chat_message", mine((d) => this.message(d)));
     conn.on("chat_response", mine((d) => this.response(d)));
-    conn.on("chat_error", mine((d) => this.error(d)));
+    conn.on("chat_error", mine((d) => this.error(describeError(d))));
+    conn.onRefusal((id) => id === this.requestId, (text) => this.error(text));
     $("chat-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
       this.ask();
@@ -50,8 +51,9 @@ export class ChatPanel {
     this.done();
   }
 
-  error(d) {
-    this.turn.append(el("div", { class: "error", text: describeError(d) }));
+  error(text) {
+    this.turn.classList.remove("typing");
+    this.turn.append(el("div", { class: "error", text }));
     this.done();
   }
 

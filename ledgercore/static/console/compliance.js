@@ -15,7 +15,7 @@ export class CompliancePanel {
     conn.on("address_analysis_response", mine((d) => this.result(d)));
     conn.on("address_analysis_completed", mine((d) => this.completed(d)));
     conn.on("address_analysis_error", mine((d) => this.failed(describeError(d))));
-    conn.on("validation_error", (d, frame) => frame.id === this.requestId && this.failed(describeError(d)));
+    conn.onRefusal((id) => id === this.requestId, (text) => this.failed(text));
     $("analysis-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
       this.start();

@@ -14,6 +14,7 @@ export class QueryPanel {
     for (const name of ["query_started", "query_progress", "query_response", "query_completed", "query_error"]) {
       conn.on(name, (d, frame) => this.mine(d, frame) && this[name](d));
     }
+    conn.onRefusal((id) => id === this.requestId, (text) => this.finish(`refused: ${text}`));
     conn.on("disconnected", () => this.running() && this.finish("The connection closed: the query was cancelled."));
     $("run-query").addEventListener("click", () => this.run());
     $("cancel-query").addEventListener("click", () => this.cancel());

@@ -125,6 +125,13 @@ export class Connection {
     return this.send("subscribe", data);
   }
 
+  // Refusals of a request (it did not run): fn(text) when isMine(frame.id).
+  onRefusal(isMine, fn) {
+    for (const name of REFUSALS) {
+      this.on(name, (d, frame) => frame.id !== undefined && isMine(frame.id) && fn(describeError(d, name)));
+    }
+  }
+
   unsubscribe(room) {
     this.rooms.delete(room);
     this.positions.delete(room);
@@ -138,8 +145,13 @@ export class Connection {
   }
 }
 
+const REFUSALS = ["error", "rate_limit_error", "validation_error", "insufficient_credits"];
+
 // Human text for the error events of the protocol.
-export function describeError(data) {
+export function describeError(data, event = "error") {
+  if (event === "insufficient_credits") {
+    return `Not enough credits for ${data.action}: ${data.required} needed, ${data.available} available.`;
+  }
   const code = data.code || "ERROR";
   if (code === "RATE_LIMITED") return `Slow down: rate limited, retry in ${data.retryAfter ?? "a few"} s.`;
   if (code === "UNAVAILABLE") return `The service is unavailable; retry in ${data.retryAfter ?? "a few"} s.`;
