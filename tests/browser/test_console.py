@@ -5,12 +5,14 @@ analysis, see the balance change. Any error in the browser's log fails."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.sync.client import connect
 
 from devtools.servers import DaphneProcess, DbWorkerProcess, manage
 from tests.browser.browser import chromium_paths, console_errors, headless_chromium, screenshots_dir
@@ -199,7 +201,20 @@ def test_the_balance_follows_the_charges(page: Page) -> None:
     page.until(lambda: int(page.text("#balance")) < before, "the balance to go down after a query")
     page.until(lambda: page.find("#credit-entries tbody tr td:nth-child(3)").text == "query", "the query's entry")
     page.screenshot("credits-panel")
-    page.screenshot("rooms-panel")
+    page.check_log()
+
+
+def test_rooms_show_a_teammate_joining_and_leaving(page: Page, server: DaphneProcess) -> None:
+    room = f"application:{APP}"
+    count = f'#room-list li[data-room="{room}"] .count'
+    before = int(page.text(count))
+    with connect(f"{server.url}/ws?token={dev_token('demo_teammate', APP)}") as teammate:
+        teammate.send(json.dumps({"event": "subscribe", "data": {"room": room}, "id": "s"}))
+        page.until(lambda: f"demo_teammate joined {room}" in page.text("#room-events"), "the join")
+        assert int(page.text(count)) == before + 1
+        page.screenshot("rooms-panel")
+    page.until(lambda: f"demo_teammate left {room}" in page.text("#room-events"), "the leave")
+    assert int(page.text(count)) == before
     page.check_log()
 
 

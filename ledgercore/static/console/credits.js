@@ -59,7 +59,7 @@ export class CreditsPanel {
       el(
         "tr",
         {},
-        el("td", { text: formatTime(Date.parse(e.createdAt)) }),
+        el("td", { text: formatTime(Date.parse(e.createdAt)).slice(11) }),
         el("td", { text: e.type }),
         el("td", { text: e.action || e.reason || "" }),
         el("td", { text: String(e.amount) }),
