@@ -135,6 +135,17 @@ def test_the_chart_loads_history_and_moves_with_the_demo_feed(page: Page) -> Non
     bars = int(page.text("#bar-count"))
     page.until(lambda: int(page.text("#bar-count")) > bars, "a new bar", timeout=90)
     page.screenshot("chart-panel")
+    # Another market and resolution: its own history, at its own precision.
+    from selenium.webdriver.support.select import Select
+
+    Select(page.find("#resolution")).select_by_visible_text("1m")
+    Select(page.find("#market")).select_by_visible_text("XRP-ETH")
+    page.until(lambda: page.text("#chart-info").startswith("XRP-ETH 1m · "), "the XRP-ETH chart")
+    assert int(page.text("#chart-info").split(" · ")[1].split()[0]) >= 6  # decimals
+    page.until(lambda: int(page.text("#bar-count")) > 0, "the XRP-ETH bars")
+    Select(page.find("#market")).select_by_visible_text("BTC-USD")
+    Select(page.find("#resolution")).select_by_visible_text("1s")
+    page.until(lambda: page.text("#chart-info").startswith("BTC-USD 1s · "), "the BTC-USD chart again")
     page.check_log()
 
 

@@ -37,6 +37,7 @@ export class Connection {
       try {
         fn(frame.data || {}, frame);
       } catch (err) {
+        console.error(err); // in the browser's log too (the browser tests fail on it)
         this.onNotice(`The console failed handling ${event}: ${err.message}`, "error");
       }
     }
