@@ -3,9 +3,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from accounts.views import ApplicationBroadcastView, MeView
+from ledgercore.console import console
 from realtime import views
 
 urlpatterns = [
+    path("", console, name="console"),
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),

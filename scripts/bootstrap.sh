@@ -23,4 +23,19 @@ if [ ! -e .cache/anvil/node_modules/.bin/anvil ]; then
     echo "note: npm not found; the JSON-RPC ingester tests (anvil) will skip" >&2
   fi
 fi
+# The console's chart library (committed; re-vendored from npm only if missing).
+if [ ! -e ledgercore/static/console/vendor/lightweight-charts.standalone.production.js ]; then
+  scripts/vendor-console.sh || echo "warning: could not vendor lightweight-charts; the console's chart will not load" >&2
+fi
+# Headless Chromium for tests/browser (Debian packages; never a downloaded
+# browser). Installed on CI when running as root; elsewhere those tests skip
+# without it, on CI they fail.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "${CI:-}" = true ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium and chromium-driver (apt-get)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  else
+    echo "note: chromium/chromedriver not found; the browser tests (tests/browser) will skip (apt-get install chromium chromium-driver)" >&2
+  fi
+fi
 touch .venv/.installed

@@ -17,6 +17,7 @@ token=$($PY manage.py issue_token demo_user --app app_demo)
 cat <<INFO
 
 LedgerCore Realtime on http://$HOST:$PORT
+  Console     http://$HOST:$PORT/  (sign in with the token below)
   WebSocket   ws://$HOST:$PORT/ws?token=<token>
   AsyncAPI    http://$HOST:$PORT/api/asyncapi.json
   Admin       http://$HOST:$PORT/admin/  (create a staff login: make superuser)
