@@ -66,11 +66,11 @@ class CreditsMoved(TypedDict):
 
 class Candle(TypedDict):
     timestamp: int
-    open: str
-    high: str
-    low: str
-    close: str
-    volume: str
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
     trades: int
 
 
