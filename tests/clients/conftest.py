@@ -22,13 +22,23 @@ from marketdata.demo import seed_market_data
 seed_credits(seed_demo())
 seed_market_data()
 """
+# Charged actions, so that the balance moves.
+QUERY_PRICE = 3
+ANALYSIS_PRICE = 7
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("clients")
     with stack_env(
-        tmp, scaled_stack(), DEVTOOLS_SEED_DEMO="0", LEDGERCORE_THROTTLE_RATES="connection=1000/s,user=1000/s"
+        tmp,
+        scaled_stack(),
+        DEVTOOLS_SEED_DEMO="0",
+        LEDGERCORE_THROTTLE_RATES="connection=1000/s,user=1000/s",
+        LEDGERCORE_PRICES=f"query={QUERY_PRICE},address_analysis={ANALYSIS_PRICE}",
+        # Analyses run on the server's worker threads on either stack (no
+        # separate db_worker process to start for the client tests).
+        LEDGERCORE_JOBS="inprocess",
     ) as env:
         manage(env, "shell", "-c", SEED)
         process = DaphneProcess(env, tmp / "daphne.log").start()

@@ -89,3 +89,18 @@ def test_every_command_has_help_with_an_example(cli_env):
         result = run(name, "--help", env=cli_env, timeout=60)
         assert result.returncode == 0, result.stderr
         assert "example:" in result.stdout and f"ledgercore {name}" in result.stdout, name
+
+
+def test_chat_answers_and_analyse_prints_the_score(cli_env):
+    chat = run("chat", "how many trades of ETH-USD in the last 24 hours?", "--sql", env=cli_env)
+    assert chat.returncode == 0, chat.stderr
+    assert chat.stdout.strip()
+    assert "SELECT" in chat.stderr.upper()
+    analysis = run("analyse", "0x000000000000000000000000000000000000dEaD", "--hops", "1", "--json", env=cli_env)
+    assert analysis.returncode == 0, analysis.stderr
+    result = json.loads(analysis.stdout)
+    assert result["address"].lower() == "0x000000000000000000000000000000000000dead"
+    assert result["riskLevel"] in {"low", "medium", "high", "severe"}
+    table = run("analyse", "0x000000000000000000000000000000000000dEaD", "--hops", "1", env=cli_env)
+    assert table.returncode == 0, table.stderr
+    assert f"risk score {result['riskScore']} ({result['riskLevel']})" in table.stdout

@@ -15,7 +15,7 @@ from ledgercore_client import (
     ValidationFailed,
 )
 
-from tests.clients.conftest import broadcast
+from tests.clients.conftest import QUERY_PRICE, broadcast
 
 ROOM = "application:app_demo"
 
@@ -127,3 +127,40 @@ def test_the_blocking_client_streams_rows_and_pings(server, token):
         )
         assert rows == [{"symbol": "BTC-USD"}, {"symbol": "ETH-USD"}]
         assert client.get_balance()["applicationId"] == "app_demo"
+
+
+async def test_a_charged_query_moves_the_balance_through_pushed_credit_events(server, token):
+    async with AsyncClient(server.url, token) as client:
+        before = (await client.get_balance())["newBalance"]
+        [row async for row in client.query_rows("SELECT 1 AS one")]
+        deducted = await client.next_event("credits_deducted", timeout=30)
+        assert deducted.data["action"] == "query" and deducted.data["amount"] == QUERY_PRICE
+        assert deducted.room == f"user:{client.user_id}" and deducted.offset is not None
+        while client.balance is None or client.balance["newBalance"] != before - QUERY_PRICE:
+            await client.next_event("credit_balance_updated", timeout=30)
+        assert (await client.get_balance())["newBalance"] == before - QUERY_PRICE
+
+
+async def test_chat_streams_its_answer_as_deltas(server, token):
+    async with AsyncClient(server.url, token) as client:
+        deltas = [delta async for delta in client.chat("how many trades of BTC-USD in the last 24 hours?")]
+        events = [event async for event in client.chat_events("and for ETH-USD?", "sdk-chat-1")]
+    assert len(deltas) > 1 and "".join(deltas).strip()
+    names = [event.name for event in events]
+    assert names[0] == "chat_typing" and names[-1] == "chat_response"
+    final = next(event for event in events if event.name == "chat_message" and event.data["isFinal"])
+    streamed = "".join(event.data["delta"] for event in events if event.name == "chat_message")
+    assert final.data["content"] == streamed
+    assert events[-1].data["conversationId"] == "sdk-chat-1"
+
+
+async def test_analysis_progress_then_the_score(server, token):
+    address = "0x000000000000000000000000000000000000dEaD"
+    async with AsyncClient(server.url, token) as client:
+        events = [event async for event in client.analyse(address, "ethereum", hops=1)]
+    names = [event.name for event in events]
+    assert names[0] == "address_analysis_started" and names[-1] == "address_analysis_completed"
+    pcts = [event.data["pct"] for event in events if event.name == "address_analysis_progress"]
+    assert pcts and pcts == sorted(pcts)
+    response = next(event.data for event in events if event.name == "address_analysis_response")
+    assert response["riskLevel"] in {"low", "medium", "high", "severe"} and 0 <= response["riskScore"] <= 100
