@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from tests.clients.conftest import post_trade
 
 LEDGERCORE = str(Path(sys.executable).with_name("ledgercore"))
 SUBCOMMANDS = ["login", "candles", "watch", "query", "analyse", "balance", "chat"]
@@ -104,3 +107,35 @@ def test_chat_answers_and_analyse_prints_the_score(cli_env):
     table = run("analyse", "0x000000000000000000000000000000000000dEaD", "--hops", "1", env=cli_env)
     assert table.returncode == 0, table.stderr
     assert f"risk score {result['riskScore']} ({result['riskLevel']})" in table.stdout
+
+
+def test_watch_prints_the_live_candle_as_trades_arrive(server, cli_env):
+    watcher = subprocess.Popen(
+        [LEDGERCORE, "watch", "BTC-USD", "-r", "1s", "--count", "1"],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        # The history line comes once the market room is joined.
+        first = watcher.stdout.readline()
+        assert "BTC-USD close" in first and "(history)" in first, (first, watcher.stderr)
+        price = "71234.5"
+        for n in range(60):
+            post_trade(server, 9_000_000 + n, price)
+            try:
+                watcher.wait(timeout=1)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        assert watcher.wait(timeout=30) == 0
+        live = watcher.stdout.read()
+        # The demo feed's trades or the one posted here: a live candle line.
+        assert re.fullmatch(r"\S+ \S+ BTC-USD O [\d.]+ H [\d.]+ L [\d.]+ C [\d.]+ V [\d.e-]+ \(\d+ trades\)\n", live), (
+            live
+        )
+    finally:
+        watcher.kill()
+        watcher.wait()
