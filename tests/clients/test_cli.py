@@ -6,19 +6,34 @@ import csv
 import io
 import json
 import os
+import queue
 import re
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.clients.conftest import post_trade
+from tests.clients.conftest import QUERY_PRICE, post_trade
 
 LEDGERCORE = str(Path(sys.executable).with_name("ledgercore"))
 SUBCOMMANDS = ["login", "candles", "watch", "query", "analyse", "balance", "chat"]
+
+
+class Lines:
+    """A subprocess's stdout, a line at a time, with a timeout (a reader thread)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.queue: queue.Queue[str] = queue.Queue()
+        assert process.stdout is not None
+        stream = process.stdout
+        threading.Thread(target=lambda: [self.queue.put(line) for line in stream], daemon=True).start()
+
+    def next(self, timeout: float = 60) -> str:
+        return self.queue.get(timeout=timeout)
 
 
 def run(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -118,9 +133,9 @@ def test_watch_prints_the_live_candle_as_trades_arrive(server, cli_env):
         text=True,
     )
     try:
-        assert watcher.stdout is not None
+        lines = Lines(watcher)
         # The history line comes once the market room is joined.
-        first = watcher.stdout.readline()
+        first = lines.next()
         assert "BTC-USD close" in first and "(history)" in first, (first, watcher.stderr)
         price = "71234.5"
         for n in range(60):
@@ -131,7 +146,7 @@ def test_watch_prints_the_live_candle_as_trades_arrive(server, cli_env):
             except subprocess.TimeoutExpired:
                 continue
         assert watcher.wait(timeout=30) == 0
-        live = watcher.stdout.read()
+        live = lines.next()
         # The demo feed's trades or the one posted here: a live candle line.
         assert re.fullmatch(r"\S+ \S+ BTC-USD O [\d.]+ H [\d.]+ L [\d.]+ C [\d.]+ V [\d.e-]+ \(\d+ trades\)\n", live), (
             live
@@ -139,3 +154,20 @@ def test_watch_prints_the_live_candle_as_trades_arrive(server, cli_env):
     finally:
         watcher.kill()
         watcher.wait()
+
+
+def test_balance_watch_prints_each_change(cli_env):
+    watcher = subprocess.Popen(
+        [LEDGERCORE, "balance", "--watch", "--json"], env=cli_env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        lines = Lines(watcher)
+        before = json.loads(lines.next())["newBalance"]
+        charged = run("query", "SELECT 1 AS one", "--json", env=cli_env)
+        assert charged.returncode == 0, charged.stderr
+        # The hold, then its capture: balances until the query's price is taken.
+        while (after := json.loads(lines.next())["newBalance"]) != before - QUERY_PRICE:
+            assert after >= before - QUERY_PRICE, (before, after)
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=30)
