@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,8 +30,11 @@ class Lines:
     def __init__(self, process: subprocess.Popen[str]) -> None:
         self.queue: queue.Queue[str] = queue.Queue()
         assert process.stdout is not None
-        stream = process.stdout
-        threading.Thread(target=lambda: [self.queue.put(line) for line in stream], daemon=True).start()
+        threading.Thread(target=self._read, args=(process.stdout,), daemon=True).start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self.queue.put(line)
 
     def next(self, timeout: float = 60) -> str:
         return self.queue.get(timeout=timeout)
