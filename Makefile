@@ -39,6 +39,7 @@ lint: install
 	.venv/bin/hadolint Dockerfile
 	.venv/bin/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
 	.venv/bin/python -m json.tool deploy/grafana-dashboard.json > /dev/null
+	.venv/bin/python manage.py export_typescript --check
 
 # The scaled stack in containers (Docker with the compose plugin): PostgreSQL,
 # Redis, two servers, the task worker, nginx on port 8000. Needs
