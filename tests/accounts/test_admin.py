@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.utils import quote
 from django.urls import reverse
 
 from accounts import services
@@ -17,7 +18,7 @@ def test_staff_see_users_and_applications(staff_client):
         response = staff_client.get(reverse(f"admin:{name}"))
         assert response.status_code == 200
     assert Application.objects.filter(pk=user.default_application_id).exists()
-    response = staff_client.get(reverse("admin:accounts_application_change", args=[user.default_application_id]))
+    response = staff_client.get(reverse("admin:accounts_application_change", args=[quote(user.default_application_id)]))
     notices = [str(m) for m in response.wsgi_request._messages] if response.status_code == 302 else []
     assert response.status_code == 200, (response.get("Location"), notices)
     assert "user_listed" in response.content.decode()
@@ -27,7 +28,7 @@ def test_staff_add_a_member_to_an_application(staff_client):
     app = Application.objects.create(name="desk")
     user = services.get_or_create_user("joiner")
     response = staff_client.post(
-        reverse("admin:accounts_application_change", args=[app.id]),
+        reverse("admin:accounts_application_change", args=[quote(app.id)]),
         {
             "name": "desk",
             "is_active": "on",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.utils import quote
 
 from compliance.models import AnalysisJob, JobStatus
 from tests.factories import UserFactory
@@ -73,7 +74,7 @@ def test_an_analysis_result_reads_as_score_contributions_sanctions_and_exposure(
         result=RESULT,
     )
     client.force_login(staff)
-    page = client.get(f"/admin/compliance/analysisjob/{job.pk}/change/").content.decode()
+    page = client.get(f"/admin/compliance/analysisjob/{quote(job.pk)}/change/").content.decode()
     assert "Risk score 87 (severe)" in page
     assert "Sanctions hits (1)" in page and "ofac:ETH 2024-01" in page
     assert "sanctions_direct_in" in page and "new_address" in page and "40.0 %" in page
