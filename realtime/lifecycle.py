@@ -12,8 +12,10 @@ listening and runs ``drain``:
 1. Until the deadline (``LEDGERCORE_DRAIN_SECONDS``), every connection with
    no request in flight is closed with 1001 and a reason: at once if it had
    none at the signal, else as soon as its last request ends (its final
-   events, and the credit events of its charge, go out first: the close goes
-   through the connection's channel, or directly if the channel is slow).
+   events go out first: the close goes through the connection's channel, or
+   directly if the channel is slow; the credit events of its charge travel
+   the room fan-out, ``realtime.fanout``, and may come after the close, in
+   which case the next connection gets the balance at connect).
    New requests are refused with ``UNAVAILABLE`` and ``retryAfter``;
    ``ping``, ``unsubscribe`` and ``*_cancel`` still work.
 2. At the deadline, what is left is stopped: in-process work first (an
