@@ -27,7 +27,10 @@ and replay, and the whole of ``connect`` (``connected``, what it recovers
 and what the connect hooks send, such as the balance).
 
 Connections keep their own channel for what is addressed to them alone
-(``lifecycle.close``). On the scaled stack the layer remembers the process
+(``lifecycle.close``). A drain closes a connection behind the room events
+this process received before it (``close_after_events``): the close is a
+marker on the process channel, after the events already on it, and then
+goes through the connection's own channel, after what waits there. On the scaled stack the layer remembers the process
 channel's memberships like any other and re-adds them after a Redis outage
 (``realtime.redis_layer``). Presence (``realtime.presence``) is separate: it
 still records each connection.
@@ -49,6 +52,8 @@ from realtime.transport import SharedFrame, is_closed_error
 
 log = logging.getLogger(__name__)
 
+# The close of a draining connection, queued on the process channel.
+CLOSE_MARKER = "fanout.close"
 YIELD_EVERY = 64
 # Events queued for a member whose stream is busy; past this the oldest are
 # dropped, as a full channel-layer queue would (the stream refills a gap
@@ -64,6 +69,12 @@ class Member(Protocol):
 
     @property
     def streams(self) -> Any: ...
+
+    @property
+    def channel_name(self) -> str: ...
+
+    @property
+    def channel_layer(self) -> Any: ...
 
     async def room_event(self, message: dict[str, Any]) -> None: ...
 
@@ -89,6 +100,9 @@ class ProcessFanout:
         self._locks: dict[str, _RoomLock] = {}
         self._backlogs: dict[Member, list[dict[str, Any]]] = {}
         self._drains: set[asyncio.Task[None]] = set()
+        # marker key -> (member, its close message), sent by close_after_events
+        self._closing: dict[str, tuple[Member, dict[str, Any]]] = {}
+        self._closes = 0
         self.events = 0
 
     # --- membership ----------------------------------------------------------
@@ -163,6 +177,33 @@ class ProcessFanout:
                 handed += 1
         return handed
 
+    async def close_after_events(self, member: Member, close: dict[str, Any]) -> None:
+        """Send ``close`` (a message for the connection's own channel) to
+        ``member`` after the room events already on the process channel have
+        been handed to it. Raises what the layer raises."""
+        loop = asyncio.get_running_loop()
+        if self.channel is None or self._loop is not loop:
+            await member.channel_layer.send(member.channel_name, close)
+            return
+        self._closes += 1
+        key = str(self._closes)
+        self._closing[key] = (member, close)
+        try:
+            await get_channel_layer().send(self.channel, {"type": CLOSE_MARKER, "key": key})
+        except BaseException:
+            self._closing.pop(key, None)
+            raise
+
+    async def _closed_marker(self, key: str) -> None:
+        entry = self._closing.pop(key, None)
+        if entry is None:
+            return
+        member, close = entry
+        if member in self._backlogs or member.streams.lock.locked():
+            self._queue(member, {"type": CLOSE_MARKER, "close": close})
+        else:
+            await _send_close(member, close)
+
     def _queue(self, member: Member, message: dict[str, Any]) -> None:
         backlog = self._backlogs.get(member)
         if backlog is None:
@@ -177,7 +218,11 @@ class ProcessFanout:
     async def _drain(self, member: Member, backlog: list[dict[str, Any]]) -> None:
         try:
             while backlog:
-                await _hand(member, backlog.pop(0))
+                message = backlog.pop(0)
+                if message.get("type") == CLOSE_MARKER:
+                    await _send_close(member, message["close"])
+                else:
+                    await _hand(member, message)
         finally:
             if self._backlogs.get(member) is backlog:
                 del self._backlogs[member]
@@ -199,6 +244,7 @@ class ProcessFanout:
                 self._joined.clear()
                 self._locks.clear()
                 self._backlogs.clear()
+                self._closing.clear()
                 self.channel = await layer.new_channel()
                 self._loop = loop
             assert self.channel is not None
@@ -215,6 +261,9 @@ class ProcessFanout:
             except Exception:
                 log.exception("room fan-out: receive failed; retrying")
                 await asyncio.sleep(0.5)
+                continue
+            if message.get("type") == CLOSE_MARKER:
+                await self._closed_marker(message["key"])
                 continue
             if message.get("type") != ROOM_EVENT:
                 log.warning("room fan-out: unexpected message type %r", message.get("type"))
@@ -271,6 +320,14 @@ async def _hand(member: Member, message: dict[str, Any]) -> bool:
             log.exception("failed to deliver an event of %s to a member", message["room"])
         return False
     return True
+
+
+async def _send_close(member: Member, close: dict[str, Any]) -> None:
+    try:
+        await member.channel_layer.send(member.channel_name, close)
+    except Exception:
+        # The drain closes it directly once the close is overdue.
+        log.debug("could not queue the close of a connection", exc_info=True)
 
 
 fanout = ProcessFanout()

@@ -12,10 +12,10 @@ listening and runs ``drain``:
 1. Until the deadline (``LEDGERCORE_DRAIN_SECONDS``), every connection with
    no request in flight is closed with 1001 and a reason: at once if it had
    none at the signal, else as soon as its last request ends (its final
-   events go out first: the close goes through the connection's channel, or
-   directly if the channel is slow; the credit events of its charge travel
-   the room fan-out, ``realtime.fanout``, and may come after the close, in
-   which case the next connection gets the balance at connect).
+   events go out first: the close follows the room events the process
+   received before it, the credit events of its charge among them, and what
+   was sent to the connection's own channel (``realtime.fanout``
+   ``close_after_events``); directly if that is slow).
    New requests are refused with ``UNAVAILABLE`` and ``retryAfter``;
    ``ping``, ``unsubscribe`` and ``*_cancel`` still work.
 2. At the deadline, what is left is stopped: in-process work first (an
@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 from realtime import presence, settlement
 from realtime.departures import on_departures
 from realtime.errors import Unavailable
+from realtime.fanout import fanout
 
 if TYPE_CHECKING:
     from realtime.consumers import RealtimeConsumer
@@ -197,11 +198,11 @@ async def _close_now(consumer: RealtimeConsumer) -> None:
 
 
 class _Closer:
-    """Closes connections with 1001: at once, or through the connection's
-    own channel so that what was sent to it before (the events and credit
-    events of the request that just ended) goes out first; directly if the
-    channel has not delivered the close within CHANNEL_CLOSE_WAIT_SECONDS
-    (a busy channel layer)."""
+    """Closes connections with 1001: at once, or behind what was sent to it
+    before (the room events the process received, such as the credit events
+    of the request that just ended, then what waits on the connection's own
+    channel); directly if the close has not been delivered within
+    CHANNEL_CLOSE_WAIT_SECONDS (a busy channel layer)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -217,7 +218,7 @@ class _Closer:
         self.closed.add(consumer)
         message = {"type": "lifecycle.close", "code": CLOSE_GOING_AWAY, "reason": CLOSE_REASON}
         try:
-            await consumer.channel_layer.send(consumer.channel_name, message)
+            await fanout.close_after_events(consumer, message)
         except Exception:
             log.debug("could not queue the close of a connection; closing it now", exc_info=True)
             await _close_now(consumer)

@@ -15,10 +15,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+import websockets
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
-from realtime import push
+from realtime import lifecycle, push
 from realtime.fanout import fanout
 from realtime.rooms import group_name
 from tests.factories import team
@@ -121,6 +122,39 @@ async def test_a_member_that_is_closing_does_not_stop_the_others(live_server_url
     for client in clients[2:]:
         await client.close()
     await eventually(lambda: _group_is(room, 0))
+
+
+async def test_a_drain_close_follows_the_room_events_published_before_it(live_server_url):
+    """The close of a draining connection (realtime.lifecycle) goes behind
+    the room events the process received before it: none is lost to it."""
+    user = unique("fan")
+    room = f"application:{await make_application(user)}"
+    client = await connected(live_server_url, user)
+    await client.request("subscribe", {"room": room}, timeout=15)
+    consumer = next(c for c in lifecycle.live() if c.user_id == user)
+    close = {"type": "lifecycle.close", "code": 1001, "reason": "draining"}
+
+    async def publish_then_close() -> None:
+        # The connection's stream is busy (as while it answers a
+        # subscription): the events wait in its backlog, and the close must
+        # wait behind them.
+        async with consumer.streams.lock:
+            for n in range(300):
+                await push.broadcast(room, "application_broadcast", body(room, n))
+            await fanout.close_after_events(consumer, close)
+            await asyncio.sleep(0.5)
+
+    # On the server's event loop (the test server runs in a thread).
+    assert fanout._loop is not None
+    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(publish_then_close(), fanout._loop))
+    markers = []
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        while True:
+            frame = await client.recv(timeout=20)
+            if frame.get("room") == room:
+                markers.append(frame["data"]["data"]["marker"])
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert markers == list(range(300))
 
 
 async def _equals(a: int, b: int) -> bool:

@@ -287,14 +287,13 @@ def test_a_second_signal_ends_the_drain_window_at_once(team_env, tmp_path):
         server.kill()
     assert code == 1001
     assert request_frames(frames, "slow")[-1]["data"]["code"] == "UNAVAILABLE"
-    # The hold was released: the balance is whole again. Its balance event
-    # goes to user:erin through the room fan-out, so it may reach this
-    # socket before the close or only on the next connection (which gets
-    # the balance at connect); when it came, it carries the whole balance.
+    # The hold was released: the balance is whole again, and the release's
+    # balance event reached the socket before the close (the close follows
+    # the room events the process received before it).
     ledger = json.loads(manage(team_env, "shell", "-c", LEDGER).strip().splitlines()[-1])
     assert ledger["failing"] == [] and ledger["erin"]["balance"] == GRANTS * 10
     assert [h["status"] for h in ledger["erin"]["holds"]] == ["released"]
     balances = [f["data"]["newBalance"] for f in frames if f["event"] == "credit_balance_updated"]
-    assert not balances or balances[-1] == GRANTS * 10, frames
+    assert GRANTS * 10 in balances, frames
     assert exit_code == 0
     assert "Traceback" not in server.logs()
