@@ -10,7 +10,7 @@ export DJANGO_SECRET_KEY
 
 .PHONY: install run test test-embedded test-scaled lint format bench clean up down conformance superuser
 
-.venv/.installed: requirements.txt requirements-dev.txt scripts/bootstrap.sh
+.venv/.installed: requirements.txt requirements-dev.txt package.json package-lock.json scripts/bootstrap.sh
 	scripts/bootstrap.sh
 
 install: .venv/.installed
