@@ -20,7 +20,7 @@ from tests.stacks import scaled_stack, stack_env
 from tests.wsclient import dev_token
 
 WAIT = 60  # seconds: generous, for a loaded 2-core machine
-USER = "demo_user"  # a member of the demo application, with credits (seed_demo)
+USER = "demo_user"  # a member of the demo application, with credits and prices (seed_demo)
 APP = "app_demo"
 SLOW_SQL = "SELECT count(*) FROM trades a, trades b, trades c, trades d"
 ANALYSED = """
@@ -41,7 +41,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaphneProcess]:
         tmp,
         scaled_stack(),
         LEDGERCORE_MARKET_DEMO_FEED="true",
-        LEDGERCORE_PRICES="query=2,chat=3,address_analysis=5",
         LEDGERCORE_DRAIN_SECONDS="3",
         LEDGERCORE_THROTTLE_RATES="connection=1000/s,user=1000/s,expensive=100/s",
     ) as env:
