@@ -8,7 +8,7 @@ export HOST PORT
 DJANGO_SECRET_KEY ?= $(shell scripts/dev-secret.sh django)
 export DJANGO_SECRET_KEY
 
-.PHONY: install run test test-embedded test-scaled lint format bench clean up down conformance superuser
+.PHONY: install run test test-embedded test-scaled lint format bench clean up down conformance superuser screenshots
 
 .venv/.installed: requirements.txt requirements-dev.txt package.json package-lock.json scripts/bootstrap.sh
 	scripts/bootstrap.sh
@@ -53,6 +53,10 @@ down:
 # The official Engine.IO and Socket.IO protocol suites (../shared/conformance).
 conformance: install
 	scripts/conformance.sh
+
+# The console screenshots README shows (docs/*.png), from the browser tests.
+screenshots: install
+	scripts/screenshots.sh
 
 format: install
 	.venv/bin/ruff check --fix .
