@@ -77,4 +77,4 @@ bench: install
 	.venv/bin/python bench/asgi_servers.py
 
 clean:
-	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf .venv var node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
