@@ -8,9 +8,9 @@ export HOST PORT
 DJANGO_SECRET_KEY ?= $(shell scripts/dev-secret.sh django)
 export DJANGO_SECRET_KEY
 
-.PHONY: install run test test-embedded test-scaled lint format bench clean up down conformance superuser
+.PHONY: install run test test-embedded test-scaled lint format bench clean up down conformance superuser screenshots
 
-.venv/.installed: requirements.txt requirements-dev.txt scripts/bootstrap.sh
+.venv/.installed: requirements.txt requirements-dev.txt package.json package-lock.json scripts/bootstrap.sh
 	scripts/bootstrap.sh
 
 install: .venv/.installed
@@ -54,6 +54,10 @@ down:
 conformance: install
 	scripts/conformance.sh
 
+# The console screenshots README shows (docs/*.png), from the browser tests.
+screenshots: install
+	scripts/screenshots.sh
+
 format: install
 	.venv/bin/ruff check --fix .
 	.venv/bin/ruff format .
@@ -73,4 +77,4 @@ bench: install
 	.venv/bin/python bench/asgi_servers.py
 
 clean:
-	rm -rf .venv var .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf .venv var node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -8,9 +8,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from marketdata.interface import Instrument
+from marketdata.interface import RESOLUTIONS, Instrument
 
-RESOLUTIONS = ("1s", "5s", "15s", "30s", "1m", "5m", "15m", "30m", "1h", "4h", "1d")
 FALLBACK_SYMBOLS = ("BTC-USD", "ETH-USD", "XRP-ETH")
 
 

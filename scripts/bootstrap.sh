@@ -23,6 +23,22 @@ if [ ! -e .cache/anvil/node_modules/.bin/anvil ]; then
     echo "note: npm not found; the JSON-RPC ingester tests (anvil) will skip" >&2
   fi
 fi
+# Development tools from npm pinned in package.json / package-lock.json (the
+# TypeScript compiler that tests/clients checks clients/typescript/ with),
+# into node_modules/; again whenever the lock file changes. Without npm those
+# tests skip (on CI they fail).
+if command -v npm >/dev/null 2>&1; then
+  if ! cmp -s package-lock.json node_modules/.ledgercore-lock; then
+    echo "installing the npm development tools (npm ci)"
+    if npm ci --no-audit --no-fund --loglevel=error --cache .cache/npm; then
+      cp package-lock.json node_modules/.ledgercore-lock
+    else
+      echo "warning: npm ci failed; the TypeScript compile test will skip (fail on CI)" >&2
+    fi
+  fi
+else
+  echo "note: npm not found; the TypeScript compile test (tests/clients) will skip" >&2
+fi
 # The console's chart library (committed; re-vendored from npm only if missing).
 if [ ! -e ledgercore/static/console/vendor/lightweight-charts.standalone.production.js ]; then
   scripts/vendor-console.sh || echo "warning: could not vendor lightweight-charts; the console's chart will not load" >&2

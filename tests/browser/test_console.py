@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from tests.stacks import scaled_stack, stack_env
 from tests.wsclient import dev_token
 
 WAIT = 60  # seconds: generous, for a loaded 2-core machine
-USER = "demo_user"  # a member of the demo application, with credits (seed_demo)
+USER = "demo_user"  # a member of the demo application, with credits and prices (seed_demo)
 APP = "app_demo"
 SLOW_SQL = "SELECT count(*) FROM trades a, trades b, trades c, trades d"
 ANALYSED = """
@@ -41,7 +42,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaphneProcess]:
         tmp,
         scaled_stack(),
         LEDGERCORE_MARKET_DEMO_FEED="true",
-        LEDGERCORE_PRICES="query=2,chat=3,address_analysis=5",
         LEDGERCORE_DRAIN_SECONDS="3",
         LEDGERCORE_THROTTLE_RATES="connection=1000/s,user=1000/s,expensive=100/s",
     ) as env:
@@ -101,9 +101,26 @@ class Page:
         self.errors += [e for e in console_errors(self.driver) if expected is None or expected not in e]
         assert self.errors == []
 
-    def screenshot(self, panel: str) -> None:
+    def full_page(self, name: str) -> None:
+        """The whole page (the window made as tall as it for the shot),
+        without the token (the field blanked meanwhile) or a passing notice."""
+        token = self.find("#token").get_attribute("value")
+        self.set_value("#token", "")
+        self.driver.execute_script("document.getElementById('notice').hidden = true; window.scrollTo(0, 0);")
+        size = self.driver.get_window_size()
+        height = self.driver.execute_script("return document.documentElement.scrollHeight")
+        chrome = size["height"] - self.driver.execute_script("return window.innerHeight")
+        try:
+            self.driver.set_window_size(size["width"], height + chrome)
+            time.sleep(0.5)  # the chart follows the new size on its next frame
+            assert self.driver.save_screenshot(str(screenshots_dir() / name))
+        finally:
+            self.driver.set_window_size(size["width"], size["height"])
+            self.set_value("#token", token)
+
+    def screenshot(self, panel: str, name: str | None = None) -> None:
         self.driver.execute_script("arguments[0].scrollIntoView();", self.find(f"#{panel}"))
-        assert self.find(f"#{panel}").screenshot(str(screenshots_dir() / f"console-{panel}.png"))
+        assert self.find(f"#{panel}").screenshot(str(screenshots_dir() / (name or f"console-{panel}.png")))
 
 
 @pytest.fixture(scope="module")
@@ -143,6 +160,51 @@ def test_the_chart_loads_history_and_moves_with_the_demo_feed(page: Page) -> Non
     page.until(lambda: page.text("#chart-info").startswith("XRP-ETH 1m · "), "the XRP-ETH chart")
     assert int(page.text("#chart-info").split(" · ")[1].split()[0]) >= 6  # decimals
     page.until(lambda: int(page.text("#bar-count")) > 0, "the XRP-ETH bars")
+    Select(page.find("#market")).select_by_visible_text("BTC-USD")
+    Select(page.find("#resolution")).select_by_visible_text("1s")
+    page.until(lambda: page.text("#chart-info").startswith("BTC-USD 1s · "), "the BTC-USD chart again")
+    page.check_log()
+
+
+def test_a_sub_second_chart_joins_history_to_live_with_no_gap_and_no_duplicate(
+    page: Page, server: DaphneProcess
+) -> None:
+    """250 ms candles of the replayed XRP-ETH feed: the bars the chart holds
+    (its initial data, then live updates) are exactly the server's stored
+    candles of that span, bucket for bucket, across the join."""
+    from selenium.webdriver.support.select import Select
+
+    resolution, size = "250ms", 250
+    labels = [o.text for o in Select(page.find("#resolution")).options]
+    assert labels[:4] == ["100ms", "250ms", "500ms", "1s"] and labels[-1] == "1d"
+    Select(page.find("#market")).select_by_visible_text("XRP-ETH")
+    Select(page.find("#resolution")).select_by_visible_text(resolution)
+    page.until(lambda: page.text("#chart-info").startswith(f"XRP-ETH {resolution} · "), "the 250ms chart")
+    joined = page.until(lambda: page.driver.execute_script("return ledgercoreConsole.chart.joinedAt"), "its history")
+
+    def bars() -> list[list[float]]:
+        script = "return ledgercoreConsole.chart.series.data().map(b => [b.time, b.open, b.high, b.low, b.close]);"
+        return list(page.driver.execute_script(script))
+
+    # Some live bars after the join, then at least one after those (so that
+    # every bar but the last is final).
+    page.until(lambda: sum(bar[0] > joined for bar in bars()) >= 8, "live 250ms bars after the history")
+    assert page.text("#last-bar").split(" close ")[0].endswith(" UTC")  # shown with milliseconds
+    assert "." in page.text("#last-bar").split(" close ")[0]
+    chart = bars()
+    times = [bar[0] for bar in chart]
+    assert times == sorted(set(times)), "a duplicate or out-of-order bar"
+    assert all(t % size == 0 for t in times)
+    assert times[0] < joined < times[-1]
+    final = chart[:-1]  # the last one may still be forming
+    query = f"symbol=XRP-ETH&resolution={resolution}&from={final[0][0]}&to={final[-1][0] + size}"
+    request = urllib.request.Request(
+        f"{server.http}/api/market/candles?{query}", headers={"Authorization": f"Bearer {dev_token(USER, APP)}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        stored = json.load(response)["candles"]
+    assert [[c["timestamp"], c["open"], c["high"], c["low"], c["close"]] for c in stored] == final
+    page.screenshot("chart-panel", "console-chart-250ms.png")
     Select(page.find("#market")).select_by_visible_text("BTC-USD")
     Select(page.find("#resolution")).select_by_visible_text("1s")
     page.until(lambda: page.text("#chart-info").startswith("BTC-USD 1s · "), "the BTC-USD chart again")
@@ -212,6 +274,7 @@ def test_the_balance_follows_the_charges(page: Page) -> None:
     page.until(lambda: int(page.text("#balance")) < before, "the balance to go down after a query")
     page.until(lambda: page.find("#credit-entries tbody tr td:nth-child(3)").text == "query", "the query's entry")
     page.screenshot("credits-panel")
+    page.full_page("console.png")  # every panel, after a query, a chat answer and an analysis
     page.check_log()
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from credits.demo import DEMO_PRICES
 from devtools.servers import DaphneProcess, manage
 from tests.stacks import scaled_stack, stack_env
 from tests.wsclient import dev_token
@@ -28,9 +29,10 @@ seed_market_data()
 feeder = services.get_or_create_user("feeder")
 feeder.user_permissions.add(Permission.objects.get(codename="add_trade", content_type__app_label="marketdata"))
 """
-# Charged actions, so that the balance moves.
-QUERY_PRICE = 3
-ANALYSIS_PRICE = 7
+# Charged actions at the demo application's prices (seed_credits), so that
+# the balance moves.
+QUERY_PRICE = DEMO_PRICES["query"]
+ANALYSIS_PRICE = DEMO_PRICES["address_analysis"]
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +43,6 @@ def server(tmp_path_factory):
         scaled_stack(),
         DEVTOOLS_SEED_DEMO="0",
         LEDGERCORE_THROTTLE_RATES="connection=1000/s,user=1000/s",
-        LEDGERCORE_PRICES=f"query={QUERY_PRICE},address_analysis={ANALYSIS_PRICE}",
         # Analyses run on the server's worker threads on either stack (no
         # separate db_worker process to start for the client tests).
         LEDGERCORE_JOBS="inprocess",

@@ -10,20 +10,21 @@ from typing import Any
 
 import socketio
 
+from credits.demo import DEMO_PRICES
 from devtools.servers import DaphneProcess
 from tests.stacks import stack_env
 
 # About a second of work on either database (64M rows counted), so that
 # query_progress (after 200 ms) is sent.
 PROGRESS_SQL = "SELECT count(*) FROM (SELECT 1 AS o FROM trades LIMIT 8000) a, (SELECT 1 AS o FROM trades LIMIT 8000) b"
-QUERY_PRICE = 2
+QUERY_PRICE = DEMO_PRICES["query"]  # the demo application's price (seed_demo)
 
 
 @contextmanager
 def socketio_server(tmp_path: Path, scaled: bool, **extra: str) -> Any:
-    """The project served by daphne in a subprocess, demo data loaded,
-    queries priced."""
-    with stack_env(tmp_path, scaled, LEDGERCORE_PRICES=f"query={QUERY_PRICE}", **extra) as env:
+    """The project served by daphne in a subprocess, demo data loaded (its
+    queries priced)."""
+    with stack_env(tmp_path, scaled, **extra) as env:
         server = DaphneProcess(env, tmp_path / "daphne.log").start()
         try:
             yield server, env

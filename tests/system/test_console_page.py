@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 
 from marketdata.models import Instrument
+from marketdata.resolutions import RESOLUTIONS
 
 
 def get(url: str) -> tuple[int, str, bytes]:
@@ -25,15 +26,21 @@ def test_the_console_and_its_assets_are_served_by_the_server(live_server_url):
     page = body.decode()
     assert status == 200 and kind.startswith("text/html")
     assert "<option>SOL-USD</option>" in page
+    # The resolution picker: every chart resolution, 100 ms to 1 d (1 s chosen).
+    picker = page.split('id="resolution"', 1)[1].split("</select>", 1)[0]
+    assert re.findall(r"<option[^>]*>([^<]+)</option>", picker) == [*RESOLUTIONS]
+    assert "<option selected>1s</option>" in picker
     assets = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
     assert any(a.endswith("lightweight-charts.standalone.production.js") for a in assets)
     assert not re.search(r'(?:src|href)="(?:https?:)?//', page)
-    modules = {"app.js", "ws.js", "ui.js", "chart.js", "query.js", "chat.js", "compliance.js", "credits.js", "rooms.js"}
+    modules = {"app.js", "ws.js", "ui.js", "chart.js", "timescale.js", "query.js", "chat.js", "compliance.js"}
+    modules |= {"credits.js", "rooms.js"}
     for path in [*assets, *(f"/static/console/{m}" for m in modules)]:
         status, kind, body = get(f"{base}{path}")
         assert status == 200 and body, path
         if path.endswith(".js"):
             assert "javascript" in kind, (path, kind)
-    status, _, body = get(f"{base}/static/console/app.js")
-    imported = set(re.findall(r'from "\./([a-z]+\.js)"', body.decode()))
-    assert imported <= modules
+    for module in ("app.js", "chart.js"):
+        status, _, body = get(f"{base}/static/console/{module}")
+        imported = set(re.findall(r'from "\./([a-z]+\.js)"', body.decode()))
+        assert imported <= modules, module

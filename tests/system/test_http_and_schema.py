@@ -178,13 +178,58 @@ def test_seed_demo_is_idempotent():
 
 @pytest.mark.django_db
 def test_seed_demo_grants_opening_credits_once():
+    from credits.demo import DEMO_GRANT
     from credits.services import get_balance
 
     call_command("seed_demo")
     call_command("seed_demo")
     user = User.objects.get(username="demo_user")
     balance = get_balance(user.pk, "app_demo")
-    assert (balance.balance, balance.sequence) == (1000, 1)
+    assert (balance.balance, balance.sequence) == (DEMO_GRANT, 1)
+
+
+@pytest.mark.django_db
+def test_seed_demo_prices_the_demo_applications_charged_events():
+    from credits.demo import DEMO_PRICES
+    from credits.models import Price
+    from credits.services import price_of
+    from realtime.registry import registry
+
+    charged = {spec.price for spec in registry.inbound_events.values() if spec.price}
+    call_command("seed_demo")
+    call_command("seed_demo")
+    assert charged == {"query", "chat", "address_analysis"} == set(DEMO_PRICES)
+    assert {action: price_of("app_demo", action) for action in charged} == DEMO_PRICES
+    assert all(amount > 0 for amount in DEMO_PRICES.values())
+    assert Price.objects.filter(application_id="app_demo").count() == len(DEMO_PRICES)
+    # A price staff changed in admin stays as they set it.
+    Price.objects.filter(application_id="app_demo", action="query").update(amount=7)
+    call_command("seed_demo")
+    assert price_of("app_demo", "query") == 7
+
+
+@pytest.mark.django_db
+def test_seed_demo_tops_up_a_smaller_opening_grant_of_an_older_seed_once():
+    from accounts.demo import seed_demo
+    from credits import services
+    from credits.demo import DEMO_GRANT, seed_credits
+
+    demo = seed_demo()
+    user = User.objects.get(username="demo_user")
+    services.grant_credits(  # what seed_demo granted before the grant was raised
+        user.pk,
+        "app_demo",
+        1000,
+        reason="demo opening balance",
+        actor=services.Actor.system(),
+        action="seed_demo",
+        idempotency_key="seed_demo:opening",
+    )
+    services.deduct_credits(user.pk, "app_demo", 30, action="query", actor=services.Actor.system())
+    assert seed_credits(demo).granted == 2 * DEMO_GRANT - 1000  # the teammate had none
+    assert seed_credits(demo).granted == 0
+    balance = services.get_balance(user.pk, "app_demo")
+    assert (balance.balance, balance.sequence) == (DEMO_GRANT - 30, 3)
 
 
 PRODUCTION = {

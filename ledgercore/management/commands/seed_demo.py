@@ -16,12 +16,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         result = seed_demo()
-        seed_credits(result)
+        credits = seed_credits(result)
         market = seed_market_data()
         compliance = seed_compliance_demo()
         self.stdout.write(
             f"demo application {result.application.id} with members "
             + ", ".join(u.username for u in result.members)
-            + f" ({DEMO_GRANT} credits each); {market.inserted} new demo trades; "
+            + f" (opening balance {DEMO_GRANT} credits each; prices "
+            + ", ".join(f"{action} {amount}" for action, amount in credits.prices.items())
+            + f"); {market.inserted} new demo trades; "
             + f"{compliance.total_transfers} transfers in the demo compliance graph"
         )

@@ -45,6 +45,9 @@ function signIn(token) {
   new CreditsPanel(conn, token);
   new RoomsPanel(conn);
   conn.on("connected", () => chart.room || chart.select());
+  // For the browser's devtools (and the browser tests): the chart's data is
+  // ledgercoreConsole.chart.series.data().
+  window.ledgercoreConsole = { conn, chart };
   conn.connect();
 }
 

@@ -1,5 +1,8 @@
 // Live candle chart: market_chart_initial_data, then market_chart_live_update
 // joined to it (same timestamp: the last bar is replaced; newer: a new bar).
+// Bar times are the buckets' open times in epoch ms (MillisecondTimeScale),
+// so that 100 ms to 1 d resolutions all chart.
+import { MillisecondTimeScale } from "./timescale.js";
 import { $, formatTime } from "./ui.js";
 
 const LWC = window.LightweightCharts;
@@ -8,13 +11,13 @@ export class ChartPanel {
   constructor(conn) {
     this.conn = conn;
     this.room = null;
-    this.bars = new Map(); // time (s) -> bar
+    this.bars = new Map(); // time (ms) -> bar
     this.lastTime = null;
-    this.chart = LWC.createChart($("chart"), {
+    this.joinedAt = null; // the last bar of the initial data: live updates follow from it
+    this.chart = LWC.createChartEx($("chart"), new MillisecondTimeScale(), {
       autoSize: true,
       layout: { background: { color: "#10151c" }, textColor: "#c9d1d9" },
       grid: { vertLines: { color: "#1d2530" }, horzLines: { color: "#1d2530" } },
-      timeScale: { timeVisible: true, secondsVisible: true },
     });
     this.series = this.chart.addSeries(LWC.CandlestickSeries, {});
     conn.on("market_chart_initial_data", (d) => this.initial(d));
@@ -40,12 +43,13 @@ export class ChartPanel {
   reset() {
     this.bars.clear();
     this.lastTime = null;
+    this.joinedAt = null;
     this.series.setData([]);
     this.show();
   }
 
   static bar(c) {
-    return { time: Math.floor(c.timestamp / 1000), open: c.open, high: c.high, low: c.low, close: c.close };
+    return { time: c.timestamp, open: c.open, high: c.high, low: c.low, close: c.close };
   }
 
   initial(d) {
@@ -54,10 +58,11 @@ export class ChartPanel {
     this.series.applyOptions({ priceFormat: { type: "price", precision, minMove: 10 ** -precision } });
     this.precision = precision;
     this.bars.clear();
-    for (const c of d.series) this.bars.set(Math.floor(c.timestamp / 1000), ChartPanel.bar(c));
+    for (const c of d.series) this.bars.set(c.timestamp, ChartPanel.bar(c));
     const data = [...this.bars.values()].sort((a, b) => a.time - b.time);
     this.series.setData(data);
     this.lastTime = data.length ? data[data.length - 1].time : null;
+    this.joinedAt = this.lastTime;
     $("chart-info").textContent = `${d.symbol} ${d.resolution} · ${precision} decimals`;
     this.chart.timeScale().scrollToRealTime();
     this.show();
@@ -77,7 +82,7 @@ export class ChartPanel {
     $("bar-count").textContent = String(this.bars.size);
     const last = this.lastTime === null ? null : this.bars.get(this.lastTime);
     $("last-bar").textContent = last
-      ? `${formatTime(last.time * 1000)} close ${last.close.toFixed(this.precision ?? 2)}`
+      ? `${formatTime(last.time, this.room?.endsWith("ms"))} close ${last.close.toFixed(this.precision ?? 2)}`
       : "none";
   }
 }

@@ -24,6 +24,8 @@ export function notice(message, level = "info") {
   noticeTimer = setTimeout(() => (box.hidden = true), 8000);
 }
 
-export function formatTime(ms) {
-  return new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+// "2025-01-02 03:04:05 UTC"; with milliseconds: "2025-01-02 03:04:05.250 UTC".
+export function formatTime(ms, withMilliseconds = false) {
+  const text = new Date(ms).toISOString().replace("T", " ");
+  return withMilliseconds ? text.replace(/Z$/, " UTC") : text.replace(/\.\d+Z$/, " UTC");
 }
