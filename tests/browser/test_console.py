@@ -5,6 +5,7 @@ analysis, see the balance change. Any error in the browser's log fails."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import urllib.request
@@ -101,26 +102,35 @@ class Page:
         self.errors += [e for e in console_errors(self.driver) if expected is None or expected not in e]
         assert self.errors == []
 
-    def full_page(self, name: str) -> None:
-        """The whole page (the window made as tall as it for the shot),
-        without the token (the field blanked meanwhile) or a passing notice."""
+    @contextlib.contextmanager
+    def token_hidden(self) -> Iterator[None]:
+        """No screenshot shows the token: the field is blanked meanwhile."""
         token = self.find("#token").get_attribute("value")
         self.set_value("#token", "")
+        try:
+            yield
+        finally:
+            self.set_value("#token", token)
+
+    def full_page(self, name: str) -> None:
+        """The whole page (the window made as tall as it for the shot),
+        without the token or a passing notice."""
         self.driver.execute_script("document.getElementById('notice').hidden = true; window.scrollTo(0, 0);")
         size = self.driver.get_window_size()
         height = self.driver.execute_script("return document.documentElement.scrollHeight")
         chrome = size["height"] - self.driver.execute_script("return window.innerHeight")
-        try:
-            self.driver.set_window_size(size["width"], height + chrome)
-            time.sleep(0.5)  # the chart follows the new size on its next frame
-            assert self.driver.save_screenshot(str(screenshots_dir() / name))
-        finally:
-            self.driver.set_window_size(size["width"], size["height"])
-            self.set_value("#token", token)
+        with self.token_hidden():
+            try:
+                self.driver.set_window_size(size["width"], height + chrome)
+                time.sleep(0.5)  # the chart follows the new size on its next frame
+                assert self.driver.save_screenshot(str(screenshots_dir() / name))
+            finally:
+                self.driver.set_window_size(size["width"], size["height"])
 
     def screenshot(self, panel: str, name: str | None = None) -> None:
         self.driver.execute_script("arguments[0].scrollIntoView();", self.find(f"#{panel}"))
-        assert self.find(f"#{panel}").screenshot(str(screenshots_dir() / (name or f"console-{panel}.png")))
+        with self.token_hidden():
+            assert self.find(f"#{panel}").screenshot(str(screenshots_dir() / (name or f"console-{panel}.png")))
 
 
 @pytest.fixture(scope="module")
