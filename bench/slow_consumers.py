@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +44,7 @@ from bench.common import add_service_arguments, percentile
 from devtools.rawws import RawWebSocket
 from devtools.servers import DaphneProcess, manage, server_environment
 
+ROOT = Path(__file__).resolve().parent.parent
 SECRET = uuid.uuid4().hex + uuid.uuid4().hex
 ROOM = "application:app_bench"
 CHART = "market:XRP-ETH:250ms"
@@ -74,8 +76,9 @@ class Reader:
         self.received = 0
         self.lost = 0
         self.skipped = 0
-        self.last_seq: int | None = None
-        self.last_skipped = 0
+        # per publisher: its last seq and its running count of skipped events
+        self.last_seq: dict[str, int] = {}
+        self.last_skipped: dict[str, int] = {}
         self.recording = False
 
     async def run(self, ws: Any) -> None:
@@ -85,16 +88,17 @@ class Reader:
             if frame.get("event") != "application_broadcast":
                 continue
             data = frame["data"]
-            seq = data["seq"]
-            # A gap in seq is either events the publisher skipped (it fell
-            # over a second behind; its running count is in "skipped") or
-            # events published and never delivered to this reader.
-            skipped = data.get("skipped", 0) - self.last_skipped
-            if self.recording and self.last_seq is not None and seq > self.last_seq + 1:
-                self.lost += seq - self.last_seq - 1 - skipped
+            seq, pub = data["seq"], data.get("pub", "server")
+            # A gap in a publisher's seq is either events it skipped (it
+            # fell over a second behind; its running count is in "skipped")
+            # or events published and never delivered to this reader.
+            skipped = data.get("skipped", 0) - self.last_skipped.get(pub, 0)
+            last = self.last_seq.get(pub)
+            if self.recording and last is not None and seq > last + 1:
+                self.lost += seq - last - 1 - skipped
                 self.skipped += skipped
-            self.last_seq = seq
-            self.last_skipped = data.get("skipped", 0)
+            self.last_seq[pub] = seq
+            self.last_skipped[pub] = data.get("skipped", 0)
             if self.recording:
                 self.received += 1
                 self.latencies.append((arrived - data["ts"]) * 1000)
@@ -192,7 +196,11 @@ def run_stack(stack: str, args: argparse.Namespace) -> dict[str, dict[str, Any]]
             results = {}
             for name, with_slow in (("without", False), ("with", True)):
                 print(f"  {stack}: run {name} slow clients", file=sys.stderr, flush=True)
-                server = DaphneProcess(env, Path(tmp) / f"{name}.log", app="devtools.publisher_app:application").start()
+                server_env = {**env, "BENCH_PUBLISH_RATE": "0"} if args.publishers else env
+                server = DaphneProcess(
+                    server_env, Path(tmp) / f"{name}.log", app="devtools.publisher_app:application"
+                ).start()
+                publishers = start_publishers(env, args, Path(tmp))
                 try:
                     results[name] = asyncio.run(measure(server, args, with_slow))
                     print(f"  {stack}: {name}: {results[name]}", file=sys.stderr, flush=True)
@@ -200,15 +208,37 @@ def run_stack(stack: str, args: argparse.Namespace) -> dict[str, dict[str, Any]]
                     print(*server.logs().splitlines()[-60:], sep="\n", file=sys.stderr)
                     raise
                 finally:
+                    for publisher in publishers:
+                        publisher.terminate()
+                        publisher.wait(10)
                     server.stop()
             return results
+
+
+def start_publishers(env: dict[str, str], args: argparse.Namespace, tmp: Path) -> list[subprocess.Popen[bytes]]:
+    """``--publishers`` processes of their own (scaled stack), each offering
+    an equal share of ``--rate``."""
+    if not args.publishers:
+        return []
+    share = {**env, "BENCH_PUBLISH_RATE": str(args.rate / args.publishers)}
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "devtools.publisher_app", f"p{n}"],
+            env=share,
+            cwd=ROOT,
+            stdout=(tmp / f"publisher{n}.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        for n in range(args.publishers)
+    ]
 
 
 def report(stack: str, args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> None:
     without, with_ = results["without"], results["with"]
     limit = "unbounded" if args.unbounded else f"limit {args.limit_bytes or 'default'} bytes"
     print(
-        f"\n{stack}: {args.rate:g} events/s (pad {args.pad}) to {ROOM} for {args.seconds:g} s;"
+        f"\n{stack}: {args.rate:g} events/s (pad {args.pad}) to {ROOM} for {args.seconds:g} s"
+        f" from {args.publishers or 'the server'} {'publisher processes' if args.publishers else 'process'};"
         f" {args.readers} readers; {limit}"
     )
     print(f"| figure | without slow clients | with {args.slow} slow clients |")
@@ -242,8 +272,16 @@ def main() -> None:
     parser.add_argument("--pad", type=int, default=64, help="padding characters per event (its size)")
     parser.add_argument("--limit-bytes", type=int, help="LEDGERCORE_SEND_BUFFER_BYTES for the server")
     parser.add_argument("--unbounded", action="store_true", help="no outbound limit (the behaviour before it)")
+    parser.add_argument(
+        "--publishers",
+        type=int,
+        default=0,
+        help="publish from this many processes of their own (scaled stack) instead of inside the server",
+    )
     add_service_arguments(parser, worker=False)
     args = parser.parse_args()
+    if args.publishers and args.stack != "scaled":
+        parser.error("--publishers needs --stack scaled (the embedded layer does not cross processes)")
     report(args.stack, args, run_stack(args.stack, args))
 
 
