@@ -51,7 +51,8 @@ class Chain(models.Model):
         ordering = ["code"]
 
     def __str__(self) -> str:
-        return self.code
+        # Shown to staff (list columns, filters): the chain's name, not its code.
+        return self.name or self.code
 
 
 class Asset(models.Model):
