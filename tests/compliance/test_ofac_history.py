@@ -170,3 +170,62 @@ def test_a_list_loaded_again_for_its_date_with_other_entries_replaces_it(tmp_pat
     assert history()["b"] == [(D2023, None, "2023-03")]
     assert screened("b", datetime(2024, 9, 1, tzinfo=UTC))
     assert ListSnapshot.objects.filter(source="ofac").count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_keeps_lists_loaded_before_snapshots_were_kept(tmp_path):
+    """Loads recorded before snapshots existed become snapshots (the OFAC
+    labels in force at each load's date), so an older list loaded afterwards
+    is placed among them."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("compliance", "0002_analysis_jobs")], [("compliance", "0003_list_snapshots")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    chain = old.get_model("compliance", "Chain").objects.create(
+        code="ethereum", name="Ethereum", kind="account", native_symbol="ETH", native_decimals=18, analysed=True
+    )
+    entity = old.get_model("compliance", "Entity").objects.create(name="OFAC SDN list (ETH)", category="sanctions")
+    tags = names()
+    ids = {}
+    for tag in ("a", "b", "e"):
+        ids[tag] = old.get_model("compliance", "Address").objects.create(chain=chain, address=tags[tag][1].lower()).pk
+    label = old.get_model("compliance", "AddressLabel").objects
+    label.create(address_id=ids["a"], entity=entity, source="ofac:ETH", source_version="2024-06", listed_at=D2024)
+    label.create(
+        address_id=ids["b"],
+        entity=entity,
+        source="ofac:ETH",
+        source_version="2024-06",
+        listed_at=D2024,
+        delisted_at=D2025,
+    )
+    label.create(address_id=ids["e"], entity=entity, source="ofac:ETH", source_version="2025-02", listed_at=D2025)
+    imports = old.get_model("compliance", "LabelImport").objects
+    for when in (D2024, D2025):
+        imports.create(
+            source="ofac", version=VERSIONS[when], content_sha256="0" * 64, details={"as_of": when.isoformat()}
+        )
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(after)
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    snapshots = {s.as_of: s for s in ListSnapshot.objects.filter(source="ofac")}
+    assert set(snapshots) == {D2024, D2025}
+    assert {a for _, a in snapshots[D2024].entries.values_list("source", "address_id")} == {ids["a"], ids["b"]}
+    assert {a for _, a in snapshots[D2025].entries.values_list("source", "address_id")} == {ids["a"], ids["e"]}
+
+    # A 2023 list with b only: b is listed from 2023 (still on the 2024 list),
+    # a from 2024, e from 2025.
+    folder = tmp_path / "ofac-2023"
+    folder.mkdir()
+    (folder / "sanctioned_addresses_ETH.txt").write_text(tags["b"][1] + "\n")
+    import_ofac_lists(folder, "2023-03", as_of=D2023)
+    history_rows = {
+        (row.address_id, row.listed_at, row.delisted_at) for row in AddressLabel.objects.filter(source="ofac:ETH")
+    }
+    assert history_rows == {(ids["b"], D2023, D2025), (ids["a"], D2024, None), (ids["e"], D2025, None)}
