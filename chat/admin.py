@@ -20,6 +20,7 @@ class MessageInline(ReadOnlyInline):
 class ConversationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("id", "title", "owner", "application", "created_at", "updated_at")
     search_fields = ("id", "title", "owner__username", "application__id")
+    list_filter = ("created_at", "application")
     list_select_related = ("owner", "application")
     readonly_fields = ("id", "owner", "application", "created_at", "updated_at")
     date_hierarchy = "created_at"
@@ -32,6 +33,6 @@ class ConversationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
     list_display = ("id", "conversation", "role", "tokens", "error_code", "total_ms", "created_at")
-    list_filter = ("role", "error_code", "translator")
+    list_filter = ("role", "error_code", "translator", "created_at")
     search_fields = ("id", "conversation__id", "content", "sql")
     list_select_related = ("conversation",)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -28,6 +28,7 @@ from compliance.models import (
     Cluster,
     Entity,
     LabelImport,
+    ListSnapshot,
     Transaction,
     Transfer,
     TxInput,
@@ -71,6 +72,7 @@ def _time(ms: int | None) -> str:
 class ChainAdmin(ReadOnlyTableAdmin):
     list_display = ("code", "name", "kind", "native_symbol", "native_decimals", "analysed")
     list_filter = ("kind", "analysed")
+    search_fields = ("code", "name", "native_symbol")
 
 
 @admin.register(Asset)
@@ -79,6 +81,7 @@ class AssetAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     list_display = ("id", "chain", "symbol", "name", "contract", "decimals")
     list_filter = ("chain",)
+    list_select_related = ("chain",)
     search_fields = ("symbol", "=contract")
     readonly_fields = ("chain", "contract")
     show_full_result_count = False
@@ -215,8 +218,32 @@ class ClusterAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(LabelImport)
 class LabelImportAdmin(ReadOnlyTableAdmin):
-    list_display = ("imported_at", "source", "version", "listed", "delisted", "unchanged", "content_sha256")
-    list_filter = ("source",)
+    list_display = ("imported_at", "source", "version", "as_of", "listed", "delisted", "unchanged", "content_sha256")
+    list_filter = ("source", "imported_at")
+    search_fields = ("version", "=content_sha256")
+
+    @admin.display(description="list dated")
+    def as_of(self, obj: LabelImport) -> str:
+        return str((obj.details or {}).get("as_of", "-"))
+
+
+@admin.register(ListSnapshot)
+class ListSnapshotAdmin(ReadOnlyTableAdmin):
+    """The dated lists loaded (``import_ofac --as-of``): the labels' history is
+    rebuilt from them in date order."""
+
+    list_display = ("as_of", "source", "version", "entry_count", "loaded_at", "content_sha256")
+    list_filter = ("source", "as_of")
+    search_fields = ("version", "=content_sha256")
+    date_hierarchy = "as_of"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ListSnapshot]:
+        snapshots: QuerySet[ListSnapshot] = super().get_queryset(request)
+        return snapshots.annotate(entry_total=Count("entries"))
+
+    @admin.display(description="entries", ordering="entry_total")
+    def entry_count(self, obj: ListSnapshot) -> int:
+        return int(getattr(obj, "entry_total", 0))
 
 
 @admin.register(AnalysisJob)
@@ -225,8 +252,8 @@ class AnalysisJobAdmin(ReadOnlyTableAdmin):
     "what did the customer see, and why"."""
 
     list_display = ("id", "user", "application", "chain", "address", "hops", "status", "stage", "pct", "attempts")
-    list_filter = ("status", "chain")
-    search_fields = ("=id", "=address", "user__username")
+    list_filter = ("status", "chain", "created_at")
+    search_fields = ("=id", "=address", "user__username", "application__id")
     list_select_related = ("user", "application")
     readonly_fields = [*(f.name for f in AnalysisJob._meta.fields if f.name != "result"), "breakdown"]
 

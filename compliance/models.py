@@ -51,7 +51,8 @@ class Chain(models.Model):
         ordering = ["code"]
 
     def __str__(self) -> str:
-        return self.code
+        # Shown to staff (list columns, filters): the chain's name, not its code.
+        return self.name or self.code
 
 
 class Asset(models.Model):
@@ -298,6 +299,41 @@ class LabelImport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} {self.version} ({self.imported_at:%Y-%m-%d %H:%M})"
+
+
+class ListSnapshot(models.Model):
+    """One dated version of a label source's lists (the OFAC lists as of a
+    day) and the entries it had. The source's label history is rebuilt from
+    all its snapshots in date order (``compliance.label_history``), so lists
+    loaded in any order leave the same listings and delistings."""
+
+    source = models.CharField(max_length=100, help_text="The list source, e.g. ofac.")
+    as_of = models.DateTimeField(help_text="When this version of the lists was published.")
+    version = models.CharField(max_length=100)
+    content_sha256 = models.CharField(max_length=64)
+    loaded_at = models.DateTimeField(auto_now=True, help_text="When it was last loaded.")
+
+    class Meta:
+        ordering = ["source", "-as_of"]
+        constraints = [models.UniqueConstraint(fields=["source", "as_of"], name="list_snapshot_unique_date")]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.version} as of {self.as_of:%Y-%m-%d %H:%M}"
+
+
+class ListSnapshotEntry(models.Model):
+    """An address on one snapshot, under one label source (e.g. ofac:ETH)."""
+
+    snapshot = models.ForeignKey(ListSnapshot, on_delete=models.CASCADE, related_name="entries", db_index=False)
+    source = models.CharField(max_length=100, help_text="The label source, e.g. ofac:ETH.")
+    address = models.ForeignKey(Address, on_delete=models.PROTECT, related_name="+")
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        verbose_name_plural = "list snapshot entries"
+        constraints = [
+            models.UniqueConstraint(fields=["snapshot", "source", "address"], name="list_snapshot_entry_unique")
+        ]
 
 
 class JobStatus(models.TextChoices):

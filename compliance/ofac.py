@@ -17,10 +17,12 @@ an asset unknown to us gets a chain named after it, so that nothing on the
 list is dropped. Only an address that no format accepts is skipped, and
 counted.
 
-Importing a later version closes (``delisted_at``) the labels of addresses
-that left the list, including every label of an asset whose file is gone;
-an address that comes back gets a new label. Re-importing the same version
-changes nothing.
+Each version is kept as a dated snapshot and the labels' history is rebuilt
+from all of them in date order (``compliance.label_history``), so versions
+loaded in any order (``import_ofac --as-of``) give the same history: a label
+is closed (``delisted_at``) at the first later version without its address,
+including every label of an asset whose file is gone, and an address that
+comes back gets a new label. Re-importing the same version changes nothing.
 """
 
 from __future__ import annotations
@@ -36,11 +38,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from compliance import label_history
 from compliance.addresses import BITCOIN, ETHEREUM, InvalidAddress
 from compliance.batching import chunked
 from compliance.chains import CHAIN_SPECS, ChainSpec, unmapped_chain_spec
-from compliance.models import Address, AddressLabel, Chain, Entity, EntityCategory, LabelImport
-from compliance.services import delist_labels, ensure_chain
+from compliance.models import Address, Chain, Entity, EntityCategory, LabelImport, ListSnapshot
+from compliance.services import ensure_chain
 
 SOURCE_PREFIX = "ofac:"
 SOURCE_NAME = "ofac"
@@ -90,8 +93,11 @@ class OfacImportResult:
     as_of: datetime
     content_sha256: str
     assets: dict[str, AssetResult]
-    removed_assets: dict[str, int]  # assets absent from this version -> labels closed
-    recorded: bool  # a LabelImport row was written (False: same version again, nothing changed)
+    removed_assets: dict[str, int]  # assets absent from this version (not the list before it) -> entries
+    recorded: bool  # a LabelImport row was written (False: same list again, nothing changed)
+    label_rows_changed: int = 0  # label rows added, changed or removed by the history rebuild
+    later_lists: int = 0  # lists dated after this one already loaded (the history was rebuilt around it)
+    lists_loaded: int = 0
 
     @property
     def listed(self) -> int:
@@ -214,12 +220,17 @@ def _entity(asset: str) -> Entity:
 def import_ofac_lists(
     directory: Path | str, version: str | None = None, *, as_of: datetime | None = None
 ) -> OfacImportResult:
-    """Load (or bring up to date with) one version of the OFAC lists.
+    """Load one version of the OFAC lists, dated ``as_of``, in any order.
 
     ``version``: recorded on new labels; default from PROVENANCE.md, else a
-    digest of the lists. ``as_of``: when the version was published, used as
-    ``listed_at`` of new labels and ``delisted_at`` of closed ones; default
-    the PROVENANCE date, else now.
+    digest of the lists. ``as_of``: when the version was published; default
+    the PROVENANCE date, else now. The lists are kept as a snapshot of that
+    date (one loaded again for the same date replaces it) and the labels'
+    history is rebuilt from every snapshot in date order
+    (``compliance.label_history``): an address is listed from the first list
+    that has it, delisted at the first later list that lacks it, listed again
+    if it comes back. The counts compare this list with the one dated just
+    before it.
     """
     lists = read_ofac_lists(directory)
     digest = _content_digest(lists)
@@ -227,27 +238,42 @@ def import_ofac_lists(
     version = version or found_version or f"sha256:{digest[:12]}"
     when = as_of or found_date or timezone.now()
     assets: dict[str, AssetResult] = {}
-    removed: dict[str, int] = {}
+    entries: dict[label_history.Key, str] = {}
     with transaction.atomic():
         for asset, addresses in lists.items():
-            assets[asset] = _import_asset(asset, addresses, version, when)
-        for source in (
-            AddressLabel.objects.filter(source__startswith=SOURCE_PREFIX, delisted_at=None)
-            .values_list("source", flat=True)
-            .distinct()
-        ):
-            asset = source.removeprefix(SOURCE_PREFIX)
+            assets[asset] = _route_asset(asset, addresses, entries)
+        snapshot, stored = label_history.store_snapshot(SOURCE_NAME, when, version, digest, entries)
+        previous = label_history.snapshot_keys(label_history.previous_snapshot(SOURCE_NAME, when))
+        removed: dict[str, int] = {}
+        for label_source, _ in previous:
+            asset = label_source.removeprefix(SOURCE_PREFIX)
             if asset not in lists:
-                removed[asset] = delist_labels(AddressLabel.objects.filter(source=source), at=when)
-        result = OfacImportResult(version, when, digest, assets, removed, recorded=False)
-        last = LabelImport.objects.filter(source=SOURCE_NAME).order_by("-imported_at", "-id").first()
-        repeat = (
-            last is not None
-            and last.version == version
-            and last.content_sha256 == digest
-            and not (result.listed or result.delisted)
+                removed[asset] = removed.get(asset, 0) + 1
+        current = set(entries)
+        for asset, outcome in assets.items():
+            mine = {key for key in current if key[0] == f"{SOURCE_PREFIX}{asset}"}
+            before = {key for key in previous if key[0] == f"{SOURCE_PREFIX}{asset}"}
+            if stored:
+                outcome.listed, outcome.delisted = len(mine - before), len(before - mine)
+                outcome.unchanged = len(mine & before)
+            else:
+                outcome.unchanged = len(mine)
+        if not stored:
+            removed = {}
+        changed = label_history.rebuild(SOURCE_NAME, _entity_of_source, CONFIDENCE)
+        later = ListSnapshot.objects.filter(source=SOURCE_NAME, as_of__gt=when).count()
+        result = OfacImportResult(
+            version,
+            when,
+            digest,
+            assets,
+            removed,
+            recorded=False,
+            label_rows_changed=changed,
+            later_lists=later,
+            lists_loaded=ListSnapshot.objects.filter(source=SOURCE_NAME).count(),
         )
-        if not repeat:
+        if stored or changed:
             LabelImport.objects.create(
                 source=SOURCE_NAME,
                 version=version,
@@ -257,6 +283,9 @@ def import_ofac_lists(
                 unchanged=result.unchanged,
                 details={
                     "as_of": when.isoformat(),
+                    "snapshot": snapshot.pk,
+                    "later_lists": later,
+                    "label_rows_changed": changed,
                     "assets": {
                         asset: {
                             "addresses": r.addresses,
@@ -274,10 +303,16 @@ def import_ofac_lists(
     return result
 
 
-def _import_asset(asset: str, addresses: list[str], version: str, when: datetime) -> AssetResult:
+def _entity_of_source(label_source: str) -> Entity:
+    return _entity(label_source.removeprefix(SOURCE_PREFIX))
+
+
+def _route_asset(asset: str, addresses: list[str], entries: dict[label_history.Key, str]) -> AssetResult:
+    """Route one asset's addresses to their chains, create the Address rows,
+    and add the asset's entries (label source, address id) -> note."""
     result = AssetResult(addresses=len(addresses))
     source = f"{SOURCE_PREFIX}{asset}"
-    entity = _entity(asset)
+    _entity(asset)
     by_chain: dict[str, dict[str, str]] = {}  # chain code -> normal form -> note
     chains: dict[str, Chain] = {}
     for raw in addresses:
@@ -291,7 +326,6 @@ def _import_asset(asset: str, addresses: list[str], version: str, when: datetime
         by_chain.setdefault(spec.code, {})[normal] = note
         if note:
             result.notes.append(f"{raw}: {note}")
-    present: dict[int, str] = {}  # address id -> note
     for code, normals in by_chain.items():
         chain = chains[code]
         result.chains[code] = len(normals)
@@ -301,31 +335,5 @@ def _import_asset(asset: str, addresses: list[str], version: str, when: datetime
         keys = list(normals)
         for chunk in chunked(keys):
             for pk, address in Address.objects.filter(chain=chain, address__in=chunk).values_list("id", "address"):
-                present[pk] = normals[address]
-    active = set(
-        AddressLabel.objects.filter(source=source, entity=entity, delisted_at=None).values_list("address_id", flat=True)
-    )
-    new = [pk for pk in present if pk not in active]
-    AddressLabel.objects.bulk_create(
-        [
-            AddressLabel(
-                address_id=pk,
-                entity=entity,
-                source=source,
-                source_version=version,
-                confidence=CONFIDENCE,
-                listed_at=when,
-                note=present[pk],
-            )
-            for pk in new
-        ],
-        batch_size=1000,
-    )
-    gone = sorted(active - present.keys())
-    for id_chunk in chunked(gone):
-        result.delisted += delist_labels(
-            AddressLabel.objects.filter(source=source, entity=entity, address_id__in=id_chunk), at=when
-        )
-    result.listed = len(new)
-    result.unchanged = len(active & present.keys())
+                entries[(source, pk)] = normals[address]
     return result

@@ -135,7 +135,9 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 @admin.register(Hold)
 class HoldAdmin(ReadOnlyAdmin):
     list_display = ("id", "account", "amount", "captured", "status", "action", "expires_at", "closed_at")
-    list_filter = ("status",)
+    list_filter = ("status", "action", "expires_at")
+    search_fields = ("account__user__username", "account__application__id", "reference", "action")
+    list_select_related = ("account__user",)
 
 
 class BlockDrawInline(admin.TabularInline):  # type: ignore[type-arg]
@@ -161,10 +163,14 @@ class CreditBlockAdmin(ReadOnlyAdmin):
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(ReadOnlyAdmin):
     list_display = ("id", "entry", "created_at", "delivered_at", "attempts")
-    list_filter = ("delivered_at",)
+    list_filter = (("delivered_at", admin.EmptyFieldListFilter), "created_at")
+    search_fields = ("=entry__id", "entry__account__user__username", "entry__reference")
+    list_select_related = ("entry__account__user",)
 
 
 @admin.register(Price)
 class PriceAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("application", "action", "amount")
-    search_fields = ("application__id", "action")
+    search_fields = ("application__id", "application__name", "action")
+    list_filter = ("action",)
+    list_select_related = ("application",)

@@ -52,6 +52,7 @@ class VenueAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 class InstrumentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("symbol", "base", "quote", "price_precision", "venue_list")
     search_fields = ("symbol", "base", "quote", "venue_symbols__native")
+    list_filter = ("quote", "venue_symbols__venue")
     readonly_fields = ("symbol",)
     fields = ("symbol", "base", "quote")
     inlines = [VenueSymbolInline]
@@ -89,6 +90,7 @@ class TradeAdmin(ReadOnlyTableAdmin):
 class TradeSeriesAdmin(ReadOnlyTableAdmin):
     list_display = ("instrument", "venue", "trades", "first_trade", "last_trade", "last_row_id")
     list_filter = ("venue", "instrument")
+    search_fields = ("=instrument__symbol", "=venue__code")
     list_select_related = ("venue", "instrument")
 
     @admin.display(description="first trade (UTC)", ordering="first_ts")
@@ -115,6 +117,7 @@ class CandleAdmin(ReadOnlyTableAdmin):
         "trades",
     )
     list_filter = ("resolution", "venue", "instrument")
+    search_fields = ("=instrument__symbol",)
     list_select_related = ("venue", "instrument")
     ordering = ("-id",)
 

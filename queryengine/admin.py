@@ -31,4 +31,6 @@ class QueryRecordAdmin(ReadOnlyAdmin):
 class QueryLimitsAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ("application", "time_limit_ms", "max_rows", "max_concurrent", "default_limit")
     search_fields = ("application__id", "application__name")
+    list_filter = (("time_limit_ms", admin.EmptyFieldListFilter), ("max_rows", admin.EmptyFieldListFilter))
+    list_select_related = ("application",)
     autocomplete_fields = ("application",)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.test import Client as HttpClient
 from django.urls import reverse
@@ -128,3 +131,13 @@ def test_a_users_admin_page_links_to_their_ledger_export_and_reconciliation(clie
     assert payer.username in listed and other.username not in listed
     assert client.get(links["Credit accounts"]).status_code == 200
     assert client.get(links["Reconciliation report"]).status_code == 200
+    # The CSV export, with the staff member's admin session: the payer's
+    # entries only, as a streamed (asynchronous) body.
+    export = client.get(links["Ledger CSV export"])
+    assert export.status_code == 200 and export.streaming and export.is_async
+
+    async def read() -> str:
+        return b"".join([part async for part in export.streaming_content]).decode()
+
+    rows = list(csv.reader(io.StringIO(async_to_sync(read)())))
+    assert [(row[1], row[5]) for row in rows[1:]] == [(payer.username, "40")]

@@ -8,6 +8,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.utils import timezone
@@ -50,8 +51,13 @@ def finance_user(username: str = "finance", staff: bool = True):
 
 
 def csv_rows(response) -> list[list[str]]:
-    body = b"".join(response.streaming_content).decode()
-    return list(csv.reader(io.StringIO(body)))
+    # An asynchronous body, as the ASGI server reads it (piece by piece).
+    assert response.streaming and response.is_async
+
+    async def read() -> bytes:
+        return b"".join([part async for part in response.streaming_content])
+
+    return list(csv.reader(io.StringIO(async_to_sync(read)().decode())))
 
 
 # ------------------------------------------------------------ accounts

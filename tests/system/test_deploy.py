@@ -58,13 +58,41 @@ def test_every_series_the_dashboard_queries_is_exported(client):
     assert not missing, f"the dashboard queries series nobody exports: {sorted(missing)}"
 
 
-def docker_daemon() -> bool:
+def base_images() -> list[str]:
+    """The images the stack is built from or runs: FROM lines and image: keys."""
+    found = re.findall(r"^FROM\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    found += re.findall(r"^\s+image:\s*(\S+)", (ROOT / "compose.yaml").read_text(), re.MULTILINE)
+    return sorted({image for image in found if not image.startswith("ledgercore")})
+
+
+def _run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, check=False, capture_output=True, text=True, timeout=timeout)
+
+
+def compose_unavailable() -> str | None:
+    """Why the compose stack cannot run here (None: it can): no Docker CLI, no
+    daemon, no compose plugin, or a base image neither present nor pullable."""
     if shutil.which("docker") is None:
-        return False
-    return subprocess.run(["docker", "info"], check=False, capture_output=True, timeout=30).returncode == 0
+        return "no docker command on this machine"
+    info = _run("docker", "info")
+    if info.returncode != 0:
+        return f"no Docker daemon answers: {info.stderr.strip().splitlines()[-1:] or info.stdout[-200:]}"
+    if _run("docker", "compose", "version").returncode != 0:
+        return "the Docker daemon answers but the compose plugin (docker compose) is missing"
+    for image in base_images():
+        if _run("docker", "image", "inspect", image).returncode == 0:
+            continue
+        pulled = _run("docker", "pull", image, timeout=600)
+        if pulled.returncode != 0:
+            reason = (pulled.stderr or pulled.stdout).strip().splitlines()[-1:]
+            return f"the Docker daemon answers but base image {image} is not present and cannot be pulled: {reason}"
+    return None
 
 
-@pytest.mark.skipif(not docker_daemon(), reason="no Docker daemon on this machine: the compose stack cannot be run")
+UNAVAILABLE = compose_unavailable()
+
+
+@pytest.mark.skipif(UNAVAILABLE is not None, reason=f"the compose stack cannot be run: {UNAVAILABLE}")
 def test_the_compose_stack_serves_a_client_through_the_load_balancer():
     import jwt
     from websockets.sync.client import connect

@@ -23,7 +23,8 @@ def _as_of(value: str) -> datetime:
 class Command(BaseCommand):
     help = (
         "Import sanctioned_addresses_<ASSET>.txt lists (default folder: LEDGERCORE_OFAC_DIR, else "
-        "data/ofac in the repository). Idempotent; addresses missing from a later version are delisted."
+        "data/ofac in the repository), dated --as-of, in any order: the listing history is rebuilt from every "
+        "list loaded, in date order. Idempotent; addresses missing from a later list are delisted."
     )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
@@ -38,8 +39,8 @@ class Command(BaseCommand):
             type=_as_of,
             help=(
                 "When this version of the lists was published (YYYY-MM-DD, or an ISO 8601 time; UTC): the listing "
-                "time of its new addresses and the delisting time of those it no longer has. Default: the date in "
-                "PROVENANCE.md, else now."
+                "time of the addresses it adds and the delisting time of those it drops, relative to the lists "
+                "dated before and after it. Default: the date in PROVENANCE.md, else now."
             ),
         )
 
@@ -64,6 +65,11 @@ class Command(BaseCommand):
                 self.stdout.write(f"  note: {note}")
         for asset, closed in sorted(result.removed_assets.items()):
             self.stdout.write(f"{asset}: no longer in the lists, {closed} label(s) delisted")
+        if result.later_lists:
+            self.stdout.write(
+                f"older than {result.later_lists} list(s) already loaded: the history was rebuilt from all "
+                f"{result.lists_loaded} lists in date order ({result.label_rows_changed} label rows changed)"
+            )
         state = "recorded" if result.recorded else "already loaded, nothing changed"
         self.stdout.write(
             f"OFAC version {result.version} as of {result.as_of:%Y-%m-%d %H:%M} UTC: "
