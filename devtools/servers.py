@@ -20,6 +20,8 @@ from urllib.parse import quote
 
 import psycopg
 
+from devtools import databases
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -159,15 +161,12 @@ def server_environment(
     database = None
     if postgres_url:
         database = f"lc_tmp_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{database}"')
         env["DATABASE_URL"] = postgres_url.rsplit("/", 1)[0] + f"/{database}"
         env["REDIS_URL"] = redis_url or "redis://127.0.0.1:6379/0"
         env["LEDGERCORE_REDIS_PREFIX"] = f"{redis_prefix}-{uuid.uuid4().hex[:8]}"
     try:
-        manage(env, "migrate", "--noinput", "-v", "0")
-        if env.get("DEVTOOLS_SEED_DEMO") != "0":
-            manage(env, "seed_demo")
+        # Copied from a migrated (and seeded) template, then brought up to date.
+        databases.prepare(env, postgres_url, env.get("DEVTOOLS_SEED_DEMO") != "0", manage)
         yield env
     finally:
         if database is not None and postgres_url:
