@@ -167,37 +167,23 @@ def test_issue_token_prints_a_dev_token_for_the_user_and_app(capsys):
 
 
 @pytest.mark.django_db
-def test_seed_demo_is_idempotent():
+def test_seed_demo_is_idempotent_grants_once_and_prices_the_charged_events():
+    from credits.demo import DEMO_GRANT, DEMO_PRICES
+    from credits.models import Price
+    from credits.services import get_balance, price_of
+    from realtime.registry import registry
+
     call_command("seed_demo")
     call_command("seed_demo")
     app = Application.objects.get(id="app_demo")
     assert sorted(app.members.values_list("username", flat=True)) == ["demo_teammate", "demo_user"]
     assert User.objects.get(username="demo_user").default_application_id == "app_demo"
     assert Application.objects.filter(id="app_demo").count() == 1
-
-
-@pytest.mark.django_db
-def test_seed_demo_grants_opening_credits_once():
-    from credits.demo import DEMO_GRANT
-    from credits.services import get_balance
-
-    call_command("seed_demo")
-    call_command("seed_demo")
-    user = User.objects.get(username="demo_user")
-    balance = get_balance(user.pk, "app_demo")
+    # The opening grant, once.
+    balance = get_balance(User.objects.get(username="demo_user").pk, "app_demo")
     assert (balance.balance, balance.sequence) == (DEMO_GRANT, 1)
-
-
-@pytest.mark.django_db
-def test_seed_demo_prices_the_demo_applications_charged_events():
-    from credits.demo import DEMO_PRICES
-    from credits.models import Price
-    from credits.services import price_of
-    from realtime.registry import registry
-
+    # Every charged event of the registry has a non-zero demo price.
     charged = {spec.price for spec in registry.inbound_events.values() if spec.price}
-    call_command("seed_demo")
-    call_command("seed_demo")
     assert charged == {"query", "chat", "address_analysis"} == set(DEMO_PRICES)
     assert {action: price_of("app_demo", action) for action in charged} == DEMO_PRICES
     assert all(amount > 0 for amount in DEMO_PRICES.values())
