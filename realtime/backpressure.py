@@ -157,6 +157,12 @@ class Outbound:
         payload = message.get("text") or message.get("bytes") or b""
         self._account(len(payload) + FRAME_HEADER)
 
+    def released(self) -> None:
+        """The connection has ended: if it held much (a quarter of a limit or
+        more), give the freed memory back to the operating system soon."""
+        if self._sized >= self.limits.low_bytes or len(self._sizes) >= self.limits.low_frames:
+            _trim_later(1.0)
+
     # --- conflation ---------------------------------------------------------
 
     def offer_live(self, room: str, position: int | None, frame: Any, write: Callable[[Any], Any]) -> bool:
@@ -232,12 +238,13 @@ class Outbound:
 
 
 _trim: dict[str, Any] = {"handle": None, "last": 0.0}
-TRIM_INTERVAL = 10.0
+TRIM_INTERVAL = 5.0
 
 
 def _trim_later(delay: float) -> None:
-    """Give the memory freed by closed slow consumers back to the operating
-    system once they are gone: glibc keeps freed heap pages for reuse, so
+    """Give the memory freed by closed slow consumers (and connections that
+    ended with much buffered) back to the operating system once they are
+    gone: glibc keeps freed heap pages for reuse, so
     the process's RSS would otherwise stay at its peak. At most once per
     TRIM_INTERVAL; a no-op where ``malloc_trim`` does not exist."""
     if _trim["handle"] is not None:

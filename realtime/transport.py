@@ -121,6 +121,11 @@ class CaptureWriter:
             if writer is not None:
                 daphne_frames.harden(writer.protocol, settings.LEDGERCORE_MAX_MESSAGE_BYTES)
             send = guarded_send(send, writer.outbound if writer is not None else None)
+            try:
+                return await self.inner(scope, receive, send)
+            finally:
+                if writer is not None:
+                    writer.outbound.released()
         return await self.inner(scope, receive, send)
 
 
