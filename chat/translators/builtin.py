@@ -812,7 +812,7 @@ class BuiltinTranslator:
         application_id: str = "",
         on_delta: ProgressCallback | None = None,
     ) -> Translation:
-        refused = refusal(question)
+        refused = refusal(question, application_id)
         if refused is not None:
             return Translation("refuse", refused.text, code=refused.code)
         parsed = self.parse(question, now_ms)

@@ -87,7 +87,7 @@ class SemanticTranslator:
         application_id: str = "",
         on_delta: ProgressCallback | None = None,
     ) -> Translation:
-        refused = refusal(question)
+        refused = refusal(question, application_id)
         if refused is not None:
             return Translation("refuse", refused.text, code=refused.code)
         previous = _previous(history)
