@@ -1,8 +1,12 @@
 """A question parsed into an intent over the semantic model.
 
 Values are lifted out first (symbols as written, the time window, buckets,
-limits), the rest is lower-cased and split into words; words that are a
-small misspelling of a known word are corrected (difflib). Each word is
+limits), the rest is lower-cased and split into words; a word that is not
+known is compared with the known words that carry meaning (difflib): it is
+corrected only when one reading is clearly the closest (the answer says
+"read 'yesterdy' as 'yesterday'"); when two readings are about as close,
+or the closest is only somewhat close, the parser asks which one was meant
+instead of answering another question with confidence. Each word is
 then used (a table noun, a measure, a grouping, a filter value, an order)
 or is a filler word; whatever is left is reported in ``unused`` so that the
 answer can say what it could not use instead of answering a narrower
@@ -19,7 +23,7 @@ from typing import Any
 from chat import semantic
 from chat.intent_credits import read_credits
 from chat.lexicon import AGGREGATE_WORDS, BASES, FILLER, GROUP_LEADS, ORDERS, SIDES
-from chat.timewords import NUMBER_WORDS, UNIT_ALIASES, UNITS_MS, find_window
+from chat.timewords import MONTHS, NUMBER_WORDS, TIME_WORDS, UNIT_ALIASES, UNITS_MS, WEEKDAYS, find_window
 from chat.vocabulary import Vocabulary
 
 MAX_ROWS = 100
@@ -53,9 +57,35 @@ class Intent:
     unused: list[str] = field(default_factory=list)
     ambiguous: str = ""  # a clarifying question
     follow_up: bool = False
+    corrections: list[str] = field(default_factory=list)  # "'yesterdy' as 'yesterday'"
 
     def slots(self) -> dict[str, Any]:
         return {"engine": "semantic", **asdict(self)}
+
+
+# Typo tolerance: a word is corrected when its closest known word is at
+# least this alike (difflib ratio; shorter words need more) and no other
+# reading is within RIVAL_MARGIN of it; words alike from DOUBT up get a
+# clarifying question with the candidates.
+SURE, SURE_SHORT, DOUBT, DOUBT_SHORT, RIVAL_MARGIN = 0.8, 0.85, 0.7, 0.75, 0.08
+
+
+def fuzzy_candidates(word: str, targets: list[str], cutoff: float = DOUBT) -> list[tuple[str, float]]:
+    """Known words alike from ``cutoff`` up, the most alike first."""
+    matcher = difflib.SequenceMatcher(autojunk=False)
+    matcher.set_seq2(word)
+    scored = []
+    for target in targets:
+        matcher.set_seq1(target)
+        if matcher.real_quick_ratio() >= cutoff and matcher.quick_ratio() >= cutoff:
+            ratio = matcher.ratio()
+            if ratio >= cutoff:
+                scored.append((target, ratio))
+    return sorted(scored, key=lambda pair: (-pair[1], pair[0]))[:3]
+
+
+def _stem(word: str) -> str:
+    return word.removesuffix("s")
 
 
 def _bucket(count: str | None, unit: str) -> str:
@@ -85,19 +115,44 @@ class Parser:
         words |= set(UNIT_ALIASES) | set(NUMBER_WORDS) | {"buckets", "bucket", "interval", "intervals", "candles"}
         words |= {"price", "hourly", "daily", "average", "highest", "lowest", "maximum", "minimum"}
         words |= {part.lower() for symbol in self.symbols for part in symbol.split("-")}
+        words |= set(TIME_WORDS) | set(WEEKDAYS) | {m for m in MONTHS if len(m) > 3}
         self.known = sorted(w for w in words if w.isalpha() and len(w) >= 3)
         # Misspellings are corrected towards words that carry meaning only:
         # an unknown word must not vanish into a filler ("wash" is not "was").
-        self.targets = sorted(w for w in self.known if w not in FILLER)
+        meaning = {w for phrase in semantic.COUNT_WORDS for w in phrase.split()} | set(TIME_WORDS)
+        self.targets = sorted(w for w in self.known if w not in FILLER or w in meaning)
+        self.corrections: dict[str, str] = {}
+        self.doubts: dict[str, list[str]] = {}
 
     def _correct(self, word: str) -> str:
         if word in self.known or not word.isalpha() or len(word) < 3:
             return word
-        cutoff = 0.85 if len(word) <= 4 else 0.8
-        match = difflib.get_close_matches(word, self.targets, n=1, cutoff=cutoff)
-        return match[0] if match else word
+        if word in self.corrections:
+            return self.corrections[word]
+        candidates = fuzzy_candidates(word, self.targets, DOUBT_SHORT if len(word) <= 4 else DOUBT)
+        if not candidates:
+            return word
+        (best, score), rest = candidates[0], candidates[1:]
+        rivals = [w for w, s in rest if score - s < RIVAL_MARGIN and _stem(w) != _stem(best)]
+        if score >= (SURE_SHORT if len(word) <= 4 else SURE) and not rivals:
+            self.corrections[word] = best
+            return best
+        self.doubts[word] = [best, *rivals]
+        return word
 
     def parse(self, question: str, now_ms: int) -> Intent:
+        self.corrections, self.doubts = {}, {}
+        intent = self._parse(question, now_ms)
+        intent.corrections = [f"{wrong!r} as {right!r}" for wrong, right in self.corrections.items()]
+        # A word that is only somewhat like a known one, or about as like
+        # two: ask which was meant, never guess.
+        for word, candidates in self.doubts.items():
+            if word in intent.unused and not intent.ambiguous:
+                offered = " or ".join(repr(c) for c in candidates)
+                intent.ambiguous = f"I do not know the word {word!r}. Did you mean {offered}?"
+        return intent
+
+    def _parse(self, question: str, now_ms: int) -> Intent:
         intent = Intent(follow_up=bool(FOLLOW_UP.match(question.lower())))
         text = self._lift_symbols(question, intent)
         text = " ".join(text.lower().replace("'s", " ").replace("?", " ").split())
@@ -172,7 +227,7 @@ class Parser:
                 self._group(text, entity, intent, used)
         market = intent.table in (None, "trades", "candles")
         for word in text.split():
-            if word in ORDERS and intent.order is None:
+            if word in ORDERS and intent.order in (None, ORDERS[word]):
                 intent.order = ORDERS[word]
                 used.add(word)
             elif not market:

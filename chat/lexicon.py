@@ -131,5 +131,6 @@ FILLER = frozenset(
         "were",
         "let",
         "lets",
+        "most",
     ]
 )

@@ -90,6 +90,9 @@ MONTHS = {
     )
     for name in names
 }
+# Words the time phrases are made of (typo correction aims at them too).
+TIME_WORDS: tuple[str, ...] = ("today", "yesterday", "week", "month", "year", "since", "past", "previous", "last")
+TIME_WORDS += ("hour", "minute", "hours", "minutes", "days", "weeks", "months", "between")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 _NUM = r"(\d+|" + "|".join(NUMBER_WORDS) + r")"

@@ -52,6 +52,7 @@ def merge(previous: Intent, new: Intent) -> Intent:
         order=new.order or (None if new.measure else previous.order),
         limit=new.limit or (None if new.measure else previous.limit),
         unused=list(new.unused),
+        corrections=list(new.corrections),
         ambiguous=new.ambiguous,
         follow_up=True,
     )
@@ -116,6 +117,8 @@ class SemanticTranslator:
             return Translation("clarify", intent.ambiguous, slots=slots)
         compiled = compile_intent(entity, intent)
         text = compiled.description
+        if intent.corrections:
+            text += f" (read {', '.join(intent.corrections)})"
         if intent.unused:
             text += f" (I could not use: {', '.join(dict.fromkeys(intent.unused))})"
         return Translation(

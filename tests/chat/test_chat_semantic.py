@@ -141,3 +141,25 @@ def test_a_balance_does_not_silently_take_a_filter_it_cannot_use() -> None:
 def test_a_chain_in_a_market_follow_up_names_the_asset() -> None:
     t = ask("how many ETH-USD trades in the last hour", "and on bitcoin?")
     assert "COUNT(ts)" in t.sql and t.params["symbol"] == "BTC-USD" and "since" in t.params
+
+
+def test_a_certain_misspelling_is_corrected_and_the_answer_says_so() -> None:
+    t = ask("nuber of BTC-USD trades on binnace yesterdy")
+    assert t.kind == "sql"
+    assert "COUNT(ts)" in t.sql and t.params["venue"] == "binance"
+    assert t.params["until"] - t.params["since"] == 86_400_000
+    assert "read 'nuber' as 'number', 'binnace' as 'binance', 'yesterdy' as 'yesterday'" in t.text
+
+
+@pytest.mark.parametrize(
+    ("question", "candidates"),
+    [
+        # "weak" is as like "week" as "peak": no guess between a window and a measure.
+        ("BTC-USD volume last weak", ("'peak'", "'week'")),
+        ("ETH-USD vwap last weak", ("'week'",)),
+    ],
+)
+def test_an_uncertain_misspelling_asks_which_word_was_meant(question: str, candidates: tuple[str, ...]) -> None:
+    t = ask(question)
+    assert (t.kind, t.sql) == ("clarify", "")
+    assert "'weak'" in t.text and all(candidate in t.text for candidate in candidates)
