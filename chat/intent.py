@@ -90,8 +90,8 @@ def _stem(word: str) -> str:
 
 def _bucket(count: str | None, unit: str) -> str:
     number = NUMBER_WORDS.get(count or "", None) or int(count or 1)
-    name = UNIT_ALIASES.get(unit, unit)
-    return f"{number}{name[0]}"
+    suffix = {"second": "s", "minute": "m", "hour": "h", "day": "d"}[UNIT_ALIASES.get(unit, unit)]
+    return f"{number}{suffix}"
 
 
 def bucket_ms(bucket: str) -> int:

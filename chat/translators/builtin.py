@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chat.refusals import refusal
+from chat.timewords import UNIT_ALIASES, UNITS_MS
 from chat.translators.base import ChatContext, ProgressCallback, Translation, Turn
 from chat.vocabulary import Vocabulary, load_vocabulary
 from compliance.interface import BITCOIN, ETHEREUM, InvalidAddress, normalize_chain_address
@@ -394,42 +395,6 @@ _BECH32_RE = re.compile(r"\b(?:bc1|BC1)[02-9ac-hj-np-zAC-HJ-NP-Z]{6,87}\b")
 _BASE58_RE = re.compile(r"\b[13][1-9A-HJ-NP-Za-km-z]{25,34}\b")
 _PAIR_RE = re.compile(r"\b([A-Za-z][A-Za-z0-9]{1,9})\s?[-/]\s?([A-Za-z][A-Za-z0-9]{1,9})\b")
 _TOKEN_RE = re.compile(r"[a-z0-9_]+")
-_UNIT_MS = {
-    "second": 1000,
-    "minute": 60_000,
-    "hour": HOUR_MS,
-    "day": DAY_MS,
-    "week": 7 * DAY_MS,
-    "month": 30 * DAY_MS,
-    "year": 365 * DAY_MS,
-}
-_UNIT_ALIASES = {
-    "s": "second",
-    "sec": "second",
-    "secs": "second",
-    "second": "second",
-    "seconds": "second",
-    "m": "minute",
-    "min": "minute",
-    "mins": "minute",
-    "minute": "minute",
-    "minutes": "minute",
-    "h": "hour",
-    "hr": "hour",
-    "hrs": "hour",
-    "hour": "hour",
-    "hours": "hour",
-    "d": "day",
-    "day": "day",
-    "days": "day",
-    "w": "week",
-    "week": "week",
-    "weeks": "week",
-    "month": "month",
-    "months": "month",
-    "year": "year",
-    "years": "year",
-}
 _SQL_INTERVAL_UNIT = {
     "second": "seconds",
     "minute": "minutes",
@@ -439,7 +404,7 @@ _SQL_INTERVAL_UNIT = {
     "month": "days",
     "year": "days",
 }
-_UNIT_GROUP = "|".join(sorted(_UNIT_ALIASES, key=len, reverse=True))
+_UNIT_GROUP = "|".join(sorted(UNIT_ALIASES, key=len, reverse=True))
 _ROLLING_RE = re.compile(
     rf"\b(?:in |during |over |for |within )?(?:the )?(?:last|past|previous|recent) (\d+) ?({_UNIT_GROUP})\b"
 )
@@ -564,11 +529,11 @@ def _time_range(text: str, now_ms: int) -> tuple[TimeRange | None, str]:
     match = _ROLLING_RE.search(text) or _ROLLING_ONE_RE.search(text)
     if match:
         if match.re is _ROLLING_RE:
-            count, unit = int(match.group(1)), _UNIT_ALIASES[match.group(2)]
+            count, unit = int(match.group(1)), UNIT_ALIASES[match.group(2)]
         else:
             count, unit = 1, match.group(1)
         count = max(1, min(count, 100_000))
-        span = count * _UNIT_MS[unit]
+        span = count * UNITS_MS[unit]
         sql_count = count * {"week": 7, "month": 30, "year": 365}.get(unit, 1)
         label = f"the last {count} {unit}s" if count > 1 else f"the last {unit}"
         range_ = TimeRange(label, now_ms - span, None, f"now() - INTERVAL '{sql_count} {_SQL_INTERVAL_UNIT[unit]}'")
