@@ -190,6 +190,18 @@ _OUTSIDE_TEXT = (
 )
 
 
+def by_code(code: str) -> Refusal | None:
+    """The documented refusal of a code (a model's ``{"refuse": CODE}``), or None."""
+    texts = {
+        CHANGE: f"I cannot do that ({CHANGE}): the chat only reads data, it never changes anything "
+        "(no credits, balances, labels or rows are created, changed or deleted). Nothing was run.",
+        OTHERS: f"I cannot answer that ({OTHERS}): you can only see your own credits, queries and conversations, "
+        "never another user's or another tenant's. Nothing was run.",
+        OUTSIDE: _OUTSIDE_TEXT,
+    }
+    return Refusal(code, texts[code]) if code in texts else None
+
+
 def refusal(question: str, application_id: str = "") -> Refusal | None:
     """The refusal this question gets, or None when it may be translated."""
     text = " ".join(question.replace("\u2019", "'").split())
@@ -197,19 +209,11 @@ def refusal(question: str, application_id: str = "") -> Refusal | None:
     if change is None and not OUTSIDE_WRITING.search(text):
         change = CHANGE_IMPERATIVE.search(text)
     if change:
-        return Refusal(
-            CHANGE,
-            f"I cannot do that ({CHANGE}): the chat only reads data, it never changes anything "
-            "(no credits, balances, labels or rows are created, changed or deleted). Nothing was run.",
-        )
+        return by_code(CHANGE)
     if OUTSIDE_WRITING.search(text):
-        return Refusal(OUTSIDE, _OUTSIDE_TEXT)
+        return by_code(OUTSIDE)
     if other_people(text, application_id):
-        return Refusal(
-            OTHERS,
-            f"I cannot answer that ({OTHERS}): you can only see your own credits, queries and conversations, "
-            "never another user's or another tenant's. Nothing was run.",
-        )
+        return by_code(OTHERS)
     if outside_data(text):
-        return Refusal(OUTSIDE, _OUTSIDE_TEXT)
+        return by_code(OUTSIDE)
     return None
