@@ -22,6 +22,7 @@ from typing import Any
 
 from chat import semantic
 from chat.intent_credits import read_credits
+from chat.intent_queries import read_queries
 from chat.lexicon import AGGREGATE_WORDS, BASES, FILLER, GROUP_LEADS, ORDERS, SIDES
 from chat.timewords import MONTHS, NUMBER_WORDS, TIME_WORDS, UNIT_ALIASES, UNITS_MS, WEEKDAYS, find_window
 from chat.vocabulary import Vocabulary
@@ -38,8 +39,9 @@ BUCKET_RE = re.compile(
 )
 _COUNT = r"(\d+|" + "|".join(w for w in NUMBER_WORDS if len(w) > 2) + r")"
 LIMIT_RE = re.compile(
-    r"\b(?:top|last|latest|first|recent|biggest|largest|smallest|oldest|newest)\s+" + _COUNT + r"\b"
-    r"|\b" + _COUNT + r"\s+(?:largest|biggest|latest|last|most\s+recent|recent|smallest|oldest|newest|trades|candles)\b"
+    r"\b(?:top|last|latest|first|recent|biggest|largest|smallest|oldest|newest|slowest|fastest)\s+" + _COUNT + r"\b"
+    r"|\b" + _COUNT + r"\s+(?:largest|biggest|latest|last|most\s+recent|recent|smallest|oldest|newest|slowest|fastest|"
+    r"longest|quickest|trades|candles|queries)\b"
 )
 
 
@@ -223,7 +225,7 @@ class Parser:
             intent.table = entity.table
             used |= {w for noun in entity.nouns if f" {noun} " in text for w in noun.split()}
             self._measure(text, entity, intent, used)
-            if entity.table != "credit_entries":
+            if entity.table in ("trades", "candles"):
                 self._group(text, entity, intent, used)
         market = intent.table in (None, "trades", "candles")
         for word in text.split():
@@ -241,8 +243,9 @@ class Parser:
             elif word in BASES or word.upper() in {s.split("-")[0] for s in self.symbols}:
                 intent.base = BASES.get(word, word.upper())
                 used.add(word)
-        if intent.table == "trades" and not intent.measure and intent.order and not intent.limit and " trade " in text:
-            intent.limit = 1  # "the latest trade", "the largest trade"
+        one = {"trades": " trade ", "query_history": " query "}.get(intent.table or "", "")
+        if one and not intent.measure and intent.order and not intent.limit and one in text:
+            intent.limit = 1  # "the latest trade", "the largest trade", "my slowest query"
         intent.unused += [w for w in text.split() if w not in used and w not in FILLER and not w.isdigit()]
         intent.unused = [w for w in intent.unused if not any(w in n.split() for n in _all_nouns())]
 
@@ -253,6 +256,8 @@ class Parser:
         spending = ("spend", "spent", "spending", "cost", "paid", "granted")
         if scores["credit_entries"] or any(f" {word} " in text for word in spending):
             return semantic.CREDITS
+        if scores["query_history"]:
+            return semantic.QUERIES
         market = any(f" {word} " in text for word in ("price", "vwap", "volume", "traded", "notional"))
         if scores["trades"] or market or ("symbol" in intent.filters and not intent.follow_up):
             return semantic.TRADES
@@ -267,6 +272,8 @@ class Parser:
                     best = (index, measure.name, phrase)
         if entity.table == "credit_entries":
             read_credits(text, intent, used)
+        elif entity.table == "query_history":
+            read_queries(text, intent, used, best)
         elif entity.table == "trades":
             self._trade_measure(text, intent, best, used)
         elif best is not None:

@@ -17,6 +17,10 @@ ORDERS = {
     "recent": "latest",
     "newest": "latest",
     "oldest": "oldest",
+    "slowest": "largest",
+    "longest": "largest",
+    "fastest": "smallest",
+    "quickest": "smallest",
     "earliest": "oldest",
     "first": "oldest",
 }
@@ -132,5 +136,11 @@ FILLER = frozenset(
         "let",
         "lets",
         "most",
+        "run",
+        "ran",
+        "get",
+        "got",
+        "return",
+        "returned",
     ]
 )

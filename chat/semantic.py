@@ -37,6 +37,7 @@ class Dimension:
     words: tuple[str, ...]  # phrases that group by it ("per venue", "by exchange")
     values: tuple[str, ...] = ()  # fixed values ("buy", "sell"), else read from the vocabulary
     synonyms: tuple[tuple[str, str], ...] = ()  # (phrase, value): "queries" -> "query"
+    present: str = ""  # rows that have a value, when grouped by it ("error_code <> ''")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class Entity:
     size_column: str = ""  # "largest" orders by it
     required: tuple[str, ...] = ()  # filters a question must give (or inherit)
     stored: dict[str, tuple[str, ...]] = field(default_factory=dict)  # dimension -> values that exist
+    noun: str = ""  # how a listing names its rows ("credit entries"); the first noun by default
+    own: bool = False  # the asker's own rows ("your queries")
+    ranked_columns: tuple[str, ...] = ()  # a listing ordered by size_column shows these
+    ranks: tuple[str, str] = ("largest", "smallest")  # how an answer names the two orders by size
 
     def measure(self, name: str) -> Measure | None:
         return next((m for m in self.measures if m.name == name), None)
@@ -167,9 +172,81 @@ CREDITS = Entity(
     columns=("sequence", "type", "amount", "balance_after", "action", "created_at"),
     latest=("sequence DESC",),
     size_column="amount",
+    noun="credit entries",
+    own=True,
 )
 
-MODEL: dict[str, Entity] = {entity.table: entity for entity in (TRADES, CANDLES, CREDITS)}
+QUERIES = Entity(
+    table="query_history",
+    nouns=("queries", "query", "sql", "query history"),
+    time_column="created_at",
+    time_kind="timestamp",
+    measures=(
+        Measure("queries", "number of your queries (this one included)", "count(*)", COUNT_WORDS),
+        Measure(
+            "avg_duration_ms",
+            "average duration of your queries",
+            "avg(duration_ms)",
+            ("average duration", "avg duration", "mean duration", "average query duration", "average time"),
+            "ms",
+        ),
+        Measure(
+            "max_duration_ms",
+            "longest duration of your queries",
+            "max(duration_ms)",
+            ("max duration", "maximum duration", "longest duration", "max query duration"),
+            "ms",
+        ),
+        Measure(
+            "min_duration_ms",
+            "shortest duration of your queries",
+            "min(duration_ms)",
+            ("min duration", "minimum duration", "shortest duration", "min query duration"),
+            "ms",
+        ),
+        Measure(
+            "rows_returned",
+            "rows returned by your queries",
+            "coalesce(sum(rows_returned), 0)",
+            ("rows", "how many rows", "rows returned", "number of rows"),
+        ),
+    ),
+    dimensions=(
+        Dimension(
+            "status",
+            ("status", "statuses", "state", "outcome"),
+            ("completed", "failed", "timeout", "cancelled", "running"),
+            (
+                ("failed", "failed"),
+                ("fail", "failed"),
+                ("failing", "failed"),
+                ("unsuccessful", "failed"),
+                ("broken", "failed"),
+                ("completed", "completed"),
+                ("successful", "completed"),
+                ("succeeded", "completed"),
+                ("finished", "completed"),
+                ("timed out", "timeout"),
+                ("timeout", "timeout"),
+                ("timeouts", "timeout"),
+                ("cancelled", "cancelled"),
+                ("canceled", "cancelled"),
+                ("running", "running"),
+                ("in progress", "running"),
+            ),
+        ),
+        Dimension("error_code", ("error", "errors", "error code", "error codes"), present="error_code <> ''"),
+    ),
+    columns=("query_id", "status", "duration_ms", "rows_returned", "created_at"),
+    latest=("created_at DESC", "query_id"),
+    size_column="duration_ms",
+    noun="queries",
+    own=True,
+    ranked_columns=("query_id", "sql", "duration_ms", "status"),
+    ranks=("slowest", "fastest"),
+)
+
+MODEL: dict[str, Entity] = {entity.table: entity for entity in (TRADES, CANDLES, CREDITS, QUERIES)}
 
 
 def check_against_catalog() -> list[str]:
@@ -181,7 +258,7 @@ def check_against_catalog() -> list[str]:
             problems.append(f"{entity.table}: not in the catalog")
             continue
         names = {column.name for column in table.table.columns}
-        declared = {entity.time_column, *entity.columns, *(d.name for d in entity.dimensions)}
+        declared = {entity.time_column, *entity.columns, *entity.ranked_columns, *(d.name for d in entity.dimensions)}
         declared |= {order.split()[0] for order in entity.latest}
         problems += [f"{entity.table}.{name}: not in the catalog" for name in sorted(declared - names)]
     return problems

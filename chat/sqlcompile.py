@@ -21,7 +21,7 @@ from chat import semantic
 from chat.intent import Intent, bucket_ms
 from chat.timewords import Window
 
-DEFAULT_ROWS = {"trades": 10, "candles": 100, "credit_entries": 10}
+DEFAULT_ROWS = {"trades": 10, "candles": 100, "credit_entries": 10, "query_history": 10}
 UNIT_WORDS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 
 
@@ -134,6 +134,9 @@ def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
         keys.append((bucket, "bucket"))
     if intent.group:
         keys.append((exp.column(intent.group), intent.group))
+        dimension = entity.dimension(intent.group)
+        if dimension is not None and dimension.present:
+            select = select.where(exp.condition(dimension.present))
     for expression, name in keys:
         select = select.select(expression.as_(name))
     select = select.select(parse_one(measure.sql).as_(measure.name))
@@ -147,8 +150,12 @@ def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
 
 
 def _listing(entity: semantic.Entity, intent: Intent, select: exp.Select, params: dict[str, Any]) -> Compiled:
-    select = select.select(*(exp.column(c) for c in entity.columns))
     order = intent.order
+    if entity.ranked_columns and order in ("largest", "smallest"):
+        select = select.select(*(exp.column(c) for c in entity.ranked_columns))
+        select = select.where(exp.column(entity.size_column).is_(exp.null()).not_())
+    else:
+        select = select.select(*(exp.column(c) for c in entity.columns))
     if order is None:
         order = "oldest" if entity.table == "candles" and intent.window is not None else "latest"
     time = entity.time_column
@@ -160,13 +167,15 @@ def _listing(entity: semantic.Entity, intent: Intent, select: exp.Select, params
     }[order]
     limit = intent.limit or DEFAULT_ROWS[entity.table]
     select = select.order_by(*orders).limit(limit)
-    noun = {"candles": "candles", "trades": "trades"}.get(entity.table, "credit entries")
-    what = {"latest": "latest", "oldest": "first", "largest": "largest", "smallest": "smallest"}[order]
+    noun = entity.noun or entity.nouns[0]
+    largest, smallest = entity.ranks
+    what = {"latest": "latest", "oldest": "first", "largest": largest, "smallest": smallest}[order]
     what = f"The {limit} {what} {noun}" if limit > 1 else f"The {what} {noun[:-1]}"
     if entity.table == "candles":
         what = f"The {what.split()[2]} {limit}" if limit > 1 else what
-    if entity.table == "credit_entries":
-        what = f"Your {limit} {what.split()[2]} credit entries" if limit > 1 else f"Your {what.split()[1]} credit entry"
+    if entity.own:
+        one = {"queries": "query", "credit entries": "credit entry"}.get(noun, noun)
+        what = f"Your {limit} {what.split()[2]} {noun}" if limit > 1 else f"Your {what.split()[1]} {one}"
     if intent.window is None and entity.table == "trades" and limit == 1 and order == "latest":
         what = "The latest trade (its price is the last traded price)"
     return Compiled(select.sql(), describe(entity, intent, what), params, "rows")

@@ -1,14 +1,16 @@
 """The built-in translator: offline and deterministic.
 
-Intent recognition plus slot filling over the query engine's catalog:
+Intent recognition plus slot filling over the query engine's catalog, for
+the tables the semantic translator (``chat.translators.semantic``) does
+not model yet: transfers, labels, entities, addresses and risk questions.
 
 1. addresses (validated per chain by ``compliance.addresses``) and market
    symbols are lifted out of the question first, as written;
 2. the rest is lower-cased, number words become digits, and words that are
    a small misspelling of a known keyword are corrected (difflib ratio);
 3. slots are read from it: time range, top-N, aggregate, grouping, symbol,
-   venue, resolution, chain, asset, category, country, entity, direction,
-   statuses and credit entry types;
+   venue, resolution, chain, asset, category, country, entity, direction
+   and credit entry types;
 4. the table is chosen by keyword evidence; a follow-up that names no table
    ("and on bitcoin?") keeps the previous turn's table and intent, with the
    slots it does name replacing the old ones; the client's ``context``
@@ -191,14 +193,6 @@ CREDIT_ACTIONS: dict[str, tuple[str, ...]] = {
     "query": ("queries", "query", "querying", "sql"),
     "chat": ("chat", "chats", "questions", "asking"),
 }
-QUERY_STATUSES: dict[str, tuple[str, ...]] = {
-    "failed": ("failed", "fail", "failing", "errors", "error", "unsuccessful", "broken"),
-    "completed": ("completed", "successful", "succeeded", "success", "finished"),
-    "timeout": ("timed out", "timeout", "timeouts", "time out"),
-    "cancelled": ("cancelled", "canceled", "cancel"),
-    "running": ("running", "in progress"),
-}
-
 AGGREGATES: dict[str, tuple[str, ...]] = {
     "count": ("how many", "number of", "count", "how often"),
     "avg": ("average", "mean", "avg", "typical"),
@@ -222,12 +216,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "category": ("per category", "by category", "each category", "every category", "per kind"),
     "country": ("per country", "by country", "each country", "every country"),
     "action": ("per action", "by action", "each action", "on what", "what did i spend", "where did my credits go"),
-    "status": ("by status", "per status", "each status"),
     "type": ("by type", "per type", "each type", "by entry type"),
     "asset": ("per asset", "by asset", "per token", "by token", "each asset", "each token"),
     "day": ("per day", "by day", "each day", "daily"),
     "source": ("per source", "by source", "each source"),
-    "error": ("by error", "per error", "which errors", "what errors", "error codes"),
 }
 
 # Evidence for each table: (phrase, weight).
@@ -247,16 +239,6 @@ TABLE_WORDS: dict[str, tuple[tuple[str, int], ...]] = {
         ("did i pay", 3),
         ("i paid", 3),
         ("spent", 1),
-    ),
-    "query_history": (
-        ("queries", 2),
-        ("query", 2),
-        ("sql", 2),
-        ("slowest", 2),
-        ("fastest", 2),
-        ("query history", 3),
-        ("did i run", 2),
-        ("i ran", 2),
     ),
     "trades": (
         ("trade", 3),
@@ -360,7 +342,6 @@ def _keywords() -> frozenset[str]:
         CATEGORIES.values(),
         ENTRY_TYPES.values(),
         CREDIT_ACTIONS.values(),
-        QUERY_STATUSES.values(),
         AGGREGATES.values(),
         GROUPS.values(),
     ]
@@ -452,7 +433,6 @@ class Slots:
     entity: str | None = None
     direction: str | None = None
     side: str | None = None
-    status: str | None = None
     entry_type: str | None = None
     action: str | None = None
     aggregate: str | None = None
@@ -706,7 +686,6 @@ class BuiltinTranslator:
             slots.side = "buy"
         elif _has(rest, "sell", "sells", "sold") and not _has(rest, "buy", "buys", "bought"):
             slots.side = "sell"
-        slots.status = _first_key(rest, QUERY_STATUSES)
         slots.entry_type = _first_key(rest, ENTRY_TYPES)
         slots.action = _first_key(rest, CREDIT_ACTIONS)
         if _has(rest, "ofac"):
@@ -749,8 +728,6 @@ class BuiltinTranslator:
             return "trades"
         if _has(text, "volume") and (s.symbol or s.venue):
             return "trades"
-        if scores["query_history"] >= 2:
-            return "query_history"
         if scores["labels"] >= 2 or (s.address and (s.category or _has(text, "who", "whose", "known", "what is"))):
             return "labels"
         if s.category and addressy:
@@ -1442,74 +1419,5 @@ class BuiltinTranslator:
             "credit_entries",
             where,
             f"ORDER BY sequence DESC LIMIT {limit}",
-        )
-        return self._sql_translation(f"your {limit} latest {kind}{window}", sql, params, s)
-
-    def _build_query_history(self, s: Slots, parsed: Parsed) -> Translation:
-        text = parsed.text
-        where: list[str] = []
-        params: dict[str, Any] = {}
-        window = self._ts_window(s, "created_at", where, params)
-        if s.group == "error" and s.status == "failed" and not _has(text, "failed", "fail", "failing"):
-            s.status = None
-        if s.status:
-            where.append("status = :status")
-            params["status"] = s.status
-        kind = f"{s.status} queries" if s.status else "queries"
-        description = f"your {kind}{window}"
-        if s.group == "status":
-            s.intent = "by_status"
-            sql = self._sql("status, count(*) AS queries", "query_history", where, "GROUP BY status ORDER BY status")
-            return self._sql_translation(f"your queries per status{window}", sql, params, s)
-        if s.group == "error":
-            s.intent = "by_error"
-            sql = self._sql(
-                "error_code, count(*) AS queries",
-                "query_history",
-                [*where, "error_code <> ''"],
-                "GROUP BY error_code ORDER BY queries DESC, error_code",
-            )
-            return self._sql_translation(f"errors of your queries{window}", sql, params, s)
-        duration = _has(text, "duration", "durations", "long", "time", "fast", "slow", "took", "milliseconds", "ms")
-        if _has(text, "slowest", "longest") or (s.order == "desc" and duration):
-            s.intent = "slowest"
-            limit = s.limit or 1
-            sql = self._sql(
-                "query_id, sql, duration_ms, status",
-                "query_history",
-                [*where, "duration_ms IS NOT NULL"],
-                f"ORDER BY duration_ms DESC, query_id LIMIT {limit}",
-            )
-            return self._sql_translation(f"your {limit} slowest {kind}{window}", sql, params, s)
-        if _has(text, "fastest", "quickest"):
-            s.intent = "fastest"
-            limit = s.limit or 1
-            sql = self._sql(
-                "query_id, sql, duration_ms, status",
-                "query_history",
-                [*where, "duration_ms IS NOT NULL"],
-                f"ORDER BY duration_ms, query_id LIMIT {limit}",
-            )
-            return self._sql_translation(f"your {limit} fastest {kind}{window}", sql, params, s)
-        if s.aggregate in ("avg", "max", "min") and (duration or not _has(text, "rows")):
-            s.intent = "duration"
-            func = s.aggregate
-            sql = self._sql(f"{func}(duration_ms) AS {func}_duration_ms", "query_history", where)
-            return self._sql_translation(f"{func} duration of {description}", sql, params, s, shape="value", unit="ms")
-        if _has(text, "rows"):
-            s.intent = "rows"
-            sql = self._sql("coalesce(sum(rows_returned), 0) AS rows_returned", "query_history", where)
-            return self._sql_translation(f"rows returned by {description}", sql, params, s, shape="value")
-        if s.aggregate == "count" or _has(text, "how many"):
-            s.intent = "count"
-            sql = self._sql("count(*) AS queries", "query_history", where)
-            return self._sql_translation(f"number of {description} (this one included)", sql, params, s, shape="value")
-        s.intent = "list"
-        limit = s.limit or DEFAULT_ROWS
-        sql = self._sql(
-            "query_id, status, duration_ms, rows_returned, created_at",
-            "query_history",
-            where,
-            f"ORDER BY created_at DESC, query_id LIMIT {limit}",
         )
         return self._sql_translation(f"your {limit} latest {kind}{window}", sql, params, s)

@@ -11,8 +11,8 @@ several markets, an unknown venue, a resolution that is not stored, an
 ambiguous measure) or is named in the answer ("I could not use: …").
 
 Tables the semantic model does not declare yet (transfers, labels,
-entities, addresses, query history, risk) are still answered by the phrase
-matcher of ``chat.translators.builtin``.
+entities, addresses, risk) are still answered by the phrase matcher of
+``chat.translators.builtin``.
 """
 
 from __future__ import annotations
@@ -190,9 +190,6 @@ _LEGACY = re.compile(
 # A chain ("on bitcoin") is the phrase matcher's, except in a follow-up of
 # a market question, where it names the asset ("and on bitcoin?").
 _CHAIN = re.compile(r"\bon\s+(?:the\s+)?(?:ethereum|bitcoin)\b")
-# Query history is the phrase matcher's, unless the question is about credits.
-_QUERIES = re.compile(r"\bquer")
-_CREDITS = re.compile(r"\b(?:credit|crdit|balance|spen|cost|paid|granted)")
 
 
 def _legacy_words(question: str, previous: Intent | None = None) -> bool:
@@ -202,4 +199,4 @@ def _legacy_words(question: str, previous: Intent | None = None) -> bool:
     if _CHAIN.search(text):
         market = previous is not None and previous.table in ("trades", "candles")
         return not (market and FOLLOW_UP.match(text))
-    return _QUERIES.search(text) is not None and _CREDITS.search(text) is None
+    return False

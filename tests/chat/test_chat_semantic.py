@@ -163,3 +163,23 @@ def test_an_uncertain_misspelling_asks_which_word_was_meant(question: str, candi
     t = ask(question)
     assert (t.kind, t.sql) == ("clarify", "")
     assert "'weak'" in t.text and all(candidate in t.text for candidate in candidates)
+
+
+@pytest.mark.parametrize(
+    ("question", "sql", "text"),
+    [
+        (
+            "how many of my queries failed today",
+            "COUNT(*)",
+            "Number of your queries (this one included), status failed",
+        ),
+        ("what errors did my queries get", "error_code <> ''", "per error_code"),
+        ("my 2 slowest queries", "ORDER BY duration_ms DESC", "Your 2 slowest queries"),
+        ("fastest query", "LIMIT 1", "Your fastest query"),
+        ("average duration of my completed queries", "AVG(duration_ms)", "Average duration of your queries"),
+    ],
+)
+def test_query_history_is_in_the_semantic_model(question: str, sql: str, text: str) -> None:
+    t = ask(question)
+    assert t.kind == "sql" and t.slots["engine"] == "semantic" and t.slots["table"] == "query_history"
+    assert sql in t.sql and text in t.text

@@ -7,7 +7,7 @@ import pytest
 
 from chat import refusals
 from chat.translators import ChatContext
-from chat.translators.builtin import BuiltinTranslator
+from chat.translators.semantic import SemanticTranslator
 from chat.vocabulary import Vocabulary
 
 E1 = "0x" + "1" * 40
@@ -55,7 +55,7 @@ def test_refused_with_its_code(question: str, code: str) -> None:
     refused = refusals.refusal(question, "app_demo")
     assert refused is not None and refused.code == code
     assert code in refused.text
-    translation = BuiltinTranslator(Vocabulary(symbols=("BTC-USD",))).translate(
+    translation = SemanticTranslator(Vocabulary(symbols=("BTC-USD",))).translate(
         question, history=[], context=ChatContext(), now_ms=1_800_000_000_000, application_id="app_demo"
     )
     assert (translation.kind, translation.code, translation.sql) == ("refuse", code, "")
