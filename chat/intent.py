@@ -23,7 +23,7 @@ from typing import Any
 from chat import semantic
 from chat.intent_credits import read_credits
 from chat.intent_queries import read_queries
-from chat.lexicon import AGGREGATE_WORDS, BASES, FILLER, GROUP_LEADS, ORDERS, SIDES
+from chat.lexicon import AGGREGATE_WORDS, BASES, COUNTRY_CODES, FILLER, GROUP_LEADS, ORDERS, SIDES
 from chat.timewords import MONTHS, NUMBER_WORDS, TIME_WORDS, UNIT_ALIASES, UNITS_MS, WEEKDAYS, find_window
 from chat.vocabulary import Vocabulary
 
@@ -60,16 +60,20 @@ class Intent:
     ambiguous: str = ""  # a clarifying question
     follow_up: bool = False
     corrections: list[str] = field(default_factory=list)  # "'yesterdy' as 'yesterday'"
+    named: str | None = None  # an entity named in the question ("Tornado Cash")
+    country: str | None = None  # a country code written as such ("US")
 
     def slots(self) -> dict[str, Any]:
         return {"engine": "semantic", **asdict(self)}
 
 
 # Typo tolerance: a word is corrected when its closest known word is at
-# least this alike (difflib ratio; shorter words need more) and no other
-# reading is within RIVAL_MARGIN of it; words alike from DOUBT up get a
-# clarifying question with the candidates.
+# least this alike (difflib ratio; shorter words need more), at most
+# MAX_EDITS edits away, and no other reading within RIVAL_MARGIN of it is
+# as few edits away; words alike from DOUBT up get a clarifying question
+# with the candidates.
 SURE, SURE_SHORT, DOUBT, DOUBT_SHORT, RIVAL_MARGIN = 0.8, 0.85, 0.7, 0.75, 0.08
+MAX_EDITS = 2  # a candidate is at most this many edits away (1 for words of up to 4 letters)
 
 
 def fuzzy_candidates(word: str, targets: list[str], cutoff: float = DOUBT) -> list[tuple[str, float]]:
@@ -84,6 +88,22 @@ def fuzzy_candidates(word: str, targets: list[str], cutoff: float = DOUBT) -> li
             if ratio >= cutoff:
                 scored.append((target, ratio))
     return sorted(scored, key=lambda pair: (-pair[1], pair[0]))[:3]
+
+
+def edits(left: str, right: str) -> int:
+    """Edits from one word to the other (insert, delete, substitute, swap two
+    neighbours: optimal string alignment)."""
+    previous2: list[int] = []
+    previous = list(range(len(right) + 1))
+    for i, a in enumerate(left, 1):
+        row = [i]
+        for j, b in enumerate(right, 1):
+            cost = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a != b))
+            if i > 1 and j > 1 and a == right[j - 2] and left[i - 2] == b:
+                cost = min(cost, previous2[j - 2] + 1)
+            row.append(cost)
+        previous2, previous = previous, row
+    return previous[-1]
 
 
 def _stem(word: str) -> str:
@@ -125,17 +145,25 @@ class Parser:
         self.targets = sorted(w for w in self.known if w not in FILLER or w in meaning)
         self.corrections: dict[str, str] = {}
         self.doubts: dict[str, list[str]] = {}
+        self.protected: set[str] = set()  # words of a name found as written
 
     def _correct(self, word: str) -> str:
-        if word in self.known or not word.isalpha() or len(word) < 3:
+        if word in self.known or word in self.protected or not word.isalpha() or len(word) < 3:
             return word
         if word in self.corrections:
             return self.corrections[word]
         candidates = fuzzy_candidates(word, self.targets, DOUBT_SHORT if len(word) <= 4 else DOUBT)
+        # A misspelling is a slip or two of the keys, not another word.
+        reach = 1 if len(word) <= 4 else MAX_EDITS
+        candidates = [(w, score) for w, score in candidates if edits(word, w) <= reach]
         if not candidates:
             return word
         (best, score), rest = candidates[0], candidates[1:]
+        # A rival is a reading about as alike that means something else; the
+        # correction is certain only when the best is fewer edits away.
         rivals = [w for w, s in rest if score - s < RIVAL_MARGIN and _stem(w) != _stem(best)]
+        nearest = edits(word, best)
+        rivals = [w for w in rivals if edits(word, w) <= nearest]
         if score >= (SURE_SHORT if len(word) <= 4 else SURE) and not rivals:
             self.corrections[word] = best
             return best
@@ -143,7 +171,7 @@ class Parser:
         return word
 
     def parse(self, question: str, now_ms: int) -> Intent:
-        self.corrections, self.doubts = {}, {}
+        self.corrections, self.doubts, self.protected = {}, {}, set()
         intent = self._parse(question, now_ms)
         intent.corrections = [f"{wrong!r} as {right!r}" for wrong, right in self.corrections.items()]
         # A word that is only somewhat like a known one, or about as like
@@ -157,6 +185,7 @@ class Parser:
     def _parse(self, question: str, now_ms: int) -> Intent:
         intent = Intent(follow_up=bool(FOLLOW_UP.match(question.lower())))
         text = self._lift_symbols(question, intent)
+        text = self._lift_names(text, intent)
         text = " ".join(text.lower().replace("'s", " ").replace("?", " ").split())
         text = " ".join(self._correct(word) for word in text.split())
         text = re.sub(r"\bhalf\s+(?:an\s+)?hour\b", "30 minutes", text)
@@ -181,6 +210,25 @@ class Parser:
             return " "
 
         return SYMBOL_RE.sub(take, question)
+
+    def _lift_names(self, text: str, intent: Intent) -> str:
+        """Entity names as written (longest first: "Tornado Cash", not "cash"),
+        and upper-case country codes ("US", not the pronoun "us")."""
+        for name in self.vocabulary.entities:
+            if len(name) < 3:
+                continue
+            match = re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE)
+            if match:
+                # Left in the text: a question that does not use it (a
+                # market question "on kraken") reports it, never drops it.
+                intent.named = name
+                self.protected = set(re.findall(r"[a-z0-9#]+", name.lower()))
+                break
+        match = re.search(r"\b([A-Z]{2})\b", text)
+        if match and match.group(1) in COUNTRY_CODES:
+            intent.country = match.group(1)
+            text = text[: match.start()] + " " + text[match.end() :]
+        return text
 
     def _lift_limit(self, text: str, intent: Intent) -> str:
         match = LIMIT_RE.search(text)
@@ -214,7 +262,7 @@ class Parser:
         used: set[str] = set()
         if entity is None:
             # A follow-up ("now per venue") groups whatever table it follows.
-            for candidate in semantic.MODEL.values():
+            for candidate in (semantic.TRADES, semantic.CANDLES, semantic.CREDITS):
                 self._group(text, candidate, intent, used)
             for dimension in semantic.CREDITS.dimensions:
                 for phrase, value in dimension.synonyms:
@@ -247,6 +295,8 @@ class Parser:
         if one and not intent.measure and intent.order and not intent.limit and one in text:
             intent.limit = 1  # "the latest trade", "the largest trade", "my slowest query"
         intent.unused += [w for w in text.split() if w not in used and w not in FILLER and not w.isdigit()]
+        if intent.country and intent.table != "entities":
+            intent.unused.append(intent.country)
         intent.unused = [w for w in intent.unused if not any(w in n.split() for n in _all_nouns())]
 
     def _table(self, text: str, intent: Intent) -> semantic.Entity | None:
@@ -258,10 +308,51 @@ class Parser:
             return semantic.CREDITS
         if scores["query_history"]:
             return semantic.QUERIES
+        if scores["entities"] or self._names_entities(text, intent):
+            return semantic.ENTITIES
         market = any(f" {word} " in text for word in ("price", "vwap", "volume", "traded", "notional"))
         if scores["trades"] or market or ("symbol" in intent.filters and not intent.follow_up):
             return semantic.TRADES
         return None
+
+    @staticmethod
+    def _names_entities(text: str, intent: Intent) -> bool:
+        """An entity, a category or a country named outside a market question."""
+        if "symbol" in intent.filters or intent.base:
+            return False
+        market = ("trades", "trade", "volume", "price", "vwap", "candles", "traded")
+        if any(f" {word} " in text for word in market):
+            return False
+        if intent.named or intent.country:
+            return True
+        # "by exchange" groups (a follow-up of a market question); it names no category.
+        text = re.sub(r" (?:" + "|".join(GROUP_LEADS) + r") \w+", " ", text)
+        phrases = (p for d in (semantic.CATEGORY, semantic.COUNTRY) for p, _ in d.synonyms)
+        return any(f" {phrase} " in text for phrase in phrases)
+
+    @staticmethod
+    def _entities(
+        text: str, entity: semantic.Entity, intent: Intent, used: set[str], best: tuple[int, str, str] | None
+    ) -> None:
+        for dimension in entity.dimensions:
+            for phrase in dimension.words:
+                if any(f" {lead} {phrase} " in text for lead in GROUP_LEADS):
+                    intent.group = dimension.name
+                    used.update(phrase.split())
+            for phrase, value in sorted(dimension.synonyms, key=lambda pair: -len(pair[0])):
+                if f" {phrase} " in text and intent.group != dimension.name:
+                    intent.filters[dimension.name] = value
+                    used.update(phrase.split())
+                    break
+        if intent.country and intent.group != "country":
+            intent.filters["country"] = intent.country
+        if best is not None:
+            intent.measure = best[1]
+            used.update(best[2].split())
+        if intent.named:
+            used.update(re.findall(r"[a-z0-9#]+", intent.named.lower()))
+            if not (intent.measure or intent.group):
+                intent.filters = {"name": intent.named}
 
     def _measure(self, text: str, entity: semantic.Entity, intent: Intent, used: set[str]) -> None:
         best: tuple[int, str, str] | None = None
@@ -274,6 +365,8 @@ class Parser:
             read_credits(text, intent, used)
         elif entity.table == "query_history":
             read_queries(text, intent, used, best)
+        elif entity.table == "entities":
+            self._entities(text, entity, intent, used, best)
         elif entity.table == "trades":
             self._trade_measure(text, intent, best, used)
         elif best is not None:

@@ -1,5 +1,6 @@
 """Words of the intent parser: filler words (used by nothing, reported by
-nothing), assets named in words, trade sides, orders and group leads."""
+nothing), assets named in words, trade sides, orders and group leads; the
+categories of labels and entities and the countries, with their words."""
 
 from __future__ import annotations
 
@@ -142,5 +143,80 @@ FILLER = frozenset(
         "got",
         "return",
         "returned",
+        "based",
+        "headquartered",
+        "located",
+        "know",
+        "known",
+        "kind",
+        "type",
+        "where",
+        "who",
+        "whose",
+        "ever",
     ]
 )
+
+# Category values of labels and entities, with the words that name them.
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "no_kyc_exchange": ("no kyc exchange", "no kyc exchanges", "no kyc", "nokyc", "non kyc"),
+    "p2p_exchange": ("p2p exchange", "p2p exchanges", "p2p", "peer to peer"),
+    "payment_processor": ("payment processor", "payment processors"),
+    "mining_pool": ("mining pool", "mining pools", "pools"),
+    "darknet_market": ("darknet market", "darknet markets", "darknet", "dark web", "darkweb"),
+    "stolen_funds": ("stolen funds", "stolen", "hacked", "hack", "hacks", "theft"),
+    "sanctions": ("sanctioned", "sanctions", "sanction"),
+    "mixer": ("mixer", "mixers", "mixing", "tumbler", "tumblers"),
+    "ransomware": ("ransomware",),
+    "scam": ("scam", "scams", "scammers", "fraud"),
+    "gambling": ("gambling", "casino", "casinos", "betting"),
+    "exchange": ("exchange", "exchanges", "cex"),
+    "defi": ("defi",),
+    "bridge": ("bridge", "bridges"),
+}
+
+# Countries in words, to the ISO codes the data holds.
+COUNTRIES: dict[str, str] = {
+    "united states": "US",
+    "usa": "US",
+    "america": "US",
+    "mexico": "MX",
+    "germany": "DE",
+    "united kingdom": "GB",
+    "uk": "GB",
+    "britain": "GB",
+    "england": "GB",
+    "france": "FR",
+    "japan": "JP",
+    "china": "CN",
+    "russia": "RU",
+    "north korea": "KP",
+    "iran": "IR",
+    "singapore": "SG",
+    "switzerland": "CH",
+    "canada": "CA",
+    "brazil": "BR",
+    "seychelles": "SC",
+    "cayman islands": "KY",
+    "luxembourg": "LU",
+    "cyprus": "CY",
+    "malta": "MT",
+    "hong kong": "HK",
+    "south korea": "KR",
+    "netherlands": "NL",
+    "estonia": "EE",
+    "lithuania": "LT",
+    "turkey": "TR",
+    "india": "IN",
+    "nigeria": "NG",
+    "argentina": "AR",
+    "australia": "AU",
+    "spain": "ES",
+    "italy": "IT",
+    "united arab emirates": "AE",
+    "uae": "AE",
+    "bahamas": "BS",
+    "british virgin islands": "VG",
+    "panama": "PA",
+}
+COUNTRY_CODES = frozenset(COUNTRIES.values())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from chat.lexicon import CATEGORIES, COUNTRIES
 from queryengine.interface import catalog
 
 
@@ -44,8 +45,8 @@ class Dimension:
 class Entity:
     table: str
     nouns: tuple[str, ...]
-    time_column: str
-    time_kind: str  # "ms" (epoch milliseconds) or "timestamp"
+    time_column: str  # "" when the rows have no time
+    time_kind: str  # "ms" (epoch milliseconds), "timestamp" or ""
     measures: tuple[Measure, ...]
     dimensions: tuple[Dimension, ...]
     columns: tuple[str, ...]  # a listing shows these
@@ -246,7 +247,27 @@ QUERIES = Entity(
     ranks=("slowest", "fastest"),
 )
 
-MODEL: dict[str, Entity] = {entity.table: entity for entity in (TRADES, CANDLES, CREDITS, QUERIES)}
+CATEGORY = Dimension(
+    "category",
+    ("category", "categories", "kind", "type"),
+    tuple(CATEGORIES),
+    tuple((phrase, value) for value, phrases in CATEGORIES.items() for phrase in phrases),
+)
+COUNTRY = Dimension("country", ("country", "countries", "jurisdiction"), (), tuple(COUNTRIES.items()))
+
+ENTITIES = Entity(
+    table="entities",
+    nouns=("entities", "entity", "companies", "organisations", "organizations", "operators"),
+    time_column="",
+    time_kind="",
+    measures=(Measure("entities", "number of entities", "count(name)", COUNT_WORDS),),
+    dimensions=(CATEGORY, COUNTRY, Dimension("name", ("name", "names"))),
+    columns=("name", "category", "country"),
+    latest=("name",),
+    noun="entities",
+)
+
+MODEL: dict[str, Entity] = {entity.table: entity for entity in (TRADES, CANDLES, CREDITS, QUERIES, ENTITIES)}
 
 
 def check_against_catalog() -> list[str]:
@@ -258,7 +279,8 @@ def check_against_catalog() -> list[str]:
             problems.append(f"{entity.table}: not in the catalog")
             continue
         names = {column.name for column in table.table.columns}
-        declared = {entity.time_column, *entity.columns, *entity.ranked_columns, *(d.name for d in entity.dimensions)}
+        declared = {*entity.columns, *entity.ranked_columns, *(d.name for d in entity.dimensions)}
+        declared |= {entity.time_column} if entity.time_column else set()
         declared |= {order.split()[0] for order in entity.latest}
         problems += [f"{entity.table}.{name}: not in the catalog" for name in sorted(declared - names)]
     return problems

@@ -21,7 +21,7 @@ from chat import semantic
 from chat.intent import Intent, bucket_ms
 from chat.timewords import Window
 
-DEFAULT_ROWS = {"trades": 10, "candles": 100, "credit_entries": 10, "query_history": 10}
+DEFAULT_ROWS = {"trades": 10, "candles": 100, "credit_entries": 10, "query_history": 10, "entities": 50}
 UNIT_WORDS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 
 
@@ -50,7 +50,7 @@ def _where(entity: semantic.Entity, intent: Intent, params: dict[str, Any]) -> l
             continue
         conditions.append(exp.column(name).eq(exp.Placeholder(this=name)))
         params[name] = value
-    if intent.window is not None:
+    if intent.window is not None and entity.time_column:
         start, end = intent.window["start_ms"], intent.window["end_ms"]
         convert = _utc_text if entity.time_kind == "timestamp" else int
         conditions.append(exp.column(entity.time_column) >= exp.Placeholder(this="since"))
@@ -100,7 +100,9 @@ def _describe_own(entity: semantic.Entity, intent: Intent, what: str) -> str:
             text += f" on {words.get(value, value)}" if name == "action" else f", {name} {value}"
     if intent.group:
         text += f", per {intent.group}"
-    if intent.window is not None:
+    if not entity.time_column:
+        pass
+    elif intent.window is not None:
         window = Window(intent.window["start_ms"], intent.window["end_ms"], intent.window["words"], (0, 0))
         text += f", {window.words} ({window.restated()})"
     elif not (entity.measure(intent.measure or "") or semantic.Measure("", "", "", ())).snapshot:
@@ -161,7 +163,7 @@ def _listing(entity: semantic.Entity, intent: Intent, select: exp.Select, params
     time = entity.time_column
     orders = {
         "latest": list(entity.latest),
-        "oldest": [f"{time} ASC", *entity.latest[1:]],
+        "oldest": [f"{time} ASC", *entity.latest[1:]] if time else list(entity.latest),
         "largest": [f"{entity.size_column} DESC", f"{time} DESC"],
         "smallest": [f"{entity.size_column} ASC", f"{time} DESC"],
     }[order]
@@ -176,6 +178,8 @@ def _listing(entity: semantic.Entity, intent: Intent, select: exp.Select, params
     if entity.own:
         one = {"queries": "query", "credit entries": "credit entry"}.get(noun, noun)
         what = f"Your {limit} {what.split()[2]} {noun}" if limit > 1 else f"Your {what.split()[1]} {one}"
+    if not entity.time_column:
+        what = f"{noun[:1].upper()}{noun[1:]} (at most {limit}, by {entity.latest[0]})"
     if intent.window is None and entity.table == "trades" and limit == 1 and order == "latest":
         what = "The latest trade (its price is the last traded price)"
     return Compiled(select.sql(), describe(entity, intent, what), params, "rows")

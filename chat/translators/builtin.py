@@ -2,7 +2,7 @@
 
 Intent recognition plus slot filling over the query engine's catalog, for
 the tables the semantic translator (``chat.translators.semantic``) does
-not model yet: transfers, labels, entities, addresses and risk questions.
+not model yet: transfers, labels, addresses and risk questions.
 
 1. addresses (validated per chain by ``compliance.addresses``) and market
    symbols are lifted out of the question first, as written;
@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chat.lexicon import CATEGORIES, COUNTRIES, COUNTRY_CODES
 from chat.refusals import refusal
 from chat.timewords import UNIT_ALIASES, UNITS_MS
 from chat.translators.base import ChatContext, ProgressCallback, Translation, Turn
@@ -74,68 +75,6 @@ NUMBER_WORDS = {
     "a": 1,
     "an": 1,
 }
-
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "no_kyc_exchange": ("no kyc exchange", "no kyc exchanges", "no kyc", "nokyc", "non kyc"),
-    "p2p_exchange": ("p2p exchange", "p2p exchanges", "p2p", "peer to peer"),
-    "payment_processor": ("payment processor", "payment processors"),
-    "mining_pool": ("mining pool", "mining pools", "pools"),
-    "darknet_market": ("darknet market", "darknet markets", "darknet", "dark web", "darkweb"),
-    "stolen_funds": ("stolen funds", "stolen", "hacked", "hack", "hacks", "theft"),
-    "sanctions": ("sanctioned", "sanctions", "sanction"),
-    "mixer": ("mixer", "mixers", "mixing", "tumbler", "tumblers"),
-    "ransomware": ("ransomware",),
-    "scam": ("scam", "scams", "scammers", "fraud"),
-    "gambling": ("gambling", "casino", "casinos", "betting"),
-    "exchange": ("exchange", "exchanges", "cex"),
-    "defi": ("defi",),
-    "bridge": ("bridge", "bridges"),
-}
-
-COUNTRIES: dict[str, str] = {
-    "united states": "US",
-    "usa": "US",
-    "america": "US",
-    "mexico": "MX",
-    "germany": "DE",
-    "united kingdom": "GB",
-    "uk": "GB",
-    "britain": "GB",
-    "england": "GB",
-    "france": "FR",
-    "japan": "JP",
-    "china": "CN",
-    "russia": "RU",
-    "north korea": "KP",
-    "iran": "IR",
-    "singapore": "SG",
-    "switzerland": "CH",
-    "canada": "CA",
-    "brazil": "BR",
-    "seychelles": "SC",
-    "cayman islands": "KY",
-    "luxembourg": "LU",
-    "cyprus": "CY",
-    "malta": "MT",
-    "hong kong": "HK",
-    "south korea": "KR",
-    "netherlands": "NL",
-    "estonia": "EE",
-    "lithuania": "LT",
-    "turkey": "TR",
-    "india": "IN",
-    "nigeria": "NG",
-    "argentina": "AR",
-    "australia": "AU",
-    "spain": "ES",
-    "italy": "IT",
-    "united arab emirates": "AE",
-    "uae": "AE",
-    "bahamas": "BS",
-    "british virgin islands": "VG",
-    "panama": "PA",
-}
-COUNTRY_CODES = frozenset(COUNTRIES.values())
 
 CHAIN_WORDS = {
     "ethereum": ETHEREUM,
@@ -304,16 +243,6 @@ TABLE_WORDS: dict[str, tuple[tuple[str, int], ...]] = {
         ("belong", 2),
         ("belongs", 2),
         ("sanctioned", 1),
-    ),
-    "entities": (
-        ("entity", 3),
-        ("entities", 3),
-        ("companies", 2),
-        ("organisations", 2),
-        ("organizations", 2),
-        ("based", 2),
-        ("headquartered", 2),
-        ("operators", 2),
     ),
     "addresses": (
         ("first seen", 4),
@@ -734,8 +663,6 @@ class BuiltinTranslator:
             return "labels"
         if s.entity and _has(text, "address", "addresses", "wallets", "labels"):
             return "labels"
-        if scores["entities"] >= 2 or s.entity or ((s.category or s.country) and not addressy):
-            return "entities"
         if addressy and (s.chain or s.aggregate):
             return "addresses"
         if s.address:
@@ -1260,46 +1187,6 @@ class BuiltinTranslator:
         sql = self._sql(
             "address, chain, entity, category", "labels", where, f"ORDER BY chain, address, entity LIMIT {limit}"
         )
-        return self._sql_translation(description, sql, params, s)
-
-    def _build_entities(self, s: Slots, parsed: Parsed) -> Translation:
-        text = parsed.text
-        where: list[str] = []
-        params: dict[str, Any] = {}
-        if s.entity and not (s.aggregate or s.group):
-            s.intent = "entity"
-            where.append("name = :name")
-            params["name"] = s.entity
-            sql = self._sql("name, category, country", "entities", where)
-            return self._sql_translation(f"entity {s.entity}", sql, params, s)
-        parts = []
-        if s.category:
-            where.append("category = :category")
-            params["category"] = s.category
-            parts.append(s.category.replace("_", " "))
-        parts.append("entities")
-        if s.country:
-            where.append("country = :country")
-            params["country"] = s.country
-            parts.append(f"in {s.country}")
-        description = " ".join(parts)
-        group = s.group if s.group in ("category", "country") else None
-        if group:
-            s.intent = "count"
-            sql = self._sql(
-                f"{group}, count(name) AS entities",
-                "entities",
-                where,
-                f"GROUP BY {group} ORDER BY entities DESC, {group}",
-            )
-            return self._sql_translation(f"{description} per {group}", sql, params, s)
-        if s.aggregate == "count" or _has(text, "how many"):
-            s.intent = "count"
-            sql = self._sql("count(name) AS entities", "entities", where)
-            return self._sql_translation(f"number of {description}", sql, params, s, shape="value")
-        s.intent = "list"
-        limit = s.limit or 50
-        sql = self._sql("name, category, country", "entities", where, f"ORDER BY name LIMIT {limit}")
         return self._sql_translation(description, sql, params, s)
 
     def _build_addresses(self, s: Slots, parsed: Parsed) -> Translation:

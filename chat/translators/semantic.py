@@ -11,7 +11,7 @@ several markets, an unknown venue, a resolution that is not stored, an
 ambiguous measure) or is named in the answer ("I could not use: …").
 
 Tables the semantic model does not declare yet (transfers, labels,
-entities, addresses, risk) are still answered by the phrase matcher of
+addresses, risk) are still answered by the phrase matcher of
 ``chat.translators.builtin``.
 """
 
@@ -184,8 +184,8 @@ class SemanticTranslator:
 
 # Words of the tables the semantic model does not declare yet (prefixes).
 _LEGACY = re.compile(
-    r"\b(?:transfer|tranfer|transaction|address(?!\s+analys)|adress|label|entit|enti|risk|sanction|wallet|"
-    r"sent|send|receiv|mixer|exchanges|owns|usdt|usdc|dai\b)"
+    r"\b(?:transfer|tranfer|transaction|address(?!\s+analys)|adress|label|risk|sanction|wallet|"
+    r"sent|send|receiv|owns|usdt|usdc|dai\b)"
 )
 # A chain ("on bitcoin") is the phrase matcher's, except in a follow-up of
 # a market question, where it names the asset ("and on bitcoin?").

@@ -183,3 +183,30 @@ def test_query_history_is_in_the_semantic_model(question: str, sql: str, text: s
     t = ask(question)
     assert t.kind == "sql" and t.slots["engine"] == "semantic" and t.slots["table"] == "query_history"
     assert sql in t.sql and text in t.text
+
+
+NAMED = Vocabulary(symbols=("BTC-USD",), venues=("binance",), entities=("Tornado Cash", "Kraken", "Bitso"))
+
+
+@pytest.mark.parametrize(
+    ("question", "params", "sql"),
+    [
+        ("which exchanges are in Mexico?", {"category": "exchange", "country": "MX"}, "ORDER BY name"),
+        ("how many no kyc exchanges are there", {"category": "no_kyc_exchange"}, "COUNT(name)"),
+        ("number of entities by country", {}, "GROUP BY country"),
+        ("what kind of entity is Tornado Cash", {"name": "Tornado Cash"}, "SELECT name, category, country"),
+        ("entities in the US", {"country": "US"}, "ORDER BY name"),
+    ],
+)
+def test_entities_are_in_the_semantic_model(question: str, params: dict[str, str], sql: str) -> None:
+    t = SemanticTranslator(NAMED).translate(question, history=[], context=ChatContext(), now_ms=NOW)
+    assert t.kind == "sql" and t.slots["engine"] == "semantic" and t.slots["table"] == "entities"
+    assert t.params == params and sql in t.sql
+
+
+def test_an_entity_name_in_a_market_question_is_not_dropped() -> None:
+    # Kraken is an entity, not a venue here: the market question asks back.
+    t = SemanticTranslator(NAMED).translate(
+        "trades of BTC-USD on kraken", history=[], context=ChatContext(), now_ms=NOW
+    )
+    assert (t.kind, t.sql) == ("clarify", "") and "'kraken'" in t.text
