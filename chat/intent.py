@@ -29,7 +29,9 @@ from chat.vocabulary import Vocabulary
 
 MAX_ROWS = 100
 FOLLOW_UP = re.compile(r"^\s*(?:and|what about|how about|now|only|same|then|just|ok|okay|also|but)\b")
-SYMBOL_RE = re.compile(r"\b([A-Za-z0-9]{2,10})\s*[-/]\s*([A-Za-z0-9]{2,10})\b")
+# A market as written ("BTC-USD", "eth/usd"); its base starts with a letter,
+# so "15-minute" is a bucket, not an unknown market.
+SYMBOL_RE = re.compile(r"\b([A-Za-z][A-Za-z0-9]{1,9})\s*[-/]\s*([A-Za-z0-9]{2,10})\b")
 BUCKET_WORDS = {"hourly": "1h", "daily": "1d", "minutely": "1m"}
 _UNIT_WORD = r"(seconds?|secs?|minutes?|mins?|hours?|hrs?|days?)"
 BUCKET_RE = re.compile(

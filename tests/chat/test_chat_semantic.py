@@ -210,3 +210,9 @@ def test_an_entity_name_in_a_market_question_is_not_dropped() -> None:
         "trades of BTC-USD on kraken", history=[], context=ChatContext(), now_ms=NOW
     )
     assert (t.kind, t.sql) == ("clarify", "") and "'kraken'" in t.text
+
+
+def test_a_hyphenated_bucket_is_a_bucket_not_an_unknown_market() -> None:
+    t = ask("ETH-USD volume in 15-minute buckets over the last hour")
+    assert "(ts / 900000) * 900000" in t.sql and t.params["symbol"] == "ETH-USD"
+    assert "15-minute buckets" in t.text and "could not use" not in t.text
