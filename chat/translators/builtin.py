@@ -2,7 +2,8 @@
 
 Intent recognition plus slot filling over the query engine's catalog, for
 the tables the semantic translator (``chat.translators.semantic``) does
-not model yet: transfers, labels, addresses and risk questions.
+not model yet: transfers, labels and addresses (risk questions are the
+semantic translator's too).
 
 1. addresses (validated per chain by ``compliance.addresses``) and market
    symbols are lifted out of the question first, as written;
@@ -39,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chat.chainwords import ADDRESS_FORMS, CHAIN_WORDS, RISK_WORDS
 from chat.lexicon import CATEGORIES, COUNTRIES, COUNTRY_CODES
 from chat.refusals import refusal
 from chat.timewords import UNIT_ALIASES, UNITS_MS
@@ -76,14 +78,6 @@ NUMBER_WORDS = {
     "an": 1,
 }
 
-CHAIN_WORDS = {
-    "ethereum": ETHEREUM,
-    "eth": ETHEREUM,
-    "ether": ETHEREUM,
-    "erc20": ETHEREUM,
-    "bitcoin": BITCOIN,
-    "btc": BITCOIN,
-}
 BASE_WORDS = {
     "bitcoin": "BTC",
     "btc": "BTC",
@@ -254,7 +248,6 @@ TABLE_WORDS: dict[str, tuple[tuple[str, int], ...]] = {
         ("seen", 1),
     ),
 }
-RISK_WORDS = ("risk", "risky", "riskscore", "risk score", "exposure", "dangerous", "safe", "risk level")
 FOLLOW_UP = ("and ", "what about", "how about", "same for", "same on", "now for", "also for", "and for", "and on")
 
 _STOP_FUZZY = frozenset(
@@ -300,9 +293,6 @@ def _keywords() -> frozenset[str]:
 KEYWORDS = _keywords()
 _KEYWORD_LIST = sorted(KEYWORDS)
 
-_EVM_RE = re.compile(r"\b0x[0-9a-fA-F]{38,42}\b")
-_BECH32_RE = re.compile(r"\b(?:bc1|BC1)[02-9ac-hj-np-zAC-HJ-NP-Z]{6,87}\b")
-_BASE58_RE = re.compile(r"\b[13][1-9A-HJ-NP-Za-km-z]{25,34}\b")
 _PAIR_RE = re.compile(r"\b([A-Za-z][A-Za-z0-9]{1,9})\s?[-/]\s?([A-Za-z][A-Za-z0-9]{1,9})\b")
 _TOKEN_RE = re.compile(r"[a-z0-9_]+")
 _SQL_INTERVAL_UNIT = {
@@ -518,7 +508,7 @@ class BuiltinTranslator:
         invalid: str | None = None
         problems: list[str] = []
 
-        for regex, chain in ((_EVM_RE, ETHEREUM), (_BECH32_RE, BITCOIN), (_BASE58_RE, BITCOIN)):
+        for regex, chain in ADDRESS_FORMS:
             for match in regex.finditer(original):
                 text = match.group(0)
                 try:
@@ -718,18 +708,6 @@ class BuiltinTranslator:
         if table is None and s.symbol and context.symbol and not parsed.risk:
             table = "trades"
 
-        if parsed.risk and (s.address or _has(parsed.text, "address", "wallet")):
-            if not s.address:
-                return Translation("clarify", "Which address should I assess? Give its chain and address.")
-            s.table, s.intent = None, "risk"
-            return Translation(
-                "analysis",
-                f"the risk of {s.address} on {s.chain}",
-                slots=asdict(s),
-                chain=s.chain or ETHEREUM,
-                address=s.address,
-                shape="analysis",
-            )
         if table is None:
             return Translation(
                 "clarify",

@@ -10,8 +10,9 @@ be used leads to a clarifying question with the candidates (an asset with
 several markets, an unknown venue, a resolution that is not stored, an
 ambiguous measure) or is named in the answer ("I could not use: …").
 
-Tables the semantic model does not declare yet (transfers, labels,
-addresses, risk) are still answered by the phrase matcher of
+Risk questions go to the compliance analysis (an ``analysis`` answer, no
+SQL). Tables the semantic model does not declare yet (transfers, labels,
+addresses) are still answered by the phrase matcher of
 ``chat.translators.builtin``.
 """
 
@@ -21,12 +22,14 @@ import re
 from dataclasses import fields
 
 from chat import semantic
+from chat.chainwords import asks_risk, find_address
 from chat.intent import FOLLOW_UP, Intent, Parser
 from chat.refusals import refusal
 from chat.sqlcompile import compile_intent
 from chat.translators.base import ChatContext, ProgressCallback, Translation, Turn
 from chat.translators.builtin import BuiltinTranslator
 from chat.vocabulary import Vocabulary, load_vocabulary
+from compliance.interface import BITCOIN, ETHEREUM, InvalidAddress, normalize_chain_address
 
 _INTENT_FIELDS = {f.name for f in fields(Intent)}
 
@@ -91,6 +94,9 @@ class SemanticTranslator:
         refused = refusal(question, application_id)
         if refused is not None:
             return Translation("refuse", refused.text, code=refused.code)
+        risk = _risk(question, history, context)
+        if risk is not None:
+            return risk
         previous = _previous(history)
         if _legacy_words(question, previous):
             return self._legacy.translate(
@@ -182,9 +188,44 @@ class SemanticTranslator:
         return ""
 
 
+# Words of other questions: "risky" in them does not ask to assess an address.
+_NOT_RISK = re.compile(
+    r"\b(?:label|sanction|transfer|entit|trade|candle|credit|quer|categor|how\s+many)", re.IGNORECASE
+)
+
+
+def _risk(question: str, history: list[Turn], context: ChatContext) -> Translation | None:
+    """A risk question ("how risky is 0x…?", "risk score?" with an address in
+    the context, "and 0x…?" after one) is answered by the compliance analysis,
+    not SQL; without an address it asks for one."""
+    found = find_address(question)
+    last = next((turn.slots for turn in reversed(history) if turn.slots), None) or {}
+    again = last.get("intent") == "risk" and found.address is not None and FOLLOW_UP.match(question.lower())
+    if not (asks_risk(question) or again):
+        return None
+    address, chain = found.address, found.chain
+    if address is None and found.invalid:
+        return Translation("clarify", f"{found.invalid}. Which address did you mean?")
+    if address is None and context.address:
+        chain = context.chain or (ETHEREUM if context.address.lower().startswith("0x") else BITCOIN)
+        try:
+            address = normalize_chain_address(chain, context.address)
+        except (InvalidAddress, ValueError):
+            address = None
+    if address is None:
+        if _NOT_RISK.search(question):
+            return None
+        return Translation("clarify", "Which address should I assess? Give its chain and address.")
+    chain = chain or ETHEREUM
+    slots = {"engine": "semantic", "intent": "risk", "address": address, "chain": chain}
+    return Translation(
+        "analysis", f"the risk of {address} on {chain}", slots=slots, chain=chain, address=address, shape="analysis"
+    )
+
+
 # Words of the tables the semantic model does not declare yet (prefixes).
 _LEGACY = re.compile(
-    r"\b(?:transfer|tranfer|transaction|address(?!\s+analys)|adress|label|risk|sanction|wallet|"
+    r"\b(?:transfer|tranfer|transaction|address(?!\s+analys)|adress|label|sanction|wallet|"
     r"sent|send|receiv|owns|usdt|usdc|dai\b)"
 )
 # A chain ("on bitcoin") is the phrase matcher's, except in a follow-up of

@@ -216,3 +216,26 @@ def test_a_hyphenated_bucket_is_a_bucket_not_an_unknown_market() -> None:
     t = ask("ETH-USD volume in 15-minute buckets over the last hour")
     assert "(ts / 900000) * 900000" in t.sql and t.params["symbol"] == "ETH-USD"
     assert "15-minute buckets" in t.text and "could not use" not in t.text
+
+
+E3 = "0x" + "3" * 40
+
+
+@pytest.mark.parametrize(
+    ("question", "context"),
+    [
+        (f"how risky is {E3}?", {}),
+        (f"assess {E3}", {}),
+        ("risk score?", {"address": E3, "chain": "ethereum"}),
+    ],
+)
+def test_risk_questions_are_answered_by_the_analysis(question: str, context: dict[str, str]) -> None:
+    t = ask(question, **context)
+    assert (t.kind, t.address, t.chain, t.sql) == ("analysis", E3, "ethereum", "")
+
+
+def test_a_risk_question_without_an_address_asks_for_one() -> None:
+    t = ask("how risky is it?")
+    assert (t.kind, t.sql) == ("clarify", "") and "Which address" in t.text
+    t = ask("what is the risk of 0x12?")
+    assert t.kind == "clarify"
