@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chat import semantic
+from chat.chainwords import find_address
 from chat.intent_credits import read_credits
 from chat.intent_queries import read_queries
 from chat.lexicon import AGGREGATE_WORDS, BASES, COUNTRY_CODES, FILLER, GROUP_LEADS, ORDERS, SIDES
@@ -63,6 +64,8 @@ class Intent:
     follow_up: bool = False
     corrections: list[str] = field(default_factory=list)  # "'yesterdy' as 'yesterday'"
     named: str | None = None  # an entity named in the question ("Tornado Cash")
+    address: str | None = None  # an address in the question, normalised
+    address_chain: str | None = None  # its chain
     country: str | None = None  # a country code written as such ("US")
 
     def slots(self) -> dict[str, Any]:
@@ -186,7 +189,11 @@ class Parser:
 
     def _parse(self, question: str, now_ms: int) -> Intent:
         intent = Intent(follow_up=bool(FOLLOW_UP.match(question.lower())))
-        text = self._lift_symbols(question, intent)
+        found = find_address(question)
+        intent.address, intent.address_chain = found.address, found.chain
+        if found.invalid:
+            intent.ambiguous = f"{found.invalid}. Which address did you mean?"
+        text = self._lift_symbols(found.text, intent)
         text = self._lift_names(text, intent)
         text = " ".join(text.lower().replace("'s", " ").replace("?", " ").split())
         text = " ".join(self._correct(word) for word in text.split())
@@ -312,10 +319,27 @@ class Parser:
             return semantic.QUERIES
         if scores["entities"] or self._names_entities(text, intent):
             return semantic.ENTITIES
+        if self._asks_addresses(text, intent):
+            return semantic.ADDRESSES
         market = any(f" {word} " in text for word in ("price", "vwap", "volume", "traded", "notional"))
         if scores["trades"] or market or ("symbol" in intent.filters and not intent.follow_up):
             return semantic.TRADES
         return None
+
+    @staticmethod
+    def _asks_addresses(text: str, intent: Intent) -> bool:
+        """Addresses themselves (when seen, how many, on which chain), not their
+        labels, owners or transfers."""
+        if not any(f" {noun} " in text for noun in semantic.ADDRESSES.nouns):
+            return False
+        if intent.named or _OTHER_ADDRESS_WORDS.search(text):
+            return False
+        if any(f" {phrase} " in text for phrase, _ in semantic.CATEGORY.synonyms):
+            return False
+        if intent.address is not None:
+            return any(f" {word} " in text for word in ("seen", "active", "cluster"))
+        asks = ("seen", "active", "cluster", "clusters", "how many", "number of", "count", "per chain", "by chain")
+        return any(f" {word} " in text for word in asks) or any(f" {p} " in text for p, _ in semantic.CHAIN.synonyms)
 
     @staticmethod
     def _names_entities(text: str, intent: Intent) -> bool:
@@ -346,8 +370,13 @@ class Parser:
                     intent.filters[dimension.name] = value
                     used.update(phrase.split())
                     break
-        if intent.country and intent.group != "country":
+        if intent.country and intent.group != "country" and entity.table == "entities":
             intent.filters["country"] = intent.country
+        if entity.key == "address" and intent.address:
+            intent.filters = {"address": intent.address, "chain": intent.address_chain or ""}
+            used.update({"address", "seen", "first", "last", "time", "when"} & set(text.split()))
+            return
+        used.update({"active", "seen", "been"} & set(text.split()))
         if best is not None:
             intent.measure = best[1]
             used.update(best[2].split())
@@ -367,7 +396,7 @@ class Parser:
             read_credits(text, intent, used)
         elif entity.table == "query_history":
             read_queries(text, intent, used, best)
-        elif entity.table == "entities":
+        elif entity.table in ("entities", "addresses"):
             self._entities(text, entity, intent, used, best)
         elif entity.table == "trades":
             self._trade_measure(text, intent, best, used)
@@ -411,6 +440,13 @@ class Parser:
                         return
         if entity.table == "trades" and " buy vs sell " in text.replace(" versus ", " vs "):
             intent.group = "side"
+
+
+# Words of questions about labels, owners and transfers of addresses.
+_OTHER_ADDRESS_WORDS = re.compile(
+    r" (?:label\w*|tagged|sanction\w*|ofac|delisted|listed|belong\w*|owns?|owner|who|whose|known|entit\w*|"
+    r"transfer\w*|transactions?|sent|send\w*|receiv\w*|volume|counterpart\w*|outgoing|incoming|most|top) "
+)
 
 
 def _all_nouns() -> list[str]:

@@ -154,6 +154,11 @@ FILLER = frozenset(
         "who",
         "whose",
         "ever",
+        "seen",
+        "been",
+        "active",
+        "when",
+        "time",
     ]
 )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from chat.chainwords import CHAIN_WORDS
 from chat.lexicon import CATEGORIES, COUNTRIES
 from queryengine.interface import catalog
 
@@ -39,6 +40,7 @@ class Dimension:
     values: tuple[str, ...] = ()  # fixed values ("buy", "sell"), else read from the vocabulary
     synonyms: tuple[tuple[str, str], ...] = ()  # (phrase, value): "queries" -> "query"
     present: str = ""  # rows that have a value, when grouped by it ("error_code <> ''")
+    by_key: bool = False  # groups in the order of their values (chains), not largest first
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ class Entity:
     own: bool = False  # the asker's own rows ("your queries")
     ranked_columns: tuple[str, ...] = ()  # a listing ordered by size_column shows these
     ranks: tuple[str, str] = ("largest", "smallest")  # how an answer names the two orders by size
+    key: str = ""  # a column naming one row ("address"): a question that gives it looks the row up
+    lookup_columns: tuple[str, ...] = ()  # what a look-up shows
+    listed: str = ""  # rows a listing shows ("last_seen IS NOT NULL")
+    time_label: str = ""  # what the time column is, in a restated window ("last seen")
 
     def measure(self, name: str) -> Measure | None:
         return next((m for m in self.measures if m.name == name), None)
@@ -267,7 +273,25 @@ ENTITIES = Entity(
     noun="entities",
 )
 
-MODEL: dict[str, Entity] = {entity.table: entity for entity in (TRADES, CANDLES, CREDITS, QUERIES, ENTITIES)}
+CHAIN = Dimension("chain", ("chain", "chains", "network", "networks"), (), tuple(CHAIN_WORDS.items()), by_key=True)
+
+ADDRESSES = Entity(
+    table="addresses",
+    nouns=("addresses", "address", "wallets", "wallet"),
+    time_column="last_seen",
+    time_kind="ms",
+    measures=(Measure("addresses", "number of addresses", "count(address)", COUNT_WORDS),),
+    dimensions=(CHAIN, Dimension("cluster_id", ("cluster", "clusters"), present="cluster_id IS NOT NULL")),
+    columns=("address", "chain", "first_seen", "last_seen"),
+    latest=("last_seen DESC", "address"),
+    noun="addresses",
+    key="address",
+    lookup_columns=("address", "chain", "first_seen", "last_seen", "cluster_id", "cluster_size"),
+    listed="last_seen IS NOT NULL",
+    time_label="last seen",
+)
+
+MODEL: dict[str, Entity] = {entity.table: entity for entity in (TRADES, CANDLES, CREDITS, QUERIES, ENTITIES, ADDRESSES)}
 
 
 def check_against_catalog() -> list[str]:
@@ -279,7 +303,8 @@ def check_against_catalog() -> list[str]:
             problems.append(f"{entity.table}: not in the catalog")
             continue
         names = {column.name for column in table.table.columns}
-        declared = {*entity.columns, *entity.ranked_columns, *(d.name for d in entity.dimensions)}
+        declared = {*entity.columns, *entity.ranked_columns, *entity.lookup_columns}
+        declared |= {d.name for d in entity.dimensions}
         declared |= {entity.time_column} if entity.time_column else set()
         declared |= {order.split()[0] for order in entity.latest}
         problems += [f"{entity.table}.{name}: not in the catalog" for name in sorted(declared - names)]

@@ -22,6 +22,7 @@ from chat.intent import Intent, bucket_ms
 from chat.timewords import Window
 
 DEFAULT_ROWS = {"trades": 10, "candles": 100, "credit_entries": 10, "query_history": 10, "entities": 50}
+DEFAULT_ROWS |= {"addresses": 10}
 UNIT_WORDS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 
 
@@ -104,7 +105,9 @@ def _describe_own(entity: semantic.Entity, intent: Intent, what: str) -> str:
         pass
     elif intent.window is not None:
         window = Window(intent.window["start_ms"], intent.window["end_ms"], intent.window["words"], (0, 0))
-        text += f", {window.words} ({window.restated()})"
+        label = f"{entity.time_label} " if entity.time_label else ""
+        label += "in " if label and window.words.startswith("the ") else ""
+        text += f", {label}{window.words} ({window.restated()})"
     elif not (entity.measure(intent.measure or "") or semantic.Measure("", "", "", ())).snapshot:
         text += ", all time"
     return text[:1].upper() + text[1:]
@@ -130,6 +133,7 @@ def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
     if measure is None:
         return _listing(entity, intent, select, params)
     keys: list[tuple[Any, str]] = []
+    by_key = False
     if time_bucket and intent.bucket:
         size = bucket_ms(intent.bucket)
         bucket = parse_one(f"({entity.time_column} / {size}) * {size}")
@@ -139,12 +143,13 @@ def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
         dimension = entity.dimension(intent.group)
         if dimension is not None and dimension.present:
             select = select.where(exp.condition(dimension.present))
+        by_key = dimension is not None and dimension.by_key  # groups in the order of their values
     for expression, name in keys:
         select = select.select(expression.as_(name))
     select = select.select(parse_one(measure.sql).as_(measure.name))
     if keys:
         # Buckets in time order; a dimension's groups largest first.
-        ranking = [] if time_bucket else [exp.Ordered(this=exp.column(measure.name), desc=True)]
+        ranking = [] if time_bucket or by_key else [exp.Ordered(this=exp.column(measure.name), desc=True)]
         select = select.group_by(*(e for e, _ in keys)).order_by(*ranking, *(exp.column(n) for _, n in keys))
     label = measure.label[:1].upper() + measure.label[1:]
     shape = "rows" if keys else "value"
@@ -153,6 +158,12 @@ def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
 
 def _listing(entity: semantic.Entity, intent: Intent, select: exp.Select, params: dict[str, Any]) -> Compiled:
     order = intent.order
+    if entity.key and entity.key in intent.filters:
+        select = select.select(*(exp.column(c) for c in entity.lookup_columns))
+        what = f"Activity of {intent.filters[entity.key]} on {intent.filters.get('chain') or 'its chain'}"
+        return Compiled(select.sql(), what + " (first and last seen, cluster)", params, "rows")
+    if entity.listed:
+        select = select.where(exp.condition(entity.listed))
     if entity.ranked_columns and order in ("largest", "smallest"):
         select = select.select(*(exp.column(c) for c in entity.ranked_columns))
         select = select.where(exp.column(entity.size_column).is_(exp.null()).not_())
@@ -171,13 +182,15 @@ def _listing(entity: semantic.Entity, intent: Intent, select: exp.Select, params
     select = select.order_by(*orders).limit(limit)
     noun = entity.noun or entity.nouns[0]
     largest, smallest = entity.ranks
-    what = {"latest": "latest", "oldest": "first", "largest": largest, "smallest": smallest}[order]
-    what = f"The {limit} {what} {noun}" if limit > 1 else f"The {what} {noun[:-1]}"
+    latest = "most recently active" if entity.table == "addresses" else "latest"
+    what = {"latest": latest, "oldest": "first", "largest": largest, "smallest": smallest}[order]
+    one = {"addresses": "address", "queries": "query", "entities": "entity", "credit entries": "credit entry"}
+    one_noun = one.get(noun, noun[:-1])
+    what = f"The {limit} {what} {noun}" if limit > 1 else f"The {what} {one_noun}"
     if entity.table == "candles":
         what = f"The {what.split()[2]} {limit}" if limit > 1 else what
     if entity.own:
-        one = {"queries": "query", "credit entries": "credit entry"}.get(noun, noun)
-        what = f"Your {limit} {what.split()[2]} {noun}" if limit > 1 else f"Your {what.split()[1]} {one}"
+        what = f"Your {limit} {what.split()[2]} {noun}" if limit > 1 else f"Your {what.split()[1]} {one_noun}"
     if not entity.time_column:
         what = f"{noun[:1].upper()}{noun[1:]} (at most {limit}, by {entity.latest[0]})"
     if intent.window is None and entity.table == "trades" and limit == 1 and order == "latest":

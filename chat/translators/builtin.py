@@ -2,8 +2,8 @@
 
 Intent recognition plus slot filling over the query engine's catalog, for
 the tables the semantic translator (``chat.translators.semantic``) does
-not model yet: transfers, labels and addresses (risk questions are the
-semantic translator's too).
+not model yet: transfers and labels (risk questions and addresses are
+the semantic translator's).
 
 1. addresses (validated per chain by ``compliance.addresses``) and market
    symbols are lifted out of the question first, as written;
@@ -237,15 +237,6 @@ TABLE_WORDS: dict[str, tuple[tuple[str, int], ...]] = {
         ("belong", 2),
         ("belongs", 2),
         ("sanctioned", 1),
-    ),
-    "addresses": (
-        ("first seen", 4),
-        ("last seen", 4),
-        ("first active", 3),
-        ("last active", 3),
-        ("cluster", 3),
-        ("clusters", 3),
-        ("seen", 1),
     ),
 }
 FOLLOW_UP = ("and ", "what about", "how about", "same for", "same on", "now for", "also for", "and for", "and on")
@@ -637,8 +628,6 @@ class BuiltinTranslator:
         if scores["candles"] >= 3 or (s.resolution and (s.symbol or s.base) and scores["candles"]):
             return "candles"
         addressy = _has(text, "address", "addresses", "wallet", "wallets")
-        if scores["addresses"] >= 3 or (addressy and _has(text, "active", "seen") and not scores["transfers"]):
-            return "addresses"
         if scores["transfers"] >= 2 and scores["transfers"] >= scores["trades"]:
             return "transfers"
         if _has(text, "volume") and (s.address or s.asset or (addressy and s.chain)) and not s.symbol:
@@ -653,8 +642,6 @@ class BuiltinTranslator:
             return "labels"
         if s.entity and _has(text, "address", "addresses", "wallets", "labels"):
             return "labels"
-        if addressy and (s.chain or s.aggregate):
-            return "addresses"
         if s.address:
             return "labels"
         if _has(text, "volume") and s.chain:
@@ -1166,55 +1153,6 @@ class BuiltinTranslator:
             "address, chain, entity, category", "labels", where, f"ORDER BY chain, address, entity LIMIT {limit}"
         )
         return self._sql_translation(description, sql, params, s)
-
-    def _build_addresses(self, s: Slots, parsed: Parsed) -> Translation:
-        text = parsed.text
-        where: list[str] = []
-        params: dict[str, Any] = {}
-        if s.address:
-            s.intent = "address"
-            where.append("address = :address")
-            params["address"] = s.address
-            if s.chain:
-                where.append("chain = :chain")
-                params["chain"] = s.chain
-            sql = self._sql("address, chain, first_seen, last_seen, cluster_id, cluster_size", "addresses", where)
-            return self._sql_translation(f"activity of {s.address}", sql, params, s)
-        if s.chain:
-            where.append("chain = :chain")
-            params["chain"] = s.chain
-        subject = f"{s.chain} addresses" if s.chain else "addresses"
-        if _has(text, "cluster", "clusters"):
-            where.append("cluster_id IS NOT NULL")
-            limit = s.limit or DEFAULT_ROWS
-            s.intent = "clusters"
-            sql = self._sql(
-                "cluster_id, count(address) AS addresses",
-                "addresses",
-                where,
-                f"GROUP BY cluster_id ORDER BY addresses DESC, cluster_id LIMIT {limit}",
-            )
-            return self._sql_translation(f"largest clusters of {subject}", sql, params, s)
-        window = self._ms_window(s, "last_seen", where, params)
-        description = (f"{subject} active" + window) if window else subject
-        if s.aggregate == "count" or _has(text, "how many"):
-            s.intent = "count"
-            if s.group == "chain":
-                sql = self._sql(
-                    "chain, count(address) AS addresses", "addresses", where, "GROUP BY chain ORDER BY chain"
-                )
-                return self._sql_translation(f"{description} per chain", sql, params, s)
-            sql = self._sql("count(address) AS addresses", "addresses", where)
-            return self._sql_translation(f"number of {description}", sql, params, s, shape="value")
-        limit = s.limit or DEFAULT_ROWS
-        s.intent = "list"
-        sql = self._sql(
-            "address, chain, first_seen, last_seen",
-            "addresses",
-            [*where, "last_seen IS NOT NULL"],
-            f"ORDER BY last_seen DESC, address LIMIT {limit}",
-        )
-        return self._sql_translation(f"the {limit} most recently active {description}", sql, params, s)
 
     def _build_credit_entries(self, s: Slots, parsed: Parsed) -> Translation:
         text = parsed.text

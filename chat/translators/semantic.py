@@ -11,8 +11,7 @@ several markets, an unknown venue, a resolution that is not stored, an
 ambiguous measure) or is named in the answer ("I could not use: …").
 
 Risk questions go to the compliance analysis (an ``analysis`` answer, no
-SQL). Tables the semantic model does not declare yet (transfers, labels,
-addresses) are still answered by the phrase matcher of
+SQL). Tables the semantic model does not declare yet (transfers, labels) are still answered by the phrase matcher of
 ``chat.translators.builtin``.
 """
 
@@ -98,11 +97,11 @@ class SemanticTranslator:
         if risk is not None:
             return risk
         previous = _previous(history)
-        if _legacy_words(question, previous):
+        intent = Parser(self.vocabulary).parse(question, now_ms)
+        if intent.table != "addresses" and _legacy_words(question, previous):
             return self._legacy.translate(
                 question, history=history, context=context, now_ms=now_ms, application_id=application_id
             )
-        intent = Parser(self.vocabulary).parse(question, now_ms)
         if previous is not None and (intent.table is None or (intent.follow_up and intent.table == previous.table)):
             intent = merge(previous, intent)
         if intent.table is None and "symbol" in intent.filters:

@@ -239,3 +239,23 @@ def test_a_risk_question_without_an_address_asks_for_one() -> None:
     assert (t.kind, t.sql) == ("clarify", "") and "Which address" in t.text
     t = ask("what is the risk of 0x12?")
     assert t.kind == "clarify"
+
+
+@pytest.mark.parametrize(
+    ("question", "sql", "text"),
+    [
+        (f"when was {E3} first seen?", "cluster_size FROM addresses WHERE address = :address", "Activity of " + E3),
+        ("how many addresses per chain", "GROUP BY chain ORDER BY chain", "Number of addresses, per chain"),
+        ("how many bitcoin addresses have been seen", "COUNT(address)", "chain bitcoin"),
+        ("ethereum addresses active in the last hour", "last_seen >= :since", "last seen in the last hour"),
+    ],
+)
+def test_addresses_are_in_the_semantic_model(question: str, sql: str, text: str) -> None:
+    t = ask(question)
+    assert t.kind == "sql" and t.slots["engine"] == "semantic" and t.slots["table"] == "addresses"
+    assert sql in t.sql and text in t.text
+
+
+def test_labels_and_transfers_of_addresses_are_not_taken_for_addresses() -> None:
+    for question in ("how many sanctioned addresses are there", f"who owns {E3}", f"transfers of {E3}"):
+        assert ask(question).slots.get("table") != "addresses", question
