@@ -66,6 +66,7 @@ class Intent:
     named: str | None = None  # an entity named in the question ("Tornado Cash")
     address: str | None = None  # an address in the question, normalised
     address_chain: str | None = None  # its chain
+    flag_off: bool = False  # the false rows of the table's flag ("delisted" labels)
     country: str | None = None  # a country code written as such ("US")
 
     def slots(self) -> dict[str, Any]:
@@ -304,7 +305,7 @@ class Parser:
         if one and not intent.measure and intent.order and not intent.limit and one in text:
             intent.limit = 1  # "the latest trade", "the largest trade", "my slowest query"
         intent.unused += [w for w in text.split() if w not in used and w not in FILLER and not w.isdigit()]
-        if intent.country and intent.table != "entities":
+        if intent.country and intent.table not in ("entities", "labels"):
             intent.unused.append(intent.country)
         intent.unused = [w for w in intent.unused if not any(w in n.split() for n in _all_nouns())]
 
@@ -317,6 +318,8 @@ class Parser:
             return semantic.CREDITS
         if scores["query_history"]:
             return semantic.QUERIES
+        if self._asks_labels(text, intent):
+            return semantic.LABELS
         if scores["entities"] or self._names_entities(text, intent):
             return semantic.ENTITIES
         if self._asks_addresses(text, intent):
@@ -325,6 +328,23 @@ class Parser:
         if scores["trades"] or market or ("symbol" in intent.filters and not intent.follow_up):
             return semantic.TRADES
         return None
+
+    @staticmethod
+    def _asks_labels(text: str, intent: Intent) -> bool:
+        """Who an address is (its labels, owner, category), or which addresses
+        carry a label; not their transfers."""
+        if _TRANSFER_WORDS.search(text):
+            return False
+        if any(f" {noun} " in text for noun in semantic.LABELS.nouns) or _LABEL_WORDS.search(text):
+            return True
+        if intent.address is not None:
+            return not any(f" {word} " in text for word in ("seen", "active", "cluster"))
+        if not any(f" {noun} " in text for noun in semantic.ADDRESSES.nouns):
+            return False
+        if intent.named or intent.country:
+            return True
+        phrases = (p for d in (semantic.CATEGORY, semantic.COUNTRY) for p, _ in d.synonyms)
+        return any(f" {phrase} " in text for phrase in phrases)
 
     @staticmethod
     def _asks_addresses(text: str, intent: Intent) -> bool:
@@ -370,11 +390,19 @@ class Parser:
                     intent.filters[dimension.name] = value
                     used.update(phrase.split())
                     break
-        if intent.country and intent.group != "country" and entity.table == "entities":
+        if intent.country and intent.group != "country" and entity.table in ("entities", "labels"):
             intent.filters["country"] = intent.country
         if entity.key == "address" and intent.address:
             intent.filters = {"address": intent.address, "chain": intent.address_chain or ""}
-            used.update({"address", "seen", "first", "last", "time", "when"} & set(text.split()))
+            used.update(_ABOUT_AN_ADDRESS & set(text.split()))
+            return
+        for phrase in entity.flag_off:
+            if f" {phrase} " in text:
+                intent.flag_off = True
+                used.update(phrase.split())
+        if entity.table == "labels" and intent.named:
+            intent.filters["entity"] = intent.named
+            used.update(re.findall(r"[a-z0-9#]+", intent.named.lower()))
             return
         used.update({"active", "seen", "been"} & set(text.split()))
         if best is not None:
@@ -396,7 +424,7 @@ class Parser:
             read_credits(text, intent, used)
         elif entity.table == "query_history":
             read_queries(text, intent, used, best)
-        elif entity.table in ("entities", "addresses"):
+        elif entity.table in ("entities", "addresses", "labels"):
             self._entities(text, entity, intent, used, best)
         elif entity.table == "trades":
             self._trade_measure(text, intent, best, used)
@@ -442,6 +470,38 @@ class Parser:
             intent.group = "side"
 
 
+# Words of a question about one address ("who owns 0x…?", "when was it first seen?").
+_ABOUT_AN_ADDRESS = frozenset(
+    [
+        "address",
+        "seen",
+        "first",
+        "last",
+        "time",
+        "when",
+        "who",
+        "whose",
+        "owns",
+        "owner",
+        "known",
+        "behind",
+        "labelled",
+        "labeled",
+        "label",
+        "labels",
+        "any",
+        "belong",
+        "belongs",
+        "is",
+    ]
+)
+# Words of a question about labels (beyond the table's nouns).
+_LABEL_WORDS = re.compile(r" (?:ofac|delisted|belong\w*|owns|owner|whose|who\s+is\s+behind|known\s+about|sanction\w*) ")
+# Words of a question about transfers.
+_TRANSFER_WORDS = re.compile(
+    r" (?:transfer\w*|transactions?|tx|txs|sent|send\w*|receiv\w*|volume|counterpart\w*|outgoing|incoming|"
+    r"inflows?|outflows?|deposits?|withdrawals?|moved|senders?|receivers?|recipients?) "
+)
 # Words of questions about labels, owners and transfers of addresses.
 _OTHER_ADDRESS_WORDS = re.compile(
     r" (?:label\w*|tagged|sanction\w*|ofac|delisted|listed|belong\w*|owns?|owner|who|whose|known|entit\w*|"

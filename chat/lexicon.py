@@ -159,6 +159,10 @@ FILLER = frozenset(
         "active",
         "when",
         "time",
+        "belong",
+        "belongs",
+        "under",
+        "as",
     ]
 )
 

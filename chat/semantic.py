@@ -40,6 +40,7 @@ class Dimension:
     values: tuple[str, ...] = ()  # fixed values ("buy", "sell"), else read from the vocabulary
     synonyms: tuple[tuple[str, str], ...] = ()  # (phrase, value): "queries" -> "query"
     present: str = ""  # rows that have a value, when grouped by it ("error_code <> ''")
+    prefix: bool = False  # the value is a prefix of the column's ("ofac" matches "ofac:ETH")
     by_key: bool = False  # groups in the order of their values (chains), not largest first
 
 
@@ -64,6 +65,11 @@ class Entity:
     lookup_columns: tuple[str, ...] = ()  # what a look-up shows
     listed: str = ""  # rows a listing shows ("last_seen IS NOT NULL")
     time_label: str = ""  # what the time column is, in a restated window ("last seen")
+    lookup_order: tuple[str, ...] = ()  # order of a look-up's rows
+    # A boolean column every question filters on, and the words that ask
+    # for its false rows ("delisted" labels: NOT active); a look-up shows both.
+    flag: str = ""
+    flag_off: tuple[str, ...] = ()
 
     def measure(self, name: str) -> Measure | None:
         return next((m for m in self.measures if m.name == name), None)
@@ -273,7 +279,7 @@ ENTITIES = Entity(
     noun="entities",
 )
 
-CHAIN = Dimension("chain", ("chain", "chains", "network", "networks"), (), tuple(CHAIN_WORDS.items()), by_key=True)
+CHAIN = Dimension("chain", ("chain", "chains", "network", "networks"), (), tuple(CHAIN_WORDS.items()))
 
 ADDRESSES = Entity(
     table="addresses",
@@ -281,7 +287,10 @@ ADDRESSES = Entity(
     time_column="last_seen",
     time_kind="ms",
     measures=(Measure("addresses", "number of addresses", "count(address)", COUNT_WORDS),),
-    dimensions=(CHAIN, Dimension("cluster_id", ("cluster", "clusters"), present="cluster_id IS NOT NULL")),
+    dimensions=(
+        Dimension(CHAIN.name, CHAIN.words, CHAIN.values, CHAIN.synonyms, by_key=True),
+        Dimension("cluster_id", ("cluster", "clusters"), present="cluster_id IS NOT NULL"),
+    ),
     columns=("address", "chain", "first_seen", "last_seen"),
     latest=("last_seen DESC", "address"),
     noun="addresses",
@@ -291,7 +300,32 @@ ADDRESSES = Entity(
     time_label="last seen",
 )
 
-MODEL: dict[str, Entity] = {entity.table: entity for entity in (TRADES, CANDLES, CREDITS, QUERIES, ENTITIES, ADDRESSES)}
+LABELS = Entity(
+    table="labels",
+    nouns=("labels", "label", "labelled", "labeled", "tagged", "tags", "attributed", "attribution"),
+    time_column="",
+    time_kind="",
+    measures=(Measure("addresses", "number of labelled addresses", "count(DISTINCT address)", COUNT_WORDS),),
+    dimensions=(
+        CATEGORY,
+        COUNTRY,
+        CHAIN,
+        Dimension("entity", ("entity", "entities", "owner", "owners")),
+        Dimension("source", ("source", "sources", "list", "lists"), (), (("ofac", "ofac"),), prefix=True),
+    ),
+    columns=("address", "chain", "entity", "category"),
+    latest=("chain", "address", "entity"),
+    noun="labelled addresses",
+    key="address",
+    lookup_columns=("entity", "category", "country", "source", "active"),
+    lookup_order=("active DESC", "entity", "source"),
+    flag="active",
+    flag_off=("delisted", "removed", "no longer listed", "unlisted"),
+)
+
+MODEL: dict[str, Entity] = {
+    entity.table: entity for entity in (TRADES, CANDLES, CREDITS, QUERIES, ENTITIES, ADDRESSES, LABELS)
+}
 
 
 def check_against_catalog() -> list[str]:

@@ -22,7 +22,7 @@ from chat.intent import Intent, bucket_ms
 from chat.timewords import Window
 
 DEFAULT_ROWS = {"trades": 10, "candles": 100, "credit_entries": 10, "query_history": 10, "entities": 50}
-DEFAULT_ROWS |= {"addresses": 10}
+DEFAULT_ROWS |= {"addresses": 10, "labels": 50}
 UNIT_WORDS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 
 
@@ -49,8 +49,16 @@ def _where(entity: semantic.Entity, intent: Intent, params: dict[str, Any]) -> l
     for name, value in sorted(intent.filters.items()):
         if name == intent.group:
             continue
+        dimension = entity.dimension(name)
+        if dimension is not None and dimension.prefix:
+            conditions.append(exp.column(name).like(exp.Placeholder(this=name)))
+            params[name] = f"{value}%"
+            continue
         conditions.append(exp.column(name).eq(exp.Placeholder(this=name)))
         params[name] = value
+    if entity.flag and not (entity.key and entity.key in intent.filters):
+        flag = exp.column(entity.flag)
+        conditions.append(exp.not_(flag) if intent.flag_off else flag)
     if intent.window is not None and entity.time_column:
         start, end = intent.window["start_ms"], intent.window["end_ms"]
         convert = _utc_text if entity.time_kind == "timestamp" else int
@@ -99,6 +107,8 @@ def _describe_own(entity: semantic.Entity, intent: Intent, what: str) -> str:
     for name, value in sorted(intent.filters.items()):
         if name != intent.group and implied.get(name) != value:
             text += f" on {words.get(value, value)}" if name == "action" else f", {name} {value}"
+    if entity.flag_off and intent.flag_off and "elisted" not in text:
+        text += ", delisted"
     if intent.group:
         text += f", per {intent.group}"
     if not entity.time_column:
@@ -160,7 +170,11 @@ def _listing(entity: semantic.Entity, intent: Intent, select: exp.Select, params
     order = intent.order
     if entity.key and entity.key in intent.filters:
         select = select.select(*(exp.column(c) for c in entity.lookup_columns))
-        what = f"Activity of {intent.filters[entity.key]} on {intent.filters.get('chain') or 'its chain'}"
+        address, chain = intent.filters[entity.key], intent.filters.get("chain") or "its chain"
+        if entity.lookup_order:
+            select = select.order_by(*entity.lookup_order)
+            return Compiled(select.sql(), f"Labels of {address} on {chain}, active and delisted", params, "labels")
+        what = f"Activity of {address} on {chain}"
         return Compiled(select.sql(), what + " (first and last seen, cluster)", params, "rows")
     if entity.listed:
         select = select.where(exp.condition(entity.listed))
@@ -193,6 +207,8 @@ def _listing(entity: semantic.Entity, intent: Intent, select: exp.Select, params
         what = f"Your {limit} {what.split()[2]} {noun}" if limit > 1 else f"Your {what.split()[1]} {one_noun}"
     if not entity.time_column:
         what = f"{noun[:1].upper()}{noun[1:]} (at most {limit}, by {entity.latest[0]})"
+        if entity.flag_off and intent.flag_off:
+            what = f"Delisted {noun.split()[-1]} (at most {limit}, by {entity.latest[0]})"
     if intent.window is None and entity.table == "trades" and limit == 1 and order == "latest":
         what = "The latest trade (its price is the last traded price)"
     return Compiled(select.sql(), describe(entity, intent, what), params, "rows")

@@ -2,8 +2,8 @@
 
 Intent recognition plus slot filling over the query engine's catalog, for
 the tables the semantic translator (``chat.translators.semantic``) does
-not model yet: transfers and labels (risk questions and addresses are
-the semantic translator's).
+not model yet: transfers (risk questions, addresses and labels are the
+semantic translator's).
 
 1. addresses (validated per chain by ``compliance.addresses``) and market
    symbols are lifted out of the question first, as written;
@@ -636,14 +636,8 @@ class BuiltinTranslator:
             return "trades"
         if _has(text, "volume") and (s.symbol or s.venue):
             return "trades"
-        if scores["labels"] >= 2 or (s.address and (s.category or _has(text, "who", "whose", "known", "what is"))):
-            return "labels"
-        if s.category and addressy:
-            return "labels"
-        if s.entity and _has(text, "address", "addresses", "wallets", "labels"):
-            return "labels"
-        if s.address:
-            return "labels"
+        if scores["labels"] >= 2 or s.address or (s.category and addressy):
+            return None  # labels are the semantic translator's
         if _has(text, "volume") and s.chain:
             return "transfers"
         return None
@@ -1075,84 +1069,6 @@ class BuiltinTranslator:
         column = {"asset": "asset", "chain": "chain", "day": "(ts / 86400000) * 86400000"}[group]
         sql = self._sql(f"{column} AS {group}, {select}", "transfers", where, f"GROUP BY {column} ORDER BY {group}")
         return self._sql_translation(f"{description} per {group}", sql, params, s)
-
-    def _label_filters(self, s: Slots, where: list[str], params: dict[str, Any]) -> tuple[str, str]:
-        """Predicates for the named filters, and the words describing them
-        (before and after the noun)."""
-        before, after = [], []
-        if s.category:
-            where.append("category = :category")
-            params["category"] = s.category
-            before.append(s.category.replace("_", " "))
-        if s.entity:
-            where.append("entity = :entity")
-            params["entity"] = s.entity
-            after.append(f"of {s.entity}")
-        if s.country:
-            where.append("country = :country")
-            params["country"] = s.country
-            after.append(f"in {s.country}")
-        if s.chain:
-            where.append("chain = :chain")
-            params["chain"] = s.chain
-            after.append(f"on {s.chain}")
-        if s.source:
-            where.append("source LIKE :source")
-            params["source"] = f"{s.source}%"
-            after.append(f"from {s.source.upper()}")
-        return " ".join(before), " ".join(after)
-
-    def _build_labels(self, s: Slots, parsed: Parsed) -> Translation:
-        text = parsed.text
-        where: list[str] = []
-        params: dict[str, Any] = {}
-        if s.address:
-            where.append("address = :address")
-            params["address"] = s.address
-            if s.chain:
-                where.append("chain = :chain")
-                params["chain"] = s.chain
-            s.intent = "labels_of"
-            sql = self._sql(
-                "entity, category, country, source, active", "labels", where, "ORDER BY active DESC, entity, source"
-            )
-            return self._sql_translation(f"labels of {s.address}", sql, params, s, shape="labels")
-        if s.delisted:
-            where.append("NOT active")
-        else:
-            where.append("active")
-        state = "delisted" if s.delisted else "labelled"
-        before, after = self._label_filters(s, where, params)
-        description = " ".join(part for part in (state, before, "addresses", after) if part)
-        if s.aggregate == "count" or _has(text, "how many"):
-            s.intent = "count"
-            group = s.group if s.group in ("category", "chain", "country", "source", "entity") else None
-            if group:
-                sql = self._sql(
-                    f"{group}, count(DISTINCT address) AS addresses",
-                    "labels",
-                    where,
-                    f"GROUP BY {group} ORDER BY addresses DESC, {group}",
-                )
-                return self._sql_translation(f"{description} per {group}", sql, params, s)
-            sql = self._sql("count(DISTINCT address) AS addresses", "labels", where)
-            return self._sql_translation(f"number of {description}", sql, params, s, shape="value")
-        if s.group in ("category", "chain", "country", "source", "entity"):
-            s.intent = "count"
-            group = s.group
-            sql = self._sql(
-                f"{group}, count(DISTINCT address) AS addresses",
-                "labels",
-                where,
-                f"GROUP BY {group} ORDER BY addresses DESC, {group}",
-            )
-            return self._sql_translation(f"{description} per {group}", sql, params, s)
-        s.intent = "list"
-        limit = s.limit or 50
-        sql = self._sql(
-            "address, chain, entity, category", "labels", where, f"ORDER BY chain, address, entity LIMIT {limit}"
-        )
-        return self._sql_translation(description, sql, params, s)
 
     def _build_credit_entries(self, s: Slots, parsed: Parsed) -> Translation:
         text = parsed.text

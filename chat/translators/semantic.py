@@ -11,7 +11,7 @@ several markets, an unknown venue, a resolution that is not stored, an
 ambiguous measure) or is named in the answer ("I could not use: …").
 
 Risk questions go to the compliance analysis (an ``analysis`` answer, no
-SQL). Tables the semantic model does not declare yet (transfers, labels) are still answered by the phrase matcher of
+SQL). The table the semantic model does not declare yet (transfers) are still answered by the phrase matcher of
 ``chat.translators.builtin``.
 """
 
@@ -98,7 +98,7 @@ class SemanticTranslator:
             return risk
         previous = _previous(history)
         intent = Parser(self.vocabulary).parse(question, now_ms)
-        if intent.table != "addresses" and _legacy_words(question, previous):
+        if intent.table not in ("addresses", "labels") and _legacy_words(question, previous):
             return self._legacy.translate(
                 question, history=history, context=context, now_ms=now_ms, application_id=application_id
             )
@@ -106,6 +106,10 @@ class SemanticTranslator:
             intent = merge(previous, intent)
         if intent.table is None and "symbol" in intent.filters:
             intent.table = "trades"
+        if intent.table is None and context.address and not intent.follow_up:
+            intent.table = "labels"  # "any labels?" about the address in the context
+        if intent.table == "labels" and "address" not in intent.filters and context.address:
+            _context_address(intent, context)
         if intent.table is None:
             return self._legacy.translate(
                 question, history=history, context=context, now_ms=now_ms, application_id=application_id
@@ -185,6 +189,17 @@ class SemanticTranslator:
                     f"markets: {', '.join(symbols[:20])}. Which did you mean?"
                 )
         return ""
+
+
+def _context_address(intent: Intent, context: ChatContext) -> None:
+    """The client's address fills a question about one address that names none."""
+    if intent.measure or intent.group or any(k in intent.filters for k in ("category", "entity", "country", "source")):
+        return
+    chain = context.chain or (ETHEREUM if (context.address or "").lower().startswith("0x") else BITCOIN)
+    try:
+        intent.filters = {"address": normalize_chain_address(chain, context.address or ""), "chain": chain}
+    except (InvalidAddress, ValueError):
+        return
 
 
 # Words of other questions: "risky" in them does not ask to assess an address.

@@ -259,3 +259,27 @@ def test_addresses_are_in_the_semantic_model(question: str, sql: str, text: str)
 def test_labels_and_transfers_of_addresses_are_not_taken_for_addresses() -> None:
     for question in ("how many sanctioned addresses are there", f"who owns {E3}", f"transfers of {E3}"):
         assert ask(question).slots.get("table") != "addresses", question
+
+
+E4 = "0x" + "4" * 40
+
+
+@pytest.mark.parametrize(
+    ("question", "params", "sql"),
+    [
+        ("how many sanctioned addresses are there on bitcoin", {"category": "sanctions", "chain": "bitcoin"}, "active"),
+        ("how many addresses are on the OFAC list", {"source": "ofac%"}, "source LIKE :source"),
+        ("which addresses were delisted?", {}, "NOT active"),
+        (f"who owns {E4}?", {"address": E4, "chain": "ethereum"}, "ORDER BY active DESC"),
+        ("which addresses belong to Kraken?", {"entity": "Kraken"}, "ORDER BY chain, address, entity"),
+    ],
+)
+def test_labels_are_in_the_semantic_model(question: str, params: dict[str, str], sql: str) -> None:
+    t = SemanticTranslator(NAMED).translate(question, history=[], context=ChatContext(), now_ms=NOW)
+    assert t.kind == "sql" and t.slots["engine"] == "semantic" and t.slots["table"] == "labels"
+    assert t.params == params and sql in t.sql and "could not use" not in t.text
+
+
+def test_the_contexts_address_fills_a_question_about_labels() -> None:
+    t = ask("any labels?", address=E4, chain="ethereum")
+    assert t.slots["table"] == "labels" and t.params == {"address": E4, "chain": "ethereum"}
