@@ -22,6 +22,7 @@ from typing import Any
 
 from chat import semantic
 from chat.chainwords import find_address
+from chat.intent_chain import asks_addresses, asks_labels, names_entities, read_catalog
 from chat.intent_credits import read_credits
 from chat.intent_queries import read_queries
 from chat.lexicon import AGGREGATE_WORDS, BASES, COUNTRY_CODES, FILLER, GROUP_LEADS, ORDERS, SIDES
@@ -318,100 +319,16 @@ class Parser:
             return semantic.CREDITS
         if scores["query_history"]:
             return semantic.QUERIES
-        if self._asks_labels(text, intent):
+        if asks_labels(text, intent):
             return semantic.LABELS
-        if scores["entities"] or self._names_entities(text, intent):
+        if scores["entities"] or names_entities(text, intent):
             return semantic.ENTITIES
-        if self._asks_addresses(text, intent):
+        if asks_addresses(text, intent):
             return semantic.ADDRESSES
         market = any(f" {word} " in text for word in ("price", "vwap", "volume", "traded", "notional"))
         if scores["trades"] or market or ("symbol" in intent.filters and not intent.follow_up):
             return semantic.TRADES
         return None
-
-    @staticmethod
-    def _asks_labels(text: str, intent: Intent) -> bool:
-        """Who an address is (its labels, owner, category), or which addresses
-        carry a label; not their transfers."""
-        if _TRANSFER_WORDS.search(text):
-            return False
-        if any(f" {noun} " in text for noun in semantic.LABELS.nouns) or _LABEL_WORDS.search(text):
-            return True
-        if intent.address is not None:
-            return not any(f" {word} " in text for word in ("seen", "active", "cluster"))
-        if not any(f" {noun} " in text for noun in semantic.ADDRESSES.nouns):
-            return False
-        if intent.named or intent.country:
-            return True
-        phrases = (p for d in (semantic.CATEGORY, semantic.COUNTRY) for p, _ in d.synonyms)
-        return any(f" {phrase} " in text for phrase in phrases)
-
-    @staticmethod
-    def _asks_addresses(text: str, intent: Intent) -> bool:
-        """Addresses themselves (when seen, how many, on which chain), not their
-        labels, owners or transfers."""
-        if not any(f" {noun} " in text for noun in semantic.ADDRESSES.nouns):
-            return False
-        if intent.named or _OTHER_ADDRESS_WORDS.search(text):
-            return False
-        if any(f" {phrase} " in text for phrase, _ in semantic.CATEGORY.synonyms):
-            return False
-        if intent.address is not None:
-            return any(f" {word} " in text for word in ("seen", "active", "cluster"))
-        asks = ("seen", "active", "cluster", "clusters", "how many", "number of", "count", "per chain", "by chain")
-        return any(f" {word} " in text for word in asks) or any(f" {p} " in text for p, _ in semantic.CHAIN.synonyms)
-
-    @staticmethod
-    def _names_entities(text: str, intent: Intent) -> bool:
-        """An entity, a category or a country named outside a market question."""
-        if "symbol" in intent.filters or intent.base:
-            return False
-        market = ("trades", "trade", "volume", "price", "vwap", "candles", "traded")
-        if any(f" {word} " in text for word in market):
-            return False
-        if intent.named or intent.country:
-            return True
-        # "by exchange" groups (a follow-up of a market question); it names no category.
-        text = re.sub(r" (?:" + "|".join(GROUP_LEADS) + r") \w+", " ", text)
-        phrases = (p for d in (semantic.CATEGORY, semantic.COUNTRY) for p, _ in d.synonyms)
-        return any(f" {phrase} " in text for phrase in phrases)
-
-    @staticmethod
-    def _entities(
-        text: str, entity: semantic.Entity, intent: Intent, used: set[str], best: tuple[int, str, str] | None
-    ) -> None:
-        for dimension in entity.dimensions:
-            for phrase in dimension.words:
-                if any(f" {lead} {phrase} " in text for lead in GROUP_LEADS):
-                    intent.group = dimension.name
-                    used.update(phrase.split())
-            for phrase, value in sorted(dimension.synonyms, key=lambda pair: -len(pair[0])):
-                if f" {phrase} " in text and intent.group != dimension.name:
-                    intent.filters[dimension.name] = value
-                    used.update(phrase.split())
-                    break
-        if intent.country and intent.group != "country" and entity.table in ("entities", "labels"):
-            intent.filters["country"] = intent.country
-        if entity.key == "address" and intent.address:
-            intent.filters = {"address": intent.address, "chain": intent.address_chain or ""}
-            used.update(_ABOUT_AN_ADDRESS & set(text.split()))
-            return
-        for phrase in entity.flag_off:
-            if f" {phrase} " in text:
-                intent.flag_off = True
-                used.update(phrase.split())
-        if entity.table == "labels" and intent.named:
-            intent.filters["entity"] = intent.named
-            used.update(re.findall(r"[a-z0-9#]+", intent.named.lower()))
-            return
-        used.update({"active", "seen", "been"} & set(text.split()))
-        if best is not None:
-            intent.measure = best[1]
-            used.update(best[2].split())
-        if intent.named:
-            used.update(re.findall(r"[a-z0-9#]+", intent.named.lower()))
-            if not (intent.measure or intent.group):
-                intent.filters = {"name": intent.named}
 
     def _measure(self, text: str, entity: semantic.Entity, intent: Intent, used: set[str]) -> None:
         best: tuple[int, str, str] | None = None
@@ -425,7 +342,7 @@ class Parser:
         elif entity.table == "query_history":
             read_queries(text, intent, used, best)
         elif entity.table in ("entities", "addresses", "labels"):
-            self._entities(text, entity, intent, used, best)
+            read_catalog(text, entity, intent, used, best)
         elif entity.table == "trades":
             self._trade_measure(text, intent, best, used)
         elif best is not None:
@@ -468,45 +385,6 @@ class Parser:
                         return
         if entity.table == "trades" and " buy vs sell " in text.replace(" versus ", " vs "):
             intent.group = "side"
-
-
-# Words of a question about one address ("who owns 0x…?", "when was it first seen?").
-_ABOUT_AN_ADDRESS = frozenset(
-    [
-        "address",
-        "seen",
-        "first",
-        "last",
-        "time",
-        "when",
-        "who",
-        "whose",
-        "owns",
-        "owner",
-        "known",
-        "behind",
-        "labelled",
-        "labeled",
-        "label",
-        "labels",
-        "any",
-        "belong",
-        "belongs",
-        "is",
-    ]
-)
-# Words of a question about labels (beyond the table's nouns).
-_LABEL_WORDS = re.compile(r" (?:ofac|delisted|belong\w*|owns|owner|whose|who\s+is\s+behind|known\s+about|sanction\w*) ")
-# Words of a question about transfers.
-_TRANSFER_WORDS = re.compile(
-    r" (?:transfer\w*|transactions?|tx|txs|sent|send\w*|receiv\w*|volume|counterpart\w*|outgoing|incoming|"
-    r"inflows?|outflows?|deposits?|withdrawals?|moved|senders?|receivers?|recipients?) "
-)
-# Words of questions about labels, owners and transfers of addresses.
-_OTHER_ADDRESS_WORDS = re.compile(
-    r" (?:label\w*|tagged|sanction\w*|ofac|delisted|listed|belong\w*|owns?|owner|who|whose|known|entit\w*|"
-    r"transfer\w*|transactions?|sent|send\w*|receiv\w*|volume|counterpart\w*|outgoing|incoming|most|top) "
-)
 
 
 def _all_nouns() -> list[str]:
