@@ -1,8 +1,12 @@
 """A question parsed into an intent over the semantic model.
 
 Values are lifted out first (symbols as written, the time window, buckets,
-limits), the rest is lower-cased and split into words; words that are a
-small misspelling of a known word are corrected (difflib). Each word is
+limits), the rest is lower-cased and split into words; a word that is not
+known is compared with the known words that carry meaning (difflib): it is
+corrected only when one reading is clearly the closest (the answer says
+"read 'yesterdy' as 'yesterday'"); when two readings are about as close,
+or the closest is only somewhat close, the parser asks which one was meant
+instead of answering another question with confidence. Each word is
 then used (a table noun, a measure, a grouping, a filter value, an order)
 or is a filler word; whatever is left is reported in ``unused`` so that the
 answer can say what it could not use instead of answering a narrower
@@ -17,14 +21,19 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chat import semantic
+from chat.chainwords import find_address
+from chat.intent_chain import asks_addresses, asks_labels, names_entities, read_catalog
 from chat.intent_credits import read_credits
-from chat.lexicon import AGGREGATE_WORDS, BASES, FILLER, GROUP_LEADS, ORDERS, SIDES
-from chat.timewords import NUMBER_WORDS, UNIT_ALIASES, UNITS_MS, find_window
+from chat.intent_queries import read_queries
+from chat.lexicon import AGGREGATE_WORDS, BASES, COUNTRY_CODES, FILLER, GROUP_LEADS, ORDERS, SIDES
+from chat.timewords import MONTHS, NUMBER_WORDS, TIME_WORDS, UNIT_ALIASES, UNITS_MS, WEEKDAYS, find_window
 from chat.vocabulary import Vocabulary
 
 MAX_ROWS = 100
 FOLLOW_UP = re.compile(r"^\s*(?:and|what about|how about|now|only|same|then|just|ok|okay|also|but)\b")
-SYMBOL_RE = re.compile(r"\b([A-Za-z0-9]{2,10})\s*[-/]\s*([A-Za-z0-9]{2,10})\b")
+# A market as written ("BTC-USD", "eth/usd"); its base starts with a letter,
+# so "15-minute" is a bucket, not an unknown market.
+SYMBOL_RE = re.compile(r"\b([A-Za-z][A-Za-z0-9]{1,9})\s*[-/]\s*([A-Za-z0-9]{2,10})\b")
 BUCKET_WORDS = {"hourly": "1h", "daily": "1d", "minutely": "1m"}
 _UNIT_WORD = r"(seconds?|secs?|minutes?|mins?|hours?|hrs?|days?)"
 BUCKET_RE = re.compile(
@@ -34,8 +43,9 @@ BUCKET_RE = re.compile(
 )
 _COUNT = r"(\d+|" + "|".join(w for w in NUMBER_WORDS if len(w) > 2) + r")"
 LIMIT_RE = re.compile(
-    r"\b(?:top|last|latest|first|recent|biggest|largest|smallest|oldest|newest)\s+" + _COUNT + r"\b"
-    r"|\b" + _COUNT + r"\s+(?:largest|biggest|latest|last|most\s+recent|recent|smallest|oldest|newest|trades|candles)\b"
+    r"\b(?:top|last|latest|first|recent|biggest|largest|smallest|oldest|newest|slowest|fastest)\s+" + _COUNT + r"\b"
+    r"|\b" + _COUNT + r"\s+(?:largest|biggest|latest|last|most\s+recent|recent|smallest|oldest|newest|slowest|fastest|"
+    r"longest|quickest|trades|candles|queries)\b"
 )
 
 
@@ -53,15 +63,64 @@ class Intent:
     unused: list[str] = field(default_factory=list)
     ambiguous: str = ""  # a clarifying question
     follow_up: bool = False
+    corrections: list[str] = field(default_factory=list)  # "'yesterdy' as 'yesterday'"
+    named: str | None = None  # an entity named in the question ("Tornado Cash")
+    address: str | None = None  # an address in the question, normalised
+    address_chain: str | None = None  # its chain
+    flag_off: bool = False  # the false rows of the table's flag ("delisted" labels)
+    country: str | None = None  # a country code written as such ("US")
 
     def slots(self) -> dict[str, Any]:
         return {"engine": "semantic", **asdict(self)}
 
 
+# Typo tolerance: a word is corrected when its closest known word is at
+# least this alike (difflib ratio; shorter words need more), at most
+# MAX_EDITS edits away, and no other reading within RIVAL_MARGIN of it is
+# as few edits away; words alike from DOUBT up get a clarifying question
+# with the candidates.
+SURE, SURE_SHORT, DOUBT, DOUBT_SHORT, RIVAL_MARGIN = 0.8, 0.85, 0.7, 0.75, 0.08
+MAX_EDITS = 2  # a candidate is at most this many edits away (1 for words of up to 4 letters)
+
+
+def fuzzy_candidates(word: str, targets: list[str], cutoff: float = DOUBT) -> list[tuple[str, float]]:
+    """Known words alike from ``cutoff`` up, the most alike first."""
+    matcher = difflib.SequenceMatcher(autojunk=False)
+    matcher.set_seq2(word)
+    scored = []
+    for target in targets:
+        matcher.set_seq1(target)
+        if matcher.real_quick_ratio() >= cutoff and matcher.quick_ratio() >= cutoff:
+            ratio = matcher.ratio()
+            if ratio >= cutoff:
+                scored.append((target, ratio))
+    return sorted(scored, key=lambda pair: (-pair[1], pair[0]))[:3]
+
+
+def edits(left: str, right: str) -> int:
+    """Edits from one word to the other (insert, delete, substitute, swap two
+    neighbours: optimal string alignment)."""
+    previous2: list[int] = []
+    previous = list(range(len(right) + 1))
+    for i, a in enumerate(left, 1):
+        row = [i]
+        for j, b in enumerate(right, 1):
+            cost = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a != b))
+            if i > 1 and j > 1 and a == right[j - 2] and left[i - 2] == b:
+                cost = min(cost, previous2[j - 2] + 1)
+            row.append(cost)
+        previous2, previous = previous, row
+    return previous[-1]
+
+
+def _stem(word: str) -> str:
+    return word.removesuffix("s")
+
+
 def _bucket(count: str | None, unit: str) -> str:
     number = NUMBER_WORDS.get(count or "", None) or int(count or 1)
-    name = UNIT_ALIASES.get(unit, unit)
-    return f"{number}{name[0]}"
+    suffix = {"second": "s", "minute": "m", "hour": "h", "day": "d"}[UNIT_ALIASES.get(unit, unit)]
+    return f"{number}{suffix}"
 
 
 def bucket_ms(bucket: str) -> int:
@@ -85,21 +144,59 @@ class Parser:
         words |= set(UNIT_ALIASES) | set(NUMBER_WORDS) | {"buckets", "bucket", "interval", "intervals", "candles"}
         words |= {"price", "hourly", "daily", "average", "highest", "lowest", "maximum", "minimum"}
         words |= {part.lower() for symbol in self.symbols for part in symbol.split("-")}
+        words |= set(TIME_WORDS) | set(WEEKDAYS) | {m for m in MONTHS if len(m) > 3}
         self.known = sorted(w for w in words if w.isalpha() and len(w) >= 3)
         # Misspellings are corrected towards words that carry meaning only:
         # an unknown word must not vanish into a filler ("wash" is not "was").
-        self.targets = sorted(w for w in self.known if w not in FILLER)
+        meaning = {w for phrase in semantic.COUNT_WORDS for w in phrase.split()} | set(TIME_WORDS)
+        self.targets = sorted(w for w in self.known if w not in FILLER or w in meaning)
+        self.corrections: dict[str, str] = {}
+        self.doubts: dict[str, list[str]] = {}
+        self.protected: set[str] = set()  # words of a name found as written
 
     def _correct(self, word: str) -> str:
-        if word in self.known or not word.isalpha() or len(word) < 3:
+        if word in self.known or word in self.protected or not word.isalpha() or len(word) < 3:
             return word
-        cutoff = 0.85 if len(word) <= 4 else 0.8
-        match = difflib.get_close_matches(word, self.targets, n=1, cutoff=cutoff)
-        return match[0] if match else word
+        if word in self.corrections:
+            return self.corrections[word]
+        candidates = fuzzy_candidates(word, self.targets, DOUBT_SHORT if len(word) <= 4 else DOUBT)
+        # A misspelling is a slip or two of the keys, not another word.
+        reach = 1 if len(word) <= 4 else MAX_EDITS
+        candidates = [(w, score) for w, score in candidates if edits(word, w) <= reach]
+        if not candidates:
+            return word
+        (best, score), rest = candidates[0], candidates[1:]
+        # A rival is a reading about as alike that means something else; the
+        # correction is certain only when the best is fewer edits away.
+        rivals = [w for w, s in rest if score - s < RIVAL_MARGIN and _stem(w) != _stem(best)]
+        nearest = edits(word, best)
+        rivals = [w for w in rivals if edits(word, w) <= nearest]
+        if score >= (SURE_SHORT if len(word) <= 4 else SURE) and not rivals:
+            self.corrections[word] = best
+            return best
+        self.doubts[word] = [best, *rivals]
+        return word
 
     def parse(self, question: str, now_ms: int) -> Intent:
+        self.corrections, self.doubts, self.protected = {}, {}, set()
+        intent = self._parse(question, now_ms)
+        intent.corrections = [f"{wrong!r} as {right!r}" for wrong, right in self.corrections.items()]
+        # A word that is only somewhat like a known one, or about as like
+        # two: ask which was meant, never guess.
+        for word, candidates in self.doubts.items():
+            if word in intent.unused and not intent.ambiguous:
+                offered = " or ".join(repr(c) for c in candidates)
+                intent.ambiguous = f"I do not know the word {word!r}. Did you mean {offered}?"
+        return intent
+
+    def _parse(self, question: str, now_ms: int) -> Intent:
         intent = Intent(follow_up=bool(FOLLOW_UP.match(question.lower())))
-        text = self._lift_symbols(question, intent)
+        found = find_address(question)
+        intent.address, intent.address_chain = found.address, found.chain
+        if found.invalid:
+            intent.ambiguous = f"{found.invalid}. Which address did you mean?"
+        text = self._lift_symbols(found.text, intent)
+        text = self._lift_names(text, intent)
         text = " ".join(text.lower().replace("'s", " ").replace("?", " ").split())
         text = " ".join(self._correct(word) for word in text.split())
         text = re.sub(r"\bhalf\s+(?:an\s+)?hour\b", "30 minutes", text)
@@ -124,6 +221,25 @@ class Parser:
             return " "
 
         return SYMBOL_RE.sub(take, question)
+
+    def _lift_names(self, text: str, intent: Intent) -> str:
+        """Entity names as written (longest first: "Tornado Cash", not "cash"),
+        and upper-case country codes ("US", not the pronoun "us")."""
+        for name in self.vocabulary.entities:
+            if len(name) < 3:
+                continue
+            match = re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE)
+            if match:
+                # Left in the text: a question that does not use it (a
+                # market question "on kraken") reports it, never drops it.
+                intent.named = name
+                self.protected = set(re.findall(r"[a-z0-9#]+", name.lower()))
+                break
+        match = re.search(r"\b([A-Z]{2})\b", text)
+        if match and match.group(1) in COUNTRY_CODES:
+            intent.country = match.group(1)
+            text = text[: match.start()] + " " + text[match.end() :]
+        return text
 
     def _lift_limit(self, text: str, intent: Intent) -> str:
         match = LIMIT_RE.search(text)
@@ -157,7 +273,7 @@ class Parser:
         used: set[str] = set()
         if entity is None:
             # A follow-up ("now per venue") groups whatever table it follows.
-            for candidate in semantic.MODEL.values():
+            for candidate in (semantic.TRADES, semantic.CANDLES, semantic.CREDITS):
                 self._group(text, candidate, intent, used)
             for dimension in semantic.CREDITS.dimensions:
                 for phrase, value in dimension.synonyms:
@@ -168,11 +284,11 @@ class Parser:
             intent.table = entity.table
             used |= {w for noun in entity.nouns if f" {noun} " in text for w in noun.split()}
             self._measure(text, entity, intent, used)
-            if entity.table != "credit_entries":
+            if entity.table in ("trades", "candles"):
                 self._group(text, entity, intent, used)
         market = intent.table in (None, "trades", "candles")
         for word in text.split():
-            if word in ORDERS and intent.order is None:
+            if word in ORDERS and intent.order in (None, ORDERS[word]):
                 intent.order = ORDERS[word]
                 used.add(word)
             elif not market:
@@ -186,9 +302,12 @@ class Parser:
             elif word in BASES or word.upper() in {s.split("-")[0] for s in self.symbols}:
                 intent.base = BASES.get(word, word.upper())
                 used.add(word)
-        if intent.table == "trades" and not intent.measure and intent.order and not intent.limit and " trade " in text:
-            intent.limit = 1  # "the latest trade", "the largest trade"
+        one = {"trades": " trade ", "query_history": " query "}.get(intent.table or "", "")
+        if one and not intent.measure and intent.order and not intent.limit and one in text:
+            intent.limit = 1  # "the latest trade", "the largest trade", "my slowest query"
         intent.unused += [w for w in text.split() if w not in used and w not in FILLER and not w.isdigit()]
+        if intent.country and intent.table not in ("entities", "labels"):
+            intent.unused.append(intent.country)
         intent.unused = [w for w in intent.unused if not any(w in n.split() for n in _all_nouns())]
 
     def _table(self, text: str, intent: Intent) -> semantic.Entity | None:
@@ -198,6 +317,14 @@ class Parser:
         spending = ("spend", "spent", "spending", "cost", "paid", "granted")
         if scores["credit_entries"] or any(f" {word} " in text for word in spending):
             return semantic.CREDITS
+        if scores["query_history"]:
+            return semantic.QUERIES
+        if asks_labels(text, intent):
+            return semantic.LABELS
+        if scores["entities"] or names_entities(text, intent):
+            return semantic.ENTITIES
+        if asks_addresses(text, intent):
+            return semantic.ADDRESSES
         market = any(f" {word} " in text for word in ("price", "vwap", "volume", "traded", "notional"))
         if scores["trades"] or market or ("symbol" in intent.filters and not intent.follow_up):
             return semantic.TRADES
@@ -212,6 +339,10 @@ class Parser:
                     best = (index, measure.name, phrase)
         if entity.table == "credit_entries":
             read_credits(text, intent, used)
+        elif entity.table == "query_history":
+            read_queries(text, intent, used, best)
+        elif entity.table in ("entities", "addresses", "labels"):
+            read_catalog(text, entity, intent, used, best)
         elif entity.table == "trades":
             self._trade_measure(text, intent, best, used)
         elif best is not None:

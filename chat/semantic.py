@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from chat.chainwords import CHAIN_WORDS
+from chat.lexicon import CATEGORIES, COUNTRIES
 from queryengine.interface import catalog
 
 
@@ -37,14 +39,17 @@ class Dimension:
     words: tuple[str, ...]  # phrases that group by it ("per venue", "by exchange")
     values: tuple[str, ...] = ()  # fixed values ("buy", "sell"), else read from the vocabulary
     synonyms: tuple[tuple[str, str], ...] = ()  # (phrase, value): "queries" -> "query"
+    present: str = ""  # rows that have a value, when grouped by it ("error_code <> ''")
+    prefix: bool = False  # the value is a prefix of the column's ("ofac" matches "ofac:ETH")
+    by_key: bool = False  # groups in the order of their values (chains), not largest first
 
 
 @dataclass(frozen=True)
 class Entity:
     table: str
     nouns: tuple[str, ...]
-    time_column: str
-    time_kind: str  # "ms" (epoch milliseconds) or "timestamp"
+    time_column: str  # "" when the rows have no time
+    time_kind: str  # "ms" (epoch milliseconds), "timestamp" or ""
     measures: tuple[Measure, ...]
     dimensions: tuple[Dimension, ...]
     columns: tuple[str, ...]  # a listing shows these
@@ -52,6 +57,19 @@ class Entity:
     size_column: str = ""  # "largest" orders by it
     required: tuple[str, ...] = ()  # filters a question must give (or inherit)
     stored: dict[str, tuple[str, ...]] = field(default_factory=dict)  # dimension -> values that exist
+    noun: str = ""  # how a listing names its rows ("credit entries"); the first noun by default
+    own: bool = False  # the asker's own rows ("your queries")
+    ranked_columns: tuple[str, ...] = ()  # a listing ordered by size_column shows these
+    ranks: tuple[str, str] = ("largest", "smallest")  # how an answer names the two orders by size
+    key: str = ""  # a column naming one row ("address"): a question that gives it looks the row up
+    lookup_columns: tuple[str, ...] = ()  # what a look-up shows
+    listed: str = ""  # rows a listing shows ("last_seen IS NOT NULL")
+    time_label: str = ""  # what the time column is, in a restated window ("last seen")
+    lookup_order: tuple[str, ...] = ()  # order of a look-up's rows
+    # A boolean column every question filters on, and the words that ask
+    # for its false rows ("delisted" labels: NOT active); a look-up shows both.
+    flag: str = ""
+    flag_off: tuple[str, ...] = ()
 
     def measure(self, name: str) -> Measure | None:
         return next((m for m in self.measures if m.name == name), None)
@@ -167,9 +185,147 @@ CREDITS = Entity(
     columns=("sequence", "type", "amount", "balance_after", "action", "created_at"),
     latest=("sequence DESC",),
     size_column="amount",
+    noun="credit entries",
+    own=True,
 )
 
-MODEL: dict[str, Entity] = {entity.table: entity for entity in (TRADES, CANDLES, CREDITS)}
+QUERIES = Entity(
+    table="query_history",
+    nouns=("queries", "query", "sql", "query history"),
+    time_column="created_at",
+    time_kind="timestamp",
+    measures=(
+        Measure("queries", "number of your queries (this one included)", "count(*)", COUNT_WORDS),
+        Measure(
+            "avg_duration_ms",
+            "average duration of your queries",
+            "avg(duration_ms)",
+            ("average duration", "avg duration", "mean duration", "average query duration", "average time"),
+            "ms",
+        ),
+        Measure(
+            "max_duration_ms",
+            "longest duration of your queries",
+            "max(duration_ms)",
+            ("max duration", "maximum duration", "longest duration", "max query duration"),
+            "ms",
+        ),
+        Measure(
+            "min_duration_ms",
+            "shortest duration of your queries",
+            "min(duration_ms)",
+            ("min duration", "minimum duration", "shortest duration", "min query duration"),
+            "ms",
+        ),
+        Measure(
+            "rows_returned",
+            "rows returned by your queries",
+            "coalesce(sum(rows_returned), 0)",
+            ("rows", "how many rows", "rows returned", "number of rows"),
+        ),
+    ),
+    dimensions=(
+        Dimension(
+            "status",
+            ("status", "statuses", "state", "outcome"),
+            ("completed", "failed", "timeout", "cancelled", "running"),
+            (
+                ("failed", "failed"),
+                ("fail", "failed"),
+                ("failing", "failed"),
+                ("unsuccessful", "failed"),
+                ("broken", "failed"),
+                ("completed", "completed"),
+                ("successful", "completed"),
+                ("succeeded", "completed"),
+                ("finished", "completed"),
+                ("timed out", "timeout"),
+                ("timeout", "timeout"),
+                ("timeouts", "timeout"),
+                ("cancelled", "cancelled"),
+                ("canceled", "cancelled"),
+                ("running", "running"),
+                ("in progress", "running"),
+            ),
+        ),
+        Dimension("error_code", ("error", "errors", "error code", "error codes"), present="error_code <> ''"),
+    ),
+    columns=("query_id", "status", "duration_ms", "rows_returned", "created_at"),
+    latest=("created_at DESC", "query_id"),
+    size_column="duration_ms",
+    noun="queries",
+    own=True,
+    ranked_columns=("query_id", "sql", "duration_ms", "status"),
+    ranks=("slowest", "fastest"),
+)
+
+CATEGORY = Dimension(
+    "category",
+    ("category", "categories", "kind", "type"),
+    tuple(CATEGORIES),
+    tuple((phrase, value) for value, phrases in CATEGORIES.items() for phrase in phrases),
+)
+COUNTRY = Dimension("country", ("country", "countries", "jurisdiction"), (), tuple(COUNTRIES.items()))
+
+ENTITIES = Entity(
+    table="entities",
+    nouns=("entities", "entity", "companies", "organisations", "organizations", "operators"),
+    time_column="",
+    time_kind="",
+    measures=(Measure("entities", "number of entities", "count(name)", COUNT_WORDS),),
+    dimensions=(CATEGORY, COUNTRY, Dimension("name", ("name", "names"))),
+    columns=("name", "category", "country"),
+    latest=("name",),
+    noun="entities",
+)
+
+CHAIN = Dimension("chain", ("chain", "chains", "network", "networks"), (), tuple(CHAIN_WORDS.items()))
+
+ADDRESSES = Entity(
+    table="addresses",
+    nouns=("addresses", "address", "wallets", "wallet"),
+    time_column="last_seen",
+    time_kind="ms",
+    measures=(Measure("addresses", "number of addresses", "count(address)", COUNT_WORDS),),
+    dimensions=(
+        Dimension(CHAIN.name, CHAIN.words, CHAIN.values, CHAIN.synonyms, by_key=True),
+        Dimension("cluster_id", ("cluster", "clusters"), present="cluster_id IS NOT NULL"),
+    ),
+    columns=("address", "chain", "first_seen", "last_seen"),
+    latest=("last_seen DESC", "address"),
+    noun="addresses",
+    key="address",
+    lookup_columns=("address", "chain", "first_seen", "last_seen", "cluster_id", "cluster_size"),
+    listed="last_seen IS NOT NULL",
+    time_label="last seen",
+)
+
+LABELS = Entity(
+    table="labels",
+    nouns=("labels", "label", "labelled", "labeled", "tagged", "tags", "attributed", "attribution"),
+    time_column="",
+    time_kind="",
+    measures=(Measure("addresses", "number of labelled addresses", "count(DISTINCT address)", COUNT_WORDS),),
+    dimensions=(
+        CATEGORY,
+        COUNTRY,
+        CHAIN,
+        Dimension("entity", ("entity", "entities", "owner", "owners")),
+        Dimension("source", ("source", "sources", "list", "lists"), (), (("ofac", "ofac"),), prefix=True),
+    ),
+    columns=("address", "chain", "entity", "category"),
+    latest=("chain", "address", "entity"),
+    noun="labelled addresses",
+    key="address",
+    lookup_columns=("entity", "category", "country", "source", "active"),
+    lookup_order=("active DESC", "entity", "source"),
+    flag="active",
+    flag_off=("delisted", "removed", "no longer listed", "unlisted"),
+)
+
+MODEL: dict[str, Entity] = {
+    entity.table: entity for entity in (TRADES, CANDLES, CREDITS, QUERIES, ENTITIES, ADDRESSES, LABELS)
+}
 
 
 def check_against_catalog() -> list[str]:
@@ -181,7 +337,9 @@ def check_against_catalog() -> list[str]:
             problems.append(f"{entity.table}: not in the catalog")
             continue
         names = {column.name for column in table.table.columns}
-        declared = {entity.time_column, *entity.columns, *(d.name for d in entity.dimensions)}
+        declared = {*entity.columns, *entity.ranked_columns, *entity.lookup_columns}
+        declared |= {d.name for d in entity.dimensions}
+        declared |= {entity.time_column} if entity.time_column else set()
         declared |= {order.split()[0] for order in entity.latest}
         problems += [f"{entity.table}.{name}: not in the catalog" for name in sorted(declared - names)]
     return problems

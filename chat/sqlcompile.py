@@ -21,7 +21,8 @@ from chat import semantic
 from chat.intent import Intent, bucket_ms
 from chat.timewords import Window
 
-DEFAULT_ROWS = {"trades": 10, "candles": 100, "credit_entries": 10}
+DEFAULT_ROWS = {"trades": 10, "candles": 100, "credit_entries": 10, "query_history": 10, "entities": 50}
+DEFAULT_ROWS |= {"addresses": 10, "labels": 50}
 UNIT_WORDS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 
 
@@ -48,9 +49,17 @@ def _where(entity: semantic.Entity, intent: Intent, params: dict[str, Any]) -> l
     for name, value in sorted(intent.filters.items()):
         if name == intent.group:
             continue
+        dimension = entity.dimension(name)
+        if dimension is not None and dimension.prefix:
+            conditions.append(exp.column(name).like(exp.Placeholder(this=name)))
+            params[name] = f"{value}%"
+            continue
         conditions.append(exp.column(name).eq(exp.Placeholder(this=name)))
         params[name] = value
-    if intent.window is not None:
+    if entity.flag and not (entity.key and entity.key in intent.filters):
+        flag = exp.column(entity.flag)
+        conditions.append(exp.not_(flag) if intent.flag_off else flag)
+    if intent.window is not None and entity.time_column:
         start, end = intent.window["start_ms"], intent.window["end_ms"]
         convert = _utc_text if entity.time_kind == "timestamp" else int
         conditions.append(exp.column(entity.time_column) >= exp.Placeholder(this="since"))
@@ -98,11 +107,17 @@ def _describe_own(entity: semantic.Entity, intent: Intent, what: str) -> str:
     for name, value in sorted(intent.filters.items()):
         if name != intent.group and implied.get(name) != value:
             text += f" on {words.get(value, value)}" if name == "action" else f", {name} {value}"
+    if entity.flag_off and intent.flag_off and "elisted" not in text:
+        text += ", delisted"
     if intent.group:
         text += f", per {intent.group}"
-    if intent.window is not None:
+    if not entity.time_column:
+        pass
+    elif intent.window is not None:
         window = Window(intent.window["start_ms"], intent.window["end_ms"], intent.window["words"], (0, 0))
-        text += f", {window.words} ({window.restated()})"
+        label = f"{entity.time_label} " if entity.time_label else ""
+        label += "in " if label and window.words.startswith("the ") else ""
+        text += f", {label}{window.words} ({window.restated()})"
     elif not (entity.measure(intent.measure or "") or semantic.Measure("", "", "", ())).snapshot:
         text += ", all time"
     return text[:1].upper() + text[1:]
@@ -128,18 +143,23 @@ def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
     if measure is None:
         return _listing(entity, intent, select, params)
     keys: list[tuple[Any, str]] = []
+    by_key = False
     if time_bucket and intent.bucket:
         size = bucket_ms(intent.bucket)
         bucket = parse_one(f"({entity.time_column} / {size}) * {size}")
         keys.append((bucket, "bucket"))
     if intent.group:
         keys.append((exp.column(intent.group), intent.group))
+        dimension = entity.dimension(intent.group)
+        if dimension is not None and dimension.present:
+            select = select.where(exp.condition(dimension.present))
+        by_key = dimension is not None and dimension.by_key  # groups in the order of their values
     for expression, name in keys:
         select = select.select(expression.as_(name))
     select = select.select(parse_one(measure.sql).as_(measure.name))
     if keys:
         # Buckets in time order; a dimension's groups largest first.
-        ranking = [] if time_bucket else [exp.Ordered(this=exp.column(measure.name), desc=True)]
+        ranking = [] if time_bucket or by_key else [exp.Ordered(this=exp.column(measure.name), desc=True)]
         select = select.group_by(*(e for e, _ in keys)).order_by(*ranking, *(exp.column(n) for _, n in keys))
     label = measure.label[:1].upper() + measure.label[1:]
     shape = "rows" if keys else "value"
@@ -147,26 +167,48 @@ def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
 
 
 def _listing(entity: semantic.Entity, intent: Intent, select: exp.Select, params: dict[str, Any]) -> Compiled:
-    select = select.select(*(exp.column(c) for c in entity.columns))
     order = intent.order
+    if entity.key and entity.key in intent.filters:
+        select = select.select(*(exp.column(c) for c in entity.lookup_columns))
+        address, chain = intent.filters[entity.key], intent.filters.get("chain") or "its chain"
+        if entity.lookup_order:
+            select = select.order_by(*entity.lookup_order)
+            return Compiled(select.sql(), f"Labels of {address} on {chain}, active and delisted", params, "labels")
+        what = f"Activity of {address} on {chain}"
+        return Compiled(select.sql(), what + " (first and last seen, cluster)", params, "rows")
+    if entity.listed:
+        select = select.where(exp.condition(entity.listed))
+    if entity.ranked_columns and order in ("largest", "smallest"):
+        select = select.select(*(exp.column(c) for c in entity.ranked_columns))
+        select = select.where(exp.column(entity.size_column).is_(exp.null()).not_())
+    else:
+        select = select.select(*(exp.column(c) for c in entity.columns))
     if order is None:
         order = "oldest" if entity.table == "candles" and intent.window is not None else "latest"
     time = entity.time_column
     orders = {
         "latest": list(entity.latest),
-        "oldest": [f"{time} ASC", *entity.latest[1:]],
+        "oldest": [f"{time} ASC", *entity.latest[1:]] if time else list(entity.latest),
         "largest": [f"{entity.size_column} DESC", f"{time} DESC"],
         "smallest": [f"{entity.size_column} ASC", f"{time} DESC"],
     }[order]
     limit = intent.limit or DEFAULT_ROWS[entity.table]
     select = select.order_by(*orders).limit(limit)
-    noun = {"candles": "candles", "trades": "trades"}.get(entity.table, "credit entries")
-    what = {"latest": "latest", "oldest": "first", "largest": "largest", "smallest": "smallest"}[order]
-    what = f"The {limit} {what} {noun}" if limit > 1 else f"The {what} {noun[:-1]}"
+    noun = entity.noun or entity.nouns[0]
+    largest, smallest = entity.ranks
+    latest = "most recently active" if entity.table == "addresses" else "latest"
+    what = {"latest": latest, "oldest": "first", "largest": largest, "smallest": smallest}[order]
+    one = {"addresses": "address", "queries": "query", "entities": "entity", "credit entries": "credit entry"}
+    one_noun = one.get(noun, noun[:-1])
+    what = f"The {limit} {what} {noun}" if limit > 1 else f"The {what} {one_noun}"
     if entity.table == "candles":
         what = f"The {what.split()[2]} {limit}" if limit > 1 else what
-    if entity.table == "credit_entries":
-        what = f"Your {limit} {what.split()[2]} credit entries" if limit > 1 else f"Your {what.split()[1]} credit entry"
+    if entity.own:
+        what = f"Your {limit} {what.split()[2]} {noun}" if limit > 1 else f"Your {what.split()[1]} {one_noun}"
+    if not entity.time_column:
+        what = f"{noun[:1].upper()}{noun[1:]} (at most {limit}, by {entity.latest[0]})"
+        if entity.flag_off and intent.flag_off:
+            what = f"Delisted {noun.split()[-1]} (at most {limit}, by {entity.latest[0]})"
     if intent.window is None and entity.table == "trades" and limit == 1 and order == "latest":
         what = "The latest trade (its price is the last traded price)"
     return Compiled(select.sql(), describe(entity, intent, what), params, "rows")

@@ -26,7 +26,17 @@ MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
 
-UNITS_MS = {"second": 1000, "minute": MINUTE_MS, "hour": HOUR_MS, "day": DAY_MS, "week": 7 * DAY_MS}
+# A rolling month is 30 days and a rolling year 365 ("the last 3 months");
+# calendar months and years are "this month", "in March", "this year".
+UNITS_MS = {
+    "second": 1000,
+    "minute": MINUTE_MS,
+    "hour": HOUR_MS,
+    "day": DAY_MS,
+    "week": 7 * DAY_MS,
+    "month": 30 * DAY_MS,
+    "year": 365 * DAY_MS,
+}
 UNIT_ALIASES = {
     "s": "second",
     "sec": "second",
@@ -50,6 +60,10 @@ UNIT_ALIASES = {
     "wk": "week",
     "week": "week",
     "weeks": "week",
+    "month": "month",
+    "months": "month",
+    "year": "year",
+    "years": "year",
 }
 NUMBER_WORDS = {
     "a": 1,
@@ -90,6 +104,9 @@ MONTHS = {
     )
     for name in names
 }
+# Words the time phrases are made of (typo correction aims at them too).
+TIME_WORDS: tuple[str, ...] = ("today", "yesterday", "week", "month", "year", "since", "past", "previous", "last")
+TIME_WORDS += ("hour", "minute", "hours", "minutes", "days", "weeks", "months", "between")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 _NUM = r"(\d+|" + "|".join(NUMBER_WORDS) + r")"

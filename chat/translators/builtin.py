@@ -1,14 +1,17 @@
 """The built-in translator: offline and deterministic.
 
-Intent recognition plus slot filling over the query engine's catalog:
+Intent recognition plus slot filling over the query engine's catalog, for
+the tables the semantic translator (``chat.translators.semantic``) does
+not model yet: transfers (risk questions, addresses and labels are the
+semantic translator's).
 
 1. addresses (validated per chain by ``compliance.addresses``) and market
    symbols are lifted out of the question first, as written;
 2. the rest is lower-cased, number words become digits, and words that are
    a small misspelling of a known keyword are corrected (difflib ratio);
 3. slots are read from it: time range, top-N, aggregate, grouping, symbol,
-   venue, resolution, chain, asset, category, country, entity, direction,
-   statuses and credit entry types;
+   venue, resolution, chain, asset, category, country, entity, direction
+   and credit entry types;
 4. the table is chosen by keyword evidence; a follow-up that names no table
    ("and on bitcoin?") keeps the previous turn's table and intent, with the
    slots it does name replacing the old ones; the client's ``context``
@@ -37,7 +40,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chat.chainwords import ADDRESS_FORMS, CHAIN_WORDS, RISK_WORDS
+from chat.lexicon import CATEGORIES, COUNTRIES, COUNTRY_CODES
 from chat.refusals import refusal
+from chat.timewords import UNIT_ALIASES, UNITS_MS
 from chat.translators.base import ChatContext, ProgressCallback, Translation, Turn
 from chat.vocabulary import Vocabulary, load_vocabulary
 from compliance.interface import BITCOIN, ETHEREUM, InvalidAddress, normalize_chain_address
@@ -72,76 +78,6 @@ NUMBER_WORDS = {
     "an": 1,
 }
 
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "no_kyc_exchange": ("no kyc exchange", "no kyc exchanges", "no kyc", "nokyc", "non kyc"),
-    "p2p_exchange": ("p2p exchange", "p2p exchanges", "p2p", "peer to peer"),
-    "payment_processor": ("payment processor", "payment processors"),
-    "mining_pool": ("mining pool", "mining pools", "pools"),
-    "darknet_market": ("darknet market", "darknet markets", "darknet", "dark web", "darkweb"),
-    "stolen_funds": ("stolen funds", "stolen", "hacked", "hack", "hacks", "theft"),
-    "sanctions": ("sanctioned", "sanctions", "sanction"),
-    "mixer": ("mixer", "mixers", "mixing", "tumbler", "tumblers"),
-    "ransomware": ("ransomware",),
-    "scam": ("scam", "scams", "scammers", "fraud"),
-    "gambling": ("gambling", "casino", "casinos", "betting"),
-    "exchange": ("exchange", "exchanges", "cex"),
-    "defi": ("defi",),
-    "bridge": ("bridge", "bridges"),
-}
-
-COUNTRIES: dict[str, str] = {
-    "united states": "US",
-    "usa": "US",
-    "america": "US",
-    "mexico": "MX",
-    "germany": "DE",
-    "united kingdom": "GB",
-    "uk": "GB",
-    "britain": "GB",
-    "england": "GB",
-    "france": "FR",
-    "japan": "JP",
-    "china": "CN",
-    "russia": "RU",
-    "north korea": "KP",
-    "iran": "IR",
-    "singapore": "SG",
-    "switzerland": "CH",
-    "canada": "CA",
-    "brazil": "BR",
-    "seychelles": "SC",
-    "cayman islands": "KY",
-    "luxembourg": "LU",
-    "cyprus": "CY",
-    "malta": "MT",
-    "hong kong": "HK",
-    "south korea": "KR",
-    "netherlands": "NL",
-    "estonia": "EE",
-    "lithuania": "LT",
-    "turkey": "TR",
-    "india": "IN",
-    "nigeria": "NG",
-    "argentina": "AR",
-    "australia": "AU",
-    "spain": "ES",
-    "italy": "IT",
-    "united arab emirates": "AE",
-    "uae": "AE",
-    "bahamas": "BS",
-    "british virgin islands": "VG",
-    "panama": "PA",
-}
-COUNTRY_CODES = frozenset(COUNTRIES.values())
-
-CHAIN_WORDS = {
-    "ethereum": ETHEREUM,
-    "eth": ETHEREUM,
-    "ether": ETHEREUM,
-    "erc20": ETHEREUM,
-    "bitcoin": BITCOIN,
-    "btc": BITCOIN,
-}
 BASE_WORDS = {
     "bitcoin": "BTC",
     "btc": "BTC",
@@ -190,14 +126,6 @@ CREDIT_ACTIONS: dict[str, tuple[str, ...]] = {
     "query": ("queries", "query", "querying", "sql"),
     "chat": ("chat", "chats", "questions", "asking"),
 }
-QUERY_STATUSES: dict[str, tuple[str, ...]] = {
-    "failed": ("failed", "fail", "failing", "errors", "error", "unsuccessful", "broken"),
-    "completed": ("completed", "successful", "succeeded", "success", "finished"),
-    "timeout": ("timed out", "timeout", "timeouts", "time out"),
-    "cancelled": ("cancelled", "canceled", "cancel"),
-    "running": ("running", "in progress"),
-}
-
 AGGREGATES: dict[str, tuple[str, ...]] = {
     "count": ("how many", "number of", "count", "how often"),
     "avg": ("average", "mean", "avg", "typical"),
@@ -221,12 +149,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "category": ("per category", "by category", "each category", "every category", "per kind"),
     "country": ("per country", "by country", "each country", "every country"),
     "action": ("per action", "by action", "each action", "on what", "what did i spend", "where did my credits go"),
-    "status": ("by status", "per status", "each status"),
     "type": ("by type", "per type", "each type", "by entry type"),
     "asset": ("per asset", "by asset", "per token", "by token", "each asset", "each token"),
     "day": ("per day", "by day", "each day", "daily"),
     "source": ("per source", "by source", "each source"),
-    "error": ("by error", "per error", "which errors", "what errors", "error codes"),
 }
 
 # Evidence for each table: (phrase, weight).
@@ -246,16 +172,6 @@ TABLE_WORDS: dict[str, tuple[tuple[str, int], ...]] = {
         ("did i pay", 3),
         ("i paid", 3),
         ("spent", 1),
-    ),
-    "query_history": (
-        ("queries", 2),
-        ("query", 2),
-        ("sql", 2),
-        ("slowest", 2),
-        ("fastest", 2),
-        ("query history", 3),
-        ("did i run", 2),
-        ("i ran", 2),
     ),
     "trades": (
         ("trade", 3),
@@ -322,27 +238,7 @@ TABLE_WORDS: dict[str, tuple[tuple[str, int], ...]] = {
         ("belongs", 2),
         ("sanctioned", 1),
     ),
-    "entities": (
-        ("entity", 3),
-        ("entities", 3),
-        ("companies", 2),
-        ("organisations", 2),
-        ("organizations", 2),
-        ("based", 2),
-        ("headquartered", 2),
-        ("operators", 2),
-    ),
-    "addresses": (
-        ("first seen", 4),
-        ("last seen", 4),
-        ("first active", 3),
-        ("last active", 3),
-        ("cluster", 3),
-        ("clusters", 3),
-        ("seen", 1),
-    ),
 }
-RISK_WORDS = ("risk", "risky", "riskscore", "risk score", "exposure", "dangerous", "safe", "risk level")
 FOLLOW_UP = ("and ", "what about", "how about", "same for", "same on", "now for", "also for", "and for", "and on")
 
 _STOP_FUZZY = frozenset(
@@ -359,7 +255,6 @@ def _keywords() -> frozenset[str]:
         CATEGORIES.values(),
         ENTRY_TYPES.values(),
         CREDIT_ACTIONS.values(),
-        QUERY_STATUSES.values(),
         AGGREGATES.values(),
         GROUPS.values(),
     ]
@@ -389,47 +284,8 @@ def _keywords() -> frozenset[str]:
 KEYWORDS = _keywords()
 _KEYWORD_LIST = sorted(KEYWORDS)
 
-_EVM_RE = re.compile(r"\b0x[0-9a-fA-F]{38,42}\b")
-_BECH32_RE = re.compile(r"\b(?:bc1|BC1)[02-9ac-hj-np-zAC-HJ-NP-Z]{6,87}\b")
-_BASE58_RE = re.compile(r"\b[13][1-9A-HJ-NP-Za-km-z]{25,34}\b")
 _PAIR_RE = re.compile(r"\b([A-Za-z][A-Za-z0-9]{1,9})\s?[-/]\s?([A-Za-z][A-Za-z0-9]{1,9})\b")
 _TOKEN_RE = re.compile(r"[a-z0-9_]+")
-_UNIT_MS = {
-    "second": 1000,
-    "minute": 60_000,
-    "hour": HOUR_MS,
-    "day": DAY_MS,
-    "week": 7 * DAY_MS,
-    "month": 30 * DAY_MS,
-    "year": 365 * DAY_MS,
-}
-_UNIT_ALIASES = {
-    "s": "second",
-    "sec": "second",
-    "secs": "second",
-    "second": "second",
-    "seconds": "second",
-    "m": "minute",
-    "min": "minute",
-    "mins": "minute",
-    "minute": "minute",
-    "minutes": "minute",
-    "h": "hour",
-    "hr": "hour",
-    "hrs": "hour",
-    "hour": "hour",
-    "hours": "hour",
-    "d": "day",
-    "day": "day",
-    "days": "day",
-    "w": "week",
-    "week": "week",
-    "weeks": "week",
-    "month": "month",
-    "months": "month",
-    "year": "year",
-    "years": "year",
-}
 _SQL_INTERVAL_UNIT = {
     "second": "seconds",
     "minute": "minutes",
@@ -439,7 +295,7 @@ _SQL_INTERVAL_UNIT = {
     "month": "days",
     "year": "days",
 }
-_UNIT_GROUP = "|".join(sorted(_UNIT_ALIASES, key=len, reverse=True))
+_UNIT_GROUP = "|".join(sorted(UNIT_ALIASES, key=len, reverse=True))
 _ROLLING_RE = re.compile(
     rf"\b(?:in |during |over |for |within )?(?:the )?(?:last|past|previous|recent) (\d+) ?({_UNIT_GROUP})\b"
 )
@@ -487,7 +343,6 @@ class Slots:
     entity: str | None = None
     direction: str | None = None
     side: str | None = None
-    status: str | None = None
     entry_type: str | None = None
     action: str | None = None
     aggregate: str | None = None
@@ -564,11 +419,11 @@ def _time_range(text: str, now_ms: int) -> tuple[TimeRange | None, str]:
     match = _ROLLING_RE.search(text) or _ROLLING_ONE_RE.search(text)
     if match:
         if match.re is _ROLLING_RE:
-            count, unit = int(match.group(1)), _UNIT_ALIASES[match.group(2)]
+            count, unit = int(match.group(1)), UNIT_ALIASES[match.group(2)]
         else:
             count, unit = 1, match.group(1)
         count = max(1, min(count, 100_000))
-        span = count * _UNIT_MS[unit]
+        span = count * UNITS_MS[unit]
         sql_count = count * {"week": 7, "month": 30, "year": 365}.get(unit, 1)
         label = f"the last {count} {unit}s" if count > 1 else f"the last {unit}"
         range_ = TimeRange(label, now_ms - span, None, f"now() - INTERVAL '{sql_count} {_SQL_INTERVAL_UNIT[unit]}'")
@@ -644,7 +499,7 @@ class BuiltinTranslator:
         invalid: str | None = None
         problems: list[str] = []
 
-        for regex, chain in ((_EVM_RE, ETHEREUM), (_BECH32_RE, BITCOIN), (_BASE58_RE, BITCOIN)):
+        for regex, chain in ADDRESS_FORMS:
             for match in regex.finditer(original):
                 text = match.group(0)
                 try:
@@ -741,7 +596,6 @@ class BuiltinTranslator:
             slots.side = "buy"
         elif _has(rest, "sell", "sells", "sold") and not _has(rest, "buy", "buys", "bought"):
             slots.side = "sell"
-        slots.status = _first_key(rest, QUERY_STATUSES)
         slots.entry_type = _first_key(rest, ENTRY_TYPES)
         slots.action = _first_key(rest, CREDIT_ACTIONS)
         if _has(rest, "ofac"):
@@ -774,8 +628,6 @@ class BuiltinTranslator:
         if scores["candles"] >= 3 or (s.resolution and (s.symbol or s.base) and scores["candles"]):
             return "candles"
         addressy = _has(text, "address", "addresses", "wallet", "wallets")
-        if scores["addresses"] >= 3 or (addressy and _has(text, "active", "seen") and not scores["transfers"]):
-            return "addresses"
         if scores["transfers"] >= 2 and scores["transfers"] >= scores["trades"]:
             return "transfers"
         if _has(text, "volume") and (s.address or s.asset or (addressy and s.chain)) and not s.symbol:
@@ -784,20 +636,8 @@ class BuiltinTranslator:
             return "trades"
         if _has(text, "volume") and (s.symbol or s.venue):
             return "trades"
-        if scores["query_history"] >= 2:
-            return "query_history"
-        if scores["labels"] >= 2 or (s.address and (s.category or _has(text, "who", "whose", "known", "what is"))):
-            return "labels"
-        if s.category and addressy:
-            return "labels"
-        if s.entity and _has(text, "address", "addresses", "wallets", "labels"):
-            return "labels"
-        if scores["entities"] >= 2 or s.entity or ((s.category or s.country) and not addressy):
-            return "entities"
-        if addressy and (s.chain or s.aggregate):
-            return "addresses"
-        if s.address:
-            return "labels"
+        if scores["labels"] >= 2 or s.address or (s.category and addressy):
+            return None  # labels are the semantic translator's
         if _has(text, "volume") and s.chain:
             return "transfers"
         return None
@@ -812,7 +652,7 @@ class BuiltinTranslator:
         application_id: str = "",
         on_delta: ProgressCallback | None = None,
     ) -> Translation:
-        refused = refusal(question)
+        refused = refusal(question, application_id)
         if refused is not None:
             return Translation("refuse", refused.text, code=refused.code)
         parsed = self.parse(question, now_ms)
@@ -849,18 +689,6 @@ class BuiltinTranslator:
         if table is None and s.symbol and context.symbol and not parsed.risk:
             table = "trades"
 
-        if parsed.risk and (s.address or _has(parsed.text, "address", "wallet")):
-            if not s.address:
-                return Translation("clarify", "Which address should I assess? Give its chain and address.")
-            s.table, s.intent = None, "risk"
-            return Translation(
-                "analysis",
-                f"the risk of {s.address} on {s.chain}",
-                slots=asdict(s),
-                chain=s.chain or ETHEREUM,
-                address=s.address,
-                shape="analysis",
-            )
         if table is None:
             return Translation(
                 "clarify",
@@ -1242,173 +1070,6 @@ class BuiltinTranslator:
         sql = self._sql(f"{column} AS {group}, {select}", "transfers", where, f"GROUP BY {column} ORDER BY {group}")
         return self._sql_translation(f"{description} per {group}", sql, params, s)
 
-    def _label_filters(self, s: Slots, where: list[str], params: dict[str, Any]) -> tuple[str, str]:
-        """Predicates for the named filters, and the words describing them
-        (before and after the noun)."""
-        before, after = [], []
-        if s.category:
-            where.append("category = :category")
-            params["category"] = s.category
-            before.append(s.category.replace("_", " "))
-        if s.entity:
-            where.append("entity = :entity")
-            params["entity"] = s.entity
-            after.append(f"of {s.entity}")
-        if s.country:
-            where.append("country = :country")
-            params["country"] = s.country
-            after.append(f"in {s.country}")
-        if s.chain:
-            where.append("chain = :chain")
-            params["chain"] = s.chain
-            after.append(f"on {s.chain}")
-        if s.source:
-            where.append("source LIKE :source")
-            params["source"] = f"{s.source}%"
-            after.append(f"from {s.source.upper()}")
-        return " ".join(before), " ".join(after)
-
-    def _build_labels(self, s: Slots, parsed: Parsed) -> Translation:
-        text = parsed.text
-        where: list[str] = []
-        params: dict[str, Any] = {}
-        if s.address:
-            where.append("address = :address")
-            params["address"] = s.address
-            if s.chain:
-                where.append("chain = :chain")
-                params["chain"] = s.chain
-            s.intent = "labels_of"
-            sql = self._sql(
-                "entity, category, country, source, active", "labels", where, "ORDER BY active DESC, entity, source"
-            )
-            return self._sql_translation(f"labels of {s.address}", sql, params, s, shape="labels")
-        if s.delisted:
-            where.append("NOT active")
-        else:
-            where.append("active")
-        state = "delisted" if s.delisted else "labelled"
-        before, after = self._label_filters(s, where, params)
-        description = " ".join(part for part in (state, before, "addresses", after) if part)
-        if s.aggregate == "count" or _has(text, "how many"):
-            s.intent = "count"
-            group = s.group if s.group in ("category", "chain", "country", "source", "entity") else None
-            if group:
-                sql = self._sql(
-                    f"{group}, count(DISTINCT address) AS addresses",
-                    "labels",
-                    where,
-                    f"GROUP BY {group} ORDER BY addresses DESC, {group}",
-                )
-                return self._sql_translation(f"{description} per {group}", sql, params, s)
-            sql = self._sql("count(DISTINCT address) AS addresses", "labels", where)
-            return self._sql_translation(f"number of {description}", sql, params, s, shape="value")
-        if s.group in ("category", "chain", "country", "source", "entity"):
-            s.intent = "count"
-            group = s.group
-            sql = self._sql(
-                f"{group}, count(DISTINCT address) AS addresses",
-                "labels",
-                where,
-                f"GROUP BY {group} ORDER BY addresses DESC, {group}",
-            )
-            return self._sql_translation(f"{description} per {group}", sql, params, s)
-        s.intent = "list"
-        limit = s.limit or 50
-        sql = self._sql(
-            "address, chain, entity, category", "labels", where, f"ORDER BY chain, address, entity LIMIT {limit}"
-        )
-        return self._sql_translation(description, sql, params, s)
-
-    def _build_entities(self, s: Slots, parsed: Parsed) -> Translation:
-        text = parsed.text
-        where: list[str] = []
-        params: dict[str, Any] = {}
-        if s.entity and not (s.aggregate or s.group):
-            s.intent = "entity"
-            where.append("name = :name")
-            params["name"] = s.entity
-            sql = self._sql("name, category, country", "entities", where)
-            return self._sql_translation(f"entity {s.entity}", sql, params, s)
-        parts = []
-        if s.category:
-            where.append("category = :category")
-            params["category"] = s.category
-            parts.append(s.category.replace("_", " "))
-        parts.append("entities")
-        if s.country:
-            where.append("country = :country")
-            params["country"] = s.country
-            parts.append(f"in {s.country}")
-        description = " ".join(parts)
-        group = s.group if s.group in ("category", "country") else None
-        if group:
-            s.intent = "count"
-            sql = self._sql(
-                f"{group}, count(name) AS entities",
-                "entities",
-                where,
-                f"GROUP BY {group} ORDER BY entities DESC, {group}",
-            )
-            return self._sql_translation(f"{description} per {group}", sql, params, s)
-        if s.aggregate == "count" or _has(text, "how many"):
-            s.intent = "count"
-            sql = self._sql("count(name) AS entities", "entities", where)
-            return self._sql_translation(f"number of {description}", sql, params, s, shape="value")
-        s.intent = "list"
-        limit = s.limit or 50
-        sql = self._sql("name, category, country", "entities", where, f"ORDER BY name LIMIT {limit}")
-        return self._sql_translation(description, sql, params, s)
-
-    def _build_addresses(self, s: Slots, parsed: Parsed) -> Translation:
-        text = parsed.text
-        where: list[str] = []
-        params: dict[str, Any] = {}
-        if s.address:
-            s.intent = "address"
-            where.append("address = :address")
-            params["address"] = s.address
-            if s.chain:
-                where.append("chain = :chain")
-                params["chain"] = s.chain
-            sql = self._sql("address, chain, first_seen, last_seen, cluster_id, cluster_size", "addresses", where)
-            return self._sql_translation(f"activity of {s.address}", sql, params, s)
-        if s.chain:
-            where.append("chain = :chain")
-            params["chain"] = s.chain
-        subject = f"{s.chain} addresses" if s.chain else "addresses"
-        if _has(text, "cluster", "clusters"):
-            where.append("cluster_id IS NOT NULL")
-            limit = s.limit or DEFAULT_ROWS
-            s.intent = "clusters"
-            sql = self._sql(
-                "cluster_id, count(address) AS addresses",
-                "addresses",
-                where,
-                f"GROUP BY cluster_id ORDER BY addresses DESC, cluster_id LIMIT {limit}",
-            )
-            return self._sql_translation(f"largest clusters of {subject}", sql, params, s)
-        window = self._ms_window(s, "last_seen", where, params)
-        description = (f"{subject} active" + window) if window else subject
-        if s.aggregate == "count" or _has(text, "how many"):
-            s.intent = "count"
-            if s.group == "chain":
-                sql = self._sql(
-                    "chain, count(address) AS addresses", "addresses", where, "GROUP BY chain ORDER BY chain"
-                )
-                return self._sql_translation(f"{description} per chain", sql, params, s)
-            sql = self._sql("count(address) AS addresses", "addresses", where)
-            return self._sql_translation(f"number of {description}", sql, params, s, shape="value")
-        limit = s.limit or DEFAULT_ROWS
-        s.intent = "list"
-        sql = self._sql(
-            "address, chain, first_seen, last_seen",
-            "addresses",
-            [*where, "last_seen IS NOT NULL"],
-            f"ORDER BY last_seen DESC, address LIMIT {limit}",
-        )
-        return self._sql_translation(f"the {limit} most recently active {description}", sql, params, s)
-
     def _build_credit_entries(self, s: Slots, parsed: Parsed) -> Translation:
         text = parsed.text
         where: list[str] = []
@@ -1477,74 +1138,5 @@ class BuiltinTranslator:
             "credit_entries",
             where,
             f"ORDER BY sequence DESC LIMIT {limit}",
-        )
-        return self._sql_translation(f"your {limit} latest {kind}{window}", sql, params, s)
-
-    def _build_query_history(self, s: Slots, parsed: Parsed) -> Translation:
-        text = parsed.text
-        where: list[str] = []
-        params: dict[str, Any] = {}
-        window = self._ts_window(s, "created_at", where, params)
-        if s.group == "error" and s.status == "failed" and not _has(text, "failed", "fail", "failing"):
-            s.status = None
-        if s.status:
-            where.append("status = :status")
-            params["status"] = s.status
-        kind = f"{s.status} queries" if s.status else "queries"
-        description = f"your {kind}{window}"
-        if s.group == "status":
-            s.intent = "by_status"
-            sql = self._sql("status, count(*) AS queries", "query_history", where, "GROUP BY status ORDER BY status")
-            return self._sql_translation(f"your queries per status{window}", sql, params, s)
-        if s.group == "error":
-            s.intent = "by_error"
-            sql = self._sql(
-                "error_code, count(*) AS queries",
-                "query_history",
-                [*where, "error_code <> ''"],
-                "GROUP BY error_code ORDER BY queries DESC, error_code",
-            )
-            return self._sql_translation(f"errors of your queries{window}", sql, params, s)
-        duration = _has(text, "duration", "durations", "long", "time", "fast", "slow", "took", "milliseconds", "ms")
-        if _has(text, "slowest", "longest") or (s.order == "desc" and duration):
-            s.intent = "slowest"
-            limit = s.limit or 1
-            sql = self._sql(
-                "query_id, sql, duration_ms, status",
-                "query_history",
-                [*where, "duration_ms IS NOT NULL"],
-                f"ORDER BY duration_ms DESC, query_id LIMIT {limit}",
-            )
-            return self._sql_translation(f"your {limit} slowest {kind}{window}", sql, params, s)
-        if _has(text, "fastest", "quickest"):
-            s.intent = "fastest"
-            limit = s.limit or 1
-            sql = self._sql(
-                "query_id, sql, duration_ms, status",
-                "query_history",
-                [*where, "duration_ms IS NOT NULL"],
-                f"ORDER BY duration_ms, query_id LIMIT {limit}",
-            )
-            return self._sql_translation(f"your {limit} fastest {kind}{window}", sql, params, s)
-        if s.aggregate in ("avg", "max", "min") and (duration or not _has(text, "rows")):
-            s.intent = "duration"
-            func = s.aggregate
-            sql = self._sql(f"{func}(duration_ms) AS {func}_duration_ms", "query_history", where)
-            return self._sql_translation(f"{func} duration of {description}", sql, params, s, shape="value", unit="ms")
-        if _has(text, "rows"):
-            s.intent = "rows"
-            sql = self._sql("coalesce(sum(rows_returned), 0) AS rows_returned", "query_history", where)
-            return self._sql_translation(f"rows returned by {description}", sql, params, s, shape="value")
-        if s.aggregate == "count" or _has(text, "how many"):
-            s.intent = "count"
-            sql = self._sql("count(*) AS queries", "query_history", where)
-            return self._sql_translation(f"number of {description} (this one included)", sql, params, s, shape="value")
-        s.intent = "list"
-        limit = s.limit or DEFAULT_ROWS
-        sql = self._sql(
-            "query_id, status, duration_ms, rows_returned, created_at",
-            "query_history",
-            where,
-            f"ORDER BY created_at DESC, query_id LIMIT {limit}",
         )
         return self._sql_translation(f"your {limit} latest {kind}{window}", sql, params, s)

@@ -10,6 +10,15 @@ turns. The model answers with one JSON object: ``{"sql", "params",
 events, ``stream: true``) and the token count is the server's own usage
 report (``stream_options.include_usage``).
 
+The refusal contract is the built-in translator's: a question that
+``chat.refusals`` refuses (a change, another user's or tenant's data,
+outside the data) is refused before the model is asked, and the model may
+itself answer ``{"refuse": CODE}`` with one of the documented codes (any
+other code is a broken answer). The answer restates what was computed
+before the numbers: the model's description, then the statement read back
+through sqlglot with its bound values (``chat.restate``), so a description
+that does not match the SQL shows.
+
 The statement is compiled by the query engine's compiler before anything
 runs; one it refuses becomes an honest answer that nothing was run. A
 server that cannot be reached, answers an error, or breaks off before
@@ -36,8 +45,10 @@ from typing import TYPE_CHECKING, Any, cast
 from django.conf import settings
 from openai import APIConnectionError, APIError, APIStatusError, APITimeoutError, OpenAI, omit
 
+from chat import refusals
+from chat.restate import restate
 from chat.translators.base import ChatContext, ProgressCallback, Translation, TranslatorUnavailable, Turn
-from chat.translators.builtin import BuiltinTranslator
+from chat.translators.semantic import SemanticTranslator
 from chat.vocabulary import Vocabulary
 from queryengine.interface import Caller, QueryError, catalog, compile_query
 
@@ -63,9 +74,13 @@ RULES = """You translate questions about a blockchain data platform into ONE rea
   with integer parameters computed from the current time given below.
 - Never write INSERT, UPDATE, DELETE, DDL or more than one statement; never read other tables.
 - If the question is ambiguous or the tables cannot answer it, ask a short clarifying question.
-Answer with one JSON object and nothing else, either
-{"sql": "...", "params": {...}, "description": "what the rows are, in a few words"}
-or {"clarify": "your question back"}."""
+- Refuse, with no SQL, a request to change anything (REFUSED_CHANGE), a question about another
+  user's or tenant's data (REFUSED_OTHERS) or a question the tables cannot answer at all, such as
+  news, advice, forecasts or writing (REFUSED_OUTSIDE).
+Answer with one JSON object and nothing else, one of
+{"sql": "...", "params": {...}, "description": "what the rows are: measure, filters, time window"}
+{"clarify": "your question back"}
+{"refuse": "REFUSED_CHANGE" | "REFUSED_OTHERS" | "REFUSED_OUTSIDE"}"""
 
 
 @dataclass
@@ -121,11 +136,11 @@ class OpenAITranslator:
     def examples(self, now_ms: int) -> list[dict[str, str]]:
         # A fixed vocabulary: the examples name their symbols themselves, and
         # the prompt must not depend on what the database holds today.
-        builtin = BuiltinTranslator(Vocabulary(symbols=("BTC-USD", "ETH-USD")))
+        semantic = SemanticTranslator(Vocabulary(symbols=("BTC-USD", "ETH-USD")))
         messages: list[dict[str, str]] = []
         for question in EXAMPLES:
             try:
-                example = builtin.translate(question, history=[], context=ChatContext(), now_ms=now_ms)
+                example = semantic.translate(question, history=[], context=ChatContext(), now_ms=now_ms)
             except Exception:  # examples are a help, never a reason to fail
                 log.debug("no example for %r", question, exc_info=True)
                 continue
@@ -235,6 +250,9 @@ class OpenAITranslator:
         application_id: str = "",
         on_delta: ProgressCallback | None = None,
     ) -> Translation:
+        refused = refusals.refusal(question, application_id)
+        if refused is not None:  # the model is not asked: no SQL, no tokens
+            return Translation("refuse", refused.text, code=refused.code)
         result = self.stream(self.messages(question, history, context, now_ms), on_delta)
         tokens = 0
         if result.usage:
@@ -245,6 +263,11 @@ class OpenAITranslator:
         answer = _json_object(result.content)
         if answer is None:
             raise TranslatorUnavailable("the model did not answer with a JSON object")
+        if "refuse" in answer:
+            refused = refusals.by_code(str(answer["refuse"]))
+            if refused is None:
+                raise TranslatorUnavailable("the model refused with a code that is not documented")
+            return Translation("refuse", refused.text, code=refused.code, tokens=tokens)
         if isinstance(answer.get("clarify"), str) and answer["clarify"].strip():
             return Translation("clarify", answer["clarify"].strip(), tokens=tokens)
         sql = answer.get("sql")
@@ -261,7 +284,9 @@ class OpenAITranslator:
                 tokens=tokens,
                 slots={"refused_sql": sql[:2000]},
             )
-        description = str(answer.get("description") or "the rows of the query")[:300]
+        description = " ".join(str(answer.get("description") or "").split())[:300].rstrip(".")
+        computed = restate(sql, params)
+        description = f"{description} ({computed})" if description else computed[:1].upper() + computed[1:]
         return Translation(
             "sql",
             description,

@@ -10,9 +10,9 @@ be used leads to a clarifying question with the candidates (an asset with
 several markets, an unknown venue, a resolution that is not stored, an
 ambiguous measure) or is named in the answer ("I could not use: …").
 
-Tables the semantic model does not declare yet (transfers, labels,
-entities, addresses, query history, risk) are still answered by the phrase
-matcher of ``chat.translators.builtin``.
+Risk questions go to the compliance analysis (an ``analysis`` answer, no
+SQL). The table the semantic model does not declare yet (transfers) are still answered by the phrase matcher of
+``chat.translators.builtin``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ import re
 from dataclasses import fields
 
 from chat import semantic
+from chat.chainwords import asks_risk, find_address
 from chat.intent import FOLLOW_UP, Intent, Parser
 from chat.refusals import refusal
 from chat.sqlcompile import compile_intent
 from chat.translators.base import ChatContext, ProgressCallback, Translation, Turn
 from chat.translators.builtin import BuiltinTranslator
 from chat.vocabulary import Vocabulary, load_vocabulary
+from compliance.interface import BITCOIN, ETHEREUM, InvalidAddress, normalize_chain_address
 
 _INTENT_FIELDS = {f.name for f in fields(Intent)}
 
@@ -52,6 +54,7 @@ def merge(previous: Intent, new: Intent) -> Intent:
         order=new.order or (None if new.measure else previous.order),
         limit=new.limit or (None if new.measure else previous.limit),
         unused=list(new.unused),
+        corrections=list(new.corrections),
         ambiguous=new.ambiguous,
         follow_up=True,
     )
@@ -87,19 +90,26 @@ class SemanticTranslator:
         application_id: str = "",
         on_delta: ProgressCallback | None = None,
     ) -> Translation:
-        refused = refusal(question)
+        refused = refusal(question, application_id)
         if refused is not None:
             return Translation("refuse", refused.text, code=refused.code)
+        risk = _risk(question, history, context)
+        if risk is not None:
+            return risk
         previous = _previous(history)
-        if _legacy_words(question, previous):
+        intent = Parser(self.vocabulary).parse(question, now_ms)
+        if intent.table not in ("addresses", "labels") and _legacy_words(question, previous):
             return self._legacy.translate(
                 question, history=history, context=context, now_ms=now_ms, application_id=application_id
             )
-        intent = Parser(self.vocabulary).parse(question, now_ms)
         if previous is not None and (intent.table is None or (intent.follow_up and intent.table == previous.table)):
             intent = merge(previous, intent)
         if intent.table is None and "symbol" in intent.filters:
             intent.table = "trades"
+        if intent.table is None and context.address and not intent.follow_up:
+            intent.table = "labels"  # "any labels?" about the address in the context
+        if intent.table == "labels" and "address" not in intent.filters and context.address:
+            _context_address(intent, context)
         if intent.table is None:
             return self._legacy.translate(
                 question, history=history, context=context, now_ms=now_ms, application_id=application_id
@@ -116,6 +126,8 @@ class SemanticTranslator:
             return Translation("clarify", intent.ambiguous, slots=slots)
         compiled = compile_intent(entity, intent)
         text = compiled.description
+        if intent.corrections:
+            text += f" (read {', '.join(intent.corrections)})"
         if intent.unused:
             text += f" (I could not use: {', '.join(dict.fromkeys(intent.unused))})"
         return Translation(
@@ -179,17 +191,60 @@ class SemanticTranslator:
         return ""
 
 
+def _context_address(intent: Intent, context: ChatContext) -> None:
+    """The client's address fills a question about one address that names none."""
+    if intent.measure or intent.group or any(k in intent.filters for k in ("category", "entity", "country", "source")):
+        return
+    chain = context.chain or (ETHEREUM if (context.address or "").lower().startswith("0x") else BITCOIN)
+    try:
+        intent.filters = {"address": normalize_chain_address(chain, context.address or ""), "chain": chain}
+    except (InvalidAddress, ValueError):
+        return
+
+
+# Words of other questions: "risky" in them does not ask to assess an address.
+_NOT_RISK = re.compile(
+    r"\b(?:label|sanction|transfer|entit|trade|candle|credit|quer|categor|how\s+many)", re.IGNORECASE
+)
+
+
+def _risk(question: str, history: list[Turn], context: ChatContext) -> Translation | None:
+    """A risk question ("how risky is 0x…?", "risk score?" with an address in
+    the context, "and 0x…?" after one) is answered by the compliance analysis,
+    not SQL; without an address it asks for one."""
+    found = find_address(question)
+    last = next((turn.slots for turn in reversed(history) if turn.slots), None) or {}
+    again = last.get("intent") == "risk" and found.address is not None and FOLLOW_UP.match(question.lower())
+    if not (asks_risk(question) or again):
+        return None
+    address, chain = found.address, found.chain
+    if address is None and found.invalid:
+        return Translation("clarify", f"{found.invalid}. Which address did you mean?")
+    if address is None and context.address:
+        chain = context.chain or (ETHEREUM if context.address.lower().startswith("0x") else BITCOIN)
+        try:
+            address = normalize_chain_address(chain, context.address)
+        except (InvalidAddress, ValueError):
+            address = None
+    if address is None:
+        if _NOT_RISK.search(question):
+            return None
+        return Translation("clarify", "Which address should I assess? Give its chain and address.")
+    chain = chain or ETHEREUM
+    slots = {"engine": "semantic", "intent": "risk", "address": address, "chain": chain}
+    return Translation(
+        "analysis", f"the risk of {address} on {chain}", slots=slots, chain=chain, address=address, shape="analysis"
+    )
+
+
 # Words of the tables the semantic model does not declare yet (prefixes).
 _LEGACY = re.compile(
-    r"\b(?:transfer|tranfer|transaction|address(?!\s+analys)|adress|label|entit|enti|risk|sanction|wallet|"
-    r"sent|send|receiv|mixer|exchanges|owns|usdt|usdc|dai\b)"
+    r"\b(?:transfer|tranfer|transaction|address(?!\s+analys)|adress|label|sanction|wallet|"
+    r"sent|send|receiv|owns|usdt|usdc|dai\b)"
 )
 # A chain ("on bitcoin") is the phrase matcher's, except in a follow-up of
 # a market question, where it names the asset ("and on bitcoin?").
 _CHAIN = re.compile(r"\bon\s+(?:the\s+)?(?:ethereum|bitcoin)\b")
-# Query history is the phrase matcher's, unless the question is about credits.
-_QUERIES = re.compile(r"\bquer")
-_CREDITS = re.compile(r"\b(?:credit|crdit|balance|spen|cost|paid|granted)")
 
 
 def _legacy_words(question: str, previous: Intent | None = None) -> bool:
@@ -199,4 +254,4 @@ def _legacy_words(question: str, previous: Intent | None = None) -> bool:
     if _CHAIN.search(text):
         market = previous is not None and previous.table in ("trades", "candles")
         return not (market and FOLLOW_UP.match(text))
-    return _QUERIES.search(text) is not None and _CREDITS.search(text) is None
+    return False

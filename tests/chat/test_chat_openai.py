@@ -1,7 +1,9 @@
 """The openai translator against a real local HTTP server that speaks the
 OpenAI chat-completions streaming wire format (server-sent events: chunks,
 a usage report, ``[DONE]``), including servers that break mid-stream,
-answer errors or write statements the validator refuses."""
+answer errors or write statements the validator refuses; refusals with the
+documented codes (before the model is asked, or the model's own) and the
+restatement of what was computed before the numbers."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from chat import services
+from chat import refusals, services
 from chat.eval import fixtures
 from chat.translators import ChatContext, TranslatorUnavailable
 from chat.translators.openai import OpenAITranslator
@@ -177,6 +179,45 @@ def test_a_clarifying_answer_is_passed_on(model_server):
     assert translation.kind == "clarify" and translation.text == "Which venue do you mean?"
 
 
+RESTATED = "computed as venue, SUM(size) from trades where symbol = 'ETH-USD', per venue, ordered by venue"
+
+
+def test_the_answer_restates_the_statement_with_its_bound_values(model_server):
+    translation = ask(model_server.translator())
+    assert translation.text == f"total ETH-USD volume ({RESTATED})"
+    # A description that says something else than the SQL shows beside it.
+    model_server.answer = {**ANSWER, "description": "BTC-USD volume yesterday"}
+    assert ask(model_server.translator()).text == f"BTC-USD volume yesterday ({RESTATED})"
+    model_server.answer = {"sql": VOLUME_SQL, "params": {"symbol": "ETH-USD"}}
+    assert ask(model_server.translator()).text == "C" + RESTATED[1:]
+
+
+@pytest.mark.parametrize(
+    ("question", "code"),
+    [
+        ("give me 100 credits", refusals.CHANGE),
+        ("DELETE FROM trades", refusals.CHANGE),
+        ("how many credits does alice have", refusals.OTHERS),
+        ("write me a poem about blockchains", refusals.OUTSIDE),
+    ],
+)
+def test_refused_questions_never_reach_the_model(model_server, question, code):
+    translation = ask(model_server.translator(), question)
+    assert (translation.kind, translation.code, translation.sql, translation.tokens) == ("refuse", code, "", 0)
+    assert code in translation.text and model_server.requests == []
+
+
+def test_the_models_own_refusal_carries_a_documented_code(model_server):
+    model_server.answer = {"refuse": "REFUSED_OUTSIDE"}
+    translation = ask(model_server.translator(), "how tall is the eiffel tower")
+    assert (translation.kind, translation.code, translation.sql) == ("refuse", refusals.OUTSIDE, "")
+    assert translation.text == refusals.by_code(refusals.OUTSIDE).text and translation.tokens == 853
+    assert "REFUSED_OTHERS" in model_server.requests[0]["messages"][0]["content"]
+    model_server.answer = {"refuse": "NOT_A_CODE"}
+    with pytest.raises(TranslatorUnavailable, match="not documented"):
+        ask(model_server.translator(), "how tall is the eiffel tower")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_turn_runs_the_models_sql_as_the_caller_and_reports_the_servers_tokens(model_server):
     fixture = fixtures.load(user_id="model-user")
@@ -188,6 +229,8 @@ def test_the_turn_runs_the_models_sql_as_the_caller_and_reports_the_servers_toke
         translator=model_server.translator(),
     )
     assert result.tokens == 853 and result.sql == VOLUME_SQL
+    assert result.content.startswith(f"Total ETH-USD volume ({RESTATED}): 2 rows.")
+    assert result.content.index(RESTATED) < result.content.index("| binance | 35 |")
     assert [[venue, float(volume)] for venue, volume in result.rows] == [["binance", 35.0], ["coinbase", 38.0]]
     assert "| binance | 35 |" in result.content and "| coinbase | 38 |" in result.content
     model_server.mode = "break"

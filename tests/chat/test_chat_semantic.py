@@ -141,3 +141,145 @@ def test_a_balance_does_not_silently_take_a_filter_it_cannot_use() -> None:
 def test_a_chain_in_a_market_follow_up_names_the_asset() -> None:
     t = ask("how many ETH-USD trades in the last hour", "and on bitcoin?")
     assert "COUNT(ts)" in t.sql and t.params["symbol"] == "BTC-USD" and "since" in t.params
+
+
+def test_a_certain_misspelling_is_corrected_and_the_answer_says_so() -> None:
+    t = ask("nuber of BTC-USD trades on binnace yesterdy")
+    assert t.kind == "sql"
+    assert "COUNT(ts)" in t.sql and t.params["venue"] == "binance"
+    assert t.params["until"] - t.params["since"] == 86_400_000
+    assert "read 'nuber' as 'number', 'binnace' as 'binance', 'yesterdy' as 'yesterday'" in t.text
+
+
+@pytest.mark.parametrize(
+    ("question", "candidates"),
+    [
+        # "weak" is as like "week" as "peak": no guess between a window and a measure.
+        ("BTC-USD volume last weak", ("'peak'", "'week'")),
+        ("ETH-USD vwap last weak", ("'week'",)),
+    ],
+)
+def test_an_uncertain_misspelling_asks_which_word_was_meant(question: str, candidates: tuple[str, ...]) -> None:
+    t = ask(question)
+    assert (t.kind, t.sql) == ("clarify", "")
+    assert "'weak'" in t.text and all(candidate in t.text for candidate in candidates)
+
+
+@pytest.mark.parametrize(
+    ("question", "sql", "text"),
+    [
+        (
+            "how many of my queries failed today",
+            "COUNT(*)",
+            "Number of your queries (this one included), status failed",
+        ),
+        ("what errors did my queries get", "error_code <> ''", "per error_code"),
+        ("my 2 slowest queries", "ORDER BY duration_ms DESC", "Your 2 slowest queries"),
+        ("fastest query", "LIMIT 1", "Your fastest query"),
+        ("average duration of my completed queries", "AVG(duration_ms)", "Average duration of your queries"),
+    ],
+)
+def test_query_history_is_in_the_semantic_model(question: str, sql: str, text: str) -> None:
+    t = ask(question)
+    assert t.kind == "sql" and t.slots["engine"] == "semantic" and t.slots["table"] == "query_history"
+    assert sql in t.sql and text in t.text
+
+
+NAMED = Vocabulary(symbols=("BTC-USD",), venues=("binance",), entities=("Tornado Cash", "Kraken", "Bitso"))
+
+
+@pytest.mark.parametrize(
+    ("question", "params", "sql"),
+    [
+        ("which exchanges are in Mexico?", {"category": "exchange", "country": "MX"}, "ORDER BY name"),
+        ("how many no kyc exchanges are there", {"category": "no_kyc_exchange"}, "COUNT(name)"),
+        ("number of entities by country", {}, "GROUP BY country"),
+        ("what kind of entity is Tornado Cash", {"name": "Tornado Cash"}, "SELECT name, category, country"),
+        ("entities in the US", {"country": "US"}, "ORDER BY name"),
+    ],
+)
+def test_entities_are_in_the_semantic_model(question: str, params: dict[str, str], sql: str) -> None:
+    t = SemanticTranslator(NAMED).translate(question, history=[], context=ChatContext(), now_ms=NOW)
+    assert t.kind == "sql" and t.slots["engine"] == "semantic" and t.slots["table"] == "entities"
+    assert t.params == params and sql in t.sql
+
+
+def test_an_entity_name_in_a_market_question_is_not_dropped() -> None:
+    # Kraken is an entity, not a venue here: the market question asks back.
+    t = SemanticTranslator(NAMED).translate(
+        "trades of BTC-USD on kraken", history=[], context=ChatContext(), now_ms=NOW
+    )
+    assert (t.kind, t.sql) == ("clarify", "") and "'kraken'" in t.text
+
+
+def test_a_hyphenated_bucket_is_a_bucket_not_an_unknown_market() -> None:
+    t = ask("ETH-USD volume in 15-minute buckets over the last hour")
+    assert "(ts / 900000) * 900000" in t.sql and t.params["symbol"] == "ETH-USD"
+    assert "15-minute buckets" in t.text and "could not use" not in t.text
+
+
+E3 = "0x" + "3" * 40
+
+
+@pytest.mark.parametrize(
+    ("question", "context"),
+    [
+        (f"how risky is {E3}?", {}),
+        (f"assess {E3}", {}),
+        ("risk score?", {"address": E3, "chain": "ethereum"}),
+    ],
+)
+def test_risk_questions_are_answered_by_the_analysis(question: str, context: dict[str, str]) -> None:
+    t = ask(question, **context)
+    assert (t.kind, t.address, t.chain, t.sql) == ("analysis", E3, "ethereum", "")
+
+
+def test_a_risk_question_without_an_address_asks_for_one() -> None:
+    t = ask("how risky is it?")
+    assert (t.kind, t.sql) == ("clarify", "") and "Which address" in t.text
+    t = ask("what is the risk of 0x12?")
+    assert t.kind == "clarify"
+
+
+@pytest.mark.parametrize(
+    ("question", "sql", "text"),
+    [
+        (f"when was {E3} first seen?", "cluster_size FROM addresses WHERE address = :address", "Activity of " + E3),
+        ("how many addresses per chain", "GROUP BY chain ORDER BY chain", "Number of addresses, per chain"),
+        ("how many bitcoin addresses have been seen", "COUNT(address)", "chain bitcoin"),
+        ("ethereum addresses active in the last hour", "last_seen >= :since", "last seen in the last hour"),
+    ],
+)
+def test_addresses_are_in_the_semantic_model(question: str, sql: str, text: str) -> None:
+    t = ask(question)
+    assert t.kind == "sql" and t.slots["engine"] == "semantic" and t.slots["table"] == "addresses"
+    assert sql in t.sql and text in t.text
+
+
+def test_labels_and_transfers_of_addresses_are_not_taken_for_addresses() -> None:
+    for question in ("how many sanctioned addresses are there", f"who owns {E3}", f"transfers of {E3}"):
+        assert ask(question).slots.get("table") != "addresses", question
+
+
+E4 = "0x" + "4" * 40
+
+
+@pytest.mark.parametrize(
+    ("question", "params", "sql"),
+    [
+        ("how many sanctioned addresses are there on bitcoin", {"category": "sanctions", "chain": "bitcoin"}, "active"),
+        ("how many addresses are on the OFAC list", {"source": "ofac%"}, "source LIKE :source"),
+        ("which addresses were delisted?", {}, "NOT active"),
+        (f"who owns {E4}?", {"address": E4, "chain": "ethereum"}, "ORDER BY active DESC"),
+        ("which addresses belong to Kraken?", {"entity": "Kraken"}, "ORDER BY chain, address, entity"),
+    ],
+)
+def test_labels_are_in_the_semantic_model(question: str, params: dict[str, str], sql: str) -> None:
+    t = SemanticTranslator(NAMED).translate(question, history=[], context=ChatContext(), now_ms=NOW)
+    assert t.kind == "sql" and t.slots["engine"] == "semantic" and t.slots["table"] == "labels"
+    assert t.params == params and sql in t.sql and "could not use" not in t.text
+
+
+def test_the_contexts_address_fills_a_question_about_labels() -> None:
+    t = ask("any labels?", address=E4, chain="ethereum")
+    assert t.slots["table"] == "labels" and t.params == {"address": E4, "chain": "ethereum"}
