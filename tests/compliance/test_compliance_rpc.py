@@ -375,7 +375,7 @@ def flaky_node() -> Iterator[str]:
     _FlakyNode.failures = []
     _FlakyNode.seen = []
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _FlakyNode)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
