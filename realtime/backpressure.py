@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import ctypes
 import functools
+import gc
 import logging
 import math
 from collections import deque
@@ -257,6 +258,10 @@ def _trim_later(delay: float) -> None:
 def _malloc_trim(loop: asyncio.AbstractEventLoop) -> None:
     _trim["handle"] = None
     _trim["last"] = loop.time()
+    # The server's collector thresholds (LEDGERCORE_GC_THRESHOLDS) leave
+    # old cyclic garbage, such as the ended connections' consumers and what
+    # they hold, for a long time: collect it first.
+    gc.collect()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 

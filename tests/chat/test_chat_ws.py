@@ -5,6 +5,7 @@ the conversation room, charging and its refund."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -41,8 +42,10 @@ async def turn(client: Client, request_id: str, data: dict[str, Any], timeout: f
     frames: list[dict[str, Any]] = []
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        frame = await client.recv(max(deadline - asyncio.get_running_loop().time(), 0.01))
+        remaining = max(deadline - asyncio.get_running_loop().time(), 0.01)
+        frame = json.loads(await asyncio.wait_for(client.ws.recv(), remaining))
         if frame.get("id") != request_id:
+            client.backlog.append(frame)  # pushed events (credits, rooms) stay for expect()
             continue
         frames.append(frame)
         if frame["event"] in DONE:
