@@ -75,6 +75,7 @@ bench: install
 	.venv/bin/python bench/recovery.py
 	.venv/bin/python bench/slow_consumers.py
 	.venv/bin/python bench/asgi_servers.py
+	.venv/bin/python bench/many_sockets.py
 
 clean:
 	rm -rf .venv var node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
