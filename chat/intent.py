@@ -25,6 +25,7 @@ from chat.chainwords import find_address
 from chat.intent_chain import asks_addresses, asks_labels, names_entities, read_catalog
 from chat.intent_credits import read_credits
 from chat.intent_queries import read_queries
+from chat.intent_transfers import DIRECTION_WORDS, asks_transfers, read_transfers
 from chat.lexicon import AGGREGATE_WORDS, BASES, COUNTRY_CODES, FILLER, GROUP_LEADS, ORDERS, SIDES
 from chat.timewords import MONTHS, NUMBER_WORDS, TIME_WORDS, UNIT_ALIASES, UNITS_MS, WEEKDAYS, find_window
 from chat.vocabulary import Vocabulary
@@ -69,6 +70,7 @@ class Intent:
     address_chain: str | None = None  # its chain
     flag_off: bool = False  # the false rows of the table's flag ("delisted" labels)
     country: str | None = None  # a country code written as such ("US")
+    party: str | None = None  # whose transfers: "from_address", "to_address" or "address" (either)
 
     def slots(self) -> dict[str, Any]:
         return {"engine": "semantic", **asdict(self)}
@@ -133,6 +135,7 @@ class Parser:
         self.vocabulary = vocabulary
         self.symbols = {s.upper(): s for s in vocabulary.symbols}
         self.venues = {v.lower(): v for v in vocabulary.venues}
+        self.assets = frozenset(a.upper() for a in vocabulary.assets)
         words: set[str] = set(FILLER) | set(SIDES) | set(ORDERS) | set(BASES) | set(self.venues)
         for entity in semantic.MODEL.values():
             words.update(entity.nouns)
@@ -144,6 +147,7 @@ class Parser:
         words |= set(UNIT_ALIASES) | set(NUMBER_WORDS) | {"buckets", "bucket", "interval", "intervals", "candles"}
         words |= {"price", "hourly", "daily", "average", "highest", "lowest", "maximum", "minimum"}
         words |= {part.lower() for symbol in self.symbols for part in symbol.split("-")}
+        words |= {asset.lower() for asset in self.assets} | DIRECTION_WORDS | {"sender", "receiver", "whom"}
         words |= set(TIME_WORDS) | set(WEEKDAYS) | {m for m in MONTHS if len(m) > 3}
         self.known = sorted(w for w in words if w.isalpha() and len(w) >= 3)
         # Misspellings are corrected towards words that carry meaning only:
@@ -273,7 +277,7 @@ class Parser:
         used: set[str] = set()
         if entity is None:
             # A follow-up ("now per venue") groups whatever table it follows.
-            for candidate in (semantic.TRADES, semantic.CANDLES, semantic.CREDITS):
+            for candidate in (semantic.TRADES, semantic.CANDLES, semantic.CREDITS, semantic.TRANSFERS):
                 self._group(text, candidate, intent, used)
             for dimension in semantic.CREDITS.dimensions:
                 for phrase, value in dimension.synonyms:
@@ -302,7 +306,7 @@ class Parser:
             elif word in BASES or word.upper() in {s.split("-")[0] for s in self.symbols}:
                 intent.base = BASES.get(word, word.upper())
                 used.add(word)
-        one = {"trades": " trade ", "query_history": " query "}.get(intent.table or "", "")
+        one = {"trades": " trade ", "query_history": " query ", "transfers": " transfer "}.get(intent.table or "", "")
         if one and not intent.measure and intent.order and not intent.limit and one in text:
             intent.limit = 1  # "the latest trade", "the largest trade", "my slowest query"
         intent.unused += [w for w in text.split() if w not in used and w not in FILLER and not w.isdigit()]
@@ -319,6 +323,8 @@ class Parser:
             return semantic.CREDITS
         if scores["query_history"]:
             return semantic.QUERIES
+        if asks_transfers(text, intent, self.assets):
+            return semantic.TRANSFERS
         if asks_labels(text, intent):
             return semantic.LABELS
         if scores["entities"] or names_entities(text, intent):
@@ -343,6 +349,8 @@ class Parser:
             read_queries(text, intent, used, best)
         elif entity.table in ("entities", "addresses", "labels"):
             read_catalog(text, entity, intent, used, best)
+        elif entity.table == "transfers":
+            read_transfers(text, intent, used, best, self.assets)
         elif entity.table == "trades":
             self._trade_measure(text, intent, best, used)
         elif best is not None:

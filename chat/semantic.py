@@ -31,6 +31,11 @@ class Measure:
     where: tuple[tuple[str, str], ...] = ()
     # Rows that take part (credits spent: entries that spent something).
     condition: str = ""
+    # A dimension whose values are the unit ("asset": amounts of ETH and
+    # USDT do not add up): without a filter on it, one row per value.
+    per: str = ""
+    # Measures shown beside it when grouped (a ranking by volume shows the count).
+    also: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class Dimension:
     present: str = ""  # rows that have a value, when grouped by it ("error_code <> ''")
     prefix: bool = False  # the value is a prefix of the column's ("ofac" matches "ofac:ETH")
     by_key: bool = False  # groups in the order of their values (chains), not largest first
+    says: str = ""  # how a restatement names a filter on it ("sent by {}"); "{name} {value}" by default
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,9 @@ class Entity:
     # for its false rows ("delisted" labels: NOT active); a look-up shows both.
     flag: str = ""
     flag_off: tuple[str, ...] = ()
+    # A filter that matches either of two columns ("address": its sender or its receiver).
+    either: tuple[str, str, str] = ("", "", "")
+    buckets: bool = False  # "hourly", "per day" group the time column into buckets
 
     def measure(self, name: str) -> Measure | None:
         return next((m for m in self.measures if m.name == name), None)
@@ -105,6 +114,7 @@ TRADES = Entity(
     columns=("ts", "venue", "price", "size", "side"),
     latest=("ts DESC", "trade_id DESC"),
     size_column="size",
+    buckets=True,
 )
 
 CANDLES = Entity(
@@ -323,8 +333,40 @@ LABELS = Entity(
     flag_off=("delisted", "removed", "no longer listed", "unlisted"),
 )
 
+
+def _amount(name: str, label: str, sql: str, words: tuple[str, ...]) -> Measure:
+    """An amount of transfers: in the unit of their asset, shown with their count when grouped."""
+    return Measure(name, label, sql, words, per="asset", also=("transfers",))
+
+
+TRANSFERS = Entity(
+    table="transfers",
+    nouns=("transfers", "transfer", "transactions", "transaction", "tx", "txs", "payments", "flows"),
+    time_column="ts",
+    time_kind="ms",
+    measures=(
+        Measure("transfers", "number of transfers", "count(ts)", (*COUNT_WORDS, "most transfers", "most active")),
+        _amount("volume", "volume", "sum(amount)", ("volume", "how much", "total", "sum", "transferred", "moved")),
+        _amount("avg_amount", "average amount", "avg(amount)", ("average", "avg", "mean", "typical")),
+        _amount("max_amount", "largest amount", "max(amount)", ("max amount", "maximum amount", "highest amount")),
+        _amount("min_amount", "smallest amount", "min(amount)", ("min amount", "minimum amount", "lowest amount")),
+    ),
+    dimensions=(
+        Dimension(CHAIN.name, CHAIN.words, by_key=True),
+        Dimension("asset", ("asset", "assets", "token", "tokens", "coin", "coins", "currency"), by_key=True),
+        Dimension("from_address", ("sender", "senders", "sending address"), says="sent by {}"),
+        Dimension("to_address", ("receiver", "receivers", "recipient", "recipients"), says="received by {}"),
+    ),
+    columns=("ts", "tx_hash", "from_address", "to_address", "asset", "amount"),
+    latest=("ts DESC", "tx_hash"),
+    size_column="amount",
+    noun="transfers",
+    either=("address", "from_address", "to_address"),
+    buckets=True,
+)
+
 MODEL: dict[str, Entity] = {
-    entity.table: entity for entity in (TRADES, CANDLES, CREDITS, QUERIES, ENTITIES, ADDRESSES, LABELS)
+    entity.table: entity for entity in (TRADES, CANDLES, CREDITS, QUERIES, ENTITIES, ADDRESSES, LABELS, TRANSFERS)
 }
 
 

@@ -22,7 +22,7 @@ from chat.intent import Intent, bucket_ms
 from chat.timewords import Window
 
 DEFAULT_ROWS = {"trades": 10, "candles": 100, "credit_entries": 10, "query_history": 10, "entities": 50}
-DEFAULT_ROWS |= {"addresses": 10, "labels": 50}
+DEFAULT_ROWS |= {"addresses": 10, "labels": 50, "transfers": 10}
 UNIT_WORDS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 
 
@@ -50,6 +50,12 @@ def _where(entity: semantic.Entity, intent: Intent, params: dict[str, Any]) -> l
         if name == intent.group:
             continue
         dimension = entity.dimension(name)
+        if name == entity.either[0]:
+            # Either column matches (an address as sender or receiver).
+            left, right = (exp.column(c).eq(exp.Placeholder(this=name)) for c in entity.either[1:])
+            conditions.append(exp.paren(exp.or_(left, right)))
+            params[name] = value
+            continue
         if dimension is not None and dimension.prefix:
             conditions.append(exp.column(name).like(exp.Placeholder(this=name)))
             params[name] = f"{value}%"
@@ -105,12 +111,24 @@ def _describe_own(entity: semantic.Entity, intent: Intent, what: str) -> str:
     text = what
     implied = dict(measure.where) if (measure := entity.measure(intent.measure or "")) else {}
     for name, value in sorted(intent.filters.items()):
-        if name != intent.group and implied.get(name) != value:
-            text += f" on {words.get(value, value)}" if name == "action" else f", {name} {value}"
+        dimension = entity.dimension(name)
+        if name == intent.group or implied.get(name) == value:
+            continue
+        if name == "action":
+            text += f" on {words.get(value, value)}"
+        elif dimension is not None and dimension.says:
+            text += ", " + dimension.says.format(value)
+        elif name == entity.either[0]:
+            text += f", sent or received by {value}"
+        else:
+            text += f", {name} {value}"
     if entity.flag_off and intent.flag_off and "elisted" not in text:
         text += ", delisted"
     if intent.group:
-        text += f", per {intent.group}"
+        grouped = entity.dimension(intent.group)
+        text += f", per {grouped.words[0] if grouped and grouped.says else intent.group}"
+    if entity.buckets and intent.bucket:
+        text += f", {bucket_words(intent.bucket)}"
     if not entity.time_column:
         pass
     elif intent.window is not None:
@@ -137,11 +155,13 @@ def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
     if measure is not None and measure.snapshot:
         select = select.select(exp.column(measure.snapshot).as_(measure.name)).order_by(*entity.latest).limit(1)
         return Compiled(select.sql(), describe(entity, intent, measure.label), params, "value", measure.unit)
-    time_bucket = entity.table == "trades" and intent.bucket is not None
+    time_bucket = entity.buckets and intent.bucket is not None
     if measure is None and (time_bucket or intent.group):
         measure = next(m for m in entity.measures if m.sql.lower().startswith("count("))
     if measure is None:
         return _listing(entity, intent, select, params)
+    if measure.per and measure.per not in intent.filters and not (intent.group or time_bucket):
+        intent.group = measure.per  # amounts in different units do not add up: one row per unit
     keys: list[tuple[Any, str]] = []
     by_key = False
     if time_bucket and intent.bucket:
@@ -157,13 +177,20 @@ def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
     for expression, name in keys:
         select = select.select(expression.as_(name))
     select = select.select(parse_one(measure.sql).as_(measure.name))
+    shown = [measure.name]
+    for name in measure.also if keys else ():
+        also = entity.measure(name)
+        if also is not None:
+            select = select.select(parse_one(also.sql).as_(also.name))
+            shown.append(also.name)
     if keys:
         # Buckets in time order; a dimension's groups largest first.
-        ranking = [] if time_bucket or by_key else [exp.Ordered(this=exp.column(measure.name), desc=True)]
+        ranking = [] if time_bucket or by_key else [exp.Ordered(this=exp.column(n), desc=True) for n in shown]
         select = select.group_by(*(e for e, _ in keys)).order_by(*ranking, *(exp.column(n) for _, n in keys))
     label = measure.label[:1].upper() + measure.label[1:]
     shape = "rows" if keys else "value"
-    return Compiled(select.sql(), describe(entity, intent, label), params, shape, measure.unit if not keys else "")
+    unit = intent.filters.get(measure.per, "") if measure.per else measure.unit
+    return Compiled(select.sql(), describe(entity, intent, label), params, shape, unit if not keys else "")
 
 
 def _listing(entity: semantic.Entity, intent: Intent, select: exp.Select, params: dict[str, Any]) -> Compiled:

@@ -11,8 +11,8 @@ several markets, an unknown venue, a resolution that is not stored, an
 ambiguous measure) or is named in the answer ("I could not use: …").
 
 Risk questions go to the compliance analysis (an ``analysis`` answer, no
-SQL). The table the semantic model does not declare yet (transfers) are still answered by the phrase matcher of
-``chat.translators.builtin``.
+SQL). A question that names no table of the model, and is no follow-up,
+gets a clarifying answer listing what can be asked; nothing runs.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from dataclasses import fields
 from chat import semantic
 from chat.chainwords import asks_risk, find_address
 from chat.intent import FOLLOW_UP, Intent, Parser
+from chat.intent_transfers import follow_chain, resolve_transfers
 from chat.refusals import refusal
 from chat.sqlcompile import compile_intent
 from chat.translators.base import ChatContext, ProgressCallback, Translation, Turn
-from chat.translators.builtin import BuiltinTranslator
 from chat.vocabulary import Vocabulary, load_vocabulary
 from compliance.interface import BITCOIN, ETHEREUM, InvalidAddress, normalize_chain_address
 
@@ -54,11 +54,14 @@ def merge(previous: Intent, new: Intent) -> Intent:
         order=new.order or (None if new.measure else previous.order),
         limit=new.limit or (None if new.measure else previous.limit),
         unused=list(new.unused),
+        party=new.party or previous.party,
         corrections=list(new.corrections),
         ambiguous=new.ambiguous,
         follow_up=True,
     )
-    if new.base:
+    if previous.table == "transfers":
+        merged.filters = follow_chain(previous.filters, new.filters, new.base)
+    elif new.base:
         merged.filters.pop("symbol", None)
         merged.base = new.base
     merged.filters.update(new.filters)
@@ -72,7 +75,6 @@ class SemanticTranslator:
 
     def __init__(self, vocabulary: Vocabulary | None = None) -> None:
         self._vocabulary = vocabulary
-        self._legacy = BuiltinTranslator(vocabulary)
 
     @property
     def vocabulary(self) -> Vocabulary:
@@ -98,10 +100,6 @@ class SemanticTranslator:
             return risk
         previous = _previous(history)
         intent = Parser(self.vocabulary).parse(question, now_ms)
-        if intent.table not in ("addresses", "labels") and _legacy_words(question, previous):
-            return self._legacy.translate(
-                question, history=history, context=context, now_ms=now_ms, application_id=application_id
-            )
         if previous is not None and (intent.table is None or (intent.follow_up and intent.table == previous.table)):
             intent = merge(previous, intent)
         if intent.table is None and "symbol" in intent.filters:
@@ -110,10 +108,10 @@ class SemanticTranslator:
             intent.table = "labels"  # "any labels?" about the address in the context
         if intent.table == "labels" and "address" not in intent.filters and context.address:
             _context_address(intent, context)
+        if intent.table == "transfers" and intent.party and intent.party not in intent.filters:
+            _context_party(intent, context)
         if intent.table is None:
-            return self._legacy.translate(
-                question, history=history, context=context, now_ms=now_ms, application_id=application_id
-            )
+            return Translation("clarify", UNSURE, slots=intent.slots())
         return self._compile(intent, context, question)
 
     def _compile(self, intent: Intent, context: ChatContext, question: str) -> Translation:
@@ -141,6 +139,8 @@ class SemanticTranslator:
         )
 
     def _resolve(self, entity: semantic.Entity, intent: Intent, context: ChatContext, question: str) -> str:
+        if entity.table not in ("trades", "candles"):
+            return resolve_transfers(intent) if entity.table == "transfers" else ""
         symbols = self.vocabulary.symbols
         if "symbol" not in intent.filters and intent.base:
             matches = [s for s in symbols if s.upper().split("-")[0] == intent.base]
@@ -172,8 +172,6 @@ class SemanticTranslator:
             and not intent.order
         ):
             return f"Trades of which market? Markets: {', '.join(symbols[:20])}."
-        if entity.table not in ("trades", "candles"):
-            return ""
         if "symbol" not in intent.filters and intent.group != "symbol" and intent.unused:
             unknown = ", ".join(intent.unused)
             return f"Which market do you mean? I do not know: {unknown}. Markets: {', '.join(symbols[:20])}."
@@ -189,6 +187,28 @@ class SemanticTranslator:
                     f"markets: {', '.join(symbols[:20])}. Which did you mean?"
                 )
         return ""
+
+
+UNSURE = (
+    "I am not sure what you are asking. I can answer questions about trades and candles (e.g. "
+    '"BTC-USD 1m candles for the last hour"), on-chain transfers ("top 10 ethereum addresses by '
+    'outgoing volume last week"), labels and entities ("which addresses are sanctioned?"), address '
+    'risk ("what is the risk of 0x…?"), your credits ("how many credits did I spend this month?") '
+    'and your queries ("how many of my queries failed today?"). Which of these do you mean?'
+)
+
+
+def _context_party(intent: Intent, context: ChatContext) -> None:
+    """The client's address fills "it" in a question about transfers ("how many did it send?")."""
+    if not context.address:
+        return
+    chain = context.chain or (ETHEREUM if (context.address or "").lower().startswith("0x") else BITCOIN)
+    try:
+        address = normalize_chain_address(chain, context.address or "")
+    except (InvalidAddress, ValueError):
+        return
+    intent.filters[intent.party or "address"] = address
+    intent.filters.setdefault("chain", chain)
 
 
 def _context_address(intent: Intent, context: ChatContext) -> None:
@@ -235,23 +255,3 @@ def _risk(question: str, history: list[Turn], context: ChatContext) -> Translati
     return Translation(
         "analysis", f"the risk of {address} on {chain}", slots=slots, chain=chain, address=address, shape="analysis"
     )
-
-
-# Words of the tables the semantic model does not declare yet (prefixes).
-_LEGACY = re.compile(
-    r"\b(?:transfer|tranfer|transaction|address(?!\s+analys)|adress|label|sanction|wallet|"
-    r"sent|send|receiv|owns|usdt|usdc|dai\b)"
-)
-# A chain ("on bitcoin") is the phrase matcher's, except in a follow-up of
-# a market question, where it names the asset ("and on bitcoin?").
-_CHAIN = re.compile(r"\bon\s+(?:the\s+)?(?:ethereum|bitcoin)\b")
-
-
-def _legacy_words(question: str, previous: Intent | None = None) -> bool:
-    text = question.lower()
-    if _LEGACY.search(text):
-        return True
-    if _CHAIN.search(text):
-        market = previous is not None and previous.table in ("trades", "candles")
-        return not (market and FOLLOW_UP.match(text))
-    return False
