@@ -26,14 +26,14 @@ DIRECTION_WORDS = frozenset(
     [
         *("sent", "send", "sends", "sending", "outgoing", "outflow", "outflows", "withdrawal", "withdrawals"),
         *("withdrew", "paid", "spent", "received", "receive", "receives", "receiving", "incoming", "inflow"),
-        *("inflows", "deposit", "deposits", "got", "transferred"),
+        *("inflows", "deposit", "deposits", "got", "transferred", "moved", "move"),
     ]
 )
 _PARTIES = re.compile(r" (?:address|addresses|wallets?|senders?|receivers?|recipients?|who|whom|counterpart\w*) ")
 _COUNTER = re.compile(r" (?:who|whom|counterpart\w*) ")
 _ON_CHAIN = re.compile(r" on (?:the )?(?:ethereum|bitcoin|eth|btc) (?:chain |network |blockchain )?")
 _HOW_MANY = re.compile(r" (?:how many|number of|count of|count) ")
-_RANKING = re.compile(r" (?:most|top|largest|biggest|highest) ")
+_RANKING = re.compile(r" (?:most|top|largest|biggest|highest|which|who) ")
 _PRONOUNS = re.compile(r" (?:it|its|(?:this|that|the|my) (?:address|wallet)) ")
 _AMOUNT = re.compile(r" (?:volume|how much|amount|transferred|moved) ")
 _LISTING = re.compile(r" (?:show|list|latest|last|recent|largest|biggest|transfers|transactions|txs) ")
@@ -50,6 +50,7 @@ class TransferIntent(Protocol):
     address_chain: str | None
     party: str | None
     follow_up: bool
+    other_address: str | None
 
 
 def _assets(text: str, assets: frozenset[str]) -> tuple[str | None, str | None, set[str]]:
@@ -104,6 +105,10 @@ def read_transfers(
     out = bool(_OUT.search(text))
     incoming = bool(_IN.search(text))
     role = "from_address" if out and not incoming else "to_address" if incoming and not out else "address"
+    role, other = _roles(text, role, intent.other_address is not None)
+    if other and intent.other_address:
+        intent.filters[other] = intent.other_address
+        intent.other_address = None  # used
     used |= DIRECTION_WORDS & set(text.split())
     if best is not None:
         intent.measure = best[1]
@@ -140,6 +145,22 @@ def read_transfers(
         intent.measure = "volume"  # a ranking of addresses: by what they moved
     if intent.measure is None and asset and role != "address" and not _LISTING.search(text):
         intent.measure = "volume"  # "ETH sent by 0x… last week": an amount, not a listing
+
+
+def _roles(text: str, role: str, two: bool) -> tuple[str, str]:
+    """The role of the question's address ("from 0x…", "sent by 0x…", "to
+    0x…"), and of a second one ("from 0x… to 0x…"; '' when it has none)."""
+    sender = max(text.find(" from address "), text.find(" by address "))
+    receiver = text.find(" to address ")
+    if not two:
+        if (sender >= 0) != (receiver >= 0):
+            return ("from_address" if sender >= 0 else "to_address"), ""
+        return role, ""
+    if sender >= 0 and receiver >= 0:
+        return ("from_address", "to_address") if sender < receiver else ("to_address", "from_address")
+    if receiver >= 0 and role == "from_address":
+        return role, "to_address"  # "did 0x… send to 0x…"
+    return role, ""
 
 
 def resolve_transfers(intent: TransferIntent) -> str:

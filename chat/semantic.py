@@ -334,6 +334,10 @@ LABELS = Entity(
 )
 
 
+# "amount of" counts trades, but is the amount of a transfer.
+TRANSFER_COUNT = tuple(word for word in COUNT_WORDS if word != "amount of")
+
+
 def _amount(name: str, label: str, sql: str, words: tuple[str, ...]) -> Measure:
     """An amount of transfers: in the unit of their asset, shown with their count when grouped."""
     return Measure(name, label, sql, words, per="asset", also=("transfers",))
@@ -345,8 +349,8 @@ TRANSFERS = Entity(
     time_column="ts",
     time_kind="ms",
     measures=(
-        Measure("transfers", "number of transfers", "count(ts)", (*COUNT_WORDS, "most transfers", "most active")),
-        _amount("volume", "volume", "sum(amount)", ("volume", "how much", "total", "sum", "transferred", "moved")),
+        Measure("transfers", "number of transfers", "count(ts)", (*TRANSFER_COUNT, "most transfers", "most active")),
+        _amount("volume", "volume", "sum(amount)", ("volume", "how much", "total", "sum", "amount", "transferred")),
         _amount("avg_amount", "average amount", "avg(amount)", ("average", "avg", "mean", "typical")),
         _amount("max_amount", "largest amount", "max(amount)", ("max amount", "maximum amount", "highest amount")),
         _amount("min_amount", "smallest amount", "min(amount)", ("min amount", "minimum amount", "lowest amount")),

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlglot import exp, parse_one
 
-from chat import semantic
+from chat import bounds, semantic
 from chat.intent import Intent, bucket_ms
 from chat.timewords import Window
 
@@ -62,6 +62,8 @@ def _where(entity: semantic.Entity, intent: Intent, params: dict[str, Any]) -> l
             continue
         conditions.append(exp.column(name).eq(exp.Placeholder(this=name)))
         params[name] = value
+    if entity.size_column:
+        conditions += bounds.conditions(entity.size_column, intent.bounds, params)
     if entity.flag and not (entity.key and entity.key in intent.filters):
         flag = exp.column(entity.flag)
         conditions.append(exp.not_(flag) if intent.flag_off else flag)
@@ -94,6 +96,7 @@ def describe(entity: semantic.Entity, intent: Intent, what: str) -> str:
         parts[0] += f" on {intent.filters['venue']}"
     if "side" in intent.filters and intent.group != "side":
         parts[0] += f", {intent.filters['side']} side"
+    parts[0] += bounds.restated(entity.size_column, intent.bounds)
     if intent.group:
         parts.append(f"per {intent.group}")
     if entity.table == "trades" and intent.bucket:
@@ -122,6 +125,7 @@ def _describe_own(entity: semantic.Entity, intent: Intent, what: str) -> str:
             text += f", sent or received by {value}"
         else:
             text += f", {name} {value}"
+    text += bounds.restated(entity.size_column, intent.bounds)
     if entity.flag_off and intent.flag_off and "elisted" not in text:
         text += ", delisted"
     if intent.group:
@@ -187,6 +191,8 @@ def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
         # Buckets in time order; a dimension's groups largest first.
         ranking = [] if time_bucket or by_key else [exp.Ordered(this=exp.column(n), desc=True) for n in shown]
         select = select.group_by(*(e for e, _ in keys)).order_by(*ranking, *(exp.column(n) for _, n in keys))
+        if ranking and intent.limit:
+            select = select.limit(intent.limit)  # "top 5 senders": the first groups of the ranking
     label = measure.label[:1].upper() + measure.label[1:]
     shape = "rows" if keys else "value"
     unit = intent.filters.get(measure.per, "") if measure.per else measure.unit

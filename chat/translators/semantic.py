@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import fields
 
-from chat import semantic
+from chat import bounds, semantic
 from chat.chainwords import asks_risk, find_address
 from chat.intent import FOLLOW_UP, Intent, Parser
 from chat.intent_transfers import follow_chain, resolve_transfers
@@ -55,6 +55,7 @@ def merge(previous: Intent, new: Intent) -> Intent:
         limit=new.limit or (None if new.measure else previous.limit),
         unused=list(new.unused),
         party=new.party or previous.party,
+        bounds=new.bounds or previous.bounds,
         corrections=list(new.corrections),
         ambiguous=new.ambiguous,
         follow_up=True,
@@ -116,6 +117,11 @@ class SemanticTranslator:
 
     def _compile(self, intent: Intent, context: ChatContext, question: str) -> Translation:
         entity = semantic.MODEL[intent.table or ""]
+        if intent.bounds and not entity.size_column:
+            intent.unused += bounds.unused(intent.bounds)  # nothing here to compare with a number
+            intent.bounds = []
+        if intent.other_address:
+            intent.unused.append(intent.other_address)
         slots = intent.slots()
         problem = self._resolve(entity, intent, context, question)
         if problem:
