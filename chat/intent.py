@@ -25,7 +25,7 @@ from chat.chainwords import find_address
 from chat.intent_chain import asks_addresses, asks_labels, names_entities, read_catalog
 from chat.intent_credits import read_credits
 from chat.intent_queries import read_queries
-from chat.intent_transfers import DIRECTION_WORDS, asks_transfers, read_transfers
+from chat.intent_transfers import COINS, DIRECTION_WORDS, asks_transfers, read_transfers
 from chat.lexicon import AGGREGATE_WORDS, BASES, COUNTRY_CODES, FILLER, GROUP_LEADS, ORDERS, SIDES
 from chat.spelling import DOUBT, DOUBT_SHORT, MAX_EDITS, RIVAL_MARGIN, SURE, SURE_SHORT, edits, fuzzy_candidates
 from chat.timewords import MONTHS, NUMBER_WORDS, TIME_WORDS, UNIT_ALIASES, UNITS_MS, WEEKDAYS, find_window
@@ -114,7 +114,9 @@ class Parser:
         words |= {"price", "hourly", "daily", "average", "highest", "lowest", "maximum", "minimum"}
         words |= {part.lower() for symbol in self.symbols for part in symbol.split("-")}
         words |= {word for phrase in OPERATORS for word in phrase.split()}  # "at least": not "last"
-        words |= {asset.lower() for asset in self.assets} | DIRECTION_WORDS | {"sender", "receiver", "whom"}
+        words |= (
+            {asset.lower() for asset in self.assets} | DIRECTION_WORDS | set(COINS) | {"sender", "receiver", "whom"}
+        )
         words |= set(TIME_WORDS) | set(WEEKDAYS) | {m for m in MONTHS if len(m) > 3}
         self.known = sorted(w for w in words if w.isalpha() and len(w) >= 3)
         # Misspellings are corrected towards words that carry meaning only:
@@ -125,6 +127,7 @@ class Parser:
         self.corrections: dict[str, str] = {}
         self.doubts: dict[str, list[str]] = {}
         self.protected: set[str] = set()  # words of a name found as written
+        self.follows: semantic.Entity | None = None
 
     def _correct(self, word: str) -> str:
         if word in self.known or word in self.protected or not word.isalpha() or len(word) < 3:
@@ -149,8 +152,10 @@ class Parser:
         self.doubts[word] = [best, *rivals]
         return word
 
-    def parse(self, question: str, now_ms: int) -> Intent:
+    def parse(self, question: str, now_ms: int, follows: str | None = None) -> Intent:
+        """``follows``: the table of the turn before, if any."""
         self.corrections, self.doubts, self.protected = {}, {}, set()
+        self.follows = semantic.MODEL.get(follows or "")
         intent = self._parse(question, now_ms)
         intent.corrections = [f"{wrong!r} as {right!r}" for wrong, right in self.corrections.items()]
         # A word that is only somewhat like a known one, or about as like
@@ -304,6 +309,9 @@ class Parser:
         market = any(f" {word} " in text for word in ("price", "vwap", "volume", "traded", "notional"))
         if scores["trades"] or market or ("symbol" in intent.filters and not intent.follow_up):
             return semantic.TRADES
+        if self.follows is not None and self.follows.follows:
+            intent.follow_up = True  # names no table: read as a follow-up of the turn before
+            return self.follows
         return None
 
     def _measure(self, text: str, entity: semantic.Entity, intent: Intent, used: set[str]) -> None:

@@ -79,7 +79,7 @@ def asks_transfers(text: str, intent: TransferIntent, assets: frozenset[str]) ->
     _, asset, _ = _assets(text, assets - {"ETH", "BTC"})
     named = intent.address is not None or bool(_PARTIES.search(text))
     moved = bool(_OUT.search(text)) or bool(_IN.search(text)) or " counterparties " in text
-    if (moved or _AMOUNT.search(text)) and (named or asset is not None):
+    if (moved or _AMOUNT.search(text)) and (named or asset is not None or _ON_CHAIN.search(text)):
         return True
     # "total volume on ethereum": a chain, not a market ("and on bitcoin?" follows the question before it).
     others = (noun for entity in semantic.MODEL.values() for noun in entity.nouns)
@@ -126,6 +126,8 @@ def read_transfers(
         intent.party = role  # "how many transfers did it send?": the address in the context
     elif ranking and _PARTIES.search(text) and intent.group is None:
         intent.group = "to_address" if role == "to_address" else "from_address"
+    elif intent.follow_up and role != "address":
+        intent.party = role  # "and received?": the address of the turn before, in this role
     parties: tuple[str, ...] = (
         "who",
         "whom",
@@ -182,10 +184,14 @@ def resolve_transfers(intent: TransferIntent) -> str:
     return ""
 
 
-def follow_chain(previous: dict[str, str], new: dict[str, str], base: str | None) -> dict[str, str]:
+def follow_chain(previous: dict[str, str], new: dict[str, str], base: str | None, party: str | None) -> dict[str, str]:
     """The filters of a follow-up of a transfers question: a chain named
-    ("and on bitcoin?") drops the asset and the address of the other chain."""
+    ("and on bitcoin?") drops the asset and the address of the other chain;
+    a direction ("and received?") gives the address its new role."""
     merged = {**previous}
+    roles = [name for name in ("address", "from_address", "to_address") if name in merged]
+    if party and party not in new and len(roles) == 1 and roles[0] != party:
+        merged[party] = merged.pop(roles[0])
     if base and "chain" not in new:
         new = {**new, "chain": BITCOIN if base == "BTC" else ETHEREUM}
     if new.get("chain", merged.get("chain")) != merged.get("chain"):

@@ -79,6 +79,9 @@ class Entity:
     # A filter that matches either of two columns ("address": its sender or its receiver).
     either: tuple[str, str, str] = ("", "", "")
     buckets: bool = False  # "hourly", "per day" group the time column into buckets
+    # A follow-up that names no table ("only USDT", "and received?") is read
+    # with this table's words when the turn before was about it.
+    follows: bool = False
 
     def measure(self, name: str) -> Measure | None:
         return next((m for m in self.measures if m.name == name), None)
@@ -367,6 +370,7 @@ TRANSFERS = Entity(
     noun="transfers",
     either=("address", "from_address", "to_address"),
     buckets=True,
+    follows=True,
 )
 
 MODEL: dict[str, Entity] = {

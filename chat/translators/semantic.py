@@ -61,7 +61,7 @@ def merge(previous: Intent, new: Intent) -> Intent:
         follow_up=True,
     )
     if previous.table == "transfers":
-        merged.filters = follow_chain(previous.filters, new.filters, new.base)
+        merged.filters = follow_chain(previous.filters, new.filters, new.base, new.party)
     elif new.base:
         merged.filters.pop("symbol", None)
         merged.base = new.base
@@ -100,7 +100,16 @@ class SemanticTranslator:
         if risk is not None:
             return risk
         previous = _previous(history)
-        intent = Parser(self.vocabulary).parse(question, now_ms)
+        parser = Parser(self.vocabulary)
+        intent = parser.parse(question, now_ms)
+        follows = semantic.MODEL.get(previous.table or "") if previous is not None else None
+        if intent.table is None and follows is not None and follows.follows:
+            # Read with the words of the turn before's table ("only USDT", "and received?").
+            hinted = parser.parse(question, now_ms, previous.table)
+            intent = hinted if _carries(hinted) else intent
+        if intent.table is None and not _carries(intent):
+            # Nothing of the model in it ("hello", "thanks"): not a follow-up either.
+            return Translation("clarify", intent.ambiguous or UNSURE)  # no slots: a later turn follows the one before
         if previous is not None and (intent.table is None or (intent.follow_up and intent.table == previous.table)):
             intent = merge(previous, intent)
         if intent.table is None and "symbol" in intent.filters:
@@ -112,7 +121,7 @@ class SemanticTranslator:
         if intent.table == "transfers" and intent.party and intent.party not in intent.filters:
             _context_party(intent, context)
         if intent.table is None:
-            return Translation("clarify", UNSURE, slots=intent.slots())
+            return Translation("clarify", UNSURE)
         return self._compile(intent, context, question)
 
     def _compile(self, intent: Intent, context: ChatContext, question: str) -> Translation:
@@ -202,6 +211,13 @@ UNSURE = (
     'risk ("what is the risk of 0x…?"), your credits ("how many credits did I spend this month?") '
     'and your queries ("how many of my queries failed today?"). Which of these do you mean?'
 )
+
+
+def _carries(intent: Intent) -> bool:
+    """Whether the question named anything of the model (a table, a measure,
+    a filter, a time, a grouping, an order or a limit)."""
+    named = (intent.measure, intent.window, intent.bucket, intent.group, intent.order, intent.limit, intent.base)
+    return any((*named, intent.filters, intent.bounds, intent.address, intent.party, intent.other_address))
 
 
 def _context_party(intent: Intent, context: ChatContext) -> None:

@@ -112,6 +112,20 @@ def test_follow_ups_replace_chain_window_and_grouping() -> None:
     assert market.slots["table"] == "trades" and market.params["symbol"] == "BTC-USD"
 
 
+def test_a_follow_up_naming_no_table_is_read_with_the_words_of_transfers() -> None:
+    only = ask("how many transfers on ethereum", "only USDT")
+    assert only.params == {"asset": "USDT", "chain": "ethereum"} and "COUNT(ts)" in only.sql
+    received = ask(f"how many transfers did {E1} send", "and received?")
+    assert received.params == {"chain": "ethereum", "to_address": E1} and "could not use" not in received.text
+
+
+def test_a_greeting_is_not_a_follow_up_and_does_not_break_the_conversation() -> None:
+    hello = ask("how many transfers on ethereum", "hello")
+    assert hello.kind == "clarify" and not hello.sql and not hello.slots
+    later = ask("how many transfers on ethereum", "hello", "yesterday?")
+    assert later.params["chain"] == "ethereum" and later.params["until"] - later.params["since"] == DAY
+
+
 def test_a_second_address_is_the_other_party_or_reported() -> None:
     e2 = "0x" + "2" * 40
     t = ask(f"transfers from {e2} to {E1}")
