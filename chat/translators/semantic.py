@@ -105,7 +105,7 @@ class SemanticTranslator:
         follows = semantic.MODEL.get(previous.table or "") if previous is not None else None
         if intent.table is None and follows is not None and follows.follows:
             # Read with the words of the turn before's table ("only USDT", "and received?").
-            hinted = parser.parse(question, now_ms, previous.table)
+            hinted = parser.parse(question, now_ms, follows.table)
             intent = hinted if _carries(hinted) else intent
         if intent.table is None and not _carries(intent):
             # Nothing of the model in it ("hello", "thanks"): not a follow-up either.
