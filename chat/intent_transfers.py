@@ -109,7 +109,7 @@ def read_transfers(
     if other and intent.other_address:
         intent.filters[other] = intent.other_address
         intent.other_address = None  # used
-    used |= DIRECTION_WORDS & set(text.split())
+    used |= (DIRECTION_WORDS | {"size", "sizes", "amount", "amounts", "value", "between"}) & set(text.split())
     if best is not None:
         intent.measure = best[1]
         used.update(best[2].split())
@@ -154,6 +154,8 @@ def _roles(text: str, role: str, two: bool) -> tuple[str, str]:
     0x…"), and of a second one ("from 0x… to 0x…"; '' when it has none)."""
     sender = max(text.find(" from address "), text.find(" by address "))
     receiver = text.find(" to address ")
+    if two and (" between address and address " in text or (role == "address" and " address and address " in text)):
+        return "address", "counterparty"  # either way between the two
     if not two:
         if (sender >= 0) != (receiver >= 0):
             return ("from_address" if sender >= 0 else "to_address"), ""

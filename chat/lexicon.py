@@ -91,6 +91,8 @@ FILLER = frozenset(
         "so",
         "far",
         "any",
+        "anything",
+        "something",
         "some",
         "value",
         "values",

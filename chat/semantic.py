@@ -76,12 +76,11 @@ class Entity:
     # for its false rows ("delisted" labels: NOT active); a look-up shows both.
     flag: str = ""
     flag_off: tuple[str, ...] = ()
-    # A filter that matches either of two columns ("address": its sender or its receiver).
+    # A filter matching either of two columns ("address": sender or receiver), one naming the other side.
     either: tuple[str, str, str] = ("", "", "")
+    pair: str = ""
     buckets: bool = False  # "hourly", "per day" group the time column into buckets
-    # A follow-up that names no table ("only USDT", "and received?") is read
-    # with this table's words when the turn before was about it.
-    follows: bool = False
+    follows: bool = False  # a follow-up naming no table ("only USDT") is read with this table's words
 
     def measure(self, name: str) -> Measure | None:
         return next((m for m in self.measures if m.name == name), None)
@@ -337,8 +336,12 @@ LABELS = Entity(
 )
 
 
-# "amount of" counts trades, but is the amount of a transfer.
-TRANSFER_COUNT = tuple(word for word in COUNT_WORDS if word != "amount of")
+TRANSFER_COUNT = tuple(word for word in COUNT_WORDS if word != "amount of")  # a transfer's amount is its amount
+PARTY = (("sender", "from_address"), ("receiver", "to_address"))
+
+
+def _each(noun: str) -> tuple[str, ...]:
+    return tuple(f"{lead} {noun}" for lead in ("how many", "number of", "count of", "unique", "distinct"))
 
 
 def _amount(name: str, label: str, sql: str, words: tuple[str, ...]) -> Measure:
@@ -353,6 +356,7 @@ TRANSFERS = Entity(
     time_kind="ms",
     measures=(
         Measure("transfers", "number of transfers", "count(ts)", (*TRANSFER_COUNT, "most transfers", "most active")),
+        *(Measure(f"{n}s", f"number of distinct {n}s", f"count(DISTINCT {c})", _each(f"{n}s")) for n, c in PARTY),
         _amount("volume", "volume", "sum(amount)", ("volume", "how much", "total", "sum", "amount", "transferred")),
         _amount("avg_amount", "average amount", "avg(amount)", ("average", "avg", "mean", "typical")),
         _amount("max_amount", "largest amount", "max(amount)", ("max amount", "maximum amount", "highest amount")),
@@ -369,6 +373,7 @@ TRANSFERS = Entity(
     size_column="amount",
     noun="transfers",
     either=("address", "from_address", "to_address"),
+    pair="counterparty",
     buckets=True,
     follows=True,
 )

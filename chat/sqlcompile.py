@@ -50,10 +50,21 @@ def _where(entity: semantic.Entity, intent: Intent, params: dict[str, Any]) -> l
         if name == intent.group:
             continue
         dimension = entity.dimension(name)
+        if name == entity.pair and entity.either[0] in intent.filters:
+            continue  # with the address it pairs with
         if name == entity.either[0]:
-            # Either column matches (an address as sender or receiver).
-            left, right = (exp.column(c).eq(exp.Placeholder(this=name)) for c in entity.either[1:])
-            conditions.append(exp.paren(exp.or_(left, right)))
+            # Either column matches (an address as sender or receiver), or
+            # the two columns match the pair in either order.
+            first, second = entity.either[1:]
+            sides: list[Any] = [exp.column(c).eq(exp.Placeholder(this=name)) for c in (first, second)]
+            if entity.pair and entity.pair in intent.filters:
+                other = exp.Placeholder(this=entity.pair)
+                sides = [
+                    exp.and_(sides[0], exp.column(second).eq(other)),
+                    exp.and_(exp.column(first).eq(other), sides[1]),
+                ]
+                params[entity.pair] = intent.filters[entity.pair]
+            conditions.append(exp.paren(exp.or_(*sides)))
             params[name] = value
             continue
         if dimension is not None and dimension.prefix:
@@ -121,8 +132,12 @@ def _describe_own(entity: semantic.Entity, intent: Intent, what: str) -> str:
             text += f" on {words.get(value, value)}"
         elif dimension is not None and dimension.says:
             text += ", " + dimension.says.format(value)
+        elif name == entity.either[0] and entity.pair in intent.filters:
+            text += f", between {value} and {intent.filters[entity.pair]}"
         elif name == entity.either[0]:
             text += f", sent or received by {value}"
+        elif name == entity.pair:
+            continue
         else:
             text += f", {name} {value}"
     text += bounds.restated(entity.size_column, intent.bounds)

@@ -85,6 +85,13 @@ def test_rankings_of_addresses_take_the_native_asset_of_the_chain_or_ask_for_it(
     assert largest.kind == "clarify" and "asset" in largest.text
 
 
+def test_distinct_senders_and_receivers_are_counted() -> None:
+    t = ask("how many unique senders on ethereum")
+    assert "COUNT(DISTINCT from_address)" in t.sql and t.params == {"chain": "ethereum"}
+    ranked = ask("top ethereum senders of ETH")
+    assert "GROUP BY from_address" in ranked.sql and "DISTINCT" not in ranked.sql
+
+
 def test_counterparties_of_an_address_are_ranked() -> None:
     t = ask(f"who did {E1} send the most USDT to?")
     assert "GROUP BY to_address" in t.sql and t.params["from_address"] == E1 and t.params["asset"] == "USDT"
@@ -133,6 +140,9 @@ def test_a_second_address_is_the_other_party_or_reported() -> None:
     assert f"sent by {e2}, received by {E1}" in t.text
     t = ask(f"how much ETH did {E1} send to {e2}")
     assert t.params["from_address"] == E1 and t.params["to_address"] == e2 and "SUM(amount)" in t.sql
+    between = ask(f"how many transfers between {E1} and {e2}")
+    assert "(from_address = :address AND to_address = :counterparty) OR" in between.sql
+    assert between.params["counterparty"] == e2 and f"between {E1} and {e2}" in between.text
     labels = ask(f"labels of {E1} and {e2}")
     assert labels.params["address"] == E1 and f"I could not use: {e2}" in labels.text
 
@@ -173,6 +183,19 @@ def test_statements_give_the_rows_of_statements_written_by_hand() -> None:
         (
             "how many ethereum transfers of more than 1 ETH",
             "SELECT count(*) FROM transfers WHERE chain = 'ethereum' AND asset = 'ETH' AND amount > 1",
+            {},
+        ),
+        (
+            f"how many transfers between {e1} and {e2}",
+            (
+                "SELECT count(*) FROM transfers WHERE (from_address = :a AND to_address = :b) "
+                "OR (from_address = :b AND to_address = :a)"
+            ),
+            {"a": e1, "b": e2},
+        ),
+        (
+            "number of distinct receivers of ETH on ethereum",
+            "SELECT count(DISTINCT to_address) FROM transfers WHERE chain = 'ethereum' AND asset = 'ETH'",
             {},
         ),
         (
