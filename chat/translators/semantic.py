@@ -29,6 +29,7 @@ from chat.sqlcompile import compile_intent
 from chat.translators.base import ChatContext, ProgressCallback, Translation, Turn
 from chat.vocabulary import Vocabulary, load_vocabulary
 from compliance.interface import BITCOIN, ETHEREUM, InvalidAddress, normalize_chain_address
+from queryengine.interface import catalog
 
 _INTENT_FIELDS = {f.name for f in fields(Intent)}
 
@@ -137,6 +138,7 @@ class SemanticTranslator:
             return Translation("clarify", problem, slots=intent.slots())
         if intent.ambiguous:
             return Translation("clarify", intent.ambiguous, slots=slots)
+        _unusable(entity, intent)
         compiled = compile_intent(entity, intent)
         text = compiled.description
         if intent.corrections:
@@ -211,6 +213,23 @@ UNSURE = (
     'risk ("what is the risk of 0x…?"), your credits ("how many credits did I spend this month?") '
     'and your queries ("how many of my queries failed today?"). Which of these do you mean?'
 )
+
+
+def _unusable(entity: semantic.Entity, intent: Intent) -> None:
+    """Filters and groupings on columns the table does not have ("BTC-USD"
+    in a question about queries) and an order by size on a table without one
+    are named as not used, never compiled into a statement the engine would
+    refuse."""
+    table = catalog.get(entity.table)
+    columns = {column.name for column in table.table.columns} if table is not None else set()
+    for name in [n for n in intent.filters if n not in columns and n not in (entity.either[0], entity.pair)]:
+        intent.unused.append(intent.filters.pop(name))
+    if intent.group is not None and intent.group not in columns:
+        intent.unused.append(intent.group)
+        intent.group = None
+    if intent.order in ("largest", "smallest") and not entity.size_column:
+        intent.unused.append(intent.order)
+        intent.order = None
 
 
 def _carries(intent: Intent) -> bool:

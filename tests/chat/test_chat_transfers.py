@@ -161,6 +161,13 @@ def test_comparisons_with_a_number_filter_the_size_column_or_are_reported() -> N
     assert "bound0" not in (window.params or {}) and window.params["since"] == NOW - DAY
 
 
+def test_parts_a_table_has_no_column_for_are_named_not_compiled() -> None:
+    market = ask("how many of my queries failed on BTC-USD")
+    assert "symbol" not in market.sql and "I could not use: BTC-USD" in market.text
+    entities = ask("the 2 largest entities")
+    assert entities.kind == "sql" and "DESC, DESC" not in entities.sql and "I could not use: largest" in entities.text
+
+
 def _rows(fixture: fixtures.Fixture, sql: str, params: dict[str, Any]) -> list[list[Any]]:
     return runner._rows(fixture, sql, params)
 
