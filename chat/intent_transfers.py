@@ -51,6 +51,7 @@ class TransferIntent(Protocol):
     party: str | None
     follow_up: bool
     other_address: str | None
+    base: str | None
 
 
 def _assets(text: str, assets: frozenset[str]) -> tuple[str | None, str | None, set[str]]:
@@ -184,6 +185,19 @@ def resolve_transfers(intent: TransferIntent) -> str:
     if measure is None and intent.group is None and not (chain or parties or "asset" in intent.filters):
         return "Transfers on which chain: ethereum or bitcoin? Or of which address?"
     return ""
+
+
+def follow_transfers(previous: TransferIntent, new: TransferIntent, merged: TransferIntent) -> None:
+    """A follow-up of a transfers question: filters as ``follow_chain``; a
+    direction with no address to give it ("only the incoming ones" after a
+    ranking of senders) ranks the other side instead."""
+    merged.filters = follow_chain(previous.filters, new.filters, new.base, new.party)
+    if {"address", "from_address", "to_address"} & set(merged.filters):
+        return
+    parties = ("from_address", "to_address")
+    if new.party in parties and merged.group in parties and new.group is None:
+        merged.group = new.party
+    merged.party = None
 
 
 def follow_chain(previous: dict[str, str], new: dict[str, str], base: str | None, party: str | None) -> dict[str, str]:

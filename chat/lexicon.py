@@ -92,6 +92,7 @@ FILLER = frozenset(
         "far",
         "any",
         "anything",
+        "ones",
         "something",
         "some",
         "value",

@@ -23,7 +23,7 @@ from dataclasses import fields
 from chat import bounds, semantic
 from chat.chainwords import asks_risk, find_address
 from chat.intent import FOLLOW_UP, Intent, Parser
-from chat.intent_transfers import follow_chain, resolve_transfers
+from chat.intent_transfers import follow_transfers, resolve_transfers
 from chat.refusals import refusal
 from chat.sqlcompile import compile_intent
 from chat.translators.base import ChatContext, ProgressCallback, Translation, Turn
@@ -62,7 +62,7 @@ def merge(previous: Intent, new: Intent) -> Intent:
         follow_up=True,
     )
     if previous.table == "transfers":
-        merged.filters = follow_chain(previous.filters, new.filters, new.base, new.party)
+        follow_transfers(previous, new, merged)
     elif new.base:
         merged.filters.pop("symbol", None)
         merged.base = new.base

@@ -126,6 +126,14 @@ def test_a_follow_up_naming_no_table_is_read_with_the_words_of_transfers() -> No
     assert received.params == {"chain": "ethereum", "to_address": E1} and "could not use" not in received.text
 
 
+def test_a_direction_without_an_address_ranks_the_other_side() -> None:
+    first = "top 10 ethereum addresses by outgoing volume last week"
+    receivers = ask(first, "only the incoming ones")
+    assert "GROUP BY to_address" in receivers.sql and "could not use" not in receivers.text
+    usdc = ask(first, "now by receiver", "and for USDC?")
+    assert "GROUP BY to_address" in usdc.sql and usdc.params["asset"] == "USDC" and "since" in usdc.params
+
+
 def test_a_greeting_is_not_a_follow_up_and_does_not_break_the_conversation() -> None:
     hello = ask("how many transfers on ethereum", "hello")
     assert hello.kind == "clarify" and not hello.sql and not hello.slots
