@@ -287,14 +287,20 @@ class Parser:
         intent.unused += [w for w in text.split() if w not in used and w not in FILLER and not w.isdigit()]
         if intent.country and intent.table not in ("entities", "labels"):
             intent.unused.append(intent.country)
-        intent.unused = [w for w in intent.unused if not any(w in n.split() for n in _all_nouns())]
+        # Nouns of other tables are not reported, except those of the asker's own
+        # data ("the balance of 0x…" is not answered by labels without saying so).
+        own = {
+            w for e in semantic.MODEL.values() if e.own and e.table != intent.table for n in e.nouns for w in n.split()
+        }
+        intent.unused = [w for w in intent.unused if w in own or not any(w in n.split() for n in _all_nouns())]
 
     def _table(self, text: str, intent: Intent) -> semantic.Entity | None:
         scores = {name: sum(f" {noun} " in text for noun in entity.nouns) for name, entity in semantic.MODEL.items()}
         if scores["candles"]:
             return semantic.CANDLES
         spending = ("spend", "spent", "spending", "cost", "paid", "granted")
-        if scores["credit_entries"] or any(f" {word} " in text for word in spending):
+        own = intent.address is None  # an address's balance or spending is not the asker's credits
+        if own and (scores["credit_entries"] or any(f" {word} " in text for word in spending)):
             return semantic.CREDITS
         if scores["query_history"]:
             return semantic.QUERIES

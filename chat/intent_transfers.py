@@ -20,13 +20,13 @@ from compliance.interface import BITCOIN, ETHEREUM
 NATIVE = {ETHEREUM: "ETH", BITCOIN: "BTC"}
 COINS = {"eth": "ETH", "ether": "ETH", "btc": "BTC", "tether": "USDT"}
 _CHAIN_AFTER = ("chain", "network", "blockchain", "mainnet")
-_OUT = re.compile(r" (?:sent|send|sends|sending|outgoing|outflows?|withdrawals?|withdrew|paid|senders?|spent) ")
+_OUT = re.compile(r" (?:sent|send|sends|sending|outgoing|outflows?|withdrawals?|withdrew|paid|senders?|spent|spend) ")
 _IN = re.compile(r" (?:received|receive|receives|receiving|incoming|inflows?|deposits?|receivers?|recipients?|got) ")
 DIRECTION_WORDS = frozenset(
     [
         *("sent", "send", "sends", "sending", "outgoing", "outflow", "outflows", "withdrawal", "withdrawals"),
         *("withdrew", "paid", "spent", "received", "receive", "receives", "receiving", "incoming", "inflow"),
-        *("inflows", "deposit", "deposits", "got", "transferred", "moved", "move"),
+        *("inflows", "deposit", "deposits", "got", "transferred", "moved", "move", "spend"),
     ]
 )
 _PARTIES = re.compile(r" (?:address|addresses|wallets?|senders?|receivers?|recipients?|who|whom|counterpart\w*) ")
