@@ -31,11 +31,8 @@ class Measure:
     where: tuple[tuple[str, str], ...] = ()
     # Rows that take part (credits spent: entries that spent something).
     condition: str = ""
-    # A dimension whose values are the unit ("asset": amounts of ETH and
-    # USDT do not add up): without a filter on it, one row per value.
-    per: str = ""
-    # Measures shown beside it when grouped (a ranking by volume shows the count).
-    also: tuple[str, ...] = ()
+    per: str = ""  # the dimension that is its unit ("asset"): without a filter on it, one row per value
+    also: tuple[str, ...] = ()  # measures shown beside it when grouped (a ranking by volume shows the count)
 
 
 @dataclass(frozen=True)
@@ -48,6 +45,7 @@ class Dimension:
     prefix: bool = False  # the value is a prefix of the column's ("ofac" matches "ofac:ETH")
     by_key: bool = False  # groups in the order of their values (chains), not largest first
     says: str = ""  # how a restatement names a filter on it ("sent by {}"); "{name} {value}" by default
+    many: bool = False  # values without end (addresses): a ranking by it shows the first few unless told
 
 
 @dataclass(frozen=True)
@@ -338,6 +336,7 @@ LABELS = Entity(
 
 TRANSFER_COUNT = tuple(word for word in COUNT_WORDS if word != "amount of")  # a transfer's amount is its amount
 PARTY = (("sender", "from_address"), ("receiver", "to_address"))
+RECEIVERS = ("receiver", "receivers", "recipient", "recipients")
 
 
 def _each(noun: str) -> tuple[str, ...]:
@@ -364,9 +363,11 @@ TRANSFERS = Entity(
     ),
     dimensions=(
         Dimension(CHAIN.name, CHAIN.words, by_key=True),
-        Dimension("asset", ("asset", "assets", "token", "tokens", "coin", "coins", "currency"), by_key=True),
-        Dimension("from_address", ("sender", "senders", "sending address"), says="sent by {}"),
-        Dimension("to_address", ("receiver", "receivers", "recipient", "recipients"), says="received by {}"),
+        Dimension("asset", ("asset", "assets", "token", "tokens", "coin", "coins"), by_key=True),
+        Dimension(
+            "from_address", ("sender", "senders"), present="from_address IS NOT NULL", says="sent by {}", many=True
+        ),
+        Dimension("to_address", RECEIVERS, present="to_address IS NOT NULL", says="received by {}", many=True),
     ),
     columns=("ts", "tx_hash", "from_address", "to_address", "asset", "amount"),
     latest=("ts DESC", "tx_hash"),

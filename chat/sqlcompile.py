@@ -182,6 +182,7 @@ def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
     if measure.per and measure.per not in intent.filters and not (intent.group or time_bucket):
         intent.group = measure.per  # amounts in different units do not add up: one row per unit
     keys: list[tuple[Any, str]] = []
+    dimension = None
     by_key = False
     if time_bucket and intent.bucket:
         size = bucket_ms(intent.bucket)
@@ -206,8 +207,10 @@ def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
         # Buckets in time order; a dimension's groups largest first.
         ranking = [] if time_bucket or by_key else [exp.Ordered(this=exp.column(n), desc=True) for n in shown]
         select = select.group_by(*(e for e, _ in keys)).order_by(*ranking, *(exp.column(n) for _, n in keys))
-        if ranking and intent.limit:
-            select = select.limit(intent.limit)  # "top 5 senders": the first groups of the ranking
+        many = dimension is not None and dimension.many and not intent.limit
+        if ranking and (intent.limit or many):
+            # "top 5 senders": the first groups of the ranking; of addresses, the first few unless told.
+            select = select.limit(intent.limit or DEFAULT_ROWS[entity.table])
     label = measure.label[:1].upper() + measure.label[1:]
     shape = "rows" if keys else "value"
     unit = intent.filters.get(measure.per, "") if measure.per else measure.unit

@@ -110,7 +110,7 @@ class SemanticTranslator:
             intent = hinted if _carries(hinted) else intent
         if intent.table is None and not _carries(intent):
             # Nothing of the model in it ("hello", "thanks"): not a follow-up either.
-            return Translation("clarify", intent.ambiguous or UNSURE)  # no slots: a later turn follows the one before
+            return Translation("clarify", UNSURE)  # no slots: a later turn follows the one before
         if previous is not None and (intent.table is None or (intent.follow_up and intent.table == previous.table)):
             intent = merge(previous, intent)
         if intent.table is None and "symbol" in intent.filters:

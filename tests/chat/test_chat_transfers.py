@@ -79,6 +79,8 @@ def test_rankings_of_addresses_take_the_native_asset_of_the_chain_or_ask_for_it(
     t = ask("top 5 bitcoin addresses by incoming volume")
     assert "GROUP BY to_address" in t.sql and t.params == {"asset": "BTC", "chain": "bitcoin"}
     assert "ORDER BY volume DESC, transfers DESC, to_address LIMIT 5" in t.sql
+    ranked = ask("which ethereum addresses sent the most ETH")
+    assert "NOT from_address IS NULL" in ranked.sql and ranked.sql.endswith("LIMIT 10")  # the first few, never all
     unsure = ask("top receivers by volume")
     assert unsure.kind == "clarify" and "which chain" in unsure.text and not unsure.sql
     largest = ask("largest transfers")
