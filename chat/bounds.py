@@ -48,7 +48,7 @@ def lift_bounds(text: str) -> tuple[str, list[list[str]]]:
     bounds: list[list[str]] = []
 
     def take(match: re.Match[str]) -> str:
-        bounds.append([OPERATORS[match.group(1)], match.group(2)])
+        bounds.append([OPERATORS[match.group(1)], match.group(2), ""])  # "": the size column
         return " "
 
     return BOUND_RE.sub(take, text), bounds
@@ -59,18 +59,35 @@ def number(text: str) -> int | float:
 
 
 def conditions(column: str, bounds: list[list[str]], params: dict[str, object]) -> list[exp.Expression]:
-    """``column > :bound0`` and so on, each number a bound parameter."""
+    """``column > :bound0`` and so on (a bound's own column, else ``column``),
+    each number a bound parameter."""
     found: list[exp.Expression] = []
-    for index, (operator, value) in enumerate(bounds):
+    for index, (operator, value, *own) in enumerate(bounds):
         name = f"bound{index}"
-        found.append(_COMPARE[operator](exp.column(column), exp.Placeholder(this=name)))
+        found.append(_COMPARE[operator](exp.column((own or [""])[0] or column), exp.Placeholder(this=name)))
         params[name] = number(value)
     return found
 
 
 def restated(column: str, bounds: list[list[str]]) -> str:
-    return "".join(f", {column} {WORDS[operator]} {value}" for operator, value in bounds)
+    return "".join(f", {(own or [''])[0] or column} {WORDS[operator]} {value}" for operator, value, *own in bounds)
 
 
 def unused(bounds: list[list[str]]) -> list[str]:
-    return [f"{WORDS[operator]} {value}" for operator, value in bounds]
+    return [f"{WORDS[operator]} {value}" for operator, value, *_ in bounds]
+
+
+def price_or_size(bounds: list[list[str]], text: str, units: set[str]) -> str:
+    """Trades: a number compares the price when the question speaks of
+    prices, the size when it gives a size or an asset after the number
+    ("over 2 BTC"); otherwise a clarifying question ('' when all are known)."""
+    for bound in bounds:
+        operator, value = bound[0], bound[1]
+        after = re.search(rf"{re.escape(value)}\s*([a-z]+)", text)
+        if re.search(r"\bprices?\b", text):
+            bound[2] = "price"
+        elif re.search(r"\bsizes?\b", text) or (after is not None and after.group(1) in units):
+            bound[2] = "size"
+        else:
+            return f"Trades with a price or a size {WORDS[operator]} {value}? Say 'price' or 'size'."
+    return ""

@@ -362,7 +362,7 @@ class Parser:
             intent.measure = "avg_size" if size and not price else "avg_price"
         elif (high or low) and intent.measure in (None, "volume", "max_price", "min_price") and not size:
             intent.measure = "max_price" if high else "min_price"
-        elif price and intent.measure in (None, "volume") and not has("volume", "how much"):
+        elif price and intent.measure in (None, "volume") and not has("volume", "how much") and not intent.bounds:
             intent.measure = None
             intent.order = intent.order or "latest"
             intent.limit = intent.limit or 1

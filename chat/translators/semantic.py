@@ -24,6 +24,7 @@ from chat import bounds, semantic
 from chat.chainwords import asks_risk, find_address
 from chat.intent import FOLLOW_UP, Intent, Parser
 from chat.intent_transfers import follow_transfers, resolve_transfers
+from chat.lexicon import BASES
 from chat.refusals import refusal
 from chat.sqlcompile import compile_intent
 from chat.translators.base import ChatContext, ProgressCallback, Translation, Turn
@@ -132,6 +133,11 @@ class SemanticTranslator:
             intent.bounds = []
         if intent.other_address:
             intent.unused.append(intent.other_address)
+        if intent.bounds and entity.table == "trades":
+            units = {s.split("-")[0].lower() for s in self.vocabulary.symbols} | set(BASES)
+            which = bounds.price_or_size(intent.bounds, question.lower(), units)
+            if which:
+                return Translation("clarify", which, slots=intent.slots())
         slots = intent.slots()
         problem = self._resolve(entity, intent, context, question)
         if problem:

@@ -161,8 +161,12 @@ def test_comparisons_with_a_number_filter_the_size_column_or_are_reported() -> N
     t = ask("how many transfers over 100 ETH")
     assert "amount > :bound0" in t.sql and t.params == {"asset": "ETH", "bound0": 100}
     assert "amount over 100" in t.text
-    trades = ask("BTC-USD trades of at least 2.5")
+    trades = ask("BTC-USD trades of at least 2.5 BTC")
     assert "size >= :bound0" in trades.sql and trades.params["bound0"] == 2.5
+    priced = ask("BTC-USD trades with a price above 100000")
+    assert "price > :bound0" in priced.sql and "LIMIT 10" in priced.sql and "price over 100000" in priced.text
+    unsure = ask("BTC-USD trades above 100000")
+    assert unsure.kind == "clarify" and "price or a size" in unsure.text and not unsure.sql
     queries = ask("how many of my queries took longer than 500 ms")
     assert "duration_ms > :bound0" in queries.sql and "could not use" not in queries.text
     entities = ask("how many entities over 5")
