@@ -5,7 +5,7 @@ words that ask for a risk assessment."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from compliance.interface import BITCOIN, ETHEREUM, InvalidAddress, normalize_chain_address
 
@@ -44,6 +44,7 @@ class FoundAddress:
     chain: str | None
     invalid: str  # "0x12 is not a valid ethereum address: ..." ('' when none)
     text: str  # the question with every address replaced by " ADDRESS "
+    more: list[str] = field(default_factory=list)  # the valid addresses after the first, in normal form
 
 
 def find_address(question: str) -> FoundAddress:
@@ -59,6 +60,8 @@ def find_address(question: str) -> FoundAddress:
                 continue
             if found.address is None:
                 found.address, found.chain = normal, chain
+            elif normal != found.address:
+                found.more.append(normal)
         found.text = regex.sub(" ADDRESS ", found.text)
     if found.address is not None:
         found.invalid = ""

@@ -15,17 +15,19 @@ question with confidence.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chat import semantic
+from chat.bounds import OPERATORS, lift_bounds
 from chat.chainwords import find_address
 from chat.intent_chain import asks_addresses, asks_labels, names_entities, read_catalog
 from chat.intent_credits import read_credits
 from chat.intent_queries import read_queries
+from chat.intent_transfers import COINS, DIRECTION_WORDS, asks_transfers, read_transfers
 from chat.lexicon import AGGREGATE_WORDS, BASES, COUNTRY_CODES, FILLER, GROUP_LEADS, ORDERS, SIDES
+from chat.spelling import DOUBT, DOUBT_SHORT, MAX_EDITS, RIVAL_MARGIN, SURE, SURE_SHORT, edits, fuzzy_candidates
 from chat.timewords import MONTHS, NUMBER_WORDS, TIME_WORDS, UNIT_ALIASES, UNITS_MS, WEEKDAYS, find_window
 from chat.vocabulary import Vocabulary
 
@@ -43,7 +45,9 @@ BUCKET_RE = re.compile(
 )
 _COUNT = r"(\d+|" + "|".join(w for w in NUMBER_WORDS if len(w) > 2) + r")"
 LIMIT_RE = re.compile(
-    r"\b(?:top|last|latest|first|recent|biggest|largest|smallest|oldest|newest|slowest|fastest)\s+" + _COUNT + r"\b"
+    r"\b(?:top|which|last|latest|first|recent|biggest|largest|smallest|oldest|newest|slowest|fastest)\s+"
+    + _COUNT
+    + r"\b"
     r"|\b" + _COUNT + r"\s+(?:largest|biggest|latest|last|most\s+recent|recent|smallest|oldest|newest|slowest|fastest|"
     r"longest|quickest|trades|candles|queries)\b"
 )
@@ -69,48 +73,12 @@ class Intent:
     address_chain: str | None = None  # its chain
     flag_off: bool = False  # the false rows of the table's flag ("delisted" labels)
     country: str | None = None  # a country code written as such ("US")
+    party: str | None = None  # whose transfers: "from_address", "to_address" or "address" (either)
+    bounds: list[list[str]] = field(default_factory=list)  # [operator, number] on the size column ("over 100")
+    other_address: str | None = None  # a second address ("from 0x… to 0x…")
 
     def slots(self) -> dict[str, Any]:
         return {"engine": "semantic", **asdict(self)}
-
-
-# Typo tolerance: a word is corrected when its closest known word is at
-# least this alike (difflib ratio; shorter words need more), at most
-# MAX_EDITS edits away, and no other reading within RIVAL_MARGIN of it is
-# as few edits away; words alike from DOUBT up get a clarifying question
-# with the candidates.
-SURE, SURE_SHORT, DOUBT, DOUBT_SHORT, RIVAL_MARGIN = 0.8, 0.85, 0.7, 0.75, 0.08
-MAX_EDITS = 2  # a candidate is at most this many edits away (1 for words of up to 4 letters)
-
-
-def fuzzy_candidates(word: str, targets: list[str], cutoff: float = DOUBT) -> list[tuple[str, float]]:
-    """Known words alike from ``cutoff`` up, the most alike first."""
-    matcher = difflib.SequenceMatcher(autojunk=False)
-    matcher.set_seq2(word)
-    scored = []
-    for target in targets:
-        matcher.set_seq1(target)
-        if matcher.real_quick_ratio() >= cutoff and matcher.quick_ratio() >= cutoff:
-            ratio = matcher.ratio()
-            if ratio >= cutoff:
-                scored.append((target, ratio))
-    return sorted(scored, key=lambda pair: (-pair[1], pair[0]))[:3]
-
-
-def edits(left: str, right: str) -> int:
-    """Edits from one word to the other (insert, delete, substitute, swap two
-    neighbours: optimal string alignment)."""
-    previous2: list[int] = []
-    previous = list(range(len(right) + 1))
-    for i, a in enumerate(left, 1):
-        row = [i]
-        for j, b in enumerate(right, 1):
-            cost = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (a != b))
-            if i > 1 and j > 1 and a == right[j - 2] and left[i - 2] == b:
-                cost = min(cost, previous2[j - 2] + 1)
-            row.append(cost)
-        previous2, previous = previous, row
-    return previous[-1]
 
 
 def _stem(word: str) -> str:
@@ -133,6 +101,7 @@ class Parser:
         self.vocabulary = vocabulary
         self.symbols = {s.upper(): s for s in vocabulary.symbols}
         self.venues = {v.lower(): v for v in vocabulary.venues}
+        self.assets = frozenset(a.upper() for a in vocabulary.assets)
         words: set[str] = set(FILLER) | set(SIDES) | set(ORDERS) | set(BASES) | set(self.venues)
         for entity in semantic.MODEL.values():
             words.update(entity.nouns)
@@ -144,15 +113,21 @@ class Parser:
         words |= set(UNIT_ALIASES) | set(NUMBER_WORDS) | {"buckets", "bucket", "interval", "intervals", "candles"}
         words |= {"price", "hourly", "daily", "average", "highest", "lowest", "maximum", "minimum"}
         words |= {part.lower() for symbol in self.symbols for part in symbol.split("-")}
+        words |= {word for phrase in OPERATORS for word in phrase.split()}  # "at least": not "last"
+        words |= (
+            {asset.lower() for asset in self.assets} | DIRECTION_WORDS | set(COINS) | {"sender", "receiver", "whom"}
+        )
         words |= set(TIME_WORDS) | set(WEEKDAYS) | {m for m in MONTHS if len(m) > 3}
         self.known = sorted(w for w in words if w.isalpha() and len(w) >= 3)
         # Misspellings are corrected towards words that carry meaning only:
         # an unknown word must not vanish into a filler ("wash" is not "was").
         meaning = {w for phrase in semantic.COUNT_WORDS for w in phrase.split()} | set(TIME_WORDS)
-        self.targets = sorted(w for w in self.known if w not in FILLER or w in meaning)
+        comparing = {word for phrase in OPERATORS for word in phrase.split()}  # known, never a correction
+        self.targets = sorted(w for w in self.known if (w not in FILLER or w in meaning) and w not in comparing)
         self.corrections: dict[str, str] = {}
         self.doubts: dict[str, list[str]] = {}
         self.protected: set[str] = set()  # words of a name found as written
+        self.follows: semantic.Entity | None = None
 
     def _correct(self, word: str) -> str:
         if word in self.known or word in self.protected or not word.isalpha() or len(word) < 3:
@@ -177,8 +152,10 @@ class Parser:
         self.doubts[word] = [best, *rivals]
         return word
 
-    def parse(self, question: str, now_ms: int) -> Intent:
+    def parse(self, question: str, now_ms: int, follows: str | None = None) -> Intent:
+        """``follows``: the table of the turn before, if any."""
         self.corrections, self.doubts, self.protected = {}, {}, set()
+        self.follows = semantic.MODEL.get(follows or "")
         intent = self._parse(question, now_ms)
         intent.corrections = [f"{wrong!r} as {right!r}" for wrong, right in self.corrections.items()]
         # A word that is only somewhat like a known one, or about as like
@@ -193,6 +170,7 @@ class Parser:
         intent = Intent(follow_up=bool(FOLLOW_UP.match(question.lower())))
         found = find_address(question)
         intent.address, intent.address_chain = found.address, found.chain
+        intent.other_address = found.more[0] if found.more else None
         if found.invalid:
             intent.ambiguous = f"{found.invalid}. Which address did you mean?"
         text = self._lift_symbols(found.text, intent)
@@ -205,6 +183,7 @@ class Parser:
             intent.window = {"start_ms": window.start_ms, "end_ms": window.end_ms, "words": window.words}
             text = text[: window.span[0]] + " " + text[window.span[1] :]
         text = self._lift_limit(text, intent)
+        text, intent.bounds = lift_bounds(text)
         words = [self._correct(w) for w in re.findall(r"[a-z0-9#]+", text)]
         text = " " + " ".join(words) + " "
         text = self._lift_bucket(text, intent)
@@ -273,7 +252,7 @@ class Parser:
         used: set[str] = set()
         if entity is None:
             # A follow-up ("now per venue") groups whatever table it follows.
-            for candidate in (semantic.TRADES, semantic.CANDLES, semantic.CREDITS):
+            for candidate in (semantic.TRADES, semantic.CANDLES, semantic.CREDITS, semantic.TRANSFERS):
                 self._group(text, candidate, intent, used)
             for dimension in semantic.CREDITS.dimensions:
                 for phrase, value in dimension.synonyms:
@@ -302,23 +281,31 @@ class Parser:
             elif word in BASES or word.upper() in {s.split("-")[0] for s in self.symbols}:
                 intent.base = BASES.get(word, word.upper())
                 used.add(word)
-        one = {"trades": " trade ", "query_history": " query "}.get(intent.table or "", "")
+        one = {"trades": " trade ", "query_history": " query ", "transfers": " transfer "}.get(intent.table or "", "")
         if one and not intent.measure and intent.order and not intent.limit and one in text:
             intent.limit = 1  # "the latest trade", "the largest trade", "my slowest query"
         intent.unused += [w for w in text.split() if w not in used and w not in FILLER and not w.isdigit()]
         if intent.country and intent.table not in ("entities", "labels"):
             intent.unused.append(intent.country)
-        intent.unused = [w for w in intent.unused if not any(w in n.split() for n in _all_nouns())]
+        # Nouns of other tables are not reported, except those of the asker's own
+        # data ("the balance of 0x…" is not answered by labels without saying so).
+        own = {
+            w for e in semantic.MODEL.values() if e.own and e.table != intent.table for n in e.nouns for w in n.split()
+        }
+        intent.unused = [w for w in intent.unused if w in own or not any(w in n.split() for n in _all_nouns())]
 
     def _table(self, text: str, intent: Intent) -> semantic.Entity | None:
         scores = {name: sum(f" {noun} " in text for noun in entity.nouns) for name, entity in semantic.MODEL.items()}
         if scores["candles"]:
             return semantic.CANDLES
         spending = ("spend", "spent", "spending", "cost", "paid", "granted")
-        if scores["credit_entries"] or any(f" {word} " in text for word in spending):
+        own = intent.address is None  # an address's balance or spending is not the asker's credits
+        if own and (scores["credit_entries"] or any(f" {word} " in text for word in spending)):
             return semantic.CREDITS
         if scores["query_history"]:
             return semantic.QUERIES
+        if asks_transfers(text, intent, self.assets):
+            return semantic.TRANSFERS
         if asks_labels(text, intent):
             return semantic.LABELS
         if scores["entities"] or names_entities(text, intent):
@@ -328,6 +315,9 @@ class Parser:
         market = any(f" {word} " in text for word in ("price", "vwap", "volume", "traded", "notional"))
         if scores["trades"] or market or ("symbol" in intent.filters and not intent.follow_up):
             return semantic.TRADES
+        if self.follows is not None and self.follows.follows:
+            intent.follow_up = True  # names no table: read as a follow-up of the turn before
+            return self.follows
         return None
 
     def _measure(self, text: str, entity: semantic.Entity, intent: Intent, used: set[str]) -> None:
@@ -343,6 +333,8 @@ class Parser:
             read_queries(text, intent, used, best)
         elif entity.table in ("entities", "addresses", "labels"):
             read_catalog(text, entity, intent, used, best)
+        elif entity.table == "transfers":
+            read_transfers(text, intent, used, best, self.assets)
         elif entity.table == "trades":
             self._trade_measure(text, intent, best, used)
         elif best is not None:
@@ -370,7 +362,7 @@ class Parser:
             intent.measure = "avg_size" if size and not price else "avg_price"
         elif (high or low) and intent.measure in (None, "volume", "max_price", "min_price") and not size:
             intent.measure = "max_price" if high else "min_price"
-        elif price and intent.measure in (None, "volume") and not has("volume", "how much"):
+        elif price and intent.measure in (None, "volume") and not has("volume", "how much") and not intent.bounds:
             intent.measure = None
             intent.order = intent.order or "latest"
             intent.limit = intent.limit or 1

@@ -3,7 +3,7 @@ country or name), labels (an address's, or addresses by category, country,
 chain, entity or source; "delisted" for the inactive ones) and addresses
 (when seen, how many, on which chain). Which of them a question asks for is
 read from its words: a question about transfers of addresses is none of
-them (the phrase matcher answers it).
+them (``chat.intent_transfers`` reads it).
 """
 
 from __future__ import annotations

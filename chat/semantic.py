@@ -31,6 +31,8 @@ class Measure:
     where: tuple[tuple[str, str], ...] = ()
     # Rows that take part (credits spent: entries that spent something).
     condition: str = ""
+    per: str = ""  # the dimension that is its unit ("asset"): without a filter on it, one row per value
+    also: tuple[str, ...] = ()  # measures shown beside it when grouped (a ranking by volume shows the count)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class Dimension:
     present: str = ""  # rows that have a value, when grouped by it ("error_code <> ''")
     prefix: bool = False  # the value is a prefix of the column's ("ofac" matches "ofac:ETH")
     by_key: bool = False  # groups in the order of their values (chains), not largest first
+    says: str = ""  # how a restatement names a filter on it ("sent by {}"); "{name} {value}" by default
+    many: bool = False  # values without end (addresses): a ranking by it shows the first few unless told
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,11 @@ class Entity:
     # for its false rows ("delisted" labels: NOT active); a look-up shows both.
     flag: str = ""
     flag_off: tuple[str, ...] = ()
+    # A filter matching either of two columns ("address": sender or receiver), one naming the other side.
+    either: tuple[str, str, str] = ("", "", "")
+    pair: str = ""
+    buckets: bool = False  # "hourly", "per day" group the time column into buckets
+    follows: bool = False  # a follow-up naming no table ("only USDT") is read with this table's words
 
     def measure(self, name: str) -> Measure | None:
         return next((m for m in self.measures if m.name == name), None)
@@ -105,6 +114,7 @@ TRADES = Entity(
     columns=("ts", "venue", "price", "size", "side"),
     latest=("ts DESC", "trade_id DESC"),
     size_column="size",
+    buckets=True,
 )
 
 CANDLES = Entity(
@@ -323,8 +333,54 @@ LABELS = Entity(
     flag_off=("delisted", "removed", "no longer listed", "unlisted"),
 )
 
+
+TRANSFER_COUNT = tuple(word for word in COUNT_WORDS if word != "amount of")  # a transfer's amount is its amount
+PARTY = (("sender", "from_address"), ("receiver", "to_address"))
+RECEIVERS = ("receiver", "receivers", "recipient", "recipients")
+
+
+def _each(noun: str) -> tuple[str, ...]:
+    return tuple(f"{lead} {noun}" for lead in ("how many", "number of", "count of", "unique", "distinct"))
+
+
+def _amount(name: str, label: str, sql: str, words: tuple[str, ...]) -> Measure:
+    """An amount of transfers: in the unit of their asset, shown with their count when grouped."""
+    return Measure(name, label, sql, words, per="asset", also=("transfers",))
+
+
+TRANSFERS = Entity(
+    table="transfers",
+    nouns=("transfers", "transfer", "transactions", "transaction", "tx", "txs", "payments", "flows"),
+    time_column="ts",
+    time_kind="ms",
+    measures=(
+        Measure("transfers", "number of transfers", "count(ts)", (*TRANSFER_COUNT, "most transfers", "most active")),
+        *(Measure(f"{n}s", f"number of distinct {n}s", f"count(DISTINCT {c})", _each(f"{n}s")) for n, c in PARTY),
+        _amount("volume", "volume", "sum(amount)", ("volume", "how much", "total", "sum", "amount", "transferred")),
+        _amount("avg_amount", "average amount", "avg(amount)", ("average", "avg", "mean", "typical")),
+        _amount("max_amount", "largest amount", "max(amount)", ("max amount", "maximum amount", "highest amount")),
+        _amount("min_amount", "smallest amount", "min(amount)", ("min amount", "minimum amount", "lowest amount")),
+    ),
+    dimensions=(
+        Dimension(CHAIN.name, CHAIN.words, by_key=True),
+        Dimension("asset", ("asset", "assets", "token", "tokens", "coin", "coins"), by_key=True),
+        Dimension(
+            "from_address", ("sender", "senders"), present="from_address IS NOT NULL", says="sent by {}", many=True
+        ),
+        Dimension("to_address", RECEIVERS, present="to_address IS NOT NULL", says="received by {}", many=True),
+    ),
+    columns=("ts", "tx_hash", "from_address", "to_address", "asset", "amount"),
+    latest=("ts DESC", "tx_hash"),
+    size_column="amount",
+    noun="transfers",
+    either=("address", "from_address", "to_address"),
+    pair="counterparty",
+    buckets=True,
+    follows=True,
+)
+
 MODEL: dict[str, Entity] = {
-    entity.table: entity for entity in (TRADES, CANDLES, CREDITS, QUERIES, ENTITIES, ADDRESSES, LABELS)
+    entity.table: entity for entity in (TRADES, CANDLES, CREDITS, QUERIES, ENTITIES, ADDRESSES, LABELS, TRANSFERS)
 }
 
 

@@ -17,12 +17,12 @@ from typing import Any
 
 from sqlglot import exp, parse_one
 
-from chat import semantic
+from chat import bounds, semantic
 from chat.intent import Intent, bucket_ms
 from chat.timewords import Window
 
 DEFAULT_ROWS = {"trades": 10, "candles": 100, "credit_entries": 10, "query_history": 10, "entities": 50}
-DEFAULT_ROWS |= {"addresses": 10, "labels": 50}
+DEFAULT_ROWS |= {"addresses": 10, "labels": 50, "transfers": 10}
 UNIT_WORDS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 
 
@@ -50,12 +50,31 @@ def _where(entity: semantic.Entity, intent: Intent, params: dict[str, Any]) -> l
         if name == intent.group:
             continue
         dimension = entity.dimension(name)
+        if name == entity.pair and entity.either[0] in intent.filters:
+            continue  # with the address it pairs with
+        if name == entity.either[0]:
+            # Either column matches (an address as sender or receiver), or
+            # the two columns match the pair in either order.
+            first, second = entity.either[1:]
+            sides: list[Any] = [exp.column(c).eq(exp.Placeholder(this=name)) for c in (first, second)]
+            if entity.pair and entity.pair in intent.filters:
+                other = exp.Placeholder(this=entity.pair)
+                sides = [
+                    exp.and_(sides[0], exp.column(second).eq(other)),
+                    exp.and_(exp.column(first).eq(other), sides[1]),
+                ]
+                params[entity.pair] = intent.filters[entity.pair]
+            conditions.append(exp.paren(exp.or_(*sides)))
+            params[name] = value
+            continue
         if dimension is not None and dimension.prefix:
             conditions.append(exp.column(name).like(exp.Placeholder(this=name)))
             params[name] = f"{value}%"
             continue
         conditions.append(exp.column(name).eq(exp.Placeholder(this=name)))
         params[name] = value
+    if entity.size_column:
+        conditions += bounds.conditions(entity.size_column, intent.bounds, params)
     if entity.flag and not (entity.key and entity.key in intent.filters):
         flag = exp.column(entity.flag)
         conditions.append(exp.not_(flag) if intent.flag_off else flag)
@@ -88,6 +107,7 @@ def describe(entity: semantic.Entity, intent: Intent, what: str) -> str:
         parts[0] += f" on {intent.filters['venue']}"
     if "side" in intent.filters and intent.group != "side":
         parts[0] += f", {intent.filters['side']} side"
+    parts[0] += bounds.restated(entity.size_column, intent.bounds)
     if intent.group:
         parts.append(f"per {intent.group}")
     if entity.table == "trades" and intent.bucket:
@@ -105,12 +125,29 @@ def _describe_own(entity: semantic.Entity, intent: Intent, what: str) -> str:
     text = what
     implied = dict(measure.where) if (measure := entity.measure(intent.measure or "")) else {}
     for name, value in sorted(intent.filters.items()):
-        if name != intent.group and implied.get(name) != value:
-            text += f" on {words.get(value, value)}" if name == "action" else f", {name} {value}"
+        dimension = entity.dimension(name)
+        if name == intent.group or implied.get(name) == value:
+            continue
+        if name == "action":
+            text += f" on {words.get(value, value)}"
+        elif dimension is not None and dimension.says:
+            text += ", " + dimension.says.format(value)
+        elif name == entity.either[0] and entity.pair in intent.filters:
+            text += f", between {value} and {intent.filters[entity.pair]}"
+        elif name == entity.either[0]:
+            text += f", sent or received by {value}"
+        elif name == entity.pair:
+            continue
+        else:
+            text += f", {name} {value}"
+    text += bounds.restated(entity.size_column, intent.bounds)
     if entity.flag_off and intent.flag_off and "elisted" not in text:
         text += ", delisted"
     if intent.group:
-        text += f", per {intent.group}"
+        grouped = entity.dimension(intent.group)
+        text += f", per {grouped.words[0] if grouped and grouped.says else intent.group}"
+    if entity.buckets and intent.bucket:
+        text += f", {bucket_words(intent.bucket)}"
     if not entity.time_column:
         pass
     elif intent.window is not None:
@@ -137,12 +174,15 @@ def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
     if measure is not None and measure.snapshot:
         select = select.select(exp.column(measure.snapshot).as_(measure.name)).order_by(*entity.latest).limit(1)
         return Compiled(select.sql(), describe(entity, intent, measure.label), params, "value", measure.unit)
-    time_bucket = entity.table == "trades" and intent.bucket is not None
+    time_bucket = entity.buckets and intent.bucket is not None
     if measure is None and (time_bucket or intent.group):
         measure = next(m for m in entity.measures if m.sql.lower().startswith("count("))
     if measure is None:
         return _listing(entity, intent, select, params)
+    if measure.per and measure.per not in intent.filters and not (intent.group or time_bucket):
+        intent.group = measure.per  # amounts in different units do not add up: one row per unit
     keys: list[tuple[Any, str]] = []
+    dimension = None
     by_key = False
     if time_bucket and intent.bucket:
         size = bucket_ms(intent.bucket)
@@ -157,13 +197,24 @@ def compile_intent(entity: semantic.Entity, intent: Intent) -> Compiled:
     for expression, name in keys:
         select = select.select(expression.as_(name))
     select = select.select(parse_one(measure.sql).as_(measure.name))
+    shown = [measure.name]
+    for name in measure.also if keys else ():
+        also = entity.measure(name)
+        if also is not None:
+            select = select.select(parse_one(also.sql).as_(also.name))
+            shown.append(also.name)
     if keys:
         # Buckets in time order; a dimension's groups largest first.
-        ranking = [] if time_bucket or by_key else [exp.Ordered(this=exp.column(measure.name), desc=True)]
+        ranking = [] if time_bucket or by_key else [exp.Ordered(this=exp.column(n), desc=True) for n in shown]
         select = select.group_by(*(e for e, _ in keys)).order_by(*ranking, *(exp.column(n) for _, n in keys))
+        many = dimension is not None and dimension.many and not intent.limit
+        if ranking and (intent.limit or many):
+            # "top 5 senders": the first groups of the ranking; of addresses, the first few unless told.
+            select = select.limit(intent.limit or DEFAULT_ROWS[entity.table])
     label = measure.label[:1].upper() + measure.label[1:]
     shape = "rows" if keys else "value"
-    return Compiled(select.sql(), describe(entity, intent, label), params, shape, measure.unit if not keys else "")
+    unit = intent.filters.get(measure.per, "") if measure.per else measure.unit
+    return Compiled(select.sql(), describe(entity, intent, label), params, shape, unit if not keys else "")
 
 
 def _listing(entity: semantic.Entity, intent: Intent, select: exp.Select, params: dict[str, Any]) -> Compiled:

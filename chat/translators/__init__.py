@@ -19,8 +19,8 @@ NAMES = ("builtin", "openai")
 
 def get_translator(name: str | None = None) -> Translator:
     name = (name or getattr(settings, "LEDGERCORE_CHAT_TRANSLATOR", "builtin") or "builtin").lower()
-    # Imported here: only the configured translator is loaded (the built-in
-    # one is large, and each reads the catalog and models of other apps).
+    # Imported here: only the configured translator is loaded (each reads
+    # the catalog and models of other apps).
     if name == "builtin":
         from chat.translators.semantic import SemanticTranslator  # noqa: PLC0415
 

@@ -11,8 +11,8 @@ several markets, an unknown venue, a resolution that is not stored, an
 ambiguous measure) or is named in the answer ("I could not use: …").
 
 Risk questions go to the compliance analysis (an ``analysis`` answer, no
-SQL). The table the semantic model does not declare yet (transfers) are still answered by the phrase matcher of
-``chat.translators.builtin``.
+SQL). A question that names no table of the model, and is no follow-up,
+gets a clarifying answer listing what can be asked; nothing runs.
 """
 
 from __future__ import annotations
@@ -20,15 +20,17 @@ from __future__ import annotations
 import re
 from dataclasses import fields
 
-from chat import semantic
+from chat import bounds, semantic
 from chat.chainwords import asks_risk, find_address
 from chat.intent import FOLLOW_UP, Intent, Parser
+from chat.intent_transfers import follow_transfers, resolve_transfers
+from chat.lexicon import BASES
 from chat.refusals import refusal
 from chat.sqlcompile import compile_intent
 from chat.translators.base import ChatContext, ProgressCallback, Translation, Turn
-from chat.translators.builtin import BuiltinTranslator
 from chat.vocabulary import Vocabulary, load_vocabulary
 from compliance.interface import BITCOIN, ETHEREUM, InvalidAddress, normalize_chain_address
+from queryengine.interface import catalog
 
 _INTENT_FIELDS = {f.name for f in fields(Intent)}
 
@@ -54,11 +56,15 @@ def merge(previous: Intent, new: Intent) -> Intent:
         order=new.order or (None if new.measure else previous.order),
         limit=new.limit or (None if new.measure else previous.limit),
         unused=list(new.unused),
+        party=new.party or previous.party,
+        bounds=new.bounds or previous.bounds,
         corrections=list(new.corrections),
         ambiguous=new.ambiguous,
         follow_up=True,
     )
-    if new.base:
+    if previous.table == "transfers":
+        follow_transfers(previous, new, merged)
+    elif new.base:
         merged.filters.pop("symbol", None)
         merged.base = new.base
     merged.filters.update(new.filters)
@@ -72,7 +78,6 @@ class SemanticTranslator:
 
     def __init__(self, vocabulary: Vocabulary | None = None) -> None:
         self._vocabulary = vocabulary
-        self._legacy = BuiltinTranslator(vocabulary)
 
     @property
     def vocabulary(self) -> Vocabulary:
@@ -97,11 +102,16 @@ class SemanticTranslator:
         if risk is not None:
             return risk
         previous = _previous(history)
-        intent = Parser(self.vocabulary).parse(question, now_ms)
-        if intent.table not in ("addresses", "labels") and _legacy_words(question, previous):
-            return self._legacy.translate(
-                question, history=history, context=context, now_ms=now_ms, application_id=application_id
-            )
+        parser = Parser(self.vocabulary)
+        intent = parser.parse(question, now_ms)
+        follows = semantic.MODEL.get(previous.table or "") if previous is not None else None
+        if intent.table is None and follows is not None and follows.follows:
+            # Read with the words of the turn before's table ("only USDT", "and received?").
+            hinted = parser.parse(question, now_ms, follows.table)
+            intent = hinted if _carries(hinted) else intent
+        if intent.table is None and not _carries(intent):
+            # Nothing of the model in it ("hello", "thanks"): not a follow-up either.
+            return Translation("clarify", UNSURE)  # no slots: a later turn follows the one before
         if previous is not None and (intent.table is None or (intent.follow_up and intent.table == previous.table)):
             intent = merge(previous, intent)
         if intent.table is None and "symbol" in intent.filters:
@@ -110,20 +120,31 @@ class SemanticTranslator:
             intent.table = "labels"  # "any labels?" about the address in the context
         if intent.table == "labels" and "address" not in intent.filters and context.address:
             _context_address(intent, context)
+        if intent.table == "transfers" and intent.party and intent.party not in intent.filters:
+            _context_party(intent, context)
         if intent.table is None:
-            return self._legacy.translate(
-                question, history=history, context=context, now_ms=now_ms, application_id=application_id
-            )
+            return Translation("clarify", UNSURE)
         return self._compile(intent, context, question)
 
     def _compile(self, intent: Intent, context: ChatContext, question: str) -> Translation:
         entity = semantic.MODEL[intent.table or ""]
+        if intent.bounds and not entity.size_column:
+            intent.unused += bounds.unused(intent.bounds)  # nothing here to compare with a number
+            intent.bounds = []
+        if intent.other_address:
+            intent.unused.append(intent.other_address)
+        if intent.bounds and entity.table == "trades":
+            units = {s.split("-")[0].lower() for s in self.vocabulary.symbols} | set(BASES)
+            which = bounds.price_or_size(intent.bounds, question.lower(), units)
+            if which:
+                return Translation("clarify", which, slots=intent.slots())
         slots = intent.slots()
         problem = self._resolve(entity, intent, context, question)
         if problem:
             return Translation("clarify", problem, slots=intent.slots())
         if intent.ambiguous:
             return Translation("clarify", intent.ambiguous, slots=slots)
+        _unusable(entity, intent)
         compiled = compile_intent(entity, intent)
         text = compiled.description
         if intent.corrections:
@@ -141,6 +162,8 @@ class SemanticTranslator:
         )
 
     def _resolve(self, entity: semantic.Entity, intent: Intent, context: ChatContext, question: str) -> str:
+        if entity.table not in ("trades", "candles"):
+            return resolve_transfers(intent) if entity.table == "transfers" else ""
         symbols = self.vocabulary.symbols
         if "symbol" not in intent.filters and intent.base:
             matches = [s for s in symbols if s.upper().split("-")[0] == intent.base]
@@ -172,8 +195,6 @@ class SemanticTranslator:
             and not intent.order
         ):
             return f"Trades of which market? Markets: {', '.join(symbols[:20])}."
-        if entity.table not in ("trades", "candles"):
-            return ""
         if "symbol" not in intent.filters and intent.group != "symbol" and intent.unused:
             unknown = ", ".join(intent.unused)
             return f"Which market do you mean? I do not know: {unknown}. Markets: {', '.join(symbols[:20])}."
@@ -189,6 +210,52 @@ class SemanticTranslator:
                     f"markets: {', '.join(symbols[:20])}. Which did you mean?"
                 )
         return ""
+
+
+UNSURE = (
+    "I am not sure what you are asking. I can answer questions about trades and candles (e.g. "
+    '"BTC-USD 1m candles for the last hour"), on-chain transfers ("top 10 ethereum addresses by '
+    'outgoing volume last week"), labels and entities ("which addresses are sanctioned?"), address '
+    'risk ("what is the risk of 0x…?"), your credits ("how many credits did I spend this month?") '
+    'and your queries ("how many of my queries failed today?"). Which of these do you mean?'
+)
+
+
+def _unusable(entity: semantic.Entity, intent: Intent) -> None:
+    """Filters and groupings on columns the table does not have ("BTC-USD"
+    in a question about queries) and an order by size on a table without one
+    are named as not used, never compiled into a statement the engine would
+    refuse."""
+    table = catalog.get(entity.table)
+    columns = {column.name for column in table.table.columns} if table is not None else set()
+    for name in [n for n in intent.filters if n not in columns and n not in (entity.either[0], entity.pair)]:
+        intent.unused.append(intent.filters.pop(name))
+    if intent.group is not None and intent.group not in columns:
+        intent.unused.append(intent.group)
+        intent.group = None
+    if intent.order in ("largest", "smallest") and not entity.size_column:
+        intent.unused.append(intent.order)
+        intent.order = None
+
+
+def _carries(intent: Intent) -> bool:
+    """Whether the question named anything of the model (a table, a measure,
+    a filter, a time, a grouping, an order or a limit)."""
+    named = (intent.measure, intent.window, intent.bucket, intent.group, intent.order, intent.limit, intent.base)
+    return any((*named, intent.filters, intent.bounds, intent.address, intent.party, intent.other_address))
+
+
+def _context_party(intent: Intent, context: ChatContext) -> None:
+    """The client's address fills "it" in a question about transfers ("how many did it send?")."""
+    if not context.address:
+        return
+    chain = context.chain or (ETHEREUM if (context.address or "").lower().startswith("0x") else BITCOIN)
+    try:
+        address = normalize_chain_address(chain, context.address or "")
+    except (InvalidAddress, ValueError):
+        return
+    intent.filters[intent.party or "address"] = address
+    intent.filters.setdefault("chain", chain)
 
 
 def _context_address(intent: Intent, context: ChatContext) -> None:
@@ -235,23 +302,3 @@ def _risk(question: str, history: list[Turn], context: ChatContext) -> Translati
     return Translation(
         "analysis", f"the risk of {address} on {chain}", slots=slots, chain=chain, address=address, shape="analysis"
     )
-
-
-# Words of the tables the semantic model does not declare yet (prefixes).
-_LEGACY = re.compile(
-    r"\b(?:transfer|tranfer|transaction|address(?!\s+analys)|adress|label|sanction|wallet|"
-    r"sent|send|receiv|owns|usdt|usdc|dai\b)"
-)
-# A chain ("on bitcoin") is the phrase matcher's, except in a follow-up of
-# a market question, where it names the asset ("and on bitcoin?").
-_CHAIN = re.compile(r"\bon\s+(?:the\s+)?(?:ethereum|bitcoin)\b")
-
-
-def _legacy_words(question: str, previous: Intent | None = None) -> bool:
-    text = question.lower()
-    if _LEGACY.search(text):
-        return True
-    if _CHAIN.search(text):
-        market = previous is not None and previous.table in ("trades", "candles")
-        return not (market and FOLLOW_UP.match(text))
-    return False

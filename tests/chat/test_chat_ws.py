@@ -112,7 +112,7 @@ async def test_follow_up_turns_and_context_fill_missing_slots(live_server_url):
             chosen,
         )
     assert second["params"] == {"symbol": "BTC-USD"} and " 10" in second["content"]
-    assert third["params"]["address"] == fixture.addresses["E1"] and " 3." in third["content"]
+    assert third["params"]["from_address"] == fixture.addresses["E1"] and " 3." in third["content"]
 
 
 async def test_someone_elses_conversation_is_unauthorized_without_typing(live_server_url):
