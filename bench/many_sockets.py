@@ -10,12 +10,12 @@ For each server, one process (daphne as ``make run``; ``node server.mjs``):
 
 - **Connect**: ``--connections`` clients, ``--batch`` handshakes at a time;
   LedgerCore's are authenticated (a signed token of one of
-  ``connections / 10`` users, the server verifies it, knows the user and
+  ``connections / --tabs-per-user`` users, the server verifies it, knows the user and
   records presence). Each client reads everything from then on.
 - **Subscribe**: every client subscribes to ``application:app_bench``,
   ``--batch`` at a time (LedgerCore tells the room each user who joins:
   ``user_joined_room``, counted as "other frames"; the Node server joins
-  the room silently).
+  the room silently); then a wait until nothing has arrived for 5 s.
 - **Memory**: the server's RSS (``/proc``) before the first client and
   after the last; the difference per connection.
 - **Idle**: ``--idle`` seconds with every client connected and reading
@@ -60,7 +60,6 @@ from bench.common import add_service_arguments
 from devtools.servers import DaphneProcess, manage, server_environment
 
 SECRET = uuid.uuid4().hex + uuid.uuid4().hex
-TABS_PER_USER = 10
 ROOM = "application:app_bench"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -104,6 +103,7 @@ class Clients:
         self.arrived: dict[str, asyncio.Event] = {}
         self.expected = 0
         self.other_frames = 0
+        self.other_events: Counter[str] = Counter()
         self.acks = 0
         self.ack_arrived = asyncio.Event()
 
@@ -126,6 +126,11 @@ class Clients:
             data = frame["data"]
         marker = data.get("data", {}).get("marker")
         return marker if isinstance(marker, str) else None
+
+    def _event(self, packet: str) -> str:
+        if self.socketio:
+            return packet[:2] if not packet.startswith("42") else str(json.loads(packet[2:])[0])
+        return str(json.loads(packet).get("event"))
 
     def _ack(self, packet: str) -> bool:
         """Whether ``packet`` answers the subscription (refused: raises)."""
@@ -167,6 +172,7 @@ class Clients:
                 marker = self._marker(str(packet))
                 if marker is None:
                     self.other_frames += 1
+                    self.other_events[self._event(str(packet))] += 1
                 else:
                     count = self.seen[marker] = self.seen.get(marker, 0) + 1
                     if count == self.expected:
@@ -183,12 +189,12 @@ class Clients:
         await asyncio.gather(*(ws.close() for ws in self.sockets), return_exceptions=True)
 
 
-async def connect_native(url: str, count: int, batch: int) -> Clients:
+async def connect_native(url: str, count: int, batch: int, tabs: int) -> Clients:
     clients = Clients(socketio=False)
 
     async def one(index: int) -> Any:
         ws = await websockets.connect(
-            f"{url}/ws?token={token(f'bench_u{index // TABS_PER_USER}')}", max_size=None, open_timeout=120
+            f"{url}/ws?token={token(f'bench_u{index // tabs}')}", max_size=None, open_timeout=120
         )
         hello = json.loads(await asyncio.wait_for(ws.recv(), 120))
         assert hello["event"] == "connected", hello
@@ -229,6 +235,14 @@ async def measure(
     started = time.perf_counter()
     await clients.subscribe_all(args.batch)
     subscribe_s = time.perf_counter() - started
+    # The room's join announcements may still be on their way: the idle
+    # window starts once nothing has arrived for 5 s.
+    while True:
+        before = clients.other_frames
+        await asyncio.sleep(5)
+        if clients.other_frames == before:
+            break
+    settle_s = time.perf_counter() - started - subscribe_s
     await asyncio.sleep(2)
     rss_connected = rss_mib(pid)
     done = f"{len(clients.sockets)} connected in {connect_s:.1f} s, subscribed in {subscribe_s:.1f} s"
@@ -255,6 +269,7 @@ async def measure(
         "connected": len(clients.sockets),
         "connect_s": connect_s,
         "subscribe_s": subscribe_s,
+        "settle_s": settle_s,
         "rss_before_mib": rss_before,
         "rss_connected_mib": rss_connected,
         "rss_after_mib": rss_after,
@@ -263,13 +278,14 @@ async def measure(
         "closed_while_idle": closed_idle,
         "close_codes": dict(clients.close_codes),
         "other_frames": clients.other_frames,
+        "other_events": dict(clients.other_events),
         "missed_per_broadcast": missed,
         "deliveries_per_s": delivered / sum(durations) if durations else 0.0,
     }
 
 
 def run_ledgercore(args: argparse.Namespace) -> dict[str, Any]:
-    users = -(-args.connections // TABS_PER_USER)
+    users = -(-args.connections // args.tabs_per_user)
     extra = {"LEDGERCORE_THROTTLE_RATES": "connection=100000/s,user=100000/s", "LOG_LEVEL": "WARNING"}
     with tempfile.TemporaryDirectory() as tmp:
         kwargs: dict[str, Any] = {"dev_secret": SECRET, **extra}
@@ -284,7 +300,7 @@ def run_ledgercore(args: argparse.Namespace) -> dict[str, Any]:
                 result = asyncio.run(
                     measure(
                         pid,
-                        lambda: connect_native(server.url, args.connections, args.batch),
+                        lambda: connect_native(server.url, args.connections, args.batch, args.tabs_per_user),
                         f"{server.http}/api/applications/app_bench/broadcast",
                         token("bench_owner"),
                         args,
@@ -333,6 +349,7 @@ def report(args: argparse.Namespace, ours: dict[str, Any], node: dict[str, Any] 
     row("connected", "connected", "{:,}")
     row("time to connect (s)", "connect_s")
     row("time to subscribe all to the room (s)", "subscribe_s")
+    row("then until the join announcements stop (s)", "settle_s")
     row("server RSS before (MiB)", "rss_before_mib")
     row("server RSS connected (MiB)", "rss_connected_mib")
     row("memory per connection (KiB)", "kib_per_connection")
@@ -357,6 +374,9 @@ def main() -> None:
     parser.add_argument("--stack", choices=["embedded", "scaled"], default="embedded")
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=100, help="handshakes in flight at a time")
+    parser.add_argument(
+        "--tabs-per-user", type=int, default=10, help="connections per user (each user's first join is announced)"
+    )
     parser.add_argument("--idle", type=float, default=300.0, help="seconds held idle")
     parser.add_argument("--broadcasts", type=int, default=3)
     parser.add_argument("--keep-log", metavar="PATH", help="copy LedgerCore's server log here")
