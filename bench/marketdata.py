@@ -359,7 +359,9 @@ def baseline_insert(groups: list[list[TradeInput]]) -> dict[str, Any]:
     return result
 
 
-def ingest(groups: list[list[TradeInput]]) -> dict[str, Any]:
+def ingest(groups: list[list[TradeInput]], profile: str | None = None) -> dict[str, Any]:
+    """ingest_trades per batch; with ``profile``, under cProfile, whose
+    statistics go to that file (``python -m pstats FILE``)."""
     from marketdata import services
 
     inserted = 0
@@ -368,7 +370,14 @@ def ingest(groups: list[list[TradeInput]]) -> dict[str, Any]:
         nonlocal inserted
         inserted += services.ingest_trades(group).inserted
 
-    result = timed_batches(groups, ingest_batch)
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        result = profiler.runcall(timed_batches, groups, ingest_batch)
+        profiler.dump_stats(profile)
+    else:
+        result = timed_batches(groups, ingest_batch)
     result["inserted"] = inserted
     result["batch_size"] = len(groups[0]) if groups else 0
     return result
@@ -761,7 +770,7 @@ def worker(stack: str, args: argparse.Namespace) -> dict[str, Any]:
     from django.db import connections
 
     from marketdata import services
-    from marketdata.candles import Tick
+    from marketdata.candles import Tick, aggregate_ticks
     from realtime.protocol import now_ms
 
     results: dict[str, Any] = {"load_at_start": os.getloadavg()[0]}
@@ -782,9 +791,12 @@ def worker(stack: str, args: argparse.Namespace) -> dict[str, Any]:
     gc.collect()
     gc.freeze()
 
-    log(f"{stack}: in memory: CandleBuilder, aggregation against polars")
-    results["builder"] = builder_rate(ticks[: args.memory_trades])
-    results["aggregation"], minute = aggregation(ticks, args.polars_runs)
+    if args.ingest_only:
+        minute = aggregate_ticks(ticks, RESOLUTION_MS["1m"])
+    else:
+        log(f"{stack}: in memory: CandleBuilder, aggregation against polars")
+        results["builder"] = builder_rate(ticks[: args.memory_trades])
+        results["aggregation"], minute = aggregation(ticks, args.polars_runs)
 
     for symbol in SYMBOLS:
         for venue, _ in VENUES:
@@ -793,8 +805,11 @@ def worker(stack: str, args: argparse.Namespace) -> dict[str, Any]:
     log(f"{stack}: baseline: plain bulk insert of {len(store):,} trades")
     results["baseline"] = baseline_insert(groups)
     log(f"{stack}: ingest_trades: {len(store):,} trades in batches of {args.batch:,}")
-    results["ingest"] = ingest(groups)
+    results["ingest"] = ingest(groups, args.profile.replace("STACK", stack) if args.profile else None)
     results["stored"] = stored_check(minute, end_ms - DAY_MS, end_ms)
+    if args.ingest_only:
+        results["load_at_end"] = os.getloadavg()[0]
+        return results
     results["fetch_in_process"] = in_process_fetch(end_ms, 10)
     prepare_users(args.subscribers)
     del store, ticks, groups, minute
@@ -836,7 +851,12 @@ def run_stack(stack: str, args: argparse.Namespace) -> dict[str, Any]:
         with server_environment(Path(tmp), **kwargs) as env:
             command = [sys.executable, str(Path(__file__).resolve()), "--worker", stack]
             for option in WORKER_OPTIONS:
-                command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+                value = getattr(args, option)
+                flag = f"--{option.replace('_', '-')}"
+                if isinstance(value, bool):
+                    command += [flag] if value else []
+                elif value is not None:
+                    command += [flag, str(value)]
             done = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, check=False)
             lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
             if done.returncode != 0 or not lines:
@@ -850,9 +870,14 @@ def report(stack: str, r: dict[str, Any]) -> None:
     mix = ", ".join(f"{symbol} {count:,}" for symbol, count in store["per_symbol"].items())
     print(f"\n== {stack} stack ({STACK_LABELS[stack]}) ==")
     print(f"store: {store['trades']:,} trades ({mix}) on {' + '.join(store['venues'])}, 24 h ending now")
+    ingest_only = "requests" not in r
     print(
         f"machine load (1-min average, 2 cores): {r['load_at_start']:.1f} at the start, "
-        f"{r['load_before_requests']:.1f} before the requests"
+        + (
+            f"{r['load_at_end']:.1f} at the end"
+            if ingest_only
+            else f"{r['load_before_requests']:.1f} before the requests"
+        )
     )
 
     base, ours = r["baseline"], r["ingest"]
@@ -868,6 +893,13 @@ def report(stack: str, r: dict[str, Any]) -> None:
             f"{label:52}{row['per_s']:>10,.0f}{row['per_s'] / base['per_s']:>8.2f}"
             f"{row['batch_p50_ms']:>9.0f}ms{row['batch_p99_ms']:>9.0f}ms"
         )
+    s = r["stored"]
+    print(
+        f"stored 1m candles == in-memory aggregation: {s['equal']} ({s['candles']:,} candles; "
+        f"series count {s['series_trades']:,})"
+    )
+    if ingest_only:
+        return
     b = r["builder"]
     print(f"{'in memory: CandleBuilder, ' + str(b['resolutions']) + ' resolutions':52}{b['per_s']:>10,.0f}")
 
@@ -882,12 +914,6 @@ def report(stack: str, r: dict[str, Any]) -> None:
             f"{resolution:12}{x['candles']:>9,}{x['ours_per_s']:>12,.0f}{x['polars_per_s']:>12,.0f}"
             f"{x['ours_per_s'] / x['polars_per_s']:>8.3f}  {x['equal']} ({x['mismatched']} mismatched)"
         )
-    s = r["stored"]
-    print(
-        f"stored 1m candles == in-memory aggregation: {s['equal']} ({s['candles']:,} candles; "
-        f"series count {s['series_trades']:,})"
-    )
-
     print(
         f"{'request_market_data (WebSocket)':36}{'candles':>9}{'KiB':>7}{'p50 ms':>9}{'p95 ms':>9}"
         f"{'p99 ms':>9}{'max ms':>9}{'in-proc p50':>13}"
@@ -945,6 +971,8 @@ WORKER_OPTIONS = (
     "busy_trades",
     "busy_rate",
     "live_path",
+    "ingest_only",
+    "profile",
 )
 
 
@@ -963,6 +991,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--busy-trades", type=int, default=100)
     p.add_argument("--busy-rate", type=float, default=20.0, help="trades per second in the busy phase")
     p.add_argument("--live-path", choices=["auto", "commit", "post"], default="auto")
+    p.add_argument(
+        "--ingest-only", action="store_true", help="only the persisted part: baseline and ingest_trades, stored check"
+    )
+    p.add_argument("--profile", metavar="FILE", help="cProfile ingest_trades into FILE (STACK: the stack's name)")
     add_service_arguments(p)
     p.add_argument("--clients", metavar="URL", help=argparse.SUPPRESS)
     return p

@@ -2,7 +2,10 @@
 
 ``ingest_trades`` validates a batch, inserts it in bulk ignoring trades
 already stored, and updates the stored candles (1s and coarser, per venue)
-with exactly the trades it inserted, in the same transaction. Writers of one
+with exactly the trades it inserted, in the same transaction: on
+PostgreSQL with COPY and one set-based statement (``marketdata.ingest_sql``),
+on SQLite with executemany and a read-merge-write of the touched candles
+(SQLite keeps exact volumes as text, which SQL cannot add). Writers of one
 (instrument, venue) are serialised so that the read-merge-write of its
 candles is exact: by SQLite's single writer (transactions begin IMMEDIATE),
 and on PostgreSQL by a transaction-level advisory lock per (instrument,
@@ -23,6 +26,7 @@ from django.db import connection, transaction
 
 from marketdata.candles import EXACT, Candle, Tick, stored_rollups
 from marketdata.errors import InvalidTrades
+from marketdata.ingest_sql import insert_with_candles
 from marketdata.listings import Listing, resolve_listings
 from marketdata.models import Candle as StoredCandle
 from marketdata.models import Trade, TradeSeries
@@ -39,6 +43,7 @@ SIDES = ("buy", "sell")  # a tuple: membership needs no hashing of arbitrary inp
 _SIGNIFICANT = Context(prec=MAX_SIGNIFICANT_DIGITS, traps=[Inexact])
 _PLACES = Context(prec=MAX_SIGNIFICANT_DIGITS + MAX_DECIMAL_PLACES + MAX_INTEGER_DIGITS, traps=[Inexact])
 _LAST_PLACE = Decimal(1).scaleb(-MAX_DECIMAL_PLACES)
+_UNSEEN = object()
 
 
 def _decimal_problem(value: Any) -> str | None:
@@ -111,36 +116,19 @@ SeriesKey = tuple[int, int]  # (venue id, instrument id)
 def _insert_trades(rows: list[tuple[Any, ...]]) -> tuple[set[TradeKey] | None, dict[SeriesKey, int]]:
     """Insert, skipping trades already stored. Returns the keys (venue,
     instrument, trade id) inserted, or None when every row was, and the
-    highest new Trade id per series."""
+    highest new Trade id per series. On PostgreSQL the same statement
+    updates the stored candles (``marketdata.ingest_sql``); on SQLite the
+    caller does (``_update_candles``)."""
     table = table_name(Trade)
     columns = ", ".join(_TRADE_COLUMNS)
     conflict = "ON CONFLICT (venue_id, instrument_id, trade_id) DO NOTHING"
     highest: dict[SeriesKey, int] = {}
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # COPY into a session temp table, then one INSERT ... SELECT whose
-            # RETURNING lists exactly the rows this transaction inserted, even
-            # with concurrent writers of the same trades.
-            cursor.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS marketdata_trade_incoming (venue_id bigint NOT NULL, "
-                "instrument_id bigint NOT NULL, trade_id varchar(64) NOT NULL, ts bigint NOT NULL, "
-                "price numeric(38, 18) NOT NULL, size numeric(38, 18) NOT NULL, side varchar(4) NOT NULL) "
-                "ON COMMIT DELETE ROWS"
-            )
-            cursor.execute("TRUNCATE marketdata_trade_incoming")
-            with cursor.cursor.copy(f"COPY marketdata_trade_incoming ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM marketdata_trade_incoming "  # noqa: S608
-                f"{conflict} RETURNING id, venue_id, instrument_id, trade_id"
-            )
-            inserted: set[TradeKey] = set()
-            for row_id, venue, instrument, trade_id in cursor.fetchall():
-                inserted.add((venue, instrument, trade_id))
-                if row_id > highest.get((venue, instrument), 0):
-                    highest[(venue, instrument)] = row_id
-            return (None if len(inserted) == len(rows) else inserted), highest
+            stored, highest = insert_with_candles(cursor, table, table_name(StoredCandle), rows)
+            if not stored:
+                return None, highest
+            return {(row[0], row[1], row[2]) for row in rows} - stored, highest
         # SQLite: one writer at a time and AUTOINCREMENT ids, so the rows
         # with an id above the previous maximum are exactly this insert's.
         cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")  # noqa: S608
@@ -217,8 +205,8 @@ def _stored_rows(
 
 
 def _update_candles(instrument: int, venue: int, venue_code: str, ticks: list[Tick]) -> int:
-    """Merge the candles of newly stored trades into the stored roll-ups;
-    returns the number of candle rows written."""
+    """Merge the candles of newly stored trades (in time order) into the
+    stored roll-ups, on SQLite; returns the number of candle rows written."""
     table = table_name(StoredCandle)
     quote = connection.ops.quote_name
     read = ", ".join(quote(column) for column in ("id", *CANDLE_READ))
@@ -226,7 +214,6 @@ def _update_candles(instrument: int, venue: int, venue_code: str, ticks: list[Ti
     columns = ", ".join(quote(column) for column in CANDLE_COLUMNS)
     insert = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(CANDLE_COLUMNS))})"  # noqa: S608
     update = f"UPDATE {table} SET {', '.join(f'{quote(column)} = %s' for column in values)} WHERE id = %s"  # noqa: S608
-    sqlite = connection.vendor == "sqlite"
     inserts: list[list[Any]] = []
     updates: list[list[Any]] = []
     with connection.cursor() as cursor:
@@ -239,20 +226,11 @@ def _update_candles(instrument: int, venue: int, venue_code: str, ticks: list[Ti
                 for candle in candles:
                     previous = stored.get(candle.timestamp)
                     if previous is None:
-                        inserts.append(
-                            [instrument, venue, resolution, candle.timestamp, *candle_params(candle, sqlite)]
-                        )
+                        inserts.append([instrument, venue, resolution, candle.timestamp, *candle_params(candle, True)])
                     else:
                         candle.merge(previous[1])
-                        updates.append([*candle_params(candle, sqlite), previous[0]])
-        if inserts and not sqlite:
-            # Buckets not stored yet (the series' writers are serialised, so
-            # none can appear meanwhile): one COPY instead of one statement
-            # per row, which made candles most of PostgreSQL's ingestion time.
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                for row in inserts:
-                    copy.write_row(row)
-        elif inserts:
+                        updates.append([*candle_params(candle, True), previous[0]])
+        if inserts:
             cursor.executemany(insert, inserts)
         if updates:
             cursor.executemany(update, updates)
@@ -268,6 +246,10 @@ def _rows_to_store(batch: list[TradeInput]) -> dict[TradeKey, tuple[tuple[Any, .
     # conversion is correctly rounded.
     sqlite = connection.vendor == "sqlite"
     problem = _decimal_problem
+    # Prices and sizes repeat within a batch: each distinct value is checked
+    # (and converted) once. Equal Decimals pass or fail alike: every check
+    # depends on the value only, not on trailing zeros.
+    checked: dict[Decimal, Any] = {}
     errors: dict[str, list[str]] = {}
     rows: dict[TradeKey, tuple[tuple[Any, ...], Tick, Listing]] = {}
     for index, trade in enumerate(batch):
@@ -276,8 +258,14 @@ def _rows_to_store(batch: list[TradeInput]) -> dict[TradeKey, tuple[tuple[Any, .
             listing = listings.get((venue_code, symbol))
         except TypeError:  # unhashable input
             listing = None
-        db_price = None if problem(price) else float(price) if sqlite else price
-        db_size = None if problem(size) else float(size) if sqlite else size
+        db_price = db_size = None
+        if type(price) is Decimal and type(size) is Decimal and price.is_finite() and size.is_finite():
+            db_price = checked.get(price, _UNSEEN)
+            if db_price is _UNSEEN:
+                db_price = checked[price] = None if problem(price) else float(price) if sqlite else price
+            db_size = checked.get(size, _UNSEEN)
+            if db_size is _UNSEEN:
+                db_size = checked[size] = None if problem(size) else float(size) if sqlite else size
         if (
             listing is None
             or db_price is None
@@ -326,15 +314,17 @@ def ingest_trades(trades: Iterable[TradeInput], *, publish: bool = True) -> Inge
     _lock_series({(listing.instrument_id, listing.venue_id) for _, _, listing in rows.values()})
     inserted, highest = _insert_trades([row for row, _, _ in rows.values()])
 
+    sqlite = connection.vendor == "sqlite"
     grouped: dict[Listing, list[Tick]] = defaultdict(list)
     for key, (_, tick, listing) in rows.items():
         if inserted is None or key in inserted:
             grouped[listing].append(tick)
     series = []
     for listing, ticks in sorted(grouped.items()):
-        ticks.sort(key=attrgetter("ts"))
+        ticks.sort(key=attrgetter("ts"))  # stored_rollups and the publish need time order
         last_row_id = highest[(listing.venue_id, listing.instrument_id)]
-        _update_candles(listing.instrument_id, listing.venue_id, listing.venue, ticks)
+        if sqlite:  # PostgreSQL: done by the insert's statement
+            _update_candles(listing.instrument_id, listing.venue_id, listing.venue, ticks)
         _update_series(listing, ticks, last_row_id)
         series.append(NewTrades(listing.symbol, listing.venue, last_row_id, ticks))
     if publish and series:
