@@ -152,26 +152,33 @@ def _insert_trades(rows: list[tuple[Any, ...]]) -> tuple[set[TradeKey] | None, d
         return {(venue, instrument, trade_id) for venue, instrument, trade_id in cursor.fetchall()}, highest
 
 
-def _update_series(listing: Listing, ticks: list[Tick], last_row_id: int) -> None:
-    """Fold newly stored trades into the series summary (under its lock)."""
-    first_ts = min(tick.ts for tick in ticks)
-    last_ts = max(tick.ts for tick in ticks)
-    series = TradeSeries.objects.filter(instrument_id=listing.instrument_id, venue_id=listing.venue_id).first()
-    if series is None:
-        TradeSeries.objects.create(
-            instrument_id=listing.instrument_id,
-            venue_id=listing.venue_id,
-            trades=len(ticks),
-            first_ts=first_ts,
-            last_ts=last_ts,
-            last_row_id=last_row_id,
+def _update_series(new: list[NewTrades], listings: list[Listing]) -> None:
+    """Fold newly stored trades (each series' ticks in time order) into the
+    series summaries, one upsert for all (under the series' locks)."""
+    table = table_name(TradeSeries)
+    rows = [
+        (
+            listing.instrument_id,
+            listing.venue_id,
+            len(batch.ticks),
+            batch.ticks[0].ts,
+            batch.ticks[-1].ts,
+            batch.watermark,
         )
-        return
-    series.trades += len(ticks)
-    series.first_ts = min(series.first_ts, first_ts)
-    series.last_ts = max(series.last_ts, last_ts)
-    series.last_row_id = max(series.last_row_id, last_row_id)
-    series.save(update_fields=["trades", "first_ts", "last_ts", "last_row_id"])
+        for batch, listing in zip(new, listings, strict=True)
+    ]
+    earlier, later = "EXCLUDED.first_ts < cur.first_ts", "EXCLUDED.last_ts > cur.last_ts"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} AS cur (instrument_id, venue_id, trades, first_ts, last_ts, last_row_id) "  # noqa: S608
+            f"VALUES {', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(rows))} "
+            f"ON CONFLICT (instrument_id, venue_id) DO UPDATE SET trades = cur.trades + EXCLUDED.trades, "
+            f"first_ts = CASE WHEN {earlier} THEN EXCLUDED.first_ts ELSE cur.first_ts END, "
+            f"last_ts = CASE WHEN {later} THEN EXCLUDED.last_ts ELSE cur.last_ts END, "
+            f"last_row_id = CASE WHEN EXCLUDED.last_row_id > cur.last_row_id "
+            f"THEN EXCLUDED.last_row_id ELSE cur.last_row_id END",
+            [value for row in rows for value in row],
+        )
 
 
 def _lock_series(pairs: Iterable[tuple[int, int]]) -> None:
@@ -320,13 +327,16 @@ def ingest_trades(trades: Iterable[TradeInput], *, publish: bool = True) -> Inge
         if inserted is None or key in inserted:
             grouped[listing].append(tick)
     series = []
-    for listing, ticks in sorted(grouped.items()):
-        ticks.sort(key=attrgetter("ts"))  # stored_rollups and the publish need time order
+    listings = sorted(grouped)
+    for listing in listings:
+        ticks = grouped[listing]
+        ticks.sort(key=attrgetter("ts"))  # stored_rollups, the summary and the publish need time order
         last_row_id = highest[(listing.venue_id, listing.instrument_id)]
         if sqlite:  # PostgreSQL: done by the insert's statement
             _update_candles(listing.instrument_id, listing.venue_id, listing.venue, ticks)
-        _update_series(listing, ticks, last_row_id)
         series.append(NewTrades(listing.symbol, listing.venue, last_row_id, ticks))
+    if series:
+        _update_series(series, listings)
     if publish and series:
         publish_after_commit(series)
     return IngestResult(len(batch), sum(len(ticks) for ticks in grouped.values()), series)

@@ -74,11 +74,11 @@ WITH ins AS (
            row_number() OVER (PARTITION BY venue_id, instrument_id ORDER BY {rank_order}) AS rk
     FROM ins
 ), buckets AS (
-    SELECT r.venue_id, r.instrument_id, s.resolution, r.ts - r.ts % s.ms AS bucket,
+    SELECT r.venue_id, r.instrument_id, s.resolution, r.ts - r.ts %% s.ms AS bucket,
            max(r.price) AS high, min(r.price) AS low, sum(r.size) AS volume, count(*) AS trades,
            min(r.rk) AS first_rk, max(r.rk) AS last_rk
     FROM ranked r CROSS JOIN (VALUES {resolutions}) AS s (resolution, ms)
-    GROUP BY r.venue_id, r.instrument_id, s.resolution, r.ts - r.ts % s.ms
+    GROUP BY r.venue_id, r.instrument_id, s.resolution, r.ts - r.ts %% s.ms
 ), candles AS (
     INSERT INTO {candle_table} AS cur (instrument_id, venue_id, resolution, bucket, {open_}, high, low, {close},
         volume, trades, open_ts, open_trade_id, close_ts, close_trade_id)
@@ -96,7 +96,7 @@ WITH ins AS (
 SELECT venue_id, instrument_id, max(id), NULL FROM ins GROUP BY venue_id, instrument_id
 UNION ALL
 SELECT i.venue_id, i.instrument_id, NULL, i.trade_id FROM {STAGING} i
-WHERE NOT EXISTS (
+WHERE (SELECT count(*) FROM ins) < %s AND NOT EXISTS (
     SELECT 1 FROM ins n
     WHERE n.venue_id = i.venue_id AND n.instrument_id = i.instrument_id AND n.trade_id = i.trade_id
 )
@@ -121,7 +121,9 @@ def insert_with_candles(
     with cursor.cursor.copy(f"COPY {STAGING} ({', '.join(TRADE_COLUMNS)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
-    cursor.execute(_statement(trade_table, candle_table))
+    # The already stored trades are looked for only when some were (the
+    # count is a one-time filter, evaluated before the anti-join).
+    cursor.execute(_statement(trade_table, candle_table), [len(rows)])
     stored: set[tuple[int, int, str]] = set()
     highest: dict[tuple[int, int], int] = {}
     for venue, instrument, row_id, trade_id in cursor.fetchall():
