@@ -21,10 +21,15 @@ environment; the worker prints one ``result {...}`` line.
 - **Persisted ingestion**: ``services.ingest_trades`` in batches of --batch
   (validation, idempotent insert, the five stored roll-ups, the series
   summary, the after-commit publish to live charts), one transaction each.
-  **Baseline**, in the same run and before it: the same rows inserted
-  plainly in the same batches into a copy of the trade table (same columns,
-  indexes, checks and foreign keys) with no roll-ups (PostgreSQL: COPY;
-  SQLite: executemany INSERT). Ratio = ingest_trades / baseline.
+  **Baseline**, in the same run, batch by batch alternately with it (each
+  batch goes first to the baseline, then to ingest_trades, so both meet the
+  same load on a shared machine): the same rows inserted plainly in the
+  same batches into a copy of the trade table (same columns, indexes,
+  checks and foreign keys) with no roll-ups (PostgreSQL: COPY; SQLite:
+  executemany INSERT). Rates are trades over the sum of each one's batch
+  times. Ratio = ingest_trades / baseline. --ingest-only stops after this
+  part (and the stored-candle check); --profile FILE runs ingest_trades
+  under cProfile.
 - **In memory**: the first --memory-trades BTC-USDT trades applied one by
   one to a ``CandleBuilder`` of all 14 resolutions (what a live chart does).
 - **Aggregation**: ``candles.aggregate_ticks`` over every BTC-USDT trade
@@ -308,26 +313,43 @@ def drop_plain_table() -> None:
         cursor.execute(f"DROP TABLE {PLAIN}")
 
 
-def timed_batches(groups: list[list[TradeInput]], op: Callable[[list[TradeInput]], Any]) -> dict[str, Any]:
-    per_batch: list[float] = []
-    started = time.perf_counter()
+Op = Callable[[list[TradeInput]], Any]
+
+
+def timed_alternately(groups: list[list[TradeInput]], ops: dict[str, Op], profile: Any = None) -> dict[str, Any]:
+    """Each batch through every op in turn (the baseline, then ours), so
+    that both meet the same load on a shared machine; per op, the sum of
+    its batch times. ``profile`` (a cProfile.Profile) runs only around the
+    last op."""
+    per_batch: dict[str, list[float]] = {name: [] for name in ops}
+    last = list(ops)[-1]
     for group in groups:
-        began = time.perf_counter()
-        op(group)
-        per_batch.append((time.perf_counter() - began) * 1000)
-    elapsed = time.perf_counter() - started
+        for name, op in ops.items():
+            if profile is not None and name == last:
+                profile.enable()
+            began = time.perf_counter()
+            op(group)
+            per_batch[name].append((time.perf_counter() - began) * 1000)
+            if profile is not None and name == last:
+                profile.disable()
     trades = sum(len(group) for group in groups)
-    return {
-        "trades": trades,
-        "batches": len(groups),
-        "seconds": elapsed,
-        "per_s": trades / elapsed,
-        "batch_p50_ms": percentile(per_batch, 50),
-        "batch_p99_ms": percentile(per_batch, 99),
-    }
+    out = {}
+    for name, times in per_batch.items():
+        seconds = sum(times) / 1000
+        out[name] = {
+            "trades": trades,
+            "batches": len(groups),
+            "seconds": seconds,
+            "per_s": trades / seconds,
+            "batch_p50_ms": percentile(times, 50),
+            "batch_p99_ms": percentile(times, 99),
+        }
+    return out
 
 
-def baseline_insert(groups: list[list[TradeInput]]) -> dict[str, Any]:
+def baseline_op() -> tuple[Op, str]:
+    """The plain insert of a batch into the copy of the trade table, and
+    its method's name."""
     from django.db import connection, transaction
 
     from marketdata.models import Instrument, Venue
@@ -350,18 +372,13 @@ def baseline_insert(groups: list[list[TradeInput]]) -> dict[str, Any]:
                 for row in rows:
                     copy.write_row(row)
 
-    create_plain_table()
-    try:
-        result = timed_batches(groups, insert_batch)
-    finally:
-        drop_plain_table()
-    result["method"] = "executemany INSERT" if sqlite else "COPY"
-    return result
+    return insert_batch, "executemany INSERT" if sqlite else "COPY"
 
 
-def ingest(groups: list[list[TradeInput]], profile: str | None = None) -> dict[str, Any]:
-    """ingest_trades per batch; with ``profile``, under cProfile, whose
-    statistics go to that file (``python -m pstats FILE``)."""
+def persisted(groups: list[list[TradeInput]], profile: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The baseline and ingest_trades, batch by batch alternately; with
+    ``profile``, ingest_trades runs under cProfile, whose statistics go to
+    that file (``python -m pstats FILE``)."""
     from marketdata import services
 
     inserted = 0
@@ -370,17 +387,23 @@ def ingest(groups: list[list[TradeInput]], profile: str | None = None) -> dict[s
         nonlocal inserted
         inserted += services.ingest_trades(group).inserted
 
+    profiler = None
     if profile:
         import cProfile
 
         profiler = cProfile.Profile()
-        result = profiler.runcall(timed_batches, groups, ingest_batch)
+    create_plain_table()
+    try:
+        baseline, method = baseline_op()
+        results = timed_alternately(groups, {"baseline": baseline, "ingest": ingest_batch}, profiler)
+    finally:
+        drop_plain_table()
+    if profiler is not None and profile:
         profiler.dump_stats(profile)
-    else:
-        result = timed_batches(groups, ingest_batch)
-    result["inserted"] = inserted
-    result["batch_size"] = len(groups[0]) if groups else 0
-    return result
+    results["baseline"]["method"] = method
+    results["ingest"]["inserted"] = inserted
+    results["ingest"]["batch_size"] = len(groups[0]) if groups else 0
+    return results["baseline"], results["ingest"]
 
 
 def stored_check(minute: list[Any], start_ms: int, end_ms: int) -> dict[str, Any]:
@@ -802,10 +825,9 @@ def worker(stack: str, args: argparse.Namespace) -> dict[str, Any]:
         for venue, _ in VENUES:
             services.ensure_listing(venue, symbol)
     groups = chunks(store, args.batch)
-    log(f"{stack}: baseline: plain bulk insert of {len(store):,} trades")
-    results["baseline"] = baseline_insert(groups)
-    log(f"{stack}: ingest_trades: {len(store):,} trades in batches of {args.batch:,}")
-    results["ingest"] = ingest(groups, args.profile.replace("STACK", stack) if args.profile else None)
+    log(f"{stack}: plain bulk insert and ingest_trades, {len(store):,} trades in batches of {args.batch:,}")
+    profile = args.profile.replace("STACK", stack) if args.profile else None
+    results["baseline"], results["ingest"] = persisted(groups, profile)
     results["stored"] = stored_check(minute, end_ms - DAY_MS, end_ms)
     if args.ingest_only:
         results["load_at_end"] = os.getloadavg()[0]
