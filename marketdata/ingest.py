@@ -4,8 +4,8 @@
 already stored, and updates the stored candles (1s and coarser, per venue)
 with exactly the trades it inserted, in the same transaction: on
 PostgreSQL with COPY and one set-based statement (``marketdata.ingest_sql``),
-on SQLite with executemany and a read-merge-write of the touched candles
-(SQLite keeps exact volumes as text, which SQL cannot add). Writers of one
+on SQLite with executemany, candles built in Python and merged by one
+upsert (exact volumes are text there, added by a registered function). Writers of one
 (instrument, venue) are serialised so that the read-merge-write of its
 candles is exact: by SQLite's single writer (transactions begin IMMEDIATE),
 and on PostgreSQL by a transaction-level advisory lock per (instrument,
@@ -18,21 +18,20 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Context, Decimal, Inexact, localcontext
+from decimal import Context, Decimal, Inexact
 from operator import attrgetter
 from typing import Any
 
 from django.db import connection, transaction
 
-from marketdata.candles import EXACT, Candle, Tick, stored_rollups
+from marketdata.candles import Tick, stored_rollups
 from marketdata.errors import InvalidTrades
-from marketdata.ingest_sql import insert_with_candles
+from marketdata.ingest_sql import insert_with_candles, upsert_candles_sqlite
 from marketdata.listings import Listing, resolve_listings
 from marketdata.models import Candle as StoredCandle
 from marketdata.models import Trade, TradeSeries
 from marketdata.publish import publish_after_commit
-from marketdata.resolutions import RESOLUTION_MS
-from marketdata.storage import CANDLE_COLUMNS, CANDLE_READ, candle_from_row, candle_params, table_name
+from marketdata.storage import CANDLE_COLUMNS, candle_params, table_name
 from marketdata.trades import NewTrades, TradeInput
 from marketdata.windows import MAX_TIMESTAMP_MS
 
@@ -189,59 +188,21 @@ def _lock_series(pairs: Iterable[tuple[int, int]]) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"marketdata.series:{instrument}:{venue}"])
 
 
-def _stored_rows(
-    cursor: Any, read: str, instrument: int, venue: int, resolution: str, candles: list[Candle]
-) -> list[tuple[Any, ...]]:
-    """The stored rows of the buckets ``candles`` touch: one range read when
-    they are dense, else by bucket, so that a late trade next to a recent one
-    does not read every row in between."""
-    table = table_name(StoredCandle)
-    where = f"SELECT {read} FROM {table} WHERE instrument_id = %s AND resolution = %s AND venue_id = %s"  # noqa: S608
-    first, last = candles[0].timestamp, candles[-1].timestamp
-    if (last - first) // RESOLUTION_MS[resolution] < 4 * len(candles):
-        cursor.execute(f"{where} AND bucket >= %s AND bucket <= %s", [instrument, resolution, venue, first, last])
-        return list(cursor.fetchall())
-    rows: list[tuple[Any, ...]] = []
-    for start in range(0, len(candles), 500):
-        buckets = [candle.timestamp for candle in candles[start : start + 500]]
-        cursor.execute(
-            f"{where} AND bucket IN ({', '.join(['%s'] * len(buckets))})", [instrument, resolution, venue, *buckets]
-        )
-        rows.extend(cursor.fetchall())
-    return rows
-
-
-def _update_candles(instrument: int, venue: int, venue_code: str, ticks: list[Tick]) -> int:
-    """Merge the candles of newly stored trades (in time order) into the
-    stored roll-ups, on SQLite; returns the number of candle rows written."""
-    table = table_name(StoredCandle)
+def _update_candles(instrument: int, venue: int, ticks: list[Tick]) -> int:
+    """SQLite: the candles of newly stored trades (in time order) at every
+    stored resolution, merged into the stored ones by one upsert
+    (``ingest_sql.upsert_candles_sqlite``); returns the number of candles
+    written. PostgreSQL does this in the insert's statement."""
     quote = connection.ops.quote_name
-    read = ", ".join(quote(column) for column in ("id", *CANDLE_READ))
-    values = CANDLE_COLUMNS[4:]
     columns = ", ".join(quote(column) for column in CANDLE_COLUMNS)
-    insert = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(CANDLE_COLUMNS))})"  # noqa: S608
-    update = f"UPDATE {table} SET {', '.join(f'{quote(column)} = %s' for column in values)} WHERE id = %s"  # noqa: S608
-    inserts: list[list[Any]] = []
-    updates: list[list[Any]] = []
+    rows = [
+        [instrument, venue, resolution, candle.timestamp, *candle_params(candle, True)]
+        for resolution, candles in stored_rollups(ticks).items()
+        for candle in candles
+    ]
     with connection.cursor() as cursor:
-        for resolution, candles in stored_rollups(ticks).items():
-            stored = {
-                row[1]: (row[0], candle_from_row(row[1:], venue_code))
-                for row in _stored_rows(cursor, read, instrument, venue, resolution, candles)
-            }
-            with localcontext(EXACT):
-                for candle in candles:
-                    previous = stored.get(candle.timestamp)
-                    if previous is None:
-                        inserts.append([instrument, venue, resolution, candle.timestamp, *candle_params(candle, True)])
-                    else:
-                        candle.merge(previous[1])
-                        updates.append([*candle_params(candle, True), previous[0]])
-        if inserts:
-            cursor.executemany(insert, inserts)
-        if updates:
-            cursor.executemany(update, updates)
-    return len(inserts) + len(updates)
+        upsert_candles_sqlite(cursor, table_name(StoredCandle), columns, rows)
+    return len(rows)
 
 
 def _rows_to_store(batch: list[TradeInput]) -> dict[TradeKey, tuple[tuple[Any, ...], Tick, Listing]]:
@@ -333,7 +294,7 @@ def ingest_trades(trades: Iterable[TradeInput], *, publish: bool = True) -> Inge
         ticks.sort(key=attrgetter("ts"))  # stored_rollups, the summary and the publish need time order
         last_row_id = highest[(listing.venue_id, listing.instrument_id)]
         if sqlite:  # PostgreSQL: done by the insert's statement
-            _update_candles(listing.instrument_id, listing.venue_id, listing.venue, ticks)
+            _update_candles(listing.instrument_id, listing.venue_id, ticks)
         series.append(NewTrades(listing.symbol, listing.venue, last_row_id, ticks))
     if series:
         _update_series(series, listings)

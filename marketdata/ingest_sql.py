@@ -1,10 +1,11 @@
-"""PostgreSQL ingestion in one set-based statement.
+"""Set-based SQL of ingestion: on PostgreSQL one statement for trades and
+candles; on SQLite the candle upsert.
 
-The batch (unique trade keys, validated by ``marketdata.ingest``) is loaded
-with COPY into a session temporary table; one statement then inserts the
-trades, skipping those already stored, and folds exactly the inserted ones
-into the stored candles of every stored resolution (INSERT ... ON CONFLICT
-DO UPDATE), all in the database:
+PostgreSQL: the batch (unique trade keys, validated by ``marketdata.ingest``)
+is loaded with COPY into a session temporary table; one statement then
+inserts the trades, skipping those already stored, and folds exactly the
+inserted ones into the stored candles of every stored resolution (INSERT ...
+ON CONFLICT DO UPDATE), all in the database:
 
 - the new trades of each series are ranked once by the candle order
   ``(exchange timestamp, trade id)`` (``candles.trade_id_key``: ids of ASCII
@@ -16,16 +17,24 @@ DO UPDATE), all in the database:
   add up. Out-of-order and repeated trades therefore give the same candles
   as one aggregation of all the trades.
 
-Values travel only as COPY data; the SQL text holds identifiers and the
-code's own resolutions. The caller holds the series' advisory locks.
+SQLite: candles are built in Python (exact volumes are decimal text there,
+which SQL cannot add) and written by one executemany upsert with the same
+merge; conflicting volumes are added by ``lc_exact_add``, a function
+registered on the connection.
+
+Values travel only as COPY data or parameters; the SQL text holds
+identifiers and the code's own resolutions. The caller holds the series'
+locks (advisory locks on PostgreSQL, SQLite's single writer).
 """
 
 from __future__ import annotations
 
+from decimal import Decimal, localcontext
 from typing import Any
 
 from django.db import connection
 
+from marketdata.candles import EXACT
 from marketdata.resolutions import RESOLUTION_MS, STORED_RESOLUTIONS
 
 STAGING = "marketdata_trade_incoming"
@@ -33,16 +42,64 @@ TRADE_COLUMNS = ("venue_id", "instrument_id", "trade_id", "ts", "price", "size",
 _DIGITS = "^[0-9]+$"
 
 
-def _order_key(ts: str, trade_id: str) -> str:
+def _order_key(ts: str, trade_id: str, sqlite: bool = False) -> str:
     """A row constructor ordering trades of one venue as
     ``(ts, trade_id_key(trade_id))`` does: digit ids first, by their value
     (length without leading zeros, then digits), then by the id's text;
-    other ids by their text, compared by code point (COLLATE "C" on UTF-8)."""
-    numeric = f"({trade_id} ~ '{_DIGITS}')"
+    other ids by their text, compared by code point (COLLATE "C" on UTF-8,
+    SQLite's BINARY)."""
+    numeric = f"({trade_id} NOT GLOB '*[^0-9]*')" if sqlite else f"({trade_id} ~ '{_DIGITS}')"
+    collate = "COLLATE BINARY" if sqlite else 'COLLATE "C"'
     return (
         f"({ts}, NOT {numeric}, CASE WHEN {numeric} THEN length(ltrim({trade_id}, '0')) ELSE 0 END, "
-        f"(CASE WHEN {numeric} THEN ltrim({trade_id}, '0') ELSE '' END) COLLATE \"C\", "
-        f'{trade_id} COLLATE "C")'
+        f"(CASE WHEN {numeric} THEN ltrim({trade_id}, '0') ELSE '' END) {collate}, "
+        f"{trade_id} {collate})"
+    )
+
+
+def _merge_set(sqlite: bool) -> str:
+    """The SET of a candle upsert merging the new candle (EXCLUDED) into the
+    stored one (``cur``): open or close replaced only by an earlier or later
+    trade, high and low widened, volume and count added. On SQLite volumes
+    are exact decimal text, added by ``lc_exact_add``."""
+    quote = connection.ops.quote_name
+    open_, close = quote("open"), quote("close")
+    earlier = (
+        f"{_order_key('EXCLUDED.open_ts', 'EXCLUDED.open_trade_id', sqlite)} < "
+        f"{_order_key('cur.open_ts', 'cur.open_trade_id', sqlite)}"
+    )
+    later = (
+        f"{_order_key('EXCLUDED.close_ts', 'EXCLUDED.close_trade_id', sqlite)} > "
+        f"{_order_key('cur.close_ts', 'cur.close_trade_id', sqlite)}"
+    )
+
+    def pick(condition: str, column: str) -> str:
+        return f"{column} = CASE WHEN {condition} THEN EXCLUDED.{column} ELSE cur.{column} END"
+
+    greatest, least = ("max", "min") if sqlite else ("GREATEST", "LEAST")
+    volume = "lc_exact_add(cur.volume, EXCLUDED.volume)" if sqlite else "cur.volume + EXCLUDED.volume"
+    return (
+        f"{pick(earlier, open_)}, {pick(earlier, 'open_ts')}, {pick(earlier, 'open_trade_id')}, "
+        f"{pick(later, close)}, {pick(later, 'close_ts')}, {pick(later, 'close_trade_id')}, "
+        f"high = {greatest}(cur.high, EXCLUDED.high), low = {least}(cur.low, EXCLUDED.low), "
+        f"volume = {volume}, trades = cur.trades + EXCLUDED.trades"
+    )
+
+
+def _exact_add(a: Any, b: Any) -> str:
+    with localcontext(EXACT):
+        return format(Decimal(a) + Decimal(b), "f")
+
+
+def upsert_candles_sqlite(cursor: Any, candle_table: str, columns: str, rows: list[list[Any]]) -> None:
+    """SQLite: write candles of new trades (``columns``: the table's key and
+    values, in ``rows``' order), merged into stored ones in one executemany."""
+    cursor.connection.create_function("lc_exact_add", 2, _exact_add, deterministic=True)
+    placeholders = ", ".join(["%s"] * len(rows[0]))
+    cursor.executemany(
+        f"INSERT INTO {candle_table} AS cur ({columns}) VALUES ({placeholders}) "  # noqa: S608
+        f"ON CONFLICT (instrument_id, resolution, bucket, venue_id) DO UPDATE SET {_merge_set(True)}",
+        rows,
     )
 
 
@@ -52,16 +109,6 @@ def _statement(trade_table: str, candle_table: str) -> str:
     resolutions = ", ".join(f"('{name}', {RESOLUTION_MS[name]}::bigint)" for name in STORED_RESOLUTIONS)
     rank_order = _order_key("ts", "trade_id")[1:-1]  # the same key as ORDER BY items
     open_, close = quote("open"), quote("close")
-    earlier = (
-        f"{_order_key('EXCLUDED.open_ts', 'EXCLUDED.open_trade_id')} < {_order_key('cur.open_ts', 'cur.open_trade_id')}"
-    )
-    later = (
-        f"{_order_key('EXCLUDED.close_ts', 'EXCLUDED.close_trade_id')} > "
-        f"{_order_key('cur.close_ts', 'cur.close_trade_id')}"
-    )
-
-    def pick(condition: str, column: str) -> str:
-        return f"{column} = CASE WHEN {condition} THEN EXCLUDED.{column} ELSE cur.{column} END"
 
     # Identifiers and the code's own constants only: values go by COPY.
     return f"""
@@ -87,11 +134,7 @@ WITH ins AS (
     FROM buckets b
     JOIN ranked o ON o.venue_id = b.venue_id AND o.instrument_id = b.instrument_id AND o.rk = b.first_rk
     JOIN ranked c ON c.venue_id = b.venue_id AND c.instrument_id = b.instrument_id AND c.rk = b.last_rk
-    ON CONFLICT (instrument_id, resolution, bucket, venue_id) DO UPDATE SET
-        {pick(earlier, open_)}, {pick(earlier, "open_ts")}, {pick(earlier, "open_trade_id")},
-        {pick(later, close)}, {pick(later, "close_ts")}, {pick(later, "close_trade_id")},
-        high = GREATEST(cur.high, EXCLUDED.high), low = LEAST(cur.low, EXCLUDED.low),
-        volume = cur.volume + EXCLUDED.volume, trades = cur.trades + EXCLUDED.trades
+    ON CONFLICT (instrument_id, resolution, bucket, venue_id) DO UPDATE SET {_merge_set(False)}
 )
 SELECT venue_id, instrument_id, max(id), NULL FROM ins GROUP BY venue_id, instrument_id
 UNION ALL
