@@ -3,11 +3,12 @@
 ``ingest_trades`` validates a batch, inserts it in bulk ignoring trades
 already stored, and updates the stored candles (1s and coarser, per venue)
 with exactly the trades it inserted, in the same transaction: on
-PostgreSQL with COPY and one set-based statement (``marketdata.ingest_sql``),
-on SQLite with executemany, candles built in Python and merged by one
-upsert (exact volumes are text there, added by a registered function). Writers of one
-(instrument, venue) are serialised so that the read-merge-write of its
-candles is exact: by SQLite's single writer (transactions begin IMMEDIATE),
+PostgreSQL with COPY and one set-based statement (``marketdata.ingest_sql``);
+on SQLite with executemany, and candles built in Python and merged into the
+stored ones by one upsert (exact volumes are text there, added by a
+registered function). Writers of one (instrument, venue) are serialised, so
+that its series summary and the trades a batch reports as new are exact:
+by SQLite's single writer (transactions begin IMMEDIATE),
 and on PostgreSQL by a transaction-level advisory lock per (instrument,
 venue), taken in a fixed order before anything is written. The new trades
 reach live charts after commit (``marketdata.publish``).
