@@ -21,10 +21,15 @@ environment; the worker prints one ``result {...}`` line.
 - **Persisted ingestion**: ``services.ingest_trades`` in batches of --batch
   (validation, idempotent insert, the five stored roll-ups, the series
   summary, the after-commit publish to live charts), one transaction each.
-  **Baseline**, in the same run and before it: the same rows inserted
-  plainly in the same batches into a copy of the trade table (same columns,
-  indexes, checks and foreign keys) with no roll-ups (PostgreSQL: COPY;
-  SQLite: executemany INSERT). Ratio = ingest_trades / baseline.
+  **Baseline**, in the same run, batch by batch alternately with it (each
+  batch goes first to the baseline, then to ingest_trades, so both meet the
+  same load on a shared machine): the same rows inserted plainly in the
+  same batches into a copy of the trade table (same columns, indexes,
+  checks and foreign keys) with no roll-ups (PostgreSQL: COPY; SQLite:
+  executemany INSERT). Rates are trades over the sum of each one's batch
+  times. Ratio = ingest_trades / baseline. --ingest-only stops after this
+  part (and the stored-candle check); --profile FILE runs ingest_trades
+  under cProfile.
 - **In memory**: the first --memory-trades BTC-USDT trades applied one by
   one to a ``CandleBuilder`` of all 14 resolutions (what a live chart does).
 - **Aggregation**: ``candles.aggregate_ticks`` over every BTC-USDT trade
@@ -308,26 +313,43 @@ def drop_plain_table() -> None:
         cursor.execute(f"DROP TABLE {PLAIN}")
 
 
-def timed_batches(groups: list[list[TradeInput]], op: Callable[[list[TradeInput]], Any]) -> dict[str, Any]:
-    per_batch: list[float] = []
-    started = time.perf_counter()
+Op = Callable[[list[TradeInput]], Any]
+
+
+def timed_alternately(groups: list[list[TradeInput]], ops: dict[str, Op], profile: Any = None) -> dict[str, Any]:
+    """Each batch through every op in turn (the baseline, then ours), so
+    that both meet the same load on a shared machine; per op, the sum of
+    its batch times. ``profile`` (a cProfile.Profile) runs only around the
+    last op."""
+    per_batch: dict[str, list[float]] = {name: [] for name in ops}
+    last = list(ops)[-1]
     for group in groups:
-        began = time.perf_counter()
-        op(group)
-        per_batch.append((time.perf_counter() - began) * 1000)
-    elapsed = time.perf_counter() - started
+        for name, op in ops.items():
+            if profile is not None and name == last:
+                profile.enable()
+            began = time.perf_counter()
+            op(group)
+            per_batch[name].append((time.perf_counter() - began) * 1000)
+            if profile is not None and name == last:
+                profile.disable()
     trades = sum(len(group) for group in groups)
-    return {
-        "trades": trades,
-        "batches": len(groups),
-        "seconds": elapsed,
-        "per_s": trades / elapsed,
-        "batch_p50_ms": percentile(per_batch, 50),
-        "batch_p99_ms": percentile(per_batch, 99),
-    }
+    out = {}
+    for name, times in per_batch.items():
+        seconds = sum(times) / 1000
+        out[name] = {
+            "trades": trades,
+            "batches": len(groups),
+            "seconds": seconds,
+            "per_s": trades / seconds,
+            "batch_p50_ms": percentile(times, 50),
+            "batch_p99_ms": percentile(times, 99),
+        }
+    return out
 
 
-def baseline_insert(groups: list[list[TradeInput]]) -> dict[str, Any]:
+def baseline_op() -> tuple[Op, str]:
+    """The plain insert of a batch into the copy of the trade table, and
+    its method's name."""
     from django.db import connection, transaction
 
     from marketdata.models import Instrument, Venue
@@ -350,16 +372,13 @@ def baseline_insert(groups: list[list[TradeInput]]) -> dict[str, Any]:
                 for row in rows:
                     copy.write_row(row)
 
-    create_plain_table()
-    try:
-        result = timed_batches(groups, insert_batch)
-    finally:
-        drop_plain_table()
-    result["method"] = "executemany INSERT" if sqlite else "COPY"
-    return result
+    return insert_batch, "executemany INSERT" if sqlite else "COPY"
 
 
-def ingest(groups: list[list[TradeInput]]) -> dict[str, Any]:
+def persisted(groups: list[list[TradeInput]], profile: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The baseline and ingest_trades, batch by batch alternately; with
+    ``profile``, ingest_trades runs under cProfile, whose statistics go to
+    that file (``python -m pstats FILE``)."""
     from marketdata import services
 
     inserted = 0
@@ -368,10 +387,23 @@ def ingest(groups: list[list[TradeInput]]) -> dict[str, Any]:
         nonlocal inserted
         inserted += services.ingest_trades(group).inserted
 
-    result = timed_batches(groups, ingest_batch)
-    result["inserted"] = inserted
-    result["batch_size"] = len(groups[0]) if groups else 0
-    return result
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+    create_plain_table()
+    try:
+        baseline, method = baseline_op()
+        results = timed_alternately(groups, {"baseline": baseline, "ingest": ingest_batch}, profiler)
+    finally:
+        drop_plain_table()
+    if profiler is not None and profile:
+        profiler.dump_stats(profile)
+    results["baseline"]["method"] = method
+    results["ingest"]["inserted"] = inserted
+    results["ingest"]["batch_size"] = len(groups[0]) if groups else 0
+    return results["baseline"], results["ingest"]
 
 
 def stored_check(minute: list[Any], start_ms: int, end_ms: int) -> dict[str, Any]:
@@ -761,7 +793,7 @@ def worker(stack: str, args: argparse.Namespace) -> dict[str, Any]:
     from django.db import connections
 
     from marketdata import services
-    from marketdata.candles import Tick
+    from marketdata.candles import Tick, aggregate_ticks
     from realtime.protocol import now_ms
 
     results: dict[str, Any] = {"load_at_start": os.getloadavg()[0]}
@@ -782,19 +814,24 @@ def worker(stack: str, args: argparse.Namespace) -> dict[str, Any]:
     gc.collect()
     gc.freeze()
 
-    log(f"{stack}: in memory: CandleBuilder, aggregation against polars")
-    results["builder"] = builder_rate(ticks[: args.memory_trades])
-    results["aggregation"], minute = aggregation(ticks, args.polars_runs)
+    if args.ingest_only:
+        minute = aggregate_ticks(ticks, RESOLUTION_MS["1m"])
+    else:
+        log(f"{stack}: in memory: CandleBuilder, aggregation against polars")
+        results["builder"] = builder_rate(ticks[: args.memory_trades])
+        results["aggregation"], minute = aggregation(ticks, args.polars_runs)
 
     for symbol in SYMBOLS:
         for venue, _ in VENUES:
             services.ensure_listing(venue, symbol)
     groups = chunks(store, args.batch)
-    log(f"{stack}: baseline: plain bulk insert of {len(store):,} trades")
-    results["baseline"] = baseline_insert(groups)
-    log(f"{stack}: ingest_trades: {len(store):,} trades in batches of {args.batch:,}")
-    results["ingest"] = ingest(groups)
+    log(f"{stack}: plain bulk insert and ingest_trades, {len(store):,} trades in batches of {args.batch:,}")
+    profile = args.profile.replace("STACK", stack) if args.profile else None
+    results["baseline"], results["ingest"] = persisted(groups, profile)
     results["stored"] = stored_check(minute, end_ms - DAY_MS, end_ms)
+    if args.ingest_only:
+        results["load_at_end"] = os.getloadavg()[0]
+        return results
     results["fetch_in_process"] = in_process_fetch(end_ms, 10)
     prepare_users(args.subscribers)
     del store, ticks, groups, minute
@@ -836,7 +873,12 @@ def run_stack(stack: str, args: argparse.Namespace) -> dict[str, Any]:
         with server_environment(Path(tmp), **kwargs) as env:
             command = [sys.executable, str(Path(__file__).resolve()), "--worker", stack]
             for option in WORKER_OPTIONS:
-                command += [f"--{option.replace('_', '-')}", str(getattr(args, option))]
+                value = getattr(args, option)
+                flag = f"--{option.replace('_', '-')}"
+                if isinstance(value, bool):
+                    command += [flag] if value else []
+                elif value is not None:
+                    command += [flag, str(value)]
             done = subprocess.run(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, check=False)
             lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
             if done.returncode != 0 or not lines:
@@ -850,9 +892,14 @@ def report(stack: str, r: dict[str, Any]) -> None:
     mix = ", ".join(f"{symbol} {count:,}" for symbol, count in store["per_symbol"].items())
     print(f"\n== {stack} stack ({STACK_LABELS[stack]}) ==")
     print(f"store: {store['trades']:,} trades ({mix}) on {' + '.join(store['venues'])}, 24 h ending now")
+    ingest_only = "requests" not in r
     print(
         f"machine load (1-min average, 2 cores): {r['load_at_start']:.1f} at the start, "
-        f"{r['load_before_requests']:.1f} before the requests"
+        + (
+            f"{r['load_at_end']:.1f} at the end"
+            if ingest_only
+            else f"{r['load_before_requests']:.1f} before the requests"
+        )
     )
 
     base, ours = r["baseline"], r["ingest"]
@@ -868,6 +915,13 @@ def report(stack: str, r: dict[str, Any]) -> None:
             f"{label:52}{row['per_s']:>10,.0f}{row['per_s'] / base['per_s']:>8.2f}"
             f"{row['batch_p50_ms']:>9.0f}ms{row['batch_p99_ms']:>9.0f}ms"
         )
+    s = r["stored"]
+    print(
+        f"stored 1m candles == in-memory aggregation: {s['equal']} ({s['candles']:,} candles; "
+        f"series count {s['series_trades']:,})"
+    )
+    if ingest_only:
+        return
     b = r["builder"]
     print(f"{'in memory: CandleBuilder, ' + str(b['resolutions']) + ' resolutions':52}{b['per_s']:>10,.0f}")
 
@@ -882,12 +936,6 @@ def report(stack: str, r: dict[str, Any]) -> None:
             f"{resolution:12}{x['candles']:>9,}{x['ours_per_s']:>12,.0f}{x['polars_per_s']:>12,.0f}"
             f"{x['ours_per_s'] / x['polars_per_s']:>8.3f}  {x['equal']} ({x['mismatched']} mismatched)"
         )
-    s = r["stored"]
-    print(
-        f"stored 1m candles == in-memory aggregation: {s['equal']} ({s['candles']:,} candles; "
-        f"series count {s['series_trades']:,})"
-    )
-
     print(
         f"{'request_market_data (WebSocket)':36}{'candles':>9}{'KiB':>7}{'p50 ms':>9}{'p95 ms':>9}"
         f"{'p99 ms':>9}{'max ms':>9}{'in-proc p50':>13}"
@@ -945,6 +993,8 @@ WORKER_OPTIONS = (
     "busy_trades",
     "busy_rate",
     "live_path",
+    "ingest_only",
+    "profile",
 )
 
 
@@ -963,6 +1013,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--busy-trades", type=int, default=100)
     p.add_argument("--busy-rate", type=float, default=20.0, help="trades per second in the busy phase")
     p.add_argument("--live-path", choices=["auto", "commit", "post"], default="auto")
+    p.add_argument(
+        "--ingest-only", action="store_true", help="only the persisted part: baseline and ingest_trades, stored check"
+    )
+    p.add_argument("--profile", metavar="FILE", help="cProfile ingest_trades into FILE (STACK: the stack's name)")
     add_service_arguments(p)
     p.add_argument("--clients", metavar="URL", help=argparse.SUPPRESS)
     return p

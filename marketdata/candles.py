@@ -278,14 +278,51 @@ def rollup_candle_rows(
     return _finish(buckets, price)
 
 
-def stored_rollups(ticks: Iterable[Tick]) -> dict[str, list[Candle]]:
-    """Candles of every stored resolution: 1s from the ticks, each coarser
-    one from the previous (every stored resolution divides the next)."""
+def aggregate_time_ordered(ticks: list[Tick], resolution_ms: int) -> list[Candle]:
+    """``aggregate_ticks`` for ticks sorted by timestamp (ties in any
+    order), in one pass: a trade opens a bucket or is its new close, and the
+    full order key is computed only for trades of the same millisecond as
+    the bucket's open or close."""
+    out: list[Candle] = []
+    candle: Candle | None = None
+    end = -1
+    with localcontext(EXACT):
+        for tick in ticks:
+            ts, price = tick.ts, tick.price
+            if ts >= end:
+                start = ts - ts % resolution_ms
+                end = start + resolution_ms
+                key = (ts, tick.venue, trade_id_key(tick.trade_id))
+                candle = Candle(start, price, price, price, price, tick.size, 1, key, key)
+                out.append(candle)
+                continue
+            assert candle is not None
+            if price > candle.high:
+                candle.high = price
+            elif price < candle.low:
+                candle.low = price
+            candle.volume += tick.size
+            candle.trades += 1
+            if ts > candle.close_key[0]:
+                candle.close, candle.close_key = price, (ts, tick.venue, trade_id_key(tick.trade_id))
+                continue
+            key = (ts, tick.venue, trade_id_key(tick.trade_id))
+            if key > candle.close_key:
+                candle.close, candle.close_key = price, key
+            elif key < candle.open_key:
+                candle.open, candle.open_key = price, key
+    return out
+
+
+def stored_rollups(ticks: list[Tick]) -> dict[str, list[Candle]]:
+    """Candles of every stored resolution from ticks sorted by timestamp:
+    1s from the ticks, each coarser one from the previous (every stored
+    resolution divides the next)."""
     out: dict[str, list[Candle]] = {}
     previous: list[Candle] | None = None
     for name in STORED_RESOLUTIONS:
         size = RESOLUTION_MS[name]
-        previous = aggregate_ticks(ticks, size) if previous is None else rollup(previous, size)
+        previous = aggregate_time_ordered(ticks, size) if previous is None else rollup(previous, size)
         out[name] = previous
     return out
 

@@ -2,9 +2,13 @@
 
 ``ingest_trades`` validates a batch, inserts it in bulk ignoring trades
 already stored, and updates the stored candles (1s and coarser, per venue)
-with exactly the trades it inserted, in the same transaction. Writers of one
-(instrument, venue) are serialised so that the read-merge-write of its
-candles is exact: by SQLite's single writer (transactions begin IMMEDIATE),
+with exactly the trades it inserted, in the same transaction: on
+PostgreSQL with COPY and one set-based statement (``marketdata.ingest_sql``);
+on SQLite with executemany, and candles built in Python and merged into the
+stored ones by one upsert (exact volumes are text there, added by a
+registered function). Writers of one (instrument, venue) are serialised, so
+that its series summary and the trades a batch reports as new are exact:
+by SQLite's single writer (transactions begin IMMEDIATE),
 and on PostgreSQL by a transaction-level advisory lock per (instrument,
 venue), taken in a fixed order before anything is written. The new trades
 reach live charts after commit (``marketdata.publish``).
@@ -15,20 +19,20 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Context, Decimal, Inexact, localcontext
+from decimal import Context, Decimal, Inexact
 from operator import attrgetter
 from typing import Any
 
 from django.db import connection, transaction
 
-from marketdata.candles import EXACT, Candle, Tick, stored_rollups
+from marketdata.candles import Tick, stored_rollups
 from marketdata.errors import InvalidTrades
+from marketdata.ingest_sql import insert_with_candles, upsert_candles_sqlite
 from marketdata.listings import Listing, resolve_listings
 from marketdata.models import Candle as StoredCandle
 from marketdata.models import Trade, TradeSeries
 from marketdata.publish import publish_after_commit
-from marketdata.resolutions import RESOLUTION_MS
-from marketdata.storage import CANDLE_COLUMNS, CANDLE_READ, candle_from_row, candle_params, table_name
+from marketdata.storage import CANDLE_COLUMNS, candle_params, table_name
 from marketdata.trades import NewTrades, TradeInput
 from marketdata.windows import MAX_TIMESTAMP_MS
 
@@ -39,6 +43,7 @@ SIDES = ("buy", "sell")  # a tuple: membership needs no hashing of arbitrary inp
 _SIGNIFICANT = Context(prec=MAX_SIGNIFICANT_DIGITS, traps=[Inexact])
 _PLACES = Context(prec=MAX_SIGNIFICANT_DIGITS + MAX_DECIMAL_PLACES + MAX_INTEGER_DIGITS, traps=[Inexact])
 _LAST_PLACE = Decimal(1).scaleb(-MAX_DECIMAL_PLACES)
+_UNSEEN = object()
 
 
 def _decimal_problem(value: Any) -> str | None:
@@ -111,36 +116,19 @@ SeriesKey = tuple[int, int]  # (venue id, instrument id)
 def _insert_trades(rows: list[tuple[Any, ...]]) -> tuple[set[TradeKey] | None, dict[SeriesKey, int]]:
     """Insert, skipping trades already stored. Returns the keys (venue,
     instrument, trade id) inserted, or None when every row was, and the
-    highest new Trade id per series."""
+    highest new Trade id per series. On PostgreSQL the same statement
+    updates the stored candles (``marketdata.ingest_sql``); on SQLite the
+    caller does (``_update_candles``)."""
     table = table_name(Trade)
     columns = ", ".join(_TRADE_COLUMNS)
     conflict = "ON CONFLICT (venue_id, instrument_id, trade_id) DO NOTHING"
     highest: dict[SeriesKey, int] = {}
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # COPY into a session temp table, then one INSERT ... SELECT whose
-            # RETURNING lists exactly the rows this transaction inserted, even
-            # with concurrent writers of the same trades.
-            cursor.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS marketdata_trade_incoming (venue_id bigint NOT NULL, "
-                "instrument_id bigint NOT NULL, trade_id varchar(64) NOT NULL, ts bigint NOT NULL, "
-                "price numeric(38, 18) NOT NULL, size numeric(38, 18) NOT NULL, side varchar(4) NOT NULL) "
-                "ON COMMIT DELETE ROWS"
-            )
-            cursor.execute("TRUNCATE marketdata_trade_incoming")
-            with cursor.cursor.copy(f"COPY marketdata_trade_incoming ({columns}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) SELECT {columns} FROM marketdata_trade_incoming "  # noqa: S608
-                f"{conflict} RETURNING id, venue_id, instrument_id, trade_id"
-            )
-            inserted: set[TradeKey] = set()
-            for row_id, venue, instrument, trade_id in cursor.fetchall():
-                inserted.add((venue, instrument, trade_id))
-                if row_id > highest.get((venue, instrument), 0):
-                    highest[(venue, instrument)] = row_id
-            return (None if len(inserted) == len(rows) else inserted), highest
+            stored, highest = insert_with_candles(cursor, table, table_name(StoredCandle), rows)
+            if not stored:
+                return None, highest
+            return {(row[0], row[1], row[2]) for row in rows} - stored, highest
         # SQLite: one writer at a time and AUTOINCREMENT ids, so the rows
         # with an id above the previous maximum are exactly this insert's.
         cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table}")  # noqa: S608
@@ -164,26 +152,33 @@ def _insert_trades(rows: list[tuple[Any, ...]]) -> tuple[set[TradeKey] | None, d
         return {(venue, instrument, trade_id) for venue, instrument, trade_id in cursor.fetchall()}, highest
 
 
-def _update_series(listing: Listing, ticks: list[Tick], last_row_id: int) -> None:
-    """Fold newly stored trades into the series summary (under its lock)."""
-    first_ts = min(tick.ts for tick in ticks)
-    last_ts = max(tick.ts for tick in ticks)
-    series = TradeSeries.objects.filter(instrument_id=listing.instrument_id, venue_id=listing.venue_id).first()
-    if series is None:
-        TradeSeries.objects.create(
-            instrument_id=listing.instrument_id,
-            venue_id=listing.venue_id,
-            trades=len(ticks),
-            first_ts=first_ts,
-            last_ts=last_ts,
-            last_row_id=last_row_id,
+def _update_series(new: list[NewTrades], listings: list[Listing]) -> None:
+    """Fold newly stored trades (each series' ticks in time order) into the
+    series summaries, one upsert for all (under the series' locks)."""
+    table = table_name(TradeSeries)
+    rows = [
+        (
+            listing.instrument_id,
+            listing.venue_id,
+            len(batch.ticks),
+            batch.ticks[0].ts,
+            batch.ticks[-1].ts,
+            batch.watermark,
         )
-        return
-    series.trades += len(ticks)
-    series.first_ts = min(series.first_ts, first_ts)
-    series.last_ts = max(series.last_ts, last_ts)
-    series.last_row_id = max(series.last_row_id, last_row_id)
-    series.save(update_fields=["trades", "first_ts", "last_ts", "last_row_id"])
+        for batch, listing in zip(new, listings, strict=True)
+    ]
+    earlier, later = "EXCLUDED.first_ts < cur.first_ts", "EXCLUDED.last_ts > cur.last_ts"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} AS cur (instrument_id, venue_id, trades, first_ts, last_ts, last_row_id) "  # noqa: S608
+            f"VALUES {', '.join(['(%s, %s, %s, %s, %s, %s)'] * len(rows))} "
+            f"ON CONFLICT (instrument_id, venue_id) DO UPDATE SET trades = cur.trades + EXCLUDED.trades, "
+            f"first_ts = CASE WHEN {earlier} THEN EXCLUDED.first_ts ELSE cur.first_ts END, "
+            f"last_ts = CASE WHEN {later} THEN EXCLUDED.last_ts ELSE cur.last_ts END, "
+            f"last_row_id = CASE WHEN EXCLUDED.last_row_id > cur.last_row_id "
+            f"THEN EXCLUDED.last_row_id ELSE cur.last_row_id END",
+            [value for row in rows for value in row],
+        )
 
 
 def _lock_series(pairs: Iterable[tuple[int, int]]) -> None:
@@ -194,69 +189,21 @@ def _lock_series(pairs: Iterable[tuple[int, int]]) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"marketdata.series:{instrument}:{venue}"])
 
 
-def _stored_rows(
-    cursor: Any, read: str, instrument: int, venue: int, resolution: str, candles: list[Candle]
-) -> list[tuple[Any, ...]]:
-    """The stored rows of the buckets ``candles`` touch: one range read when
-    they are dense, else by bucket, so that a late trade next to a recent one
-    does not read every row in between."""
-    table = table_name(StoredCandle)
-    where = f"SELECT {read} FROM {table} WHERE instrument_id = %s AND resolution = %s AND venue_id = %s"  # noqa: S608
-    first, last = candles[0].timestamp, candles[-1].timestamp
-    if (last - first) // RESOLUTION_MS[resolution] < 4 * len(candles):
-        cursor.execute(f"{where} AND bucket >= %s AND bucket <= %s", [instrument, resolution, venue, first, last])
-        return list(cursor.fetchall())
-    rows: list[tuple[Any, ...]] = []
-    for start in range(0, len(candles), 500):
-        buckets = [candle.timestamp for candle in candles[start : start + 500]]
-        cursor.execute(
-            f"{where} AND bucket IN ({', '.join(['%s'] * len(buckets))})", [instrument, resolution, venue, *buckets]
-        )
-        rows.extend(cursor.fetchall())
-    return rows
-
-
-def _update_candles(instrument: int, venue: int, venue_code: str, ticks: list[Tick]) -> int:
-    """Merge the candles of newly stored trades into the stored roll-ups;
-    returns the number of candle rows written."""
-    table = table_name(StoredCandle)
+def _update_candles(instrument: int, venue: int, ticks: list[Tick]) -> int:
+    """SQLite: the candles of newly stored trades (in time order) at every
+    stored resolution, merged into the stored ones by one upsert
+    (``ingest_sql.upsert_candles_sqlite``); returns the number of candles
+    written. PostgreSQL does this in the insert's statement."""
     quote = connection.ops.quote_name
-    read = ", ".join(quote(column) for column in ("id", *CANDLE_READ))
-    values = CANDLE_COLUMNS[4:]
     columns = ", ".join(quote(column) for column in CANDLE_COLUMNS)
-    insert = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(CANDLE_COLUMNS))})"  # noqa: S608
-    update = f"UPDATE {table} SET {', '.join(f'{quote(column)} = %s' for column in values)} WHERE id = %s"  # noqa: S608
-    sqlite = connection.vendor == "sqlite"
-    inserts: list[list[Any]] = []
-    updates: list[list[Any]] = []
+    rows = [
+        [instrument, venue, resolution, candle.timestamp, *candle_params(candle, True)]
+        for resolution, candles in stored_rollups(ticks).items()
+        for candle in candles
+    ]
     with connection.cursor() as cursor:
-        for resolution, candles in stored_rollups(ticks).items():
-            stored = {
-                row[1]: (row[0], candle_from_row(row[1:], venue_code))
-                for row in _stored_rows(cursor, read, instrument, venue, resolution, candles)
-            }
-            with localcontext(EXACT):
-                for candle in candles:
-                    previous = stored.get(candle.timestamp)
-                    if previous is None:
-                        inserts.append(
-                            [instrument, venue, resolution, candle.timestamp, *candle_params(candle, sqlite)]
-                        )
-                    else:
-                        candle.merge(previous[1])
-                        updates.append([*candle_params(candle, sqlite), previous[0]])
-        if inserts and not sqlite:
-            # Buckets not stored yet (the series' writers are serialised, so
-            # none can appear meanwhile): one COPY instead of one statement
-            # per row, which made candles most of PostgreSQL's ingestion time.
-            with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-                for row in inserts:
-                    copy.write_row(row)
-        elif inserts:
-            cursor.executemany(insert, inserts)
-        if updates:
-            cursor.executemany(update, updates)
-    return len(inserts) + len(updates)
+        upsert_candles_sqlite(cursor, table_name(StoredCandle), columns, rows)
+    return len(rows)
 
 
 def _rows_to_store(batch: list[TradeInput]) -> dict[TradeKey, tuple[tuple[Any, ...], Tick, Listing]]:
@@ -268,6 +215,10 @@ def _rows_to_store(batch: list[TradeInput]) -> dict[TradeKey, tuple[tuple[Any, .
     # conversion is correctly rounded.
     sqlite = connection.vendor == "sqlite"
     problem = _decimal_problem
+    # Prices and sizes repeat within a batch: each distinct value is checked
+    # (and converted) once. Equal Decimals pass or fail alike: every check
+    # depends on the value only, not on trailing zeros.
+    checked: dict[Decimal, Any] = {}
     errors: dict[str, list[str]] = {}
     rows: dict[TradeKey, tuple[tuple[Any, ...], Tick, Listing]] = {}
     for index, trade in enumerate(batch):
@@ -276,8 +227,14 @@ def _rows_to_store(batch: list[TradeInput]) -> dict[TradeKey, tuple[tuple[Any, .
             listing = listings.get((venue_code, symbol))
         except TypeError:  # unhashable input
             listing = None
-        db_price = None if problem(price) else float(price) if sqlite else price
-        db_size = None if problem(size) else float(size) if sqlite else size
+        db_price = db_size = None
+        if type(price) is Decimal and type(size) is Decimal and price.is_finite() and size.is_finite():
+            db_price = checked.get(price, _UNSEEN)
+            if db_price is _UNSEEN:
+                db_price = checked[price] = None if problem(price) else float(price) if sqlite else price
+            db_size = checked.get(size, _UNSEEN)
+            if db_size is _UNSEEN:
+                db_size = checked[size] = None if problem(size) else float(size) if sqlite else size
         if (
             listing is None
             or db_price is None
@@ -326,17 +283,22 @@ def ingest_trades(trades: Iterable[TradeInput], *, publish: bool = True) -> Inge
     _lock_series({(listing.instrument_id, listing.venue_id) for _, _, listing in rows.values()})
     inserted, highest = _insert_trades([row for row, _, _ in rows.values()])
 
+    sqlite = connection.vendor == "sqlite"
     grouped: dict[Listing, list[Tick]] = defaultdict(list)
     for key, (_, tick, listing) in rows.items():
         if inserted is None or key in inserted:
             grouped[listing].append(tick)
     series = []
-    for listing, ticks in sorted(grouped.items()):
-        ticks.sort(key=attrgetter("ts"))
+    listings = sorted(grouped)
+    for listing in listings:
+        ticks = grouped[listing]
+        ticks.sort(key=attrgetter("ts"))  # stored_rollups, the summary and the publish need time order
         last_row_id = highest[(listing.venue_id, listing.instrument_id)]
-        _update_candles(listing.instrument_id, listing.venue_id, listing.venue, ticks)
-        _update_series(listing, ticks, last_row_id)
+        if sqlite:  # PostgreSQL: done by the insert's statement
+            _update_candles(listing.instrument_id, listing.venue_id, ticks)
         series.append(NewTrades(listing.symbol, listing.venue, last_row_id, ticks))
+    if series:
+        _update_series(series, listings)
     if publish and series:
         publish_after_commit(series)
     return IngestResult(len(batch), sum(len(ticks) for ticks in grouped.values()), series)

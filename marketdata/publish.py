@@ -61,25 +61,29 @@ def _messages(symbol: str, batches: list[NewTrades]) -> Iterator[dict[str, Any]]
         yield {"type": TICKS_MESSAGE, "symbol": symbol, "series": series}
 
 
-async def _send_all(symbol: str, batches: list[NewTrades]) -> None:
+async def _send_all(by_symbol: dict[str, list[NewTrades]]) -> None:
     layer = get_channel_layer()
     assert layer is not None
-    for message in _messages(symbol, batches):
-        await layer.group_send(tick_group(symbol), message)
+    for symbol, batches in by_symbol.items():
+        try:
+            for message in _messages(symbol, batches):
+                await layer.group_send(tick_group(symbol), message)
+        except NoLocalReceivers:
+            return  # embedded stack, outside the server process: no live subscriber here
+        except Exception:
+            log.exception("live trades of %s not published", symbol)
 
 
 def publish(batches: list[NewTrades]) -> None:
     """Best effort: the stored trades are the truth; a lost message only
-    delays a chart until its next bucket."""
+    delays a chart until its next bucket. Every symbol in one pass through
+    the event loop (one ``async_to_sync`` per ingestion, not per symbol)."""
     by_symbol: dict[str, list[NewTrades]] = {}
     for batch in batches:
         by_symbol.setdefault(batch.symbol, []).append(batch)
     if get_channel_layer() is None:
         return
-    for symbol, group in by_symbol.items():
-        try:
-            async_to_sync(_send_all)(symbol, group)
-        except NoLocalReceivers:
-            return  # embedded stack, outside the server process: no live subscriber here
-        except Exception:
-            log.exception("live trades of %s not published", symbol)
+    try:
+        async_to_sync(_send_all)(by_symbol)
+    except Exception:
+        log.exception("live trades of %s not published", ", ".join(by_symbol))
