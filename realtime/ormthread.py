@@ -1,0 +1,46 @@
+"""The ORM thread keeps its database connections between calls.
+
+Every ``database_sync_to_async`` call of the consumers runs on one thread
+(asgiref's single thread executor). With Django's ``CONN_MAX_AGE=0`` it
+closes its connection after each call and opens a new one for the next:
+on SQLite that is most of a connect's database time (a new connection
+registers Django's SQL functions and runs the PRAGMAs), on PostgreSQL a
+login per call. That thread lives as long as the process, so a connection
+it keeps is never abandoned: here a connection it opens lives for
+``LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS``. Django still closes it at the next
+call when it is unusable or left outside autocommit, and with
+``CONN_HEALTH_CHECKS`` checks it before reuse (PostgreSQL restarts).
+
+Other threads keep Django's rule: an HTTP request runs on a thread of its
+own, and a connection kept there would outlive the thread.
+
+Only in a server process that heartbeats (``realtime.processes``): the test
+suite's in-process server shares its thread with tests whose database is
+dropped at the end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from asgiref.sync import SyncToAsync
+from django.conf import settings
+
+
+def on_orm_thread() -> bool:
+    # asgiref has no public handle on the thread of its executor; its
+    # ``_threads`` is the set ThreadPoolExecutor keeps of its workers.
+    threads = getattr(SyncToAsync.single_thread_executor, "_threads", ())
+    return threading.current_thread() in threads
+
+
+def keep_orm_connection(sender: object, connection: Any, **kwargs: object) -> None:
+    """``connection_created``: a connection the ORM thread opens lives for
+    LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS instead of CONN_MAX_AGE."""
+    from realtime import processes  # noqa: PLC0415 - imports models, loaded after the app registry
+
+    keep = settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS
+    if keep and processes.heartbeating() and on_orm_thread():
+        connection.close_at = time.monotonic() + keep
