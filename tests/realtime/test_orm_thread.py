@@ -1,0 +1,81 @@
+"""The ORM thread of a server process keeps its database connection between
+calls (realtime.ormthread); other threads keep Django's CONN_MAX_AGE."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from django.db import connection, connections
+
+from realtime import ormthread, processes
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _raw_connection() -> Any:
+    """The DB-API connection this thread's ORM uses (opened if needed)."""
+    connection.ensure_connection()
+    return connection.connection
+
+
+@pytest.fixture
+def heartbeating(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a daphne process (the suite's own server does not heartbeat)."""
+    monkeypatch.setattr(processes, "_serving", True)
+    monkeypatch.setattr(processes, "_disabled", False)
+
+
+@pytest.fixture(autouse=True)
+def close_orm_thread_connections() -> Any:
+    yield
+    # Before the test database is emptied or dropped.
+    async_to_sync(database_sync_to_async(connections.close_all))()
+
+
+async def test_the_orm_thread_reuses_one_connection_across_calls(heartbeating, settings):
+    settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS = 300
+    assert await database_sync_to_async(ormthread.on_orm_thread)()
+    first = await database_sync_to_async(_raw_connection)()
+    second = await database_sync_to_async(_raw_connection)()
+    assert first is second
+
+
+async def test_with_the_setting_at_zero_each_call_opens_its_own(heartbeating, settings):
+    settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS = 0
+    await database_sync_to_async(connections.close_all)()
+    first = await database_sync_to_async(_raw_connection)()
+    second = await database_sync_to_async(_raw_connection)()
+    assert first is not second
+
+
+async def test_without_a_heartbeat_the_orm_thread_keeps_djangos_rule(settings, monkeypatch):
+    monkeypatch.setattr(processes, "_disabled", True)
+    settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS = 300
+    await database_sync_to_async(connections.close_all)()
+    first = await database_sync_to_async(_raw_connection)()
+    second = await database_sync_to_async(_raw_connection)()
+    assert first is not second
+
+
+def test_other_threads_keep_conn_max_age(heartbeating, settings):
+    settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS = 300
+    seen: dict[str, Any] = {}
+
+    def work() -> None:
+        seen["orm thread"] = ormthread.on_orm_thread()
+        connection.ensure_connection()
+        seen["close_at"] = connection.close_at
+        connection.close()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert seen["orm thread"] is False
+    # CONN_MAX_AGE (0 by default): obsolete at the end of its first call.
+    max_age = connection.settings_dict["CONN_MAX_AGE"]
+    assert seen["close_at"] is not None and seen["close_at"] <= time.monotonic() + max_age
