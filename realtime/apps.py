@@ -19,6 +19,7 @@ class RealtimeConfig(AppConfig):
         autodiscover_modules("handlers")
         connection_created.connect(_bound_statements, dispatch_uid="realtime-statement-timeout")
         connection_created.connect(ormthread.keep_orm_connection, dispatch_uid="realtime-orm-thread-connection")
+        ormthread.find_orm_thread()
         # Imported here: they import models, which cannot be imported before
         # the app registry is ready (this module is).
         from realtime import departures, presence, processes, sampling  # noqa: PLC0415

@@ -28,12 +28,22 @@ from typing import Any
 from asgiref.sync import SyncToAsync
 from django.conf import settings
 
+_orm_thread: threading.Thread | None = None
+
+
+def _remember() -> None:
+    global _orm_thread
+    _orm_thread = threading.current_thread()
+
+
+def find_orm_thread() -> None:
+    """Learn which thread is the ORM thread (called at ready()): a first
+    task on asgiref's single thread executor, ahead of any hop."""
+    SyncToAsync.single_thread_executor.submit(_remember)
+
 
 def on_orm_thread() -> bool:
-    # asgiref has no public handle on the thread of its executor; its
-    # ``_threads`` is the set ThreadPoolExecutor keeps of its workers.
-    threads = getattr(SyncToAsync.single_thread_executor, "_threads", ())
-    return threading.current_thread() in threads
+    return _orm_thread is not None and threading.current_thread() is _orm_thread
 
 
 def keep_orm_connection(sender: object, connection: Any, **kwargs: object) -> None:

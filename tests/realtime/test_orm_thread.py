@@ -3,6 +3,7 @@ calls (realtime.ormthread); other threads keep Django's CONN_MAX_AGE."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -79,3 +80,29 @@ def test_other_threads_keep_conn_max_age(heartbeating, settings):
     # CONN_MAX_AGE (0 by default): obsolete at the end of its first call.
     max_age = connection.settings_dict["CONN_MAX_AGE"]
     assert seen["close_at"] is not None and seen["close_at"] <= time.monotonic() + max_age
+
+
+async def test_a_kept_connection_postgresql_terminated_is_replaced_at_the_next_call(heartbeating, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL ends the session of a kept connection")
+    settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS = 300
+
+    def backend_pid() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            return int(cursor.fetchone()[0])
+
+    kept = await database_sync_to_async(backend_pid)()
+    assert await database_sync_to_async(backend_pid)() == kept
+
+    def terminate() -> None:  # as a PostgreSQL restart would, from another session
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [kept])
+            assert cursor.fetchone()[0] is True
+        connection.close()
+
+    await asyncio.to_thread(terminate)
+    # The health check (CONN_HEALTH_CHECKS) finds it broken: a new session
+    # answers, and the call does not fail.
+    replaced = await database_sync_to_async(backend_pid)()
+    assert replaced != kept
