@@ -14,9 +14,9 @@ call when it is unusable or left outside autocommit, and with
 Other threads keep Django's rule: an HTTP request runs on a thread of its
 own, and a connection kept there would outlive the thread.
 
-Only in a server process that heartbeats (``realtime.processes``): the test
-suite's in-process server shares its thread with tests whose database is
-dropped at the end.
+Only in a server process started by ``ledgercore.serve`` (``manage.py
+serve``, ``make run``), which calls ``enable()``: a test process shares the
+thread with tests whose database is dropped at the end.
 """
 
 from __future__ import annotations
@@ -29,6 +29,13 @@ from asgiref.sync import SyncToAsync
 from django.conf import settings
 
 _orm_thread: threading.Thread | None = None
+_enabled = False
+
+
+def enable() -> None:
+    """Keep the ORM thread's connections in this process."""
+    global _enabled
+    _enabled = True
 
 
 def _remember() -> None:
@@ -49,8 +56,6 @@ def on_orm_thread() -> bool:
 def keep_orm_connection(sender: object, connection: Any, **kwargs: object) -> None:
     """``connection_created``: a connection the ORM thread opens lives for
     LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS instead of CONN_MAX_AGE."""
-    from realtime import processes  # noqa: PLC0415 - imports models, loaded after the app registry
-
     keep = settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS
-    if keep and processes.heartbeating() and on_orm_thread():
+    if keep and _enabled and on_orm_thread():
         connection.close_at = time.monotonic() + keep

@@ -317,11 +317,6 @@ def disable() -> None:
     _maintenance.stop()
 
 
-def heartbeating() -> bool:
-    """True in a server process whose heartbeat is not disabled."""
-    return _serving and not _disabled
-
-
 def serving() -> bool:
     """True in a process that serves connections (once one has arrived)."""
     return _serving

@@ -1,4 +1,4 @@
-"""The ORM thread of a server process keeps its database connection between
+"""The ORM thread of a server process (ledgercore.serve) keeps its database connection between
 calls (realtime.ormthread); other threads keep Django's CONN_MAX_AGE."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.db import connection, connections
 
-from realtime import ormthread, processes
+from realtime import ormthread
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,10 +25,9 @@ def _raw_connection() -> Any:
 
 
 @pytest.fixture
-def heartbeating(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As in a daphne process (the suite's own server does not heartbeat)."""
-    monkeypatch.setattr(processes, "_serving", True)
-    monkeypatch.setattr(processes, "_disabled", False)
+def serving(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As in a process started by ledgercore.serve (not the test process)."""
+    monkeypatch.setattr(ormthread, "_enabled", True)
 
 
 @pytest.fixture(autouse=True)
@@ -38,7 +37,7 @@ def close_orm_thread_connections() -> Any:
     async_to_sync(database_sync_to_async(connections.close_all))()
 
 
-async def test_the_orm_thread_reuses_one_connection_across_calls(heartbeating, settings):
+async def test_the_orm_thread_reuses_one_connection_across_calls(serving, settings):
     settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS = 300
     assert await database_sync_to_async(ormthread.on_orm_thread)()
     first = await database_sync_to_async(_raw_connection)()
@@ -46,7 +45,7 @@ async def test_the_orm_thread_reuses_one_connection_across_calls(heartbeating, s
     assert first is second
 
 
-async def test_with_the_setting_at_zero_each_call_opens_its_own(heartbeating, settings):
+async def test_with_the_setting_at_zero_each_call_opens_its_own(serving, settings):
     settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS = 0
     await database_sync_to_async(connections.close_all)()
     first = await database_sync_to_async(_raw_connection)()
@@ -54,8 +53,7 @@ async def test_with_the_setting_at_zero_each_call_opens_its_own(heartbeating, se
     assert first is not second
 
 
-async def test_without_a_heartbeat_the_orm_thread_keeps_djangos_rule(settings, monkeypatch):
-    monkeypatch.setattr(processes, "_disabled", True)
+async def test_outside_a_serving_process_the_orm_thread_keeps_djangos_rule(settings):
     settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS = 300
     await database_sync_to_async(connections.close_all)()
     first = await database_sync_to_async(_raw_connection)()
@@ -63,7 +61,7 @@ async def test_without_a_heartbeat_the_orm_thread_keeps_djangos_rule(settings, m
     assert first is not second
 
 
-def test_other_threads_keep_conn_max_age(heartbeating, settings):
+def test_other_threads_keep_conn_max_age(serving, settings):
     settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS = 300
     seen: dict[str, Any] = {}
 
@@ -82,7 +80,7 @@ def test_other_threads_keep_conn_max_age(heartbeating, settings):
     assert seen["close_at"] is not None and seen["close_at"] <= time.monotonic() + max_age
 
 
-async def test_a_kept_connection_postgresql_terminated_is_replaced_at_the_next_call(heartbeating, settings):
+async def test_a_kept_connection_postgresql_terminated_is_replaced_at_the_next_call(serving, settings):
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL ends the session of a kept connection")
     settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS = 300
