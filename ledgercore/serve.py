@@ -318,7 +318,10 @@ class ServeCommandLine(CommandLineInterface):  # type: ignore[misc]  # daphne is
 def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     ormthread.enable()
-    ServeCommandLine().run(sys.argv[1:] if argv is None else argv)
+    try:
+        ServeCommandLine().run(sys.argv[1:] if argv is None else argv)
+    finally:
+        ormthread.close_connections()
     logger.debug("served for %.1f s", time.monotonic() - started)
 
 

@@ -21,12 +21,16 @@ thread with tests whose database is dropped at the end.
 
 from __future__ import annotations
 
+import concurrent.futures
+import logging
 import threading
 import time
 from typing import Any
 
 from asgiref.sync import SyncToAsync
 from django.conf import settings
+
+log = logging.getLogger(__name__)
 
 _orm_thread: threading.Thread | None = None
 _enabled = False
@@ -47,6 +51,19 @@ def find_orm_thread() -> None:
     """Learn which thread is the ORM thread (called at ready()): a first
     task on asgiref's single thread executor, ahead of any hop."""
     SyncToAsync.single_thread_executor.submit(_remember)
+
+
+def close_connections(timeout: float = 5.0) -> None:
+    """Close the ORM thread's connections, on that thread (a server's last
+    step): the database sees its sessions end before the process does."""
+    from django.db import connections  # noqa: PLC0415 - only once the server ran
+
+    if _orm_thread is None:
+        return
+    try:
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout)
+    except concurrent.futures.TimeoutError:
+        log.warning("the ORM thread is still busy: its database connections end with the process")
 
 
 def on_orm_thread() -> bool:
