@@ -64,6 +64,7 @@ format: install
 
 bench: install
 	.venv/bin/python bench/realtime.py
+	.venv/bin/python bench/connect_rate.py
 	.venv/bin/python bench/socketio_codec.py
 	.venv/bin/python bench/credits.py
 	.venv/bin/python bench/marketdata.py

@@ -9,6 +9,6 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here: models cannot be imported before the app registry is ready.
-        from accounts.services import AccountsTenancy  # noqa: PLC0415
+        from accounts.binding import AccountsTenancy  # noqa: PLC0415
 
         tenancy.install(AccountsTenancy())

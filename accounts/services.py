@@ -22,7 +22,9 @@ def get_or_create_user(user_id: str) -> User:
     personal application as its default."""
     if not USER_ID_RE.match(user_id):
         raise TenancyError("user id has characters outside [A-Za-z0-9@.+_-]")
-    user = User.objects.filter(username=user_id).first()
+    # With its default application: binding a connection then needs no
+    # second query.
+    user = User.objects.filter(username=user_id).select_related("default_application").first()
     if user is not None:
         if user.default_application_id is None:
             ensure_default_application(user)
@@ -39,10 +41,17 @@ def get_or_create_user(user_id: str) -> User:
         return User.objects.get(username=user_id)
 
 
-@transaction.atomic
 def ensure_default_application(user: User) -> Application:
+    # Outside a transaction when there is one: on SQLite a transaction
+    # (BEGIN IMMEDIATE) takes the write lock, which every connect would
+    # then wait for.
     if user.default_application_id:
         return user.default_application  # type: ignore[return-value]
+    return _choose_default_application(user)
+
+
+@transaction.atomic
+def _choose_default_application(user: User) -> Application:
     membership = user.memberships.select_related("application").order_by("created_at").first()
     if membership is not None:
         application = membership.application
@@ -103,14 +112,3 @@ def bind(user_id: str, requested_application: str | None) -> tuple[User, Applica
 def add_member(application: Application, user: User, role: str = Membership.Role.MEMBER) -> Membership:
     membership, _ = Membership.objects.get_or_create(application=application, user=user, defaults={"role": role})
     return membership
-
-
-class AccountsTenancy:
-    """These rules behind realtime's tenancy port (installed at ready())."""
-
-    def bind(self, user_id: str, requested_application: str | None) -> tuple[User, str]:
-        user, application = bind(user_id, requested_application)
-        return user, application.id
-
-    def is_member(self, user_pk: int, application_id: str) -> bool:
-        return is_member(user_pk, application_id)

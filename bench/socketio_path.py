@@ -69,7 +69,9 @@ def is_broadcast(packet: str, marker: str) -> bool:
     return bool(args[1].get("data", {}).get("marker") == marker)
 
 
-def start_node_server() -> tuple[subprocess.Popen[bytes], int]:
+def start_node_server(extra_env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], int]:
+    """The Node.js server on a free port; ``extra_env`` (e.g. JWT_SECRET,
+    which makes it verify tokens) added to its environment."""
     NODE_DIR.mkdir(parents=True, exist_ok=True)
     for name in ("package.json", "server.mjs"):
         (NODE_DIR / name).write_bytes((ROOT / "bench" / "node_socketio" / name).read_bytes())
@@ -81,7 +83,9 @@ def start_node_server() -> tuple[subprocess.Popen[bytes], int]:
             env={**os.environ, "npm_config_cache": str(ROOT / ".cache" / "npm")},
         )
     port = free_port()
-    process = subprocess.Popen(["node", "server.mjs"], cwd=NODE_DIR, env={**os.environ, "PORT": str(port)})
+    process = subprocess.Popen(
+        ["node", "server.mjs"], cwd=NODE_DIR, env={**os.environ, **(extra_env or {}), "PORT": str(port)}
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

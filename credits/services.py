@@ -15,13 +15,13 @@ written on its own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
 from credits import expiry
+from credits.balances import Balance, get_balance
 from credits.combining import GroupCommit, Movement, Session
 from credits.ledger import (
     Actor,
@@ -33,7 +33,7 @@ from credits.ledger import (
     locked_account,
     require_positive,
 )
-from credits.models import CreditAccount, CreditBlock, EntryKind, Hold, LedgerEntry, Price
+from credits.models import CreditBlock, EntryKind, Hold, LedgerEntry, Price
 from realtime.processes import DeadOwners
 
 __all__ = [
@@ -58,24 +58,6 @@ __all__ = [
     "release_hold",
     "release_holds_of_dead_processes",
 ]
-
-
-@dataclass(frozen=True)
-class Balance:
-    application_id: str
-    balance: int
-    lifetime_earned: int
-    lifetime_spent: int
-    sequence: int
-
-
-def get_balance(user_pk: int, application_id: str) -> Balance:
-    account = CreditAccount.objects.filter(user_id=user_pk, application_id=application_id).first()
-    if account is None:
-        return Balance(application_id, 0, 0, 0, 0)
-    return Balance(
-        application_id, account.balance, account.lifetime_earned, account.lifetime_spent, account.last_sequence
-    )
 
 
 _group = GroupCommit(locked_account, (CreditError,))

@@ -18,11 +18,11 @@ if settings.LEDGERCORE_GC_THRESHOLDS:
     gc.freeze()
     gc.set_threshold(*settings.LEDGERCORE_GC_THRESHOLDS)
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from realtime.routing import websocket_urlpatterns  # noqa: E402
+from realtime.sessionauth import SessionAuthStack  # noqa: E402
 from realtime.transport import CaptureWriter  # noqa: E402
 from socketio_gateway import routing as socketio_routing  # noqa: E402
 
@@ -33,10 +33,11 @@ application = ProtocolTypeRouter(
         # Socket.IO's long-polling requests go to its HTTP consumer, every
         # other request to Django.
         "http": URLRouter([*socketio_routing.http_urlpatterns(), re_path(r"", django_asgi_app)]),  # type: ignore[arg-type]  # an ASGI app, as channels routes it
-        # Session auth is for staff browsers; token auth is read by the consumer.
+        # Session auth is for staff browsers (no database hop without a
+        # session cookie); token auth is read by the consumer.
         # CaptureWriter sees the server's own send before the session
         # middleware wraps it (realtime.transport).
-        "websocket": CaptureWriter(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": CaptureWriter(SessionAuthStack(URLRouter(websocket_urlpatterns))),
     }
 )
 

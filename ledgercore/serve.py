@@ -40,6 +40,8 @@ from django.apps import apps
 from django.conf import settings
 from twisted.internet import defer, reactor
 
+from realtime import ormthread
+
 logger = logging.getLogger("ledgercore.serve")
 
 DEFAULT_APPLICATION = "ledgercore.asgi:application"
@@ -315,7 +317,11 @@ class ServeCommandLine(CommandLineInterface):  # type: ignore[misc]  # daphne is
 
 def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
-    ServeCommandLine().run(sys.argv[1:] if argv is None else argv)
+    ormthread.enable()
+    try:
+        ServeCommandLine().run(sys.argv[1:] if argv is None else argv)
+    finally:
+        ormthread.close_connections()
     logger.debug("served for %.1f s", time.monotonic() - started)
 
 

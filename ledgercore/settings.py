@@ -162,6 +162,9 @@ else:
         " -c idle_in_transaction_session_timeout=60000"
     )
     _pg_options["options"] = f"{_pg_options.get('options', '')} {_pg_session}".strip()
+# How long the ORM thread of a server process keeps a database connection
+# (realtime.ormthread; 0: Django's CONN_MAX_AGE, a connection per call).
+LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS = config.integer("LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS", 300, minimum=0)
 # Longest statement of a server process on PostgreSQL (0: no limit).
 LEDGERCORE_DB_STATEMENT_TIMEOUT_MS = config.integer("LEDGERCORE_DB_STATEMENT_TIMEOUT_MS", 30_000, minimum=0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -6,7 +6,7 @@ from django.conf import settings
 from django.db.backends.signals import connection_created
 from django.utils.module_loading import autodiscover_modules
 
-from realtime import background
+from realtime import background, ormthread
 
 
 class RealtimeConfig(AppConfig):
@@ -18,6 +18,8 @@ class RealtimeConfig(AppConfig):
         # fills the one registry.
         autodiscover_modules("handlers")
         connection_created.connect(_bound_statements, dispatch_uid="realtime-statement-timeout")
+        connection_created.connect(ormthread.keep_orm_connection, dispatch_uid="realtime-orm-thread-connection")
+        ormthread.find_orm_thread()
         # Imported here: they import models, which cannot be imported before
         # the app registry is ready (this module is).
         from realtime import departures, presence, processes, sampling  # noqa: PLC0415

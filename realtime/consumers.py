@@ -14,7 +14,6 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -37,6 +36,7 @@ from realtime import (
 )
 from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, Unauthorized
+from realtime.hops import WithoutConnectionHops
 from realtime.local import local_rooms
 from realtime.protocol import RequestId, decode, encode, now_ms, peek_id
 from realtime.redis import RedisUnavailable, is_outage
@@ -61,7 +61,7 @@ class Refused(Exception):
         self.close_code = close_code
 
 
-class RealtimeConsumer(RequestPipeline, AsyncWebsocketConsumer):  # type: ignore[misc]  # channels is untyped
+class RealtimeConsumer(RequestPipeline, WithoutConnectionHops, AsyncWebsocketConsumer):  # type: ignore[misc]  # channels is untyped
     user_id: str
     user_pk: int
     application_id: str
@@ -190,17 +190,6 @@ class RealtimeConsumer(RequestPipeline, AsyncWebsocketConsumer):  # type: ignore
         finally:
             if getattr(self, "rooms", None):
                 await asyncio.shield(self._leave_all())
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # channels' dispatch hops to a worker thread to close stale database
-        # connections before every message, which dominated the cost of a
-        # room broadcast. Every database call made from this consumer goes
-        # through database_sync_to_async, which closes stale connections in
-        # the thread that owns them, so the hop is skipped here.
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"no handler for message type {message['type']}")
-        await handler(message)
 
     # --- sending -----------------------------------------------------------
 

@@ -20,6 +20,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from realtime import auth
+from realtime.hops import WithoutConnectionHops
 from realtime.transport import SCOPE_KEY
 from socketio_gateway import links
 from socketio_gateway.engine import POLLING, WEBSOCKET, EngineSession
@@ -150,7 +151,7 @@ class PollingConsumer(AsyncHttpConsumer):  # type: ignore[misc]  # channels is u
         await self.send_response(status, body, headers=[(b"Content-Type", b"application/json"), *self.cors])
 
 
-class WebsocketConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]  # channels is untyped
+class WebsocketConsumer(WithoutConnectionHops, AsyncWebsocketConsumer):  # type: ignore[misc]  # channels is untyped
     def __init__(self, session_class: type[EngineSession] = EngineSession, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.session_class = session_class

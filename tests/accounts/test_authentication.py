@@ -93,6 +93,35 @@ async def test_unknown_subject_creates_user_with_default_application(live_server
     await client.close()
 
 
+async def test_a_user_deactivated_after_connecting_is_refused_on_the_next_connection(live_server_url):
+    user = unique("revoked")
+    client = await Client.connect(live_server_url, dev_token(user))
+    assert (await client.recv())["event"] == "connected"
+    await client.close()
+    await database_sync_to_async(lambda: User.objects.filter(username=user).update(is_active=False))()
+    frame = await assert_rejected(live_server_url, dev_token(user))
+    assert "deactivated" in frame["data"]["message"]
+
+
+async def test_a_member_removed_from_an_application_is_refused_it_on_the_next_connection(live_server_url):
+    from accounts import services
+    from accounts.models import Application, Membership
+
+    user = unique("member")
+
+    def join_team() -> str:
+        team = Application.objects.create(name="team")
+        services.add_member(team, services.get_or_create_user(user))
+        return team.id
+
+    team = await database_sync_to_async(join_team)()
+    client = await Client.connect(live_server_url, dev_token(user, app=team))
+    assert (await client.recv())["data"]["applicationId"] == team
+    await client.close()
+    await database_sync_to_async(lambda: Membership.objects.filter(application_id=team).delete())()
+    await assert_rejected(live_server_url, dev_token(user, app=team))
+
+
 async def test_connection_outlives_token_expiry(live_server_url):
     client = await Client.connect(live_server_url, dev_token(unique("short"), exp_in=2))
     assert (await client.recv())["event"] == "connected"
@@ -245,6 +274,32 @@ async def assert_handshake_refused(base_url: str, token: str | None = None, **kw
     with pytest.raises(websockets.InvalidStatus) as refused:
         await Client.connect(base_url, token, **kwargs)
     assert refused.value.response.status_code == 403
+
+
+async def test_only_a_handshake_with_a_session_cookie_asks_the_database_for_its_session_user(
+    live_server_url, monkeypatch
+):
+    import channels.auth
+
+    looked_up = []
+    get_user = channels.auth.get_user
+
+    async def counted(scope):
+        looked_up.append(scope["path"])
+        return await get_user(scope)
+
+    monkeypatch.setattr(channels.auth, "get_user", counted)
+    client = await Client.connect(live_server_url, dev_token(unique("token")))
+    assert (await client.recv())["event"] == "connected"
+    await client.close()
+    assert looked_up == []
+    cookie = await session_cookie(unique("staff"), True)
+    client = await Client.connect(
+        live_server_url, headers={"Cookie": f"sessionid={cookie}", "Origin": "http://127.0.0.1:8000"}
+    )
+    assert (await client.recv())["event"] == "connected"
+    await client.close()
+    assert looked_up == ["/ws"]
 
 
 async def test_staff_session_from_foreign_origin_is_rejected(live_server_url):

@@ -1,0 +1,78 @@
+"""The ORM thread keeps its database connections between calls.
+
+Every ``database_sync_to_async`` call of the consumers runs on one thread
+(asgiref's single thread executor). With Django's ``CONN_MAX_AGE=0`` it
+closes its connection after each call and opens a new one for the next:
+on SQLite that is most of a connect's database time (a new connection
+registers Django's SQL functions and runs the PRAGMAs), on PostgreSQL a
+login per call. That thread lives as long as the process, so a connection
+it keeps is never abandoned: here a connection it opens lives for
+``LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS``. Django still closes it at the next
+call when it is unusable or left outside autocommit, and with
+``CONN_HEALTH_CHECKS`` checks it before reuse (PostgreSQL restarts).
+
+Other threads keep Django's rule: an HTTP request runs on a thread of its
+own, and a connection kept there would outlive the thread.
+
+Only in a server process started by ``ledgercore.serve`` (``manage.py
+serve``, ``make run``), which calls ``enable()``: a test process shares the
+thread with tests whose database is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from typing import Any
+
+from asgiref.sync import SyncToAsync
+from django.conf import settings
+
+log = logging.getLogger(__name__)
+
+_orm_thread: threading.Thread | None = None
+_enabled = False
+
+
+def enable() -> None:
+    """Keep the ORM thread's connections in this process."""
+    global _enabled
+    _enabled = True
+
+
+def _remember() -> None:
+    global _orm_thread
+    _orm_thread = threading.current_thread()
+
+
+def find_orm_thread() -> None:
+    """Learn which thread is the ORM thread (called at ready()): a first
+    task on asgiref's single thread executor, ahead of any hop."""
+    SyncToAsync.single_thread_executor.submit(_remember)
+
+
+def close_connections(timeout: float = 5.0) -> None:
+    """Close the ORM thread's connections, on that thread (a server's last
+    step): the database sees its sessions end before the process does."""
+    from django.db import connections  # noqa: PLC0415 - only once the server ran
+
+    if _orm_thread is None:
+        return
+    try:
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout)
+    except concurrent.futures.TimeoutError:
+        log.warning("the ORM thread is still busy: its database connections end with the process")
+
+
+def on_orm_thread() -> bool:
+    return _orm_thread is not None and threading.current_thread() is _orm_thread
+
+
+def keep_orm_connection(sender: object, connection: Any, **kwargs: object) -> None:
+    """``connection_created``: a connection the ORM thread opens lives for
+    LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS instead of CONN_MAX_AGE."""
+    keep = settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS
+    if keep and _enabled and on_orm_thread():
+        connection.close_at = time.monotonic() + keep

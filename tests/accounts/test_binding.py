@@ -1,0 +1,80 @@
+"""Binding a connection (accounts.binding, the tenancy port's bind): the
+rules of accounts.services.bind, read in one statement, called directly."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts import services
+from accounts.binding import bind_connection
+from accounts.models import Application, Membership, User
+from realtime import tenancy
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_known_user_is_bound_to_its_default_application_in_one_query(alice):
+    with CaptureQueriesContext(connection) as queries:
+        user, application_id = bind_connection(alice.username, None)
+    assert len(queries) == 1
+    assert (user.pk, user.username, application_id) == (alice.pk, alice.username, alice.default_application_id)
+    # The other fields load on first access, as with .only().
+    assert user.email == alice.email and user.is_staff == alice.is_staff
+
+
+def test_the_port_binds_through_the_statement(alice):
+    user, application_id = tenancy.bind(alice.username, None)
+    assert (user.pk, application_id) == (alice.pk, alice.default_application_id)
+
+
+def test_a_requested_application_binds_only_a_member_of_it_while_it_is_active(alice, outsider):
+    team = Application.objects.create(name="team")
+    services.add_member(team, alice)
+    assert bind_connection(alice.username, team.id)[1] == team.id
+    with pytest.raises(services.TenancyError, match="not a member"):
+        bind_connection(outsider.username, team.id)
+    team.is_active = False
+    team.save()
+    with pytest.raises(services.TenancyError, match="not a member"):
+        bind_connection(alice.username, team.id)
+
+
+def test_a_membership_removed_is_refused_at_the_next_bind(alice, colleague):
+    team = alice.default_application
+    assert bind_connection(colleague.username, team.id)[1] == team.id
+    Membership.objects.filter(user=colleague, application=team).delete()
+    with pytest.raises(services.TenancyError, match="not a member"):
+        bind_connection(colleague.username, team.id)
+
+
+def test_a_deactivated_user_is_refused_at_the_next_bind(alice):
+    bind_connection(alice.username, None)
+    User.objects.filter(pk=alice.pk).update(is_active=False)
+    with pytest.raises(services.TenancyError, match="deactivated"):
+        bind_connection(alice.username, None)
+    with pytest.raises(services.TenancyError, match="deactivated"):
+        bind_connection(alice.username, alice.default_application_id)
+
+
+def test_a_subject_seen_for_the_first_time_is_created_with_a_personal_application():
+    user, application_id = bind_connection("first_sight", None)
+    record = User.objects.get(username="first_sight")
+    assert record.pk == user.pk and record.default_application_id == application_id
+    assert Membership.objects.get(user=record).role == Membership.Role.OWNER
+
+
+def test_a_user_without_a_default_application_gets_the_oldest_membership(alice, colleague):
+    User.objects.filter(pk=colleague.pk).update(default_application=None)
+    personal = Membership.objects.filter(user=colleague).order_by("created_at").first()
+    assert personal is not None
+    assert bind_connection(colleague.username, None)[1] == personal.application_id
+
+
+def test_subjects_and_application_ids_reach_the_statement_as_values(alice):
+    with pytest.raises(services.TenancyError, match="outside"):
+        bind_connection("x' OR '1'='1", None)
+    for requested in ("' OR 1=1 --", f"{alice.default_application_id}' OR '1'='1"):
+        with pytest.raises(services.TenancyError, match="not a member"):
+            bind_connection(alice.username, requested)
