@@ -59,6 +59,9 @@ def bind_connection(user_id: str, requested_application: str | None) -> tuple[Us
     first access, as with ``.only()``)."""
     if not services.USER_ID_RE.match(user_id):
         raise services.TenancyError("user id has characters outside [A-Za-z0-9@.+_-]")
+    if requested_application and "\x00" in requested_application:
+        # No application id holds one, and PostgreSQL refuses it in a parameter.
+        raise services.TenancyError("not a member of that application")
     with connection.cursor() as cursor:
         cursor.execute(_statement(), [requested_application, user_id])
         row = cursor.fetchone()

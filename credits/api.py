@@ -167,10 +167,19 @@ def visible_accounts(request: Request) -> QuerySet[CreditAccount]:
         queryset = queryset.filter(user_id=request.user.pk)
     params = request.query_params
     if params.get("user"):
-        queryset = queryset.filter(user__username=params["user"])
+        queryset = queryset.filter(user__username=_text(params, "user"))
     if params.get("application"):
-        queryset = queryset.filter(application_id=params["application"])
+        queryset = queryset.filter(application_id=_text(params, "application"))
     return queryset
+
+
+def _text(params: Any, name: str) -> str:
+    """A text filter; NUL is refused (no stored name or id holds one, and
+    PostgreSQL refuses it in a parameter)."""
+    value = str(params[name])
+    if "\x00" in value:
+        raise exceptions.ValidationError({name: ["Null characters are not allowed."]})
+    return value
 
 
 def visible_entries(request: Request) -> QuerySet[LedgerEntry]:

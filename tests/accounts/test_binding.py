@@ -78,3 +78,8 @@ def test_subjects_and_application_ids_reach_the_statement_as_values(alice):
     for requested in ("' OR 1=1 --", f"{alice.default_application_id}' OR '1'='1"):
         with pytest.raises(services.TenancyError, match="not a member"):
             bind_connection(alice.username, requested)
+
+
+def test_an_application_id_with_a_null_character_is_refused_not_sent_to_the_database(alice):
+    with pytest.raises(services.TenancyError, match="not a member"):
+        bind_connection(alice.username, f"{alice.default_application_id}\x00")

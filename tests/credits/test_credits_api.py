@@ -119,6 +119,16 @@ def test_finance_sees_all_accounts_and_filters(staff):
     assert both == []
 
 
+def test_a_null_character_in_a_text_filter_is_a_400_naming_the_filter():
+    alice, _ = funded("alice")
+    client = client_for(alice)
+    for path in ("/api/credits/accounts/", "/api/credits/entries/", "/api/credits/entries.csv"):
+        for name in ("user", "application"):
+            response = client.get(path, {name: "al\x00ice"})
+            assert response.status_code == 400, (path, name, response.status_code)
+            assert name in json.loads(response.content), (path, name)
+
+
 # ------------------------------------------------------------ entries
 
 
