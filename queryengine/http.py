@@ -53,6 +53,8 @@ from realtime.rest import bound_application
 
 PRICE_KEY = "query"
 QUEUE_ITEMS = 8
+# How long the response waits on the queue at a time (see _Body._next).
+QUEUE_WAIT_SECONDS = 0.5
 FIRST_RESULT_TIMEOUT_SECONDS = 600.0
 # A client that reads nothing for this long is abandoned and its query cancelled.
 STALLED_CLIENT_SECONDS = 60.0
@@ -243,9 +245,19 @@ class _Body:
                         raise RuntimeError(f"query {value.query_id} failed after rows were sent: {value.code}")
                     yield json.dumps({"error": _failure_body(value)}) + "\n"
                     return
-                item = await asyncio.to_thread(self.run.items.get)
+                item = await self._next()
         finally:
             self.run.cancel.cancel()
+
+    async def _next(self) -> tuple[str, Any]:
+        """The next item, waited for in short slices: a worker thread
+        blocked in the queue for good would outlive a response whose client
+        went away (the query then ends without handing anything over)."""
+        while True:
+            try:
+                return await asyncio.to_thread(self.run.items.get, True, QUEUE_WAIT_SECONDS)
+            except queue.Empty:
+                continue
 
 
 def _csv_line(values: list[Any]) -> str:

@@ -3,9 +3,12 @@ with their status, charging once and refunding failures, tenancy."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
+import sys
 import threading
 import time
 
@@ -164,6 +167,62 @@ def test_a_client_that_goes_away_cancels_its_query_and_gets_its_hold_back(live_s
         time.sleep(0.1)
     assert record.status == "cancelled"
     assert balance == 30
+
+
+def workers_waiting_on_a_queue() -> list[int]:
+    """Threads of the default executor blocked in ``queue.Queue.get`` (a
+    response waiting for its query's next rows)."""
+    found = []
+    for ident, frame in sys._current_frames().items():
+        names = set()
+        current = frame
+        while current is not None:
+            names.add((current.f_code.co_name, os.path.basename(current.f_code.co_filename)))
+            current = current.f_back
+        if ("get", "queue.py") in names and ("run", "thread.py") in names:
+            found.append(ident)
+    return found
+
+
+def test_a_client_that_goes_away_while_its_query_is_silent_leaves_no_thread_waiting(live_server_url, settings):
+    """Rows come at once, the last of them only with a long count (the
+    driver fetches in growing batches): the response waits for them when
+    the client goes away. The query is
+    cancelled, and nothing is left waiting for rows that will never come
+    (a thread blocked for good would also keep the server from exiting)."""
+    settings.LEDGERCORE_QUERY_CHUNK_ROWS = 100
+    me = unique("silent")
+    funded(me, *([1] * 30))
+    sql = (
+        "SELECT a.sequence AS n FROM credit_entries a, credit_entries b UNION ALL "
+        f"SELECT count(*) AS n FROM {', '.join(f'credit_entries t{i}' for i in range(6))}"
+    )
+    # A read timeout of 1 s: reading stops once the rows do.
+    response = requests.post(
+        f"{http(live_server_url)}/api/query/run",
+        json={"sql": sql},
+        headers={"Authorization": f"Bearer {dev_token(me)}"},
+        timeout=(10, 1.0),
+        stream=True,
+    )
+    assert response.status_code == 200, response.text
+    query_id = response.headers["X-Query-Id"]
+    lines = 0
+    with contextlib.suppress(requests.exceptions.ConnectionError):
+        for _ in response.iter_lines():
+            lines += 1
+    assert lines > 100, lines
+    assert workers_waiting_on_a_queue(), "the response is not waiting for rows"
+    response.close()
+    deadline = time.monotonic() + 30
+    while QueryRecord.objects.get(pk=query_id).status in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert QueryRecord.objects.get(pk=query_id).status == "cancelled"
+    wait_for_query_threads()
+    deadline = time.monotonic() + 5
+    while workers_waiting_on_a_queue() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not workers_waiting_on_a_queue()
 
 
 def test_anonymous_is_refused(live_server_url):
