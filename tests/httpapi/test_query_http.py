@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import time
+from types import FrameType
 
 import pytest
 import requests
@@ -172,10 +173,10 @@ def test_a_client_that_goes_away_cancels_its_query_and_gets_its_hold_back(live_s
 def workers_waiting_on_a_queue() -> list[int]:
     """Threads of the default executor blocked in ``queue.Queue.get`` (a
     response waiting for its query's next rows)."""
-    found = []
+    found: list[int] = []
     for ident, frame in sys._current_frames().items():
         names = set()
-        current = frame
+        current: FrameType | None = frame
         while current is not None:
             names.add((current.f_code.co_name, os.path.basename(current.f_code.co_filename)))
             current = current.f_back
