@@ -88,4 +88,4 @@ bench: install bench-peers
 	.venv/bin/python bench/many_sockets.py
 
 clean:
-	rm -rf .venv var node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf .venv var node_modules bench/peers/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
