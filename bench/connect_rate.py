@@ -189,6 +189,8 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="directory for py-spy flame graphs of the native rounds")
     add_service_arguments(parser, worker=False)
     args = parser.parse_args()
+    if (reason := node_peers.missing()) is not None:
+        parser.error(reason)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

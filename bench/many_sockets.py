@@ -382,6 +382,8 @@ def main() -> None:
     parser.add_argument("--no-node", action="store_true", help="measure LedgerCore only")
     add_service_arguments(parser, worker=False)
     args = parser.parse_args()
+    if not args.no_node and (reason := node_peers.missing()) is not None:
+        parser.error(f"{reason} (or --no-node)")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * args.connections + 1024)), hard))
     print("  measuring ledgercore", file=sys.stderr, flush=True)
