@@ -8,7 +8,7 @@ export HOST PORT
 DJANGO_SECRET_KEY ?= $(shell scripts/dev-secret.sh django)
 export DJANGO_SECRET_KEY
 
-.PHONY: install run test test-embedded test-scaled lint format bench clean up down conformance superuser screenshots
+.PHONY: install run test test-embedded test-scaled lint format bench bench-peers clean up down conformance superuser screenshots
 
 .venv/.installed: requirements.txt requirements-dev.txt package.json package-lock.json scripts/bootstrap.sh
 	scripts/bootstrap.sh
@@ -62,8 +62,17 @@ format: install
 	.venv/bin/ruff check --fix .
 	.venv/bin/ruff format .
 
-bench: install
-	.venv/bin/python bench/realtime.py
+# The servers the benchmarks compare the project with (bench/peers/: Node.js
+# Socket.IO and ws), from npm as the lock file pins them; again only when
+# package.json or the lock file changes.
+bench/peers/node_modules/.installed: bench/peers/package.json bench/peers/package-lock.json
+	cd bench/peers && npm ci --no-audit --no-fund --loglevel=error --cache ../../.cache/npm
+	touch $@
+
+bench-peers: bench/peers/node_modules/.installed
+
+bench: install bench-peers
+	.venv/bin/python bench/realtime.py --peers
 	.venv/bin/python bench/connect_rate.py
 	.venv/bin/python bench/socketio_codec.py
 	.venv/bin/python bench/credits.py
@@ -79,4 +88,4 @@ bench: install
 	.venv/bin/python bench/many_sockets.py
 
 clean:
-	rm -rf .venv var node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf .venv var node_modules bench/peers/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -4,12 +4,13 @@ project against a Node.js Socket.IO 4.8 server in the same run.
 A connection counts once its client holds the server's ``connected`` event:
 for the project, its token verified, its user known (tenancy bound), its
 presence recorded (personal room joined) and its opening balance sent; for
-the Node.js server (bench/node_socketio, with JWT_SECRET), its HS256 token
-verified, its user looked up in memory and its personal room joined. The
-clients are the same (``websockets``, CONNECT_BATCH handshakes at a time,
-10 connections per user), one after the other:
+the peers (bench/node_peers.py, with JWT_SECRET; ``make bench-peers``), its
+HS256 token verified, its user looked up in memory and its personal room
+joined. The clients are the same (``websockets``, CONNECT_BATCH handshakes
+at a time, 10 connections per user), one after the other:
 
-- ``node``: the Node.js Socket.IO server (the peer);
+- ``node``: the Node.js Socket.IO peer;
+- ``ws``: the bare ``ws`` peer (the native protocol's /ws);
 - ``native``: the project's /ws on daphne (as ``make run``);
 - ``socketio``: the project's /socket.io/ on the same server;
 - ``echo``: the bare ASGI app (bench/echo_app.py) on daphne: what the
@@ -47,7 +48,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import realtime, socketio_path
+from bench import node_peers, realtime, socketio_path
 from bench.common import add_service_arguments
 from devtools.servers import DaphneProcess, manage, server_environment
 
@@ -82,16 +83,11 @@ def echo_opener(url: str) -> Opener:
 
 
 def socketio_opener(url: str) -> Opener:
-    async def one(user: str) -> Any:
-        ws = await websockets.connect(f"{url}/socket.io/?EIO=4&transport=websocket", max_size=None, open_timeout=60)
-        assert (await socketio_path.recv(ws)).startswith("0")
-        await ws.send("40" + json.dumps({"token": realtime.token(user)}))
-        while not (packet := await socketio_path.recv(ws)).startswith('42["connected"'):
-            if packet.startswith("44"):
-                raise RuntimeError(f"refused: {packet}")
-        return ws
+    async def opener(users: list[str]) -> list[Any]:
+        tokens = [realtime.token(u) for u in users]
+        return await socketio_path.open_sockets(url, tokens, CONNECT_BATCH, connected=True)
 
-    return batched(one)
+    return opener
 
 
 def batched(one: Callable[[str], Awaitable[Any]]) -> Opener:
@@ -121,18 +117,20 @@ def profiler(pid: int, path: Path) -> subprocess.Popen[bytes] | None:
 def run_stack(stack: str, args: argparse.Namespace) -> dict[str, list[float]]:
     users = [f"bench_u{i // realtime.TABS_PER_USER}" for i in range(args.connections)]
     extra = {"LEDGERCORE_THROTTLE_RATES": "connection=100000/s,user=100000/s", "LOG_LEVEL": "WARNING"}
-    times: dict[str, list[float]] = {name: [] for name in ("node", "native", "socketio", "echo")}
+    times: dict[str, list[float]] = {name: [] for name in ("node", "ws", "native", "socketio", "echo")}
     with tempfile.TemporaryDirectory() as tmp:
         kwargs: dict[str, Any] = {"dev_secret": realtime.SECRET, **extra}
         if stack == "scaled":
             kwargs.update(postgres_url=args.postgres, redis_url=args.redis, redis_prefix="lcbench")
         with server_environment(Path(tmp), **kwargs) as env:
             manage(env, "shell", "-c", realtime.SEED_BENCH.format(users=len(set(users))))
-            node, port = socketio_path.start_node_server({"JWT_SECRET": realtime.SECRET})
+            node, port = node_peers.start("socketio", {"JWT_SECRET": realtime.SECRET})
+            ws_peer, ws_port = node_peers.start("ws", {"JWT_SECRET": realtime.SECRET})
             project = DaphneProcess(env, Path(tmp) / "ledgercore.log").start()
             echo = DaphneProcess(env, Path(tmp) / "echo.log", app="bench.echo_app:application").start()
             openers = {
                 "node": socketio_opener(f"ws://127.0.0.1:{port}"),
+                "ws": native_opener(f"ws://127.0.0.1:{ws_port}"),
                 "native": native_opener(project.url),
                 "socketio": socketio_opener(project.url),
                 "echo": echo_opener(echo.url),
@@ -159,8 +157,8 @@ def run_stack(stack: str, args: argparse.Namespace) -> dict[str, list[float]]:
             finally:
                 project.stop()
                 echo.stop()
-                node.terminate()
-                node.wait(timeout=10)
+                node_peers.stop(node)
+                node_peers.stop(ws_peer)
     return times
 
 
@@ -169,7 +167,8 @@ def report(stack: str, connections: int, times: dict[str, list[float]]) -> None:
     print(f"\n== {stack} stack: {connections} authenticated connections, median of {len(times['node'])} rounds ==")
     print(f"{'':34}{'seconds':>10}{'conn/s':>10}{'/ node':>10}")
     labels = {
-        "node": "Node.js Socket.IO 4.8 (peer)",
+        "node": f"{node_peers.label('socketio')} (peer)",
+        "ws": f"{node_peers.label('ws')} (peer)",
         "native": "ledgercore /ws",
         "socketio": "ledgercore /socket.io/",
         "echo": "bare ASGI app, daphne (no auth)",
@@ -190,6 +189,8 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="directory for py-spy flame graphs of the native rounds")
     add_service_arguments(parser, worker=False)
     args = parser.parse_args()
+    if (reason := node_peers.missing()) is not None:
+        parser.error(reason)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -1,7 +1,7 @@
 """Many sockets in one process: 10,000 WebSocket clients connected to one
 server process, held idle, then reached by broadcasts; LedgerCore's native
-endpoint against a Node.js Socket.IO 4.8 server (bench/node_socketio) in the
-same run.
+endpoint against the Node.js Socket.IO peer (bench/node_peers.py; ``make
+bench-peers``) in the same run.
 
     .venv/bin/python bench/many_sockets.py [--stack embedded|scaled]
         [--connections 10000] [--idle 300] [--broadcasts 3] [--no-node]
@@ -55,7 +55,7 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import socketio_path
+from bench import node_peers, socketio_path
 from bench.common import add_service_arguments
 from devtools.servers import DaphneProcess, manage, server_environment
 
@@ -317,7 +317,7 @@ def run_ledgercore(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_node(args: argparse.Namespace) -> dict[str, Any]:
-    process, port = socketio_path.start_node_server()
+    process, port = node_peers.start("socketio")
     try:
         return asyncio.run(
             measure(
@@ -329,8 +329,7 @@ def run_node(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        node_peers.stop(process)
 
 
 def report(args: argparse.Namespace, ours: dict[str, Any], node: dict[str, Any] | None) -> None:
@@ -383,6 +382,8 @@ def main() -> None:
     parser.add_argument("--no-node", action="store_true", help="measure LedgerCore only")
     add_service_arguments(parser, worker=False)
     args = parser.parse_args()
+    if not args.no_node and (reason := node_peers.missing()) is not None:
+        parser.error(f"{reason} (or --no-node)")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * args.connections + 1024)), hard))
     print("  measuring ledgercore", file=sys.stderr, flush=True)

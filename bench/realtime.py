@@ -1,15 +1,21 @@
-"""Realtime benchmark: connections held, ping/pong throughput and latency,
-and fan-out of a broadcast to one room of many subscribers; the same
-fan-out to Socket.IO subscribers of /socket.io/, and of a Node.js Socket.IO
-4.8 server on the same machine (bench/socketio_path.py).
+"""Realtime benchmark: time to connect, connections held, ping/pong
+throughput and latency, and fan-out of a broadcast to one room of many
+subscribers; the same fan-out to Socket.IO subscribers of /socket.io/
+(bench/socketio_path.py).
 
 Each run starts, in the same run, the real server (daphne, as ``make run``)
 and a baseline: a bare ASGI echo/fan-out app on the same daphne
 (bench/echo_app.py). It prints absolute figures and ratios against the
-baseline. Not a test: figures depend on the machine; see docs/benchmarks.md.
+baseline. With ``--peers``, the same load client also drives the peers
+(bench/node_peers.py, installed by ``make bench-peers``): the Node.js
+Socket.IO server with the Socket.IO clients, the bare ``ws`` server with
+the native ones, both verifying tokens; it prints the project / peer
+ratios as a markdown table (also written to ``--markdown FILE``). Not a
+test: figures depend on the machine; see docs/benchmarks.md.
 
     .venv/bin/python bench/realtime.py [--stack embedded|scaled|both]
         [--connections 1000] [--pings 20] [--broadcasts 20]
+        [--peers [--markdown FILE]]
 
 Client and servers share the machine, so absolute figures include the
 client's own cost; ratios compare like with like.
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -34,11 +41,12 @@ import websockets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import socketio_path
+from bench import node_peers, socketio_path
 from bench.common import add_service_arguments, percentile
 from devtools.servers import DaphneProcess, manage, server_environment
 
 SECRET = uuid.uuid4().hex + uuid.uuid4().hex
+PEERS = ("socketio", "ws")
 TABS_PER_USER = 10
 CONNECT_BATCH = 50
 
@@ -161,16 +169,20 @@ def http_post(url: str, body: dict[str, Any], bearer: str) -> None:
         assert response.status == 202
 
 
-async def measure(url: str, http: str, users: list[str], args: argparse.Namespace, baseline: bool) -> dict[str, Any]:
+async def measure(url: str, users: list[str], args: argparse.Namespace, endpoint: str | None) -> dict[str, Any]:
+    """Native clients: connect, ping, fan-out. ``endpoint`` is the HTTP
+    broadcast URL; None for the bare app, whose fan-out is asked for in-band."""
     result: dict[str, Any] = {}
+    started = time.perf_counter()
     sockets = await open_connections(url, users)
+    result["connect_s"] = time.perf_counter() - started
     # every connection answers: the server really holds them
     await ping_round(sockets, 1)
     result["connections_held"] = len(sockets)
     result["ping"] = await ping_round(sockets, args.pings)
 
     subscribers = sockets[: args.subscribers]
-    if baseline:
+    if endpoint is None:
         sender = sockets[-1]
 
         async def trigger(marker: str) -> None:
@@ -187,12 +199,7 @@ async def measure(url: str, http: str, users: list[str], args: argparse.Namespac
         owner = token("bench_owner")
 
         async def trigger(marker: str) -> None:
-            await asyncio.to_thread(
-                http_post,
-                f"{http}/api/applications/app_bench/broadcast",
-                {"message": "bench", "data": {"marker": marker}},
-                owner,
-            )
+            await asyncio.to_thread(http_post, endpoint, {"message": "bench", "data": {"marker": marker}}, owner)
 
     result["fanout"] = await fanout_rounds(subscribers, args.broadcasts, trigger, args.warmup)
     result["fanout"]["subscribers"] = len(subscribers)
@@ -200,15 +207,14 @@ async def measure(url: str, http: str, users: list[str], args: argparse.Namespac
     return result
 
 
-async def measure_socketio(
-    url: str, http: str, users: list[str], args: argparse.Namespace, node: bool
-) -> dict[str, Any]:
-    """Fan-out to Socket.IO subscribers: of LedgerCore's /socket.io/, or of
-    the Node.js Socket.IO server (``node``; its /broadcast endpoint)."""
-    sockets = await socketio_path.open_sockets(url, [token(u) for u in users[: args.subscribers]])
+async def measure_socketio(url: str, users: list[str], args: argparse.Namespace, endpoint: str) -> dict[str, Any]:
+    """Socket.IO clients, each open once the server's ``connected`` event has
+    come: connect, then fan-out (broadcasts POSTed to ``endpoint``)."""
+    started = time.perf_counter()
+    sockets = await socketio_path.open_sockets(url, [token(u) for u in users[: args.subscribers]], connected=True)
+    connect_s = time.perf_counter() - started
     await socketio_path.subscribe(sockets)
     owner = token("bench_owner")
-    endpoint = f"{http}/broadcast" if node else f"{http}/api/applications/app_bench/broadcast"
 
     async def trigger(marker: str) -> None:
         await asyncio.to_thread(http_post, endpoint, {"message": "bench", "data": {"marker": marker}}, owner)
@@ -216,16 +222,20 @@ async def measure_socketio(
     result = await fanout_rounds(sockets, args.broadcasts, trigger, args.warmup, socketio_path.is_broadcast)
     result["subscribers"] = len(sockets)
     await asyncio.gather(*(ws.close() for ws in sockets))
-    return {"fanout": result}
+    return {"connect_s": connect_s, "connections_held": len(sockets), "fanout": result}
 
 
-def measure_node(args: argparse.Namespace, users: list[str]) -> dict[str, Any]:
-    process, port = socketio_path.start_node_server()
+def measure_peer(peer: str, args: argparse.Namespace, users: list[str]) -> dict[str, Any]:
+    """A peer (bench/node_peers.py) verifying the same tokens, driven by the
+    Socket.IO clients (``socketio``) or the native ones (``ws``)."""
+    process, port = node_peers.start(peer, {"JWT_SECRET": SECRET})
+    url, endpoint = f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}/broadcast"
     try:
-        return asyncio.run(measure_socketio(f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}", users, args, True))
+        if peer == "socketio":
+            return asyncio.run(measure_socketio(url, users, args, endpoint))
+        return asyncio.run(measure(url, users, args, endpoint))
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        node_peers.stop(process)
 
 
 SEED_BENCH = """
@@ -259,23 +269,27 @@ def run_stack(stack: str, args: argparse.Namespace) -> dict[str, Any]:
             ):
                 print(f"  {stack}: measuring {name}", file=sys.stderr, flush=True)
                 server = DaphneProcess(env, Path(tmp) / f"{name}.log", app=app).start()
+                endpoint = f"{server.http}/api/applications/app_bench/broadcast"
                 try:
                     if name == "socketio":
-                        results[name] = asyncio.run(measure_socketio(server.url, server.http, users, args, False))
+                        results[name] = asyncio.run(measure_socketio(server.url, users, args, endpoint))
                     else:
-                        results[name] = asyncio.run(measure(server.url, server.http, users, args, name == "baseline"))
+                        results[name] = asyncio.run(
+                            measure(server.url, users, args, None if name == "baseline" else endpoint)
+                        )
                 except Exception:
                     errors = [line for line in server.logs().splitlines() if '"WS' not in line]
                     print(f"--- {name} server log, access lines left out ---", *errors[-60:], sep="\n", file=sys.stderr)
                     raise
                 finally:
                     server.stop()
-            print(f"  {stack}: measuring node-socketio", file=sys.stderr, flush=True)
-            results["node_socketio"] = measure_node(args, users)
+            for peer in PEERS if args.peers else ():
+                print(f"  {stack}: measuring node-{peer}", file=sys.stderr, flush=True)
+                results[f"node_{peer}"] = measure_peer(peer, args, users)
             return results
 
 
-def report(stack: str, results: dict[str, Any]) -> None:
+def report(stack: str, results: dict[str, Any], load: tuple[float, float]) -> None:
     ours, base = results["ledgercore"], results["baseline"]
     print(f"\n== {stack} stack ==")
     print(f"{'':28}{'ledgercore':>14}{'baseline':>14}{'ratio':>10}")
@@ -283,6 +297,7 @@ def report(stack: str, results: dict[str, Any]) -> None:
     def row(label: str, a: float, b: float, fmt: str = "{:.1f}") -> None:
         print(f"{label:28}{fmt.format(a):>14}{fmt.format(b):>14}{a / b if b else float('nan'):>10.2f}")
 
+    row("connect s", ours["connect_s"], base["connect_s"], "{:.2f}")
     row("connections held", ours["connections_held"], base["connections_held"], "{:.0f}")
     row("pings/s", ours["ping"]["pings_per_s"], base["ping"]["pings_per_s"], "{:.0f}")
     row("ping p50 ms", ours["ping"]["p50_ms"], base["ping"]["p50_ms"])
@@ -291,17 +306,57 @@ def report(stack: str, results: dict[str, Any]) -> None:
     row("fan-out p50 ms", ours["fanout"]["p50_ms"], base["fanout"]["p50_ms"])
     row("fan-out p99 ms", ours["fanout"]["p99_ms"], base["fanout"]["p99_ms"])
     row("fan-out max ms", ours["fanout"]["max_ms"], base["fanout"]["max_ms"])
-    sio, node = results["socketio"]["fanout"], results["node_socketio"]["fanout"]
+    sio = results["socketio"]["fanout"]
     print(f"\nSocket.IO fan-out to {sio['subscribers']} subscribers")
     print(f"{'':28}{'socket.io':>14}{'native':>14}{'ratio':>10}")
     row("fan-out deliveries/s", sio["deliveries_per_s"], ours["fanout"]["deliveries_per_s"], "{:.0f}")
     row("fan-out p50 ms", sio["p50_ms"], ours["fanout"]["p50_ms"])
     row("fan-out p99 ms", sio["p99_ms"], ours["fanout"]["p99_ms"])
-    print(f"{'':28}{'socket.io':>14}{'node 4.8':>14}{'ratio':>10}")
-    row("fan-out deliveries/s", sio["deliveries_per_s"], node["deliveries_per_s"], "{:.0f}")
-    row("fan-out p50 ms", sio["p50_ms"], node["p50_ms"])
-    row("fan-out p99 ms", sio["p99_ms"], node["p99_ms"])
-    print("json " + json.dumps({"stack": stack, **results}))
+    print(f"1-minute load average {load[0]:.2f} at the start, {load[1]:.2f} at the end")
+    print("json " + json.dumps({"stack": stack, "load": load, **results}))
+
+
+# The peers table: its columns (results key, heading), the project / peer
+# ratios (heading, project key, peer key) and its rows (label, figure, format).
+PEER_COLUMNS = (("ledgercore", "LedgerCore native"), ("socketio", "LedgerCore Socket.IO"))
+PEER_RATIOS = (
+    ("native / ws", "ledgercore", "node_ws"),
+    ("native / Node Socket.IO", "ledgercore", "node_socketio"),
+    ("Socket.IO / Node Socket.IO", "socketio", "node_socketio"),
+)
+PEER_ROWS: tuple[tuple[str, Any, str], ...] = (
+    ("clients connected", lambda r: r["connections_held"], "{:,.0f}"),
+    ("time to connect them (s)", lambda r: r["connect_s"], "{:.2f}"),
+    ("fan-out deliveries/s", lambda r: r["fanout"]["deliveries_per_s"], "{:,.0f}"),
+    ("fan-out p50 (ms)", lambda r: r["fanout"]["p50_ms"], "{:.1f}"),
+    ("fan-out p99 (ms)", lambda r: r["fanout"]["p99_ms"], "{:.1f}"),
+    ("pings/s", lambda r: r["ping"]["pings_per_s"] if "ping" in r else None, "{:,.0f}"),
+)
+
+
+def peers_table(stack: str, results: dict[str, Any], load: tuple[float, float], args: argparse.Namespace) -> str:
+    """The project against the peers measured in the same run, as markdown:
+    figures, then project / peer ratios (above 1 is more for rates, slower
+    for times)."""
+    columns = [*PEER_COLUMNS, *((f"node_{peer}", node_peers.label(peer)) for peer in PEERS)]
+    caption = (
+        f"{stack} stack: fan-out of {args.broadcasts} broadcasts to {args.subscribers:,} subscribers, "
+        f"{args.pings} pings per connection; 1-minute load average {load[0]:.2f} to {load[1]:.2f}"
+    )
+    lines = [
+        caption,
+        "",
+        "| | " + " | ".join(title for _, title in columns) + " | " + " | ".join(t for t, _, _ in PEER_RATIOS) + " |",
+        "|---|" + "---:|" * (len(columns) + len(PEER_RATIOS)),
+    ]
+    for label, figure, fmt in PEER_ROWS:
+        values = {key: figure(results[key]) for key, _ in columns}
+        cells = [fmt.format(values[key]) if values[key] is not None else "—" for key, _ in columns]
+        for _, ours, peer in PEER_RATIOS:
+            a, b = values[ours], values[peer]
+            cells.append(f"{a / b:.2f}" if a is not None and b else "—")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -312,9 +367,13 @@ def main() -> None:
     parser.add_argument("--pings", type=int, default=20, help="sequential pings per connection")
     parser.add_argument("--broadcasts", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=1, help="uncounted broadcasts before the measured ones")
+    parser.add_argument("--peers", action="store_true", help="also the Node.js Socket.IO and ws peers")
+    parser.add_argument("--markdown", type=Path, metavar="FILE", help="with --peers: write the peers tables here")
     add_service_arguments(parser, worker=False)
     args = parser.parse_args()
     args.subscribers = min(args.subscribers, args.connections)
+    if args.peers and (reason := node_peers.missing()) is not None:
+        parser.error(f"--peers: {reason}")
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 4 * args.connections + 1024)), hard))
     stacks = ["embedded", "scaled"] if args.stack == "both" else [args.stack]
@@ -322,8 +381,17 @@ def main() -> None:
         f"bench/realtime.py: {args.connections} connections ({TABS_PER_USER} per user), {args.pings} pings each, "
         f"{args.broadcasts} broadcasts to {args.subscribers} subscribers; one daphne process per server"
     )
+    tables = []
     for stack in stacks:
-        report(stack, run_stack(stack, args))
+        before = os.getloadavg()[0]
+        results = run_stack(stack, args)
+        load = (before, os.getloadavg()[0])
+        report(stack, results, load)
+        if args.peers:
+            tables.append(peers_table(stack, results, load, args))
+            print("\n" + tables[-1])
+    if args.markdown and tables:
+        args.markdown.write_text("\n\n".join(tables) + "\n")
 
 
 if __name__ == "__main__":
