@@ -204,6 +204,19 @@ class RealtimeConsumer(RequestPipeline, WithoutConnectionHops, AsyncWebsocketCon
         metrics.count_out(frame.text)
         return True
 
+    async def send_paced(self, frame: SharedFrame) -> None:
+        """Send a frame of a stream that may wait for the client (a query's
+        response chunks): under daphne written without the ASGI send once
+        the socket no longer lags (``DirectWriter.write_paced``), so that a
+        client reading slower than the stream is produced slows it down
+        instead of being closed as a slow consumer; elsewhere the ASGI send."""
+        writer = self.scope.get(transport.SCOPE_KEY)
+        if writer is None:
+            await self.send(text_data=frame.text)
+            return
+        if await writer.write_paced(frame):
+            metrics.count_out(frame.text)
+
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
         await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
         if text_data is not None:
