@@ -90,7 +90,8 @@ class DirectWriter:
         response chunks): while the connection lags (over the low
         watermark), wait for it to drain instead of writing on until it is
         closed as a slow consumer. False when the socket is closing or gone."""
-        while self._open() and not self.outbound.closing and self.outbound.lagging():
+        # Polled: no event says that the kernel took the bytes.
+        while self._open() and not self.outbound.closing and self.outbound.lagging():  # noqa: ASYNC110
             await asyncio.sleep(PACE_SECONDS)
         return self.write(frame)
 
