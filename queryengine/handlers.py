@@ -20,7 +20,7 @@ from typing import Any, cast
 from channels.db import database_sync_to_async
 
 from queryengine import errors as query_errors
-from queryengine import metrics, services
+from queryengine import metrics, services, values
 from queryengine.errors import QueryError, QueryFailed
 from queryengine.executor import CancelHandle
 from queryengine.outbox import run_query_async
@@ -89,7 +89,8 @@ async def query(ctx: RequestContext, data: dict[str, Any]) -> None:
 
     def chunk(rows: list[list[Any]], schema: list[dict[str, str]]) -> Awaitable[None]:
         data = {"queryId": query_id, "rows": rows, "schema": schema}
-        frame = transport.SharedFrame(protocol.encode("query_response", data, ctx.request_id))
+        text = protocol.encode("query_response", data, ctx.request_id, plain=isinstance(rows, values.PlainRows))
+        frame = transport.SharedFrame(text)
         if paced:
             frame.prepared()  # framed here, on the worker, rather than on the loop
         # The consumer (channels is untyped) returns its send coroutine.
