@@ -85,13 +85,13 @@ async def query(ctx: RequestContext, data: dict[str, Any]) -> None:
             {"queryId": query_id, "rowsProcessed": rows, "pct": None if pct is None else round(pct, 1)},
         )
 
-    paced = ctx.connection.scope.get(transport.SCOPE_KEY) is not None
+    direct = ctx.connection.writes_frames()
 
     def chunk(rows: list[list[Any]], schema: list[dict[str, str]]) -> Awaitable[None]:
         data = {"queryId": query_id, "rows": rows, "schema": schema}
         text = protocol.encode("query_response", data, ctx.request_id, plain=isinstance(rows, values.PlainRows))
         frame = transport.SharedFrame(text)
-        if paced:
+        if direct:
             frame.prepared()  # framed here, on the worker, rather than on the loop
         # The consumer (channels is untyped) returns its send coroutine.
         return cast(Awaitable[None], ctx.connection.send_paced(frame))

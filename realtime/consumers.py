@@ -210,12 +210,16 @@ class RealtimeConsumer(RequestPipeline, WithoutConnectionHops, AsyncWebsocketCon
         the socket no longer lags (``DirectWriter.write_paced``), so that a
         client reading slower than the stream is produced slows it down
         instead of being closed as a slow consumer; elsewhere the ASGI send."""
-        writer = self.scope.get(transport.SCOPE_KEY)
-        if writer is None:
+        if not self.writes_frames():
             await self.send(text_data=frame.text)
             return
-        if await writer.write_paced(frame):
+        if await self.scope[transport.SCOPE_KEY].write_paced(frame):
             metrics.count_out(frame.text)
+
+    def writes_frames(self) -> bool:
+        """Whether native frames are written straight to this socket
+        (``send_paced``; a frame built for it may be framed in advance)."""
+        return self.scope.get(transport.SCOPE_KEY) is not None
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
         await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
