@@ -10,6 +10,13 @@ is written, through both ways a frame leaves: the connection's ASGI send
 (``realtime.transport.guarded_send``) and the prepared-frame writer
 (``realtime.transport``).
 
+- Over the stall mark (a sixteenth of either limit), the connection is
+  *stalled*: room events for it wait in the process's fan-out
+  (``realtime.fanout``), in order, without being framed or written, and
+  ``drained`` looks every ``DRAIN_CHECK_SECONDS`` whether the client has
+  read enough to take them. What waits there counts against the limits
+  with what is buffered, so a client that never reads is closed as soon
+  as before, at a fraction of the cost of writing to it.
 - Over the low watermark (a quarter of either limit), live chart updates
   (``realtime.local`` rooms with positions) are not written: the connection
   keeps, per room, the latest update of each of the last
@@ -77,6 +84,14 @@ class Limits:
     def low_frames(self) -> int:
         return self.frames // 4
 
+    @property
+    def stall_bytes(self) -> int:
+        return self.bytes // 16
+
+    @property
+    def stall_frames(self) -> int:
+        return self.frames // 16
+
     @classmethod
     def from_settings(cls) -> Limits:
         return cls(
@@ -89,7 +104,7 @@ class Limits:
 class Outbound:
     """The outbound buffer policy of one daphne WebSocket connection."""
 
-    __slots__ = ("_drain", "_sized", "_sizes", "closing", "limits", "pending", "protocol")
+    __slots__ = ("_drain", "_sized", "_sizes", "closing", "limits", "pending", "protocol", "stalled")
 
     def __init__(self, protocol: Any, limits: Limits | None = None) -> None:
         self.protocol = protocol
@@ -101,6 +116,8 @@ class Outbound:
         self.pending: dict[str, dict[int | None, Any]] = {}
         self._drain: asyncio.TimerHandle | None = None
         self.closing = False
+        # Over the stall mark: room events wait upstream (``drained``).
+        self.stalled = False
 
     # --- measuring ----------------------------------------------------------
 
@@ -128,15 +145,48 @@ class Outbound:
 
     def admit(self) -> bool:
         """May a frame be written now? Over a limit the connection is closed
-        (and False returned); False too while it closes."""
+        (and False returned); False too while it closes. Over the stall
+        mark the connection is marked stalled (the frame is still written)."""
         if self.closing:
             return False
         if daphne_buffers.is_closing(self.protocol):
             return False
-        if self._over(self.limits.bytes, self.limits.frames):
+        limits = self.limits
+        size, frames = self.measure()
+        if size <= limits.stall_bytes and frames <= limits.stall_frames:
+            return True
+        daphne_buffers.flush(self.protocol)
+        size, frames = self.measure()
+        if size > limits.bytes or frames > limits.frames:
             self.close_slow()
             return False
+        if size > limits.stall_bytes or frames > limits.stall_frames:
+            if not self.stalled:
+                self.stalled = True
+                metrics.STALLS.inc()
+        else:
+            self.stalled = False
         return True
+
+    async def drained(self, held: Callable[[], tuple[int, int]]) -> bool:
+        """Wait until a stalled connection has drained below the stall mark
+        (True), counting what waits for it upstream (``held()``: frames,
+        bytes); close it as a slow consumer when that and what is buffered
+        exceed a limit, and return False then or when it closes meanwhile."""
+        limits = self.limits
+        while True:
+            if self.closing or not daphne_buffers.is_open(self.protocol):
+                return False
+            daphne_buffers.flush(self.protocol)
+            size, frames = self.measure()
+            held_frames, held_bytes = held()
+            if size + held_bytes > limits.bytes or frames + held_frames > limits.frames:
+                self.close_slow()
+                return False
+            if size <= limits.stall_bytes and frames <= limits.stall_frames:
+                self.stalled = False
+                return True
+            await asyncio.sleep(DRAIN_CHECK_SECONDS)
 
     def write(self, write: Callable[[], Any], size: int) -> bool:
         """Run ``write`` (which writes one frame of ``size`` bytes) if the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -220,6 +221,19 @@ class RealtimeConsumer(RequestPipeline, WithoutConnectionHops, AsyncWebsocketCon
         """Whether native frames are written straight to this socket
         (``send_paced``; a frame built for it may be framed in advance)."""
         return self.scope.get(transport.SCOPE_KEY) is not None
+
+    def stalled(self) -> bool:
+        """Whether room events should wait for this socket to drain
+        (``realtime.backpressure``)."""
+        writer = self.scope.get(transport.SCOPE_KEY)
+        return writer is not None and writer.outbound.stalled
+
+    async def drained(self, held: Callable[[], tuple[int, int]]) -> bool:
+        """Wait until the socket takes room events again (True), or False
+        when it closes (as a slow consumer when ``held()`` (frames, bytes)
+        with what is buffered exceeds its limits)."""
+        writer = self.scope.get(transport.SCOPE_KEY)
+        return writer is None or await writer.outbound.drained(held)
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
         await super().send(text_data=text_data, bytes_data=bytes_data, close=close)

@@ -17,6 +17,11 @@ room's local members in one loop:
 - a member busy under its stream lock (answering a subscription, filling a
   gap from the history) gets the event queued behind what it already waits
   for, in order, so that it never holds up the rest of the room;
+- so does a member whose socket is stalled (its client reads less than it
+  is sent: ``realtime.backpressure``): what waits for it is written once
+  the socket drains, and counts against its buffer limits until then, so
+  that a client that never reads costs the room a list append per event
+  until it is closed as a slow consumer;
 - a closing or failing member does not stop the loop, and the loop yields
   every ``YIELD_EVERY`` members.
 
@@ -41,6 +46,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from channels.layers import get_channel_layer
@@ -57,8 +64,11 @@ CLOSE_MARKER = "fanout.close"
 YIELD_EVERY = 64
 # Events queued for a member whose stream is busy; past this the oldest are
 # dropped, as a full channel-layer queue would (the stream refills a gap
-# from the room's history, or tells the client to refetch).
+# from the room's history, or tells the client to refetch). A stalled
+# member's backlog is bounded by its buffer limits instead (it is closed
+# over them), and by STALLED_BACKLOG_LIMIT in any case.
 BACKLOG_LIMIT = 1000
+STALLED_BACKLOG_LIMIT = 65536
 # A group membership is added again by a later join after this long, so that
 # a room with members never outlives the layer's group expiry (a day).
 REFRESH_SECONDS = 3600.0
@@ -77,6 +87,10 @@ class Member(Protocol):
     def channel_layer(self) -> Any: ...
 
     async def room_event(self, message: dict[str, Any]) -> None: ...
+
+    def stalled(self) -> bool: ...
+
+    async def drained(self, held: Callable[[], tuple[int, int]]) -> bool: ...
 
 
 class _RoomLock:
@@ -98,7 +112,7 @@ class ProcessFanout:
         # room -> when the process channel was last added to its group
         self._joined: dict[str, float] = {}
         self._locks: dict[str, _RoomLock] = {}
-        self._backlogs: dict[Member, list[dict[str, Any]]] = {}
+        self._backlogs: dict[Member, _Backlog] = {}
         self._drains: set[asyncio.Task[None]] = set()
         # marker key -> (member, its close message), sent by close_after_events
         self._closing: dict[str, tuple[Member, dict[str, Any]]] = {}
@@ -169,7 +183,7 @@ class ProcessFanout:
                 # Let the loop write out what is buffered so far.
                 await asyncio.sleep(0)
             backlog = self._backlogs.get(member)
-            if backlog is not None or member.streams.lock.locked():
+            if backlog is not None or member.streams.lock.locked() or member.stalled():
                 self._queue(member, local)
                 handed += 1
                 continue
@@ -207,18 +221,20 @@ class ProcessFanout:
     def _queue(self, member: Member, message: dict[str, Any]) -> None:
         backlog = self._backlogs.get(member)
         if backlog is None:
-            backlog = self._backlogs[member] = []
+            backlog = self._backlogs[member] = _Backlog()
             task = asyncio.get_running_loop().create_task(self._drain(member, backlog))
             self._drains.add(task)
             task.add_done_callback(self._drains.discard)
         backlog.append(message)
-        if len(backlog) > BACKLOG_LIMIT:
-            del backlog[0]
+        if len(backlog.items) > BACKLOG_LIMIT and (len(backlog.items) > STALLED_BACKLOG_LIMIT or not member.stalled()):
+            backlog.popleft()
 
-    async def _drain(self, member: Member, backlog: list[dict[str, Any]]) -> None:
+    async def _drain(self, member: Member, backlog: _Backlog) -> None:
         try:
-            while backlog:
-                message = backlog.pop(0)
+            while backlog.items:
+                if member.stalled() and not await member.drained(backlog.held):
+                    return  # closed: what waited for it goes with it
+                message = backlog.popleft()
                 if message.get("type") == CLOSE_MARKER:
                     await _send_close(member, message["close"])
                 else:
@@ -278,6 +294,28 @@ class ProcessFanout:
         if held is None:
             held = self._locks[room] = _RoomLock()
         return _Held(self._locks, room, held)
+
+
+class _Backlog:
+    """What waits for one member, in order, and its size in bytes."""
+
+    __slots__ = ("bytes", "items")
+
+    def __init__(self) -> None:
+        self.items: deque[dict[str, Any]] = deque()
+        self.bytes = 0
+
+    def append(self, message: dict[str, Any]) -> None:
+        self.items.append(message)
+        self.bytes += len(message.get("text", ""))
+
+    def popleft(self) -> dict[str, Any]:
+        message = self.items.popleft()
+        self.bytes -= len(message.get("text", ""))
+        return message
+
+    def held(self) -> tuple[int, int]:
+        return len(self.items), self.bytes
 
 
 class _Held:

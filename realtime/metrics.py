@@ -52,6 +52,10 @@ OUTBOUND_MAX_BYTES = Gauge(
     multiprocess_mode="livemax",
 )
 SLOW_CLOSED = Counter("ledgercore_slow_consumers_closed_total", "Connections closed as slow consumers (4008).")
+STALLS = Counter(
+    "ledgercore_outbound_stalls_total",
+    "Times a connection's room events waited for its client to read what it was sent.",
+)
 PUBLISH_SECONDS = Histogram(
     "ledgercore_channel_layer_publish_seconds",
     "Time to publish one room event: history and channel-layer group send.",

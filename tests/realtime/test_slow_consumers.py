@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.request
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 from devtools.rawws import ConnectionGone, RawWebSocket
@@ -196,6 +198,51 @@ def test_a_client_that_stops_reading_is_closed_4008_and_leaves_its_room_while_re
     finally:
         for reader in readers:
             reader.stop.set()
+        server.stop()
+
+
+def test_a_client_that_pauses_within_its_limits_gets_every_event_in_order_once_it_reads_again(environment, tmp_path):
+    """400 broadcasts/s of ~300 bytes; a raw client with a tiny receive
+    buffer subscribes and stops reading for 2.5 s (about 1,000 events:
+    over the stall mark of 256 frames, under the limit of 4,096). Its room
+    events wait in the server meanwhile (the stall counter moves); when it
+    reads again it gets every broadcast from the first on, in order, and is
+    not closed."""
+    env = {
+        **environment,
+        "BENCH_PUBLISH_RATE": "400",
+        "BENCH_PUBLISH_ROOM": ROOM,
+        "BENCH_PUBLISH_PAD": "200",
+        "LOG_LEVEL": "INFO",
+    }
+    server = DaphneProcess(env, tmp_path / "daphne.log", app="devtools.publisher_app:application").start()
+    try:
+        paused = slow_client(server, "slow_a", [ROOM])
+        time.sleep(2.5)
+        seqs: list[int] = []
+        skipped: list[int] = []
+        end = time.monotonic() + 6.0
+        while time.monotonic() < end:
+            event = paused.recv_event(timeout=5)
+            if event["event"] == "application_broadcast":
+                seqs.append(event["data"]["seq"])
+                skipped.append(event["data"]["skipped"])
+        assert len(seqs) > 2000, len(seqs)
+        steps = [(b - a) - (sb - sa) for a, b, sa, sb in zip(seqs, seqs[1:], skipped, skipped[1:], strict=False)]
+        assert set(steps) == {1}, [(seqs[i], seqs[i + 1]) for i, step in enumerate(steps) if step != 1][:10]
+        with urllib.request.urlopen(f"{server.http}/metrics", timeout=10) as response:
+            exposition = response.read().decode()
+        stalls = [
+            sample.value
+            for family in text_string_to_metric_families(exposition)
+            for sample in family.samples
+            if sample.name == "ledgercore_outbound_stalls_total"
+        ]
+        assert stalls and stalls[0] >= 1, stalls
+        assert "closing slow consumer" not in server.logs()
+        assert "Traceback" not in server.logs()
+        paused.close()
+    finally:
         server.stop()
 
 
