@@ -20,7 +20,7 @@ from typing import Any, cast
 from channels.db import database_sync_to_async
 
 from queryengine import errors as query_errors
-from queryengine import metrics, services
+from queryengine import metrics, services, values
 from queryengine.errors import QueryError, QueryFailed
 from queryengine.executor import CancelHandle
 from queryengine.outbox import run_query_async
@@ -34,7 +34,7 @@ from queryengine.payloads import (
     QueryResponsePayload,
     QueryStartedPayload,
 )
-from realtime import protocol
+from realtime import protocol, transport
 from realtime.context import RequestContext
 from realtime.errors import ProtocolError
 from realtime.payloads import Payload
@@ -85,11 +85,16 @@ async def query(ctx: RequestContext, data: dict[str, Any]) -> None:
             {"queryId": query_id, "rowsProcessed": rows, "pct": None if pct is None else round(pct, 1)},
         )
 
+    direct = ctx.connection.writes_frames()
+
     def chunk(rows: list[list[Any]], schema: list[dict[str, str]]) -> Awaitable[None]:
         data = {"queryId": query_id, "rows": rows, "schema": schema}
+        text = protocol.encode("query_response", data, ctx.request_id, plain=isinstance(rows, values.PlainRows))
+        frame = transport.SharedFrame(text)
+        if direct:
+            frame.prepared()  # framed here, on the worker, rather than on the loop
         # The consumer (channels is untyped) returns its send coroutine.
-        sent = ctx.connection.send(text_data=protocol.encode("query_response", data, ctx.request_id))
-        return cast(Awaitable[None], sent)
+        return cast(Awaitable[None], ctx.connection.send_paced(frame))
 
     async def completed(duration_ms: int, total_rows: int, truncated: bool) -> None:
         metrics.QUERY_SECONDS.observe(duration_ms / 1000)

@@ -151,14 +151,25 @@ _NUMBERS: frozenset[type] = frozenset({Decimal, int, float})
 NAIVE_EPOCH = datetime(1970, 1, 1)  # noqa: DTZ001 - naive on purpose: the epoch of naive values
 
 Column = Sequence[Any]
-ColumnConverter = Callable[[Column], Column]
+# A converted column, and whether its values are all str, int, bool or None.
+ColumnConverter = Callable[[Column], tuple[Column, bool]]
+_PLAIN_TYPES: frozenset[type] = frozenset({str, int, bool, NoneType})
+
+
+class PlainRows(list[list[Any]]):
+    """Converted rows whose values are all str, int, bool or None (no
+    floats, containers or other types): JSON that any encoder writes the
+    same way, so ``realtime.protocol`` may use its faster one."""
+
+    __slots__ = ()
 
 
 def _per_value(convert: Callable[[Any], Any], unchanged: frozenset[type]) -> ColumnConverter:
-    def column(values: Column) -> Column:
-        if set(map(type, values)) <= unchanged:
-            return values
-        return list(map(convert, values))
+    def column(values: Column) -> tuple[Column, bool]:
+        kinds = set(map(type, values))
+        if kinds <= unchanged:
+            return values, kinds <= _PLAIN_TYPES
+        return list(map(convert, values)), False
 
     return column
 
@@ -174,35 +185,39 @@ def _epoch_ms_column(moments: Column) -> list[int]:
     ]
 
 
-def _timestamp_column(values: Column) -> Column:
+def _timestamp_column(values: Column) -> tuple[Column, bool]:
     kinds = set(map(type, values))
     if kinds <= _UNCHANGED["timestamp"]:
-        return values
+        return values, True
     try:
         if kinds == {datetime}:
-            return _epoch_ms_column(values)
+            return _epoch_ms_column(values), True
         if kinds == {str}:
             # Django's SQLite text timestamps.
-            return _epoch_ms_column(list(map(datetime.fromisoformat, values)))
+            return _epoch_ms_column(list(map(datetime.fromisoformat, values))), True
     except (TypeError, ValueError):
         pass
-    return list(map(_timestamp, values))
+    return list(map(_timestamp, values)), False
 
 
-def _float_column(values: Column) -> Column:
+def _float_column(values: Column) -> tuple[Column, bool]:
     kinds = set(map(type, values))
     if kinds == {float} and all(map(math.isfinite, values)):
-        return values
-    return list(map(_float, values))
+        return values, False
+    return list(map(_float, values)), False
 
 
-def _decimal_column(values: Column) -> Column:
+def _decimal_column(values: Column) -> tuple[Column, bool]:
     kinds = set(map(type, values))
     if kinds <= _UNCHANGED["decimal"]:
-        return values
+        return values, True
     if kinds <= _NUMBERS:
-        return list(map(str, values))
-    return list(map(_decimal, values))
+        return list(map(str, values)), True
+    return list(map(_decimal, values)), False
+
+
+def _plain_column(values: Column) -> tuple[Column, bool]:
+    return list(map(_plain, values)), False
 
 
 def column_converters(schema: Sequence[dict[str, str]]) -> list[ColumnConverter]:
@@ -224,19 +239,21 @@ def column_converters(schema: Sequence[dict[str, str]]) -> list[ColumnConverter]
 
 def rows_converter(schema: Sequence[dict[str, str]]) -> Callable[[Sequence[Sequence[Any]]], list[list[Any]]]:
     """Driver rows (tuples) -> JSON-ready rows (lists), as ``converters``
-    would convert them value by value."""
+    would convert them value by value: a ``PlainRows`` when every value is
+    a str, int, bool or None."""
     by_column = column_converters(schema)
 
     def convert(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
         if not rows or not rows[0]:
             return [[] for _ in rows]
         columns: list[Column] = list(zip(*rows, strict=True))
+        plain = True
         for index, values in enumerate(columns):
-            if index < len(by_column):
-                columns[index] = by_column[index](values)
-            else:
-                columns[index] = list(map(_plain, values))
-        return list(map(list, zip(*columns, strict=True)))
+            converter = by_column[index] if index < len(by_column) else _plain_column
+            columns[index], plain_column = converter(values)
+            plain = plain and plain_column
+        converted = map(list, zip(*columns, strict=True))
+        return PlainRows(converted) if plain else list(converted)
 
     return convert
 

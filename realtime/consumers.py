@@ -205,6 +205,23 @@ class RealtimeConsumer(RequestPipeline, WithoutConnectionHops, AsyncWebsocketCon
         metrics.count_out(frame.text)
         return True
 
+    async def send_paced(self, frame: SharedFrame) -> None:
+        """Send a frame of a stream that may wait for the client (a query's
+        response chunks): under daphne written without the ASGI send once
+        the socket no longer lags (``DirectWriter.write_paced``), so that a
+        client reading slower than the stream is produced slows it down
+        instead of being closed as a slow consumer; elsewhere the ASGI send."""
+        if not self.writes_frames():
+            await self.send(text_data=frame.text)
+            return
+        if await self.scope[transport.SCOPE_KEY].write_paced(frame):
+            metrics.count_out(frame.text)
+
+    def writes_frames(self) -> bool:
+        """Whether native frames are written straight to this socket
+        (``send_paced``; a frame built for it may be framed in advance)."""
+        return self.scope.get(transport.SCOPE_KEY) is not None
+
     def stalled(self) -> bool:
         """Whether room events should wait for this socket to drain
         (``realtime.backpressure``)."""

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from realtime.errors import ValidationFailed
 
 RequestId = str | int
@@ -178,10 +180,23 @@ def _clean_envelope(obj: Any) -> dict[str, Any] | None:
     }
 
 
-def encode(event: str, data: dict[str, Any], request_id: RequestId | None = None) -> str:
+def encode(event: str, data: dict[str, Any], request_id: RequestId | None = None, *, plain: bool = False) -> str:
+    """The frame's text. ``plain``: the caller knows that ``data`` holds no
+    float (nor anything ``_default`` would convert), only dicts with string
+    keys, lists, strings, integers, booleans and null; such a frame (a
+    query's rows) is written by orjson, several times faster, to the same
+    text (compact, non-ASCII as is, the same escapes; orjson writes some
+    floats differently, 1e-7 for 1e-07, hence the caller's word). What
+    orjson refuses (an integer over 64 bits, a lone surrogate) goes the
+    usual way."""
     frame: dict[str, Any] = {"event": event, "data": data}
     if request_id is not None:
         frame["id"] = request_id
+    if plain:
+        try:
+            return orjson.dumps(frame).decode()
+        except TypeError:
+            pass
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False, default=_default)
 
 

@@ -31,6 +31,7 @@ instead of failing the connection.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from typing import Any
@@ -43,6 +44,8 @@ from realtime.backpressure import Outbound
 log = logging.getLogger(__name__)
 
 SCOPE_KEY = "realtime.writer"
+# How often a paced stream looks whether its lagging connection drained.
+PACE_SECONDS = 0.005
 
 
 class SharedFrame:
@@ -81,6 +84,16 @@ class DirectWriter:
         if room is not None:
             return self.outbound.offer_live(room, position, frame, self._write)
         return self.outbound.write(functools.partial(self._write, frame), daphne_frames.frame_bytes(frame.prepared()))
+
+    async def write_paced(self, frame: SharedFrame) -> bool:
+        """Write a frame of a stream that can wait for its reader (a query's
+        response chunks): while the connection lags (over the low
+        watermark), wait for it to drain instead of writing on until it is
+        closed as a slow consumer. False when the socket is closing or gone."""
+        # Polled: no event says that the kernel took the bytes.
+        while self._open() and not self.outbound.closing and self.outbound.lagging():  # noqa: ASYNC110
+            await asyncio.sleep(PACE_SECONDS)
+        return self.write(frame)
 
     def _open(self) -> bool:
         return daphne_frames.is_open(self.server, self.protocol)

@@ -238,6 +238,10 @@ class BridgeConsumer(RealtimeConsumer):
         # the process-local fan-out (realtime.local) then calls ``send``.
         return False
 
+    def writes_frames(self) -> bool:
+        # Native frames reach a Socket.IO client re-encoded, through ``send``.
+        return False
+
     async def send_event(self, event: str, data: dict[str, Any], request_id: RequestId | None = None) -> None:
         if request_id is not None and request_id in self.acks:
             await self._ack(request_id, event, data)

@@ -635,6 +635,24 @@ class TestResultValues:
             assert repr(by_chunk) == repr(by_value), (kind, column)
         assert values.rows_converter([])([(), ()]) == [[], []]
 
+    @pytest.mark.parametrize("kind", [*values.CONVERTERS, "text", "unknown"])
+    def test_rows_are_plain_only_when_every_value_is_a_string_integer_boolean_or_null(self, kind):
+        plain_types = {str, int, bool, type(None)}
+        for column in self.COLUMNS:
+            schema = [{"name": "x", "type": kind}, {"name": "y", "type": "integer"}]
+            converted = values.rows_converter(schema)([(value, index) for index, value in enumerate(column)])
+            if isinstance(converted, values.PlainRows):
+                assert {type(v) for row in converted for v in row} <= plain_types, (kind, column)
+
+    def test_a_chunk_of_integers_text_and_sqlite_timestamps_is_plain(self):
+        schema = [{"name": "n", "type": "integer"}, {"name": "t", "type": "text"}, {"name": "at", "type": "timestamp"}]
+        rows = [(1, "grant", "2026-03-04 05:06:07.891234"), (2, None, "2026-03-04 05:06:08")]
+        converted = values.rows_converter(schema)(rows)
+        assert isinstance(converted, values.PlainRows)
+        assert converted == [[1, "grant", 1772600767891], [2, None, 1772600768000]]
+        with_float = values.rows_converter([*schema, {"name": "f", "type": "float"}])([(*rows[0], 1.5)])
+        assert not isinstance(with_float, values.PlainRows)
+
 
 class TestAsyncAndCatalog:
     async def test_run_query_async_calls_async_callbacks_in_order(self):

@@ -72,3 +72,19 @@ def test_every_inbound_payload_rejects_unknown_fields(name):
     serializer = registry.inbound_events[name].serializer(data={"__unknown__": 1})
     assert not serializer.is_valid()
     assert "__unknown__" in serializer.errors
+
+
+def test_plain_frames_encode_to_the_same_text_as_any_other():
+    """``encode(plain=True)`` (orjson) writes what json writes: every code
+    point but the surrogates, control characters and escapes, integers up
+    to 64 bits; what orjson refuses (a larger integer, a lone surrogate)
+    takes the usual way to the same text."""
+    characters = "".join(chr(cp) for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF)
+    pieces = [characters[start : start + 997] for start in range(0, len(characters), 997)]
+    rows = [[piece, index, index % 2 == 0, None, -(2**63), 2**64 - 1, 2**53 + 1] for index, piece in enumerate(pieces)]
+    data = {"queryId": 'q\u00e9"', "rows": rows, "schema": [{"name": "é", "type": "text"}]}
+    for request_id in (None, "r1", 7):
+        assert encode("query_response", data, request_id, plain=True) == encode("query_response", data, request_id)
+    for refused in (2**64, -(2**63) - 1, "lone \ud800 surrogate"):
+        frame = {"rows": [[refused]]}
+        assert encode("e", frame, plain=True) == encode("e", frame)

@@ -121,3 +121,22 @@ async def test_python_socketio_client_scenario(tmp_path, transports):
             assert reply["data"]["subscriberCount"] == 2
             await back.wait_for("user_joined_room", userId="demo_teammate", timeout=15)
         await back.disconnect()
+
+
+async def test_query_rows_reach_a_websocket_only_client_in_socketio_encoding(tmp_path):
+    """Over a Socket.IO session opened on a WebSocket (no long-polling
+    first), a query's chunks are Socket.IO events like every other reply,
+    not native frames written straight to the socket."""
+    with socketio_server(tmp_path, scaled_stack()) as (server, env):
+        token = manage(env, "issue_token", "demo_user", "--app", "app_demo").strip()
+        client = Recorder()
+        await client.connect(server.http, auth={"token": token}, transports=["websocket"], wait_timeout=15)
+        try:
+            ack = await client.call("query", {"sql": "SELECT 1 AS one FROM trades LIMIT 3"}, timeout=30)
+            query_id = ack["data"]["queryId"]
+            done = await client.wait_for("query_completed", timeout=30, queryId=query_id)
+            assert done["totalRows"] == 3
+            chunks = [data for data in client.named("query_response") if data["queryId"] == query_id]
+            assert [row for chunk in chunks for row in chunk["rows"]] == [[1], [1], [1]]
+        finally:
+            await client.disconnect()
