@@ -240,7 +240,7 @@ def worker(stack: str, args: argparse.Namespace) -> dict[str, Any]:
     from django.db import connection, connections, transaction
 
     from credits.models import CreditAccount
-    from credits.services import Actor, deduct_credits
+    from credits.services import Actor, deduct_credits, group_commit_stats
 
     total = args.threads * args.deductions
 
@@ -271,7 +271,12 @@ def worker(stack: str, args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name, op in (("baseline", select_one), ("hot", deduct_hot), ("spread", deduct_spread)):
         log(f"{stack}: {name}: {args.threads} threads x {args.deductions} ops")
+        commits_before, movements_before = group_commit_stats()
         results[name] = run_threads(args.threads, args.deductions, op)
+        commits, movements = group_commit_stats()
+        commits, movements = commits - commits_before, movements - movements_before
+        # Movements per group commit (1 when nothing waited to share one).
+        results[name]["per_commit"] = movements / commits if commits else 0.0
 
     account = CreditAccount.objects.get(user_id=hot_pk, application_id=hot_app)
     expected = funded_hot - args.warmup - results["hot"]["ops"]
@@ -325,7 +330,7 @@ def run_stack(stack: str, args: argparse.Namespace) -> dict[str, Any]:
 def report(stack: str, results: dict[str, Any], args: argparse.Namespace) -> None:
     base = results["baseline"]["ops_per_s"]
     print(f"\n== {stack} stack ({STACK_LABELS[stack]}) ==")
-    print(f"{'':36}{'ops/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'ratio':>8}{'errors':>8}")
+    print(f"{'':36}{'ops/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'ratio':>8}{'errors':>8}{'/commit':>9}")
     for key, label in (
         ("baseline", "baseline: SELECT 1 in atomic()"),
         ("hot", "deduct, 1 hot account"),
@@ -334,7 +339,7 @@ def report(stack: str, results: dict[str, Any], args: argparse.Namespace) -> Non
         r = results[key]
         print(
             f"{label:36}{r['ops_per_s']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['max_ms']:>10.1f}"
-            f"{r['ops_per_s'] / base:>8.2f}{r['errors']:>8}"
+            f"{r['ops_per_s'] / base:>8.2f}{r['errors']:>8}{r.get('per_commit', 0.0):>9.1f}"
         )
     e = results["events"]
     path = f"{e['path']}, retry {e['retry_seconds']:g} s" if stack == "embedded" else e["path"]
