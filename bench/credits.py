@@ -17,6 +17,11 @@ REDIS_URL as the server; the worker prints one ``result {...}`` line.
 - **baseline**: the same threads, each op a ``transaction.atomic()`` around
   one ``SELECT 1`` round trip (on SQLite an IMMEDIATE transaction: it takes
   the write lock as a deduction does). Ratio = deductions/s / baseline ops/s.
+- **/commit**: movements per group commit in the part (credits.combining;
+  1.0 when no movement waited to share a commit, 0 for the baseline).
+  With T threads on one account a commit takes at most T movements.
+- **SQL/op**: SQL statements the op threads sent per op (BEGIN and COMMIT
+  not counted; the event dispatcher's not included).
 - **events**: the real server (daphne, as ``make run``) on the same database,
   one WebSocket as the bench user; the worker deducts M times, one at a time,
   and times each ``credit_balance_updated`` frame (matched by data.sequence)
@@ -98,24 +103,32 @@ def run_threads(threads: int, per_thread: int, op: Callable[[int, int], Any]) ->
 
     barrier = threading.Barrier(threads + 1, timeout=120)
 
-    def work(t: int) -> tuple[list[float], int, str]:
+    def work(t: int) -> tuple[list[float], int, str, int]:
         close_old_connections()
+        statements = 0
+
+        def count(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+            nonlocal statements
+            statements += 1
+            return execute(sql, params, many, context)
+
         try:
             connection.ensure_connection()
             latencies: list[float] = []
             errors = 0
             first_error = ""
             barrier.wait()
-            for i in range(per_thread):
-                started = time.perf_counter()
-                try:
-                    op(t, i)
-                except Exception as exc:  # noqa: BLE001 - counted and reported, not retried
-                    errors += 1
-                    first_error = first_error or repr(exc)
-                else:
-                    latencies.append((time.perf_counter() - started) * 1000)
-            return latencies, errors, first_error
+            with connection.execute_wrapper(count):
+                for i in range(per_thread):
+                    started = time.perf_counter()
+                    try:
+                        op(t, i)
+                    except Exception as exc:  # noqa: BLE001 - counted and reported, not retried
+                        errors += 1
+                        first_error = first_error or repr(exc)
+                    else:
+                        latencies.append((time.perf_counter() - started) * 1000)
+            return latencies, errors, first_error, statements
         finally:
             connections.close_all()
 
@@ -130,6 +143,8 @@ def run_threads(threads: int, per_thread: int, op: Callable[[int, int], Any]) ->
         "ops": len(latencies),
         "errors": sum(outcome[1] for outcome in outcomes),
         "first_error": next((outcome[2] for outcome in outcomes if outcome[2]), ""),
+        # SQL statements the op threads sent (BEGIN and COMMIT not included).
+        "statements_per_op": sum(outcome[3] for outcome in outcomes) / max(1, len(latencies)),
         "seconds": elapsed,
         "ops_per_s": len(latencies) / elapsed,
         "p50_ms": percentile(latencies, 50),
@@ -240,7 +255,7 @@ def worker(stack: str, args: argparse.Namespace) -> dict[str, Any]:
     from django.db import connection, connections, transaction
 
     from credits.models import CreditAccount
-    from credits.services import Actor, deduct_credits
+    from credits.services import Actor, deduct_credits, group_commit_stats
 
     total = args.threads * args.deductions
 
@@ -271,7 +286,12 @@ def worker(stack: str, args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name, op in (("baseline", select_one), ("hot", deduct_hot), ("spread", deduct_spread)):
         log(f"{stack}: {name}: {args.threads} threads x {args.deductions} ops")
+        commits_before, movements_before = group_commit_stats()
         results[name] = run_threads(args.threads, args.deductions, op)
+        commits, movements = group_commit_stats()
+        commits, movements = commits - commits_before, movements - movements_before
+        # Movements per group commit (1 when nothing waited to share one).
+        results[name]["per_commit"] = movements / commits if commits else 0.0
 
     account = CreditAccount.objects.get(user_id=hot_pk, application_id=hot_app)
     expected = funded_hot - args.warmup - results["hot"]["ops"]
@@ -325,7 +345,8 @@ def run_stack(stack: str, args: argparse.Namespace) -> dict[str, Any]:
 def report(stack: str, results: dict[str, Any], args: argparse.Namespace) -> None:
     base = results["baseline"]["ops_per_s"]
     print(f"\n== {stack} stack ({STACK_LABELS[stack]}) ==")
-    print(f"{'':36}{'ops/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'ratio':>8}{'errors':>8}")
+    header = f"{'ops/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}{'ratio':>8}{'errors':>8}"
+    print(f"{'':36}{header}{'/commit':>9}{'SQL/op':>8}")
     for key, label in (
         ("baseline", "baseline: SELECT 1 in atomic()"),
         ("hot", "deduct, 1 hot account"),
@@ -335,6 +356,7 @@ def report(stack: str, results: dict[str, Any], args: argparse.Namespace) -> Non
         print(
             f"{label:36}{r['ops_per_s']:>10.0f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}{r['max_ms']:>10.1f}"
             f"{r['ops_per_s'] / base:>8.2f}{r['errors']:>8}"
+            f"{r.get('per_commit', 0.0):>9.1f}{r.get('statements_per_op', 0.0):>8.2f}"
         )
     e = results["events"]
     path = f"{e['path']}, retry {e['retry_seconds']:g} s" if stack == "embedded" else e["path"]

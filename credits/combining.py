@@ -26,7 +26,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.db import connection, transaction
 
-from credits.models import CreditAccount, LedgerEntry
+from credits.models import CreditAccount, LedgerEntry, entries_inserted
 
 AccountKey = tuple[int, str]
 
@@ -34,11 +34,29 @@ AccountKey = tuple[int, str]
 class Session:
     """What a movement sees: its locked account and the idempotency keys
     already used on it (the database's, plus those of earlier movements of
-    the same batch)."""
+    the same batch).
+
+    Entries that nothing else refers to before the commit (``defer``) wait
+    here and are inserted together by ``write_pending``: one INSERT for the entries
+    and, through ``entries_inserted``, one for their outbox rows, whatever
+    the number of movements in the batch. ``write_pending`` runs before any other
+    entry is saved and before the account row is, so entries are inserted
+    in sequence order."""
 
     def __init__(self, account: CreditAccount, known: dict[str, LedgerEntry] | None) -> None:
         self.account = account
         self._known = known
+        self._pending: list[LedgerEntry] = []
+
+    def defer(self, entry: LedgerEntry) -> None:
+        self._pending.append(entry)
+
+    def write_pending(self) -> None:
+        if not self._pending:
+            return
+        entries, self._pending = self._pending, []
+        LedgerEntry.objects.bulk_create(entries)
+        entries_inserted.send(sender=LedgerEntry, instances=entries)
 
     def replayed(self, key: str | None) -> LedgerEntry | None:
         if not key:
@@ -140,7 +158,9 @@ class GroupCommit:
     def _alone[T](self, key: AccountKey, movement: Movement[T]) -> T:
         with transaction.atomic():
             account = self._lock_account(*key)
-            result = movement(Session(account, None))
+            session = Session(account, None)
+            result = movement(session)
+            session.write_pending()
             account.save(update_fields=ACCOUNT_FIELDS)
             return result
 
@@ -175,4 +195,5 @@ class GroupCommit:
                     request.result = request.movement(session)
                 except self._business_errors as exc:
                     request.error = exc
+            session.write_pending()
             account.save(update_fields=ACCOUNT_FIELDS)

@@ -75,6 +75,14 @@ def write_outbox(entry: LedgerEntry) -> None:
     transaction.on_commit(lambda: _dispatcher.submit(outbox.pk))
 
 
+def write_outbox_many(entries: list[LedgerEntry]) -> None:
+    """``write_outbox`` for entries inserted together (one INSERT for all
+    their rows); called by the ``entries_inserted`` signal."""
+    rows = OutboxEvent.objects.bulk_create([OutboxEvent(entry=entry) for entry in entries])
+    ids = [row.pk for row in rows]
+    transaction.on_commit(lambda: _dispatcher.submit_many(ids))
+
+
 Outgoing = tuple[int, str, list[tuple[str, dict[str, Any]]]]
 
 
@@ -104,7 +112,11 @@ class _Dispatcher:
         self._thread: threading.Thread | None = None
 
     def submit(self, outbox_id: int) -> None:
-        self._queue.put(outbox_id)
+        self.submit_many([outbox_id])
+
+    def submit_many(self, outbox_ids: list[int]) -> None:
+        for outbox_id in outbox_ids:
+            self._queue.put(outbox_id)
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
@@ -174,13 +186,11 @@ def _mark_all(delivered: list[int], failed: list[int]) -> None:
         OutboxEvent.objects.filter(pk__in=failed).update(attempts=F("attempts") + 1)
 
 
-def _deliver_with(outbox_ids: list[int], loop: asyncio.AbstractEventLoop) -> int:
-    delivered: list[int] = []
-    failed: list[int] = []
-    for row_pk, user_id, events in _load(outbox_ids):
+async def _send_all(outgoing: list[Outgoing], delivered: list[int], failed: list[int]) -> None:
+    for row_pk, user_id, events in outgoing:
         try:
             for event, data in events:
-                loop.run_until_complete(push.send_to_user(user_id, event, data))
+                await push.send_to_user(user_id, event, data)
         except NoLocalReceivers:
             continue  # embedded stack, outside the server process: the server's relay sends it
         except Exception:
@@ -188,6 +198,13 @@ def _deliver_with(outbox_ids: list[int], loop: asyncio.AbstractEventLoop) -> int
             failed.append(row_pk)
             continue
         delivered.append(row_pk)
+
+
+def _deliver_with(outbox_ids: list[int], loop: asyncio.AbstractEventLoop) -> int:
+    delivered: list[int] = []
+    failed: list[int] = []
+    # One pass of the loop for the whole batch, the rows in order.
+    loop.run_until_complete(_send_all(_load(outbox_ids), delivered, failed))
     _mark_all(delivered, failed)
     return len(delivered)
 

@@ -116,10 +116,16 @@ def append(
     idempotency_key: str | None = None,
     reverses: LedgerEntry | None = None,
     hold: Hold | None = None,
+    deferrable: bool = False,
 ) -> LedgerEntry:
     """Write one entry and its outbox record; the account row is saved once
     when the movement (or its batch) ends. Raises before writing anything if
-    the balance would go below zero."""
+    the balance would go below zero.
+
+    ``deferrable``: the caller needs nothing of the entry before the movement
+    ends (not its id), so when the entry takes nothing from expiring blocks
+    it is inserted with the others of its batch (``Session.defer``); it has
+    its id when the movement's caller gets it."""
     account = session.account
     balance_after = account.balance + amount
     if balance_after < 0:
@@ -150,10 +156,16 @@ def append(
     )
     entry.hash = entry_hash(entry)
     account.last_hash = entry.hash
-    # Its post_save signal writes the outbox row (credits.signals).
-    entry.save(force_insert=True)
+    takes_blocks = amount < 0 and kind != EntryKind.EXPIRY and account.expiring > 0
+    if deferrable and not takes_blocks and reverses is None and hold is None:
+        # Inserted in bulk; ``entries_inserted`` writes the outbox rows.
+        session.defer(entry)
+    else:
+        session.write_pending()
+        # Its post_save signal writes the outbox row (credits.signals).
+        entry.save(force_insert=True)
     session.remember(entry)
-    if amount < 0 and kind != EntryKind.EXPIRY:
+    if takes_blocks:
         expiry.take(account, entry, -amount)
     return entry
 

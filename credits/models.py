@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.dispatch import Signal
+
+# Sent with ``instances`` (new entries, in sequence order) after they were
+# inserted together in one INSERT, which sends no ``post_save``: the
+# ledger's signals (credits.signals) announce them as they do a saved one.
+entries_inserted = Signal()
 
 
 class CreditAccount(models.Model):

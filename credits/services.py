@@ -144,6 +144,7 @@ def deduct_credits(
             reason=reason,
             reference=reference,
             idempotency_key=idempotency_key,
+            deferrable=True,
         )
 
     return _move(user_pk, application_id, movement, idempotency_key)

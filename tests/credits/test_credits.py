@@ -347,6 +347,11 @@ def test_concurrent_deductions_on_one_account_never_overdraw_on_postgresql():
     assert [e.sequence for e in entries] == list(range(1, len(entries) + 1))
     keys = [e.idempotency_key for e in deductions]
     assert len(keys) == len(set(keys))  # replayed keys wrote nothing twice
+    # Entries a batch inserted together were announced like saved ones: one
+    # outbox row each, none for anything else.
+    rows = OutboxEvent.objects.filter(entry__account__user=user).values_list("entry_id", flat=True)
+    assert sorted(rows) == sorted(e.pk for e in entries)
+    assert [e.pk for e in entries] == sorted(e.pk for e in entries)  # inserted in sequence order
     batches, movements = (now - then for now, then in zip(services.group_commit_stats(), before, strict=True))
     assert movements == 5000 and batches < movements  # waiting movements shared commits
 
@@ -409,6 +414,8 @@ def test_movements_committed_together_keep_their_own_outcomes():
     ]
     assert [e.sequence for e in entries] == [1, 2, 3, 4, 5]
     assert services.get_balance(user.pk, app).balance == 41
+    assert outcomes["last"].pk == entries[-1].pk  # each caller gets its own entry, with its id
+    assert OutboxEvent.objects.filter(entry__in=entries).count() == 5
 
 
 # --- over a real WebSocket -------------------------------------------------------
