@@ -104,7 +104,7 @@ class Limits:
 class Outbound:
     """The outbound buffer policy of one daphne WebSocket connection."""
 
-    __slots__ = ("_drain", "_sized", "_sizes", "closing", "limits", "pending", "protocol", "stalled")
+    __slots__ = ("_drain", "_sized", "_sizes", "closing", "departed", "limits", "pending", "protocol", "stalled")
 
     def __init__(self, protocol: Any, limits: Limits | None = None) -> None:
         self.protocol = protocol
@@ -118,6 +118,8 @@ class Outbound:
         self.closing = False
         # Over the stall mark: room events wait upstream (``drained``).
         self.stalled = False
+        # Frames that have left the buffer so far (the client reads).
+        self.departed = 0
 
     # --- measuring ----------------------------------------------------------
 
@@ -128,6 +130,7 @@ class Outbound:
         sizes = self._sizes
         while sizes and self._sized - sizes[0] >= total:
             self._sized -= sizes.popleft()
+            self.departed += 1
         return total, len(sizes)
 
     def _over(self, max_bytes: int, max_frames: int) -> bool:
@@ -169,11 +172,14 @@ class Outbound:
         return True
 
     async def drained(self, held: Callable[[], tuple[int, int]]) -> bool:
-        """Wait until a stalled connection has drained below the stall mark
-        (True), counting what waits for it upstream (``held()``: frames,
-        bytes); close it as a slow consumer when that and what is buffered
+        """Wait until a stalled connection has drained below the stall mark,
+        or reads (frames left its buffer since the last look, as they do
+        for a client that reads a large query result slower than it comes)
+        (True); count what waits for it upstream (``held()``: frames,
+        bytes), close it as a slow consumer when that and what is buffered
         exceed a limit, and return False then or when it closes meanwhile."""
         limits = self.limits
+        departed = self.departed
         while True:
             if self.closing or not daphne_buffers.is_open(self.protocol):
                 return False
@@ -183,9 +189,11 @@ class Outbound:
             if size + held_bytes > limits.bytes or frames + held_frames > limits.frames:
                 self.close_slow()
                 return False
-            if size <= limits.stall_bytes and frames <= limits.stall_frames:
+            reads = self.departed != departed
+            if reads or (size <= limits.stall_bytes and frames <= limits.stall_frames):
                 self.stalled = False
                 return True
+            departed = self.departed
             await asyncio.sleep(DRAIN_CHECK_SECONDS)
 
     def write(self, write: Callable[[], Any], size: int) -> bool:

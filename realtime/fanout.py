@@ -234,11 +234,14 @@ class ProcessFanout:
             while backlog.items:
                 if member.stalled() and not await member.drained(backlog.held):
                     return  # closed: what waited for it goes with it
-                message = backlog.popleft()
-                if message.get("type") == CLOSE_MARKER:
-                    await _send_close(member, message["close"])
-                else:
-                    await _hand(member, message)
+                # What waits now, in order (``drained`` found it within the
+                # member's limits); what arrives meanwhile waits its turn.
+                for _ in range(len(backlog.items)):
+                    message = backlog.popleft()
+                    if message.get("type") == CLOSE_MARKER:
+                        await _send_close(member, message["close"])
+                    else:
+                        await _hand(member, message)
         finally:
             if self._backlogs.get(member) is backlog:
                 del self._backlogs[member]

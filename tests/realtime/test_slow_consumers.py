@@ -202,12 +202,12 @@ def test_a_client_that_stops_reading_is_closed_4008_and_leaves_its_room_while_re
 
 
 def test_a_client_that_pauses_within_its_limits_gets_every_event_in_order_once_it_reads_again(environment, tmp_path):
-    """400 broadcasts/s of ~300 bytes; a raw client with a tiny receive
-    buffer subscribes and stops reading for 2.5 s (about 1,000 events:
-    over the stall mark of 256 frames, under the limit of 4,096). Its room
-    events wait in the server meanwhile (the stall counter moves); when it
-    reads again it gets every broadcast from the first on, in order, and is
-    not closed."""
+    """Broadcasts of ~300 bytes at up to 400/s; a raw client with a tiny
+    receive buffer subscribes and stops reading while a reader sees 1,000
+    events published (over the stall mark of 256 frames, under the limit
+    of 4,096). Its room events wait in the server meanwhile (the stall
+    counter moves); when it reads again it gets every broadcast from the
+    first on, in order, and is not closed."""
     env = {
         **environment,
         "BENCH_PUBLISH_RATE": "400",
@@ -216,20 +216,29 @@ def test_a_client_that_pauses_within_its_limits_gets_every_event_in_order_once_i
         "LOG_LEVEL": "INFO",
     }
     server = DaphneProcess(env, tmp_path / "daphne.log", app="devtools.publisher_app:application").start()
+    reader: Reader | None = None
     try:
+        reader = Reader(server.url, "reader0")
+        reader.start()
+        wait_for(lambda: len(reader.seqs) > 50, 30, "the reader to receive broadcasts")
         paused = slow_client(server, "slow_a", [ROOM])
-        time.sleep(2.5)
+        mark = len(reader.seqs)
+        wait_for(lambda: len(reader.seqs) - mark >= 1000, 60, "1,000 broadcasts while the client pauses")
         seqs: list[int] = []
         skipped: list[int] = []
-        end = time.monotonic() + 6.0
-        while time.monotonic() < end:
-            event = paused.recv_event(timeout=5)
+        deadline = time.monotonic() + 60
+        while len(seqs) < 1500:
+            assert time.monotonic() < deadline, f"{len(seqs)} broadcasts read"
+            event = paused.recv_event(timeout=10)
             if event["event"] == "application_broadcast":
                 seqs.append(event["data"]["seq"])
                 skipped.append(event["data"]["skipped"])
-        assert len(seqs) > 2000, len(seqs)
         steps = [(b - a) - (sb - sa) for a, b, sa, sb in zip(seqs, seqs[1:], skipped, skipped[1:], strict=False)]
         assert set(steps) == {1}, [(seqs[i], seqs[i + 1]) for i, step in enumerate(steps) if step != 1][:10]
+        # It got what was published while it paused (what the reader saw,
+        # past what may have been on its way to the reader already).
+        paused_window = set(reader.seqs[mark + 200 : mark + 1000])
+        assert paused_window <= set(seqs), sorted(paused_window - set(seqs))[:10]
         with urllib.request.urlopen(f"{server.http}/metrics", timeout=10) as response:
             exposition = response.read().decode()
         stalls = [
@@ -243,6 +252,8 @@ def test_a_client_that_pauses_within_its_limits_gets_every_event_in_order_once_i
         assert "Traceback" not in server.logs()
         paused.close()
     finally:
+        if reader is not None:
+            reader.stop.set()
         server.stop()
 
 
