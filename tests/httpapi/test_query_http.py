@@ -200,22 +200,24 @@ def seen_within(seconds: float, probe: Any) -> bool:
 def test_a_client_that_goes_away_while_its_query_is_silent_leaves_no_thread_waiting(live_server_url, settings):
     """Rows come at once, the last of them only with a long count (the
     driver fetches in growing batches): the response waits for them when
-    the client goes away. The query is
-    cancelled, and nothing is left waiting for rows that will never come
+    the client goes away. The query is cancelled, and nothing is left waiting for rows that will never come
     (a thread blocked for good would also keep the server from exiting)."""
     settings.LEDGERCORE_QUERY_CHUNK_ROWS = 100
     me = unique("silent")
-    funded(me, *([1] * 30))
+    _, app = funded(me, *([1] * 30))
+    # The count takes far longer than the test (cancelled below).
+    QueryLimits.objects.create(application_id=app, time_limit_ms=60_000)
     sql = (
         "SELECT a.sequence AS n FROM credit_entries a, credit_entries b UNION ALL "
-        f"SELECT count(*) AS n FROM {', '.join(f'credit_entries t{i}' for i in range(6))}"
+        f"SELECT count(*) AS n FROM {', '.join(f'credit_entries t{i}' for i in range(7))}"
     )
-    # A read timeout of 1 s: reading stops once the rows do.
+    # A read timeout of 3 s: reading stops once the rows do (a busy
+    # machine may pause them for a second).
     response = requests.post(
         f"{http(live_server_url)}/api/query/run",
         json={"sql": sql},
         headers={"Authorization": f"Bearer {dev_token(me)}"},
-        timeout=(10, 1.0),
+        timeout=(10, 3.0),
         stream=True,
     )
     assert response.status_code == 200, response.text
