@@ -133,12 +133,17 @@ class Outbound:
             self.departed += 1
         return total, len(sizes)
 
-    def _over(self, max_bytes: int, max_frames: int) -> bool:
+    def _measure_over(self, max_bytes: int, max_frames: int) -> tuple[int, int]:
+        """``measure()``, after handing the transport's bytes to the kernel
+        when the first look is over ``max_bytes`` or ``max_frames``."""
         size, frames = self.measure()
         if size <= max_bytes and frames <= max_frames:
-            return False
+            return size, frames
         daphne_buffers.flush(self.protocol)
-        size, frames = self.measure()
+        return self.measure()
+
+    def _over(self, max_bytes: int, max_frames: int) -> bool:
+        size, frames = self._measure_over(max_bytes, max_frames)
         return size > max_bytes or frames > max_frames
 
     def lagging(self) -> bool:
@@ -155,11 +160,7 @@ class Outbound:
         if daphne_buffers.is_closing(self.protocol):
             return False
         limits = self.limits
-        size, frames = self.measure()
-        if size <= limits.stall_bytes and frames <= limits.stall_frames:
-            return True
-        daphne_buffers.flush(self.protocol)
-        size, frames = self.measure()
+        size, frames = self._measure_over(limits.stall_bytes, limits.stall_frames)
         if size > limits.bytes or frames > limits.frames:
             self.close_slow()
             return False
