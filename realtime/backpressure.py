@@ -36,6 +36,17 @@ write what it holds (twisted only writes on a later turn of the event loop,
 so a burst of frames to a healthy client is briefly "buffered" too): only
 bytes the kernel refuses count.
 
+Measuring costs a system call (the kernel's unsent bytes), as much as a
+third of writing a small frame. Buffers only shrink but for what is written
+to them, so the last measurement plus every byte written since is an upper
+bound on what is buffered now, and the frames written since the last
+measurement an upper bound on their count: while that bound is under a mark,
+the connection is under it too and nothing is measured. A healthy
+connection is measured about once per stall mark's worth of frames (256 by
+default) instead of once per frame; every decision is the one a measurement
+would give. (The bound leaves out the control frames autobahn writes on its
+own, a few bytes each, every ping interval.)
+
 Other ASGI servers (uvicorn in the test suite) hide their buffers; there the
 ASGI send is left as it is (see docs/PROTOCOL.md, "Slow consumers").
 """
@@ -68,6 +79,7 @@ LIVE_PENDING_BUCKETS = 4
 DRAIN_CHECK_SECONDS = 0.05
 # Bytes of a server frame's header, as counted (2 to 10 in fact).
 FRAME_HEADER = 4
+MAX_FRAME_HEADER = 10
 
 
 @dataclass(frozen=True)
@@ -104,7 +116,18 @@ class Limits:
 class Outbound:
     """The outbound buffer policy of one daphne WebSocket connection."""
 
-    __slots__ = ("_drain", "_sized", "_sizes", "closing", "departed", "limits", "pending", "protocol", "stalled")
+    __slots__ = (
+        "_bound",
+        "_drain",
+        "_sized",
+        "_sizes",
+        "closing",
+        "departed",
+        "limits",
+        "pending",
+        "protocol",
+        "stalled",
+    )
 
     def __init__(self, protocol: Any, limits: Limits | None = None) -> None:
         self.protocol = protocol
@@ -120,6 +143,9 @@ class Outbound:
         self.stalled = False
         # Frames that have left the buffer so far (the client reads).
         self.departed = 0
+        # At least the bytes buffered: the last measurement plus what was
+        # written since.
+        self._bound = 0
 
     # --- measuring ----------------------------------------------------------
 
@@ -127,11 +153,17 @@ class Outbound:
         """(bytes, frames) buffered: frames with at least one byte not yet
         taken by the kernel."""
         total = daphne_buffers.buffered_bytes(self.protocol)
+        self._bound = total
         sizes = self._sizes
         while sizes and self._sized - sizes[0] >= total:
             self._sized -= sizes.popleft()
             self.departed += 1
         return total, len(sizes)
+
+    def buffered(self) -> int:
+        """Bytes buffered now; nothing is measured when nothing was written
+        since a measurement that found none (an idle connection)."""
+        return self.measure()[0] if self._bound else 0
 
     def _measure_over(self, max_bytes: int, max_frames: int) -> tuple[int, int]:
         """``measure()``, after handing the transport's bytes to the kernel
@@ -142,7 +174,14 @@ class Outbound:
         daphne_buffers.flush(self.protocol)
         return self.measure()
 
+    def _surely_under(self, max_bytes: int, max_frames: int) -> bool:
+        """Whether the bound alone shows the buffer within ``max_bytes`` and
+        ``max_frames`` (nothing measured)."""
+        return self._bound <= max_bytes and len(self._sizes) <= max_frames
+
     def _over(self, max_bytes: int, max_frames: int) -> bool:
+        if self._surely_under(max_bytes, max_frames):
+            return False
         size, frames = self._measure_over(max_bytes, max_frames)
         return size > max_bytes or frames > max_frames
 
@@ -160,6 +199,8 @@ class Outbound:
         if daphne_buffers.is_closing(self.protocol):
             return False
         limits = self.limits
+        if not self.stalled and self._surely_under(limits.stall_bytes, limits.stall_frames):
+            return True
         size, frames = self._measure_over(limits.stall_bytes, limits.stall_frames)
         if size > limits.bytes or frames > limits.frames:
             self.close_slow()
@@ -203,19 +244,24 @@ class Outbound:
         if not self.admit():
             return False
         write()
-        self._account(size)
+        self.account(size)
         return True
 
-    def _account(self, size: int) -> None:
+    def account(self, size: int, most: int | None = None) -> None:
+        """Count a frame of ``size`` bytes just written (``most``: at most
+        that many, when ``size`` is an estimate)."""
         self._sizes.append(size)
         self._sized += size
+        self._bound += size if most is None else most
 
     def sent(self, message: dict[str, Any]) -> None:
         """Count a ``websocket.send`` the ASGI send wrote (``realtime.transport.guarded_send``)."""
         # The frame's size: its payload (text is ASCII JSON but for
-        # escapes-free non-ASCII, where this undercounts) and a header.
+        # escapes-free non-ASCII, where this undercounts) and a header; the
+        # bound takes the most it can be.
         payload = message.get("text") or message.get("bytes") or b""
-        self._account(len(payload) + FRAME_HEADER)
+        most = len(payload) if isinstance(payload, bytes) or payload.isascii() else 4 * len(payload)
+        self.account(len(payload) + FRAME_HEADER, most + MAX_FRAME_HEADER)
 
     def released(self) -> None:
         """The connection has ended: if it held much (a quarter of a limit or

@@ -194,15 +194,19 @@ class RealtimeConsumer(RequestPipeline, WithoutConnectionHops, AsyncWebsocketCon
 
     # --- sending -----------------------------------------------------------
 
-    def write_frame(self, frame: SharedFrame, room: str | None = None, position: int | None = None) -> bool:
+    def write_frame(
+        self, frame: SharedFrame, room: str | None = None, position: int | None = None, *, counted: bool = False
+    ) -> bool:
         """Write a frame shared by many sockets without the ASGI send when
         the server allows it (``realtime.transport``); False otherwise. A
-        ``room`` frame may be conflated while the socket lags."""
+        ``room`` frame may be conflated while the socket lags. ``counted``:
+        the caller counts the frame in the metrics (once for many)."""
         writer = self.scope.get(transport.SCOPE_KEY)
         if writer is None:
             return False
         writer.write(frame, room, position)
-        metrics.count_out(frame.text)
+        if not counted:
+            metrics.count_out(frame.text)
         return True
 
     async def send_paced(self, frame: SharedFrame) -> None:
@@ -236,7 +240,14 @@ class RealtimeConsumer(RequestPipeline, WithoutConnectionHops, AsyncWebsocketCon
         return writer is None or await writer.outbound.drained(held)
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
-        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        # A text frame is written as a shared frame of one where the server
+        # allows it (``realtime.transport``): the same buffer limits, without
+        # the ASGI send's layers and autobahn's framing per message. A frame
+        # the writer does not write (the socket is not open) takes the ASGI
+        # send, which drops it or raises as it always has.
+        writer = self.scope.get(transport.SCOPE_KEY) if not close else None
+        if text_data is None or writer is None or not writer.write(SharedFrame(text_data)):
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
         if text_data is not None:
             metrics.count_out(text_data)
 
@@ -250,6 +261,15 @@ class RealtimeConsumer(RequestPipeline, WithoutConnectionHops, AsyncWebsocketCon
             return
         # In offset order, exactly once (realtime.streams).
         await self.streams.deliver(message)
+
+    def take_event(self, message: dict[str, Any]) -> bool | None:
+        """``room_event`` without waiting, when nothing stands in its way
+        (``RoomStreams.deliver_now``): True when written (not counted in the
+        metrics), False when there was nothing to write, None when
+        ``room_event`` must take it."""
+        if message["room"] not in getattr(self, "rooms", {}):
+            return False
+        return self.streams.deliver_now(message)
 
     async def lifecycle_close(self, message: dict[str, Any]) -> None:
         """The process drains (realtime.lifecycle): close after what was

@@ -67,15 +67,15 @@ _PREFIX = '{"event":"'
 _out: dict[str, Any] = {}
 
 
-def count_out(text: str) -> None:
-    """Count one frame sent; every frame is ``protocol.encode``'s, which
-    starts with its event name."""
+def count_out(text: str, frames: int = 1) -> None:
+    """Count ``frames`` frames of ``text`` sent; every frame is
+    ``protocol.encode``'s, which starts with its event name."""
     end = text.find('"', len(_PREFIX)) if text.startswith(_PREFIX) else -1
     name = text[len(_PREFIX) : end] if end > 0 else "other"
     child = _out.get(name)
     if child is None:
         child = _out[name] = EVENTS_OUT.labels(name)
-    child.inc()
+    child.inc(frames)
 
 
 # name -> a function returning the metric families read at scrape time

@@ -24,7 +24,7 @@ def sample_outbound() -> tuple[int, int]:
         writer = consumer.scope.get(transport.SCOPE_KEY)
         if writer is None:
             continue
-        size, _ = writer.outbound.measure()
+        size = writer.outbound.buffered()
         total += size
         largest = max(largest, size)
     return total, largest

@@ -137,6 +137,31 @@ class RoomStreams:
         stream.pending[offset] = (message["text"], skip_user)
         self._arm(room, stream)
 
+    def deliver_now(self, message: dict[str, Any]) -> bool | None:
+        """A ``room.event`` for a room the connection is in, delivered
+        without waiting when nothing stands in its way: the room's next
+        offset (or an offset already delivered), nothing held back, no one
+        holding the lock, and a socket that takes shared frames directly
+        (``write_frame``). True when the frame was written, False when
+        nothing was to be written (a duplicate, or the sender's own event),
+        None when ``deliver`` must take it. The frame is not counted in the
+        metrics: the caller counts what it wrote."""
+        frame = message.get("frame")
+        connection = self.connection
+        if frame is None or self.lock.locked() or not connection.writes_frames():
+            return None
+        offset = message.get("offset")
+        stream = self._streams.get(message["room"])
+        if offset is not None and stream is not None:
+            if message["epoch"] != stream.epoch or offset > stream.position + 1 or stream.pending:
+                return None
+            if offset <= stream.position:
+                return False
+            stream.position = offset
+        if message.get("skip_user") == connection.user_id:
+            return False
+        return connection.write_frame(frame, counted=True)
+
     async def _fill(self, room: str, stream: _Stream) -> None:
         """The gap timer fired: read what is still missing from the history."""
         stream.timer = None

@@ -32,7 +32,6 @@ instead of failing the connection.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from typing import Any
 
@@ -83,7 +82,13 @@ class DirectWriter:
             return False
         if room is not None:
             return self.outbound.offer_live(room, position, frame, self._write)
-        return self.outbound.write(functools.partial(self._write, frame), daphne_frames.frame_bytes(frame.prepared()))
+        prepared = frame.prepared()
+        if not self.outbound.admit():
+            return False
+        # Open (looked at above), and admit closes nothing it admits.
+        daphne_frames.write_prepared(self.protocol, prepared)
+        self.outbound.account(daphne_frames.frame_bytes(prepared))
+        return True
 
     async def write_paced(self, frame: SharedFrame) -> bool:
         """Write a frame of a stream that can wait for its reader (a query's

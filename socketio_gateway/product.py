@@ -233,7 +233,9 @@ class BridgeConsumer(RealtimeConsumer):
         # server allows it, as the native path does).
         await self.socket.session.write_frame(out.shared())
 
-    def write_frame(self, frame: SharedFrame, room: str | None = None, position: int | None = None) -> bool:
+    def write_frame(
+        self, frame: SharedFrame, room: str | None = None, position: int | None = None, *, counted: bool = False
+    ) -> bool:
         # Native frames are never written as they are to a Socket.IO client:
         # the process-local fan-out (realtime.local) then calls ``send``.
         return False
