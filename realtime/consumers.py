@@ -226,6 +226,16 @@ class RealtimeConsumer(RequestPipeline, WithoutConnectionHops, AsyncWebsocketCon
         (``send_paced``; a frame built for it may be framed in advance)."""
         return self.scope.get(transport.SCOPE_KEY) is not None
 
+    def writes_now(self) -> bool:
+        """Whether a room event can be written at once, without waiting
+        (``write_now``)."""
+        return self.writes_frames()
+
+    def write_now(self, text: str, frame: SharedFrame) -> bool:
+        """Write a room event (``text``, shared as ``frame``) at once, after
+        ``writes_now``; not counted in the metrics (the fan-out counts)."""
+        return self.write_frame(frame, counted=True)
+
     def stalled(self) -> bool:
         """Whether room events should wait for this socket to drain
         (``realtime.backpressure``)."""

@@ -142,13 +142,13 @@ class RoomStreams:
         without waiting when nothing stands in its way: the room's next
         offset (or an offset already delivered), nothing held back, no one
         holding the lock, and a socket that takes shared frames directly
-        (``write_frame``). True when the frame was written, False when
+        (``writes_now``). True when the frame was written, False when
         nothing was to be written (a duplicate, or the sender's own event),
         None when ``deliver`` must take it. The frame is not counted in the
         metrics: the caller counts what it wrote."""
         frame = message.get("frame")
         connection = self.connection
-        if frame is None or self.lock.locked() or not connection.writes_frames():
+        if frame is None or self.lock.locked() or not connection.writes_now():
             return None
         offset = message.get("offset")
         stream = self._streams.get(message["room"])
@@ -160,7 +160,7 @@ class RoomStreams:
             stream.position = offset
         if message.get("skip_user") == connection.user_id:
             return False
-        return connection.write_frame(frame, counted=True)
+        return connection.write_now(message["text"], frame)
 
     async def _fill(self, room: str, stream: _Stream) -> None:
         """The gap timer fired: read what is still missing from the history."""

@@ -228,14 +228,19 @@ class EngineSession:
         """A message packet shared by many sessions (``frame.text``, its
         ``4`` included): written directly to a WebSocket of this process
         where the server allows it, else as ``write`` does."""
-        if self.closed:
-            return
-        if self.transport == WEBSOCKET and self.ws is not None:
-            writer = links.writer(self.ws)
-            if writer is not None:
-                writer.write(frame)
-                return
-        await self.write([frame.text])
+        writer = self.direct_writer()
+        if writer is not None:
+            writer.write(frame)
+        elif not self.closed:
+            await self.write([frame.text])
+
+    def direct_writer(self) -> Any:
+        """The writer of this session's WebSocket when it is open in this
+        process and the server allows direct writes (``write_frame``),
+        else None."""
+        if self.closed or self.transport != WEBSOCKET or self.ws is None:
+            return None
+        return links.writer(self.ws)
 
     async def send_message(self, payloads: list[str | bytes]) -> None:
         """Engine.IO message packets: text gets its ``4``, bytes go as they are."""

@@ -244,6 +244,20 @@ class BridgeConsumer(RealtimeConsumer):
         # Native frames reach a Socket.IO client re-encoded, through ``send``.
         return False
 
+    def writes_now(self) -> bool:
+        return self.socket.session.direct_writer() is not None
+
+    def write_now(self, text: str, frame: SharedFrame) -> bool:
+        """A room event, as ``send`` writes it (room events carry no request
+        id to acknowledge), without waiting; after ``writes_now``."""
+        writer = self.socket.session.direct_writer()
+        assert writer is not None, "write_now without writes_now"
+        out = _outbound(text)
+        if out.positioned:
+            self.trail.record(out.room, out.epoch, out.offset)  # type: ignore[arg-type]
+        writer.write(out.shared())
+        return True
+
     async def send_event(self, event: str, data: dict[str, Any], request_id: RequestId | None = None) -> None:
         if request_id is not None and request_id in self.acks:
             await self._ack(request_id, event, data)
