@@ -32,9 +32,13 @@ registry.outbound(
 )
 
 
+# Made once: a wrapper per connection costs more than the call's hop.
+_get_balance = database_sync_to_async(services.get_balance)
+
+
 @registry.on_connect
 async def send_balance(ctx: RequestContext) -> None:
-    balance = await database_sync_to_async(services.get_balance)(ctx.user_pk, ctx.application_id)
+    balance = await _get_balance(ctx.user_pk, ctx.application_id)
     await ctx.connection.send_event(
         "credit_balance_updated",
         balance_payload(

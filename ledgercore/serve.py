@@ -40,7 +40,7 @@ from django.apps import apps
 from django.conf import settings
 from twisted.internet import defer, reactor
 
-from realtime import ormthread
+from realtime import daphne_frames, ormthread
 
 logger = logging.getLogger("ledgercore.serve")
 
@@ -318,6 +318,8 @@ class ServeCommandLine(CommandLineInterface):  # type: ignore[misc]  # daphne is
 def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     ormthread.enable()
+    # autobahn's debug-log arguments are made only when a line is logged.
+    daphne_frames.lazy_debug_arguments()
     try:
         ServeCommandLine().run(sys.argv[1:] if argv is None else argv)
     finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -26,6 +25,7 @@ from realtime import (
     errors,
     fanout,
     history,
+    ids,
     lifecycle,
     logcontext,
     metrics,
@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_INTERNAL = 1011
 
+# Made once: a wrapper per connection costs more than the call's hop.
+_bind = database_sync_to_async(tenancy.bind)
+
 
 class Refused(Exception):
     """A connection that may not be served: the error its client is told,
@@ -70,7 +73,7 @@ class RealtimeConsumer(RequestPipeline, WithoutConnectionHops, AsyncWebsocketCon
 
     def open_connection(self) -> None:
         """The per-connection state, before anything is received."""
-        self.sid = uuid.uuid4().hex
+        self.sid = ids.random_hex()
         self.authenticated = False
         self.rooms: dict[str, rooms.Namespace] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -161,7 +164,7 @@ class RealtimeConsumer(RequestPipeline, WithoutConnectionHops, AsyncWebsocketCon
                 raise Unauthorized("session authentication is for staff on an allowed origin")
             subject = session_user.username
         try:
-            user, self.application_id = await database_sync_to_async(tenancy.bind)(subject, requested_app)
+            user, self.application_id = await _bind(subject, requested_app)
         except tenancy.TenancyError as exc:
             raise Unauthorized(str(exc)) from None
         return user

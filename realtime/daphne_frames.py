@@ -157,6 +157,59 @@ def harden(protocol: Any, max_message_bytes: int) -> None:
     protocol.onMessage = on_text_or_binary
 
 
+class _Lazy:
+    """``func(*args)`` as text, made only when formatted."""
+
+    __slots__ = ("args", "func")
+
+    def __init__(self, func: Any, *args: Any) -> None:
+        self.func = func
+        self.args = args
+
+    def __str__(self) -> str:
+        return str(self.func(*self.args))
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _lazily(func: Any) -> Any:
+    def lazy(*args: Any) -> _Lazy:
+        return _Lazy(func, *args)
+
+    lazy.__wrapped__ = func  # type: ignore[attr-defined]
+    return lazy
+
+
+# Formatters autobahn calls for the arguments of its debug log lines, by
+# module: its configuration pretty-printed once per connection, coloured
+# names per frame read or written.
+LOG_FORMATTERS: dict[str, tuple[str, ...]] = {
+    "autobahn.websocket.protocol": ("pformat", "hltype", "hlval"),
+    "autobahn.twisted.websocket": ("hltype", "hlval"),
+}
+
+
+def lazy_debug_arguments() -> None:
+    """autobahn formats the arguments of its debug log lines before its
+    logger (a no-op unless debug logging is on) drops them: on every
+    connection and every frame, about a tenth of the event loop's time
+    while clients connect. Its formatters are replaced, in the modules
+    that call them, by ones that make the same text only when a line is
+    written. Idempotent; call it once daphne is loaded (it imports them)."""
+    for module_name, names in LOG_FORMATTERS.items():
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        for name in names:
+            current = getattr(module, name, None)
+            if current is not None and not hasattr(current, "__wrapped__"):
+                setattr(module, name, _lazily(current))
+
+
 # What this module uses, by owner: "module:Class" -> attributes. Methods and
 # class constants are looked up on the class; attributes the class sets on
 # its instances are looked for as ``self.<name>`` in the class's module.
@@ -221,6 +274,9 @@ def missing_internals() -> list[str]:
             if hasattr(cls, name) or any(f"self.{name} =" in source or f"self.{name}:" in source for source in sources):
                 continue
             missing.append(f"{owner}.{name}")
+    for module_name, names in LOG_FORMATTERS.items():
+        module = importlib.import_module(module_name)
+        missing.extend(f"{module_name}.{name}" for name in names if not callable(getattr(module, name, None)))
     if not _frames_as_expected():
         missing.append("autobahn.websocket.protocol:PreparedMessage(payload, isBinary, applyMask, doNotCompress)")
     return missing

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from typing import Any
 
-from realtime import lifecycle, metrics, rooms
+from realtime import ids, lifecycle, metrics, rooms
 from realtime.consumers import RealtimeConsumer, Refused
 from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, ValidationFailed
@@ -120,7 +119,7 @@ class BridgeConsumer(RealtimeConsumer):
         self.channel_name = session.channel_name
         self.acks: set[RequestId] = set()
         self.trail = recovery.Trail()
-        self.pid = uuid.uuid4().hex
+        self.pid = ids.random_hex()
 
     # --- Socket.IO side -------------------------------------------------------------
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from typing import Any
 
 from django.conf import settings
 
+from realtime import ids
 from socketio_gateway.engine import EngineSession
 from socketio_gateway.packets import (
     ACK,
@@ -39,7 +39,7 @@ class NamespaceSocket:
     def __init__(self, session: SocketIOSession, namespace: str) -> None:
         self.session = session
         self.namespace = namespace
-        self.id = uuid.uuid4().hex[:20]
+        self.id = ids.random_hex(10)
 
     async def connect(self, auth: dict[str, Any]) -> None:
         """Answer the CONNECT: ``accept`` or ``refuse``."""

@@ -23,3 +23,36 @@ def test_the_check_names_an_internal_that_is_gone(monkeypatch):
     internals["daphne.server:Server"] = (*internals["daphne.server:Server"], "no_such_internal")
     monkeypatch.setattr(daphne_frames, "INTERNALS", internals)
     assert daphne_frames.missing_internals() == ["daphne.server:Server.no_such_internal"]
+
+
+def test_autobahn_debug_arguments_are_made_only_when_logged_and_read_the_same(monkeypatch):
+    import autobahn.twisted.websocket as twisted_ws
+    import autobahn.websocket.protocol as ws_protocol
+
+    for module_name, names in daphne_frames.LOG_FORMATTERS.items():
+        module = twisted_ws if module_name == twisted_ws.__name__ else ws_protocol
+        for name in names:
+            monkeypatch.setattr(module, name, getattr(module, name))
+    original = {name: getattr(ws_protocol, name) for name in ("pformat", "hltype", "hlval")}
+    made: list[object] = []
+
+    def counting_pformat(obj: object) -> str:
+        made.append(obj)
+        return original["pformat"](obj)
+
+    monkeypatch.setattr(ws_protocol, "pformat", counting_pformat)
+    daphne_frames.lazy_debug_arguments()
+    daphne_frames.lazy_debug_arguments()  # idempotent: wrapped once
+
+    config = [("autoPingInterval", 20, "WebSocketServerFactory")] * 3
+    lazy = ws_protocol.pformat(config)
+    assert made == []  # nothing made until the text is asked for
+    assert f"\n{lazy}" == "\n" + original["pformat"](config)
+    assert "{attrs}".format_map({"attrs": lazy}) == original["pformat"](config)  # as loggers format
+    assert made == [config, config]
+    for name in ("hltype", "hlval"):
+        for module in (ws_protocol, twisted_ws):
+            value = getattr(module, name)(test_autobahn_debug_arguments_are_made_only_when_logged_and_read_the_same)
+            assert f"{value}" == original[name](
+                test_autobahn_debug_arguments_are_made_only_when_logged_and_read_the_same
+            )
