@@ -5,8 +5,8 @@ Under daphne every frame for a WebSocket ends up in the connection's
 buffers (Twisted's transport, autobahn's queue, the kernel), which grow
 without bound when the peer stops reading. ``Outbound`` measures them
 through the adapter ``realtime.daphne_buffers`` (the bytes the kernel has
-not taken yet, and how many frames those bytes belong to) before each frame
-is written, through both ways a frame leaves: the connection's ASGI send
+not taken yet, and how many frames those bytes belong to) whenever a frame
+could take them over a mark (see below), through both ways a frame leaves: the connection's ASGI send
 (``realtime.transport.guarded_send``) and the prepared-frame writer
 (``realtime.transport``).
 
