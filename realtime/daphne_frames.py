@@ -33,7 +33,16 @@ from autobahn.websocket.protocol import PreparedMessage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Disconnected", "harden", "is_open", "missing_internals", "prepare", "websocket_of", "write_prepared"]
+__all__ = [
+    "Disconnected",
+    "harden",
+    "is_open",
+    "missing_internals",
+    "prepare",
+    "websocket_of",
+    "write_prepared",
+    "write_through",
+]
 
 
 def prepare(text: str) -> Any:
@@ -84,7 +93,26 @@ def write_prepared(protocol: Any, prepared: Any) -> None:
         protocol.sendPreparedMessage(prepared)
 
 
-def _write_now(transport: Any, data: bytes) -> None:
+def write_through(protocol: Any) -> None:
+    """Every write to the connection (autobahn's pings, pongs and close
+    frames, daphne's ASGI sends) as ``_write_now`` writes shared frames:
+    sent at once when nothing is buffered before it, instead of on a later
+    turn of the event loop after registering the socket for writability and
+    unregistering it again (two system calls and a loop turn per frame: with
+    10,000 idle sockets, daphne's pings and the answers to the clients'
+    pings are most of what the process does)."""
+    transport = getattr(protocol, "transport", None)
+    if transport is None or getattr(transport, "TLS", True) or "write" in vars(transport):
+        return
+    buffered_write = transport.write
+
+    def write(data: bytes) -> None:
+        _write_now(transport, data, buffered_write)
+
+    transport.write = write
+
+
+def _write_now(transport: Any, data: bytes, buffered_write: Any = None) -> None:
     """Twisted's ``write`` only buffers: the bytes leave on a later turn of
     the event loop, after registering the socket for writability and
     unregistering it again, which for a thousand sockets costs about as much
@@ -101,13 +129,13 @@ def _write_now(transport: Any, data: bytes) -> None:
         or transport.dataBuffer
         or getattr(transport, "_tempDataBuffer", True)
     ):
-        transport.write(data)
+        (buffered_write or transport.write)(data)
         return
     sent = transport.writeSomeData(data)
     if not isinstance(sent, int):  # the connection is lost: let write() see to it
-        transport.write(data)
+        (buffered_write or transport.write)(data)
     elif sent < len(data):
-        transport.write(data[sent:])
+        (buffered_write or transport.write)(data[sent:])
 
 
 def harden(protocol: Any, max_message_bytes: int) -> None:

@@ -138,6 +138,7 @@ class CaptureWriter:
             scope = {**scope, SCOPE_KEY: writer}
             if writer is not None:
                 daphne_frames.harden(writer.protocol, settings.LEDGERCORE_MAX_MESSAGE_BYTES)
+                daphne_frames.write_through(writer.protocol)
             send = guarded_send(send, writer.outbound if writer is not None else None)
             try:
                 return await self.inner(scope, receive, send)
