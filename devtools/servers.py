@@ -92,8 +92,10 @@ class DaphneProcess(ChildProcess):
         log_path: Path,
         app: str = "ledgercore.asgi:application",
         server_module: str = "ledgercore.serve",
+        args: tuple[str, ...] = (),
     ) -> None:
         self.port = free_port()
+        self.args = args
         self.app = app
         self.server_module = server_module
         self.env = env
@@ -105,7 +107,7 @@ class DaphneProcess(ChildProcess):
     def start(self) -> DaphneProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.server_module, "-b", "127.0.0.1", "-p", str(self.port), self.app],
+            [sys.executable, "-m", self.server_module, "-b", "127.0.0.1", "-p", str(self.port), *self.args, self.app],
             cwd=ROOT,
             env=self.env,
             stdout=log,

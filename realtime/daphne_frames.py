@@ -26,6 +26,7 @@ import importlib
 import inspect
 import logging
 import sys
+import time
 from typing import Any
 
 from autobahn.exception import Disconnected
@@ -154,7 +155,9 @@ def harden(protocol: Any, max_message_bytes: int) -> None:
     - Text frames are not UTF-8 validated by autobahn (which would fail the
       connection with 1007); one that is not valid UTF-8 is handed to the
       application with its invalid bytes as surrogate escapes, and the frame
-      decoder answers it with ``validation_error``."""
+      decoder answers it with ``validation_error``.
+    - A client's WebSocket ping defers daphne's keepalive ping as a message
+      does (see below)."""
     protocol.failByDrop = False
     # Checked below, with the same reason for one frame or many.
     protocol.maxFramePayloadSize = 0
@@ -183,6 +186,17 @@ def harden(protocol: Any, max_message_bytes: int) -> None:
 
     protocol.onMessageFrameBegin = on_message_frame_begin
     protocol.onMessage = on_text_or_binary
+
+    # daphne pings a connection that has sent no message for its ping
+    # interval; a client's own ping shows as well that it is there (and
+    # its pong keeps the path open), so it defers the server's ping too.
+    on_ping = protocol.onPing
+
+    def on_client_ping(payload: bytes) -> None:
+        protocol.last_ping = time.time()
+        on_ping(payload)
+
+    protocol.onPing = on_client_ping
 
 
 class _Lazy:
@@ -243,7 +257,15 @@ def lazy_debug_arguments() -> None:
 # its instances are looked for as ``self.<name>`` in the class's module.
 INTERNALS: dict[str, tuple[str, ...]] = {
     "daphne.server:Server": ("handle_reply", "connections"),
-    "daphne.ws_protocol:WebSocketProtocol": ("application_queue", "onMessage", "transport", "muted", "client_addr"),
+    "daphne.ws_protocol:WebSocketProtocol": (
+        "application_queue",
+        "onMessage",
+        "onPing",
+        "last_ping",
+        "transport",
+        "muted",
+        "client_addr",
+    ),
     "autobahn.websocket.protocol:WebSocketProtocol": (
         "STATE_OPEN",
         "state",
