@@ -315,9 +315,33 @@ class ServeCommandLine(CommandLineInterface):  # type: ignore[misc]  # daphne is
         super().run(args)
 
 
+def format_only_for_debug() -> None:
+    """autobahn formats its connection options for a debug log line when
+    each WebSocket connection is made (``pprint.pformat`` of some forty
+    settings), whether or not debug lines are logged: about 7 % of the
+    event loop while clients connect. Its module's ``pformat`` now formats
+    only while txaio logs at debug level or below (the line is then the
+    same as before) and gives an empty string otherwise; autobahn uses it
+    for nothing but debug lines and its optional timing tracker's text."""
+    import pprint  # noqa: PLC0415 - only for the server
+
+    import txaio  # noqa: PLC0415 - only for the server
+    from autobahn.websocket import protocol  # noqa: PLC0415 - only for the server
+
+    def pformat(value: object, *args: Any, **kwargs: Any) -> str:
+        try:
+            logged = txaio.get_global_log_level() in ("debug", "trace")
+        except RuntimeError:  # no framework chosen yet: as autobahn did
+            logged = True
+        return pprint.pformat(value, *args, **kwargs) if logged else ""
+
+    protocol.pformat = pformat
+
+
 def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     ormthread.enable()
+    format_only_for_debug()
     try:
         ServeCommandLine().run(sys.argv[1:] if argv is None else argv)
     finally:
