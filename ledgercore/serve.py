@@ -330,12 +330,13 @@ def format_only_for_debug() -> None:
 
     def pformat(value: object, *args: Any, **kwargs: Any) -> str:
         try:
-            logged = txaio.get_global_log_level() in ("debug", "trace")
+            level = txaio.get_global_log_level()  # type: ignore[attr-defined]  # set per framework at run time
+            logged = level in ("debug", "trace")
         except RuntimeError:  # no framework chosen yet: as autobahn did
             logged = True
         return pprint.pformat(value, *args, **kwargs) if logged else ""
 
-    protocol.pformat = pformat
+    protocol.pformat = pformat  # type: ignore[assignment]  # formats the same when it formats
 
 
 def main(argv: list[str] | None = None) -> None:
