@@ -28,15 +28,19 @@ connection and channels closes the socket with 1011. This subclass:
   log and drop). ``group_send`` takes two round trips (the stock layer's
   four): the group's members read, then one script adds the message to
   each of their channels within capacity.
-- room events (``realtime.push``: ``room``, ``epoch`` and ``offset``)
-  reach a process channel in the order their publishers' ``group_send``
-  came, which for two publishers (two processes, or two requests of one)
-  need not be the offset order. The pump hands them on in offset order per
-  room: one that comes before its predecessor is held until the
+- room events (``realtime.push``: ``room``, ``epoch`` and ``offset``):
+  ``group_send_numbered`` numbers an event in the room's history and adds
+  it to the room's member channels in one script, so that two publishers
+  (two processes, or two requests of one) cannot interleave between the
+  two steps: each process channel gets the room's events in offset order.
+  A gap seen by a process is otherwise seen by every local member of the
+  room, each holding, waiting and filling it. Events sent otherwise (a
+  layer of several Redis hosts, encrypted messages) still come in the
+  order their ``group_send`` came; the pump hands them on in offset order
+  per room: one that comes before its predecessor is held until the
   predecessor comes, at most ``REORDER_HOLD_SECONDS`` (then it goes on, and
   the connection's stream fills the gap from the room's history:
-  ``realtime.streams``). A gap seen by the process is otherwise seen by
-  every local member of the room, each holding, waiting and filling it.
+  ``realtime.streams``).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
@@ -69,6 +74,9 @@ REORDER_HOLD_SECONDS = 0.1
 # Rooms whose last offset the pump remembers, per event loop (least recent
 # forgotten first).
 REORDER_ROOMS = 10_000
+# Numbered room events sent at once per event loop, at most: the others
+# wait their turn (the connection pool holds at most 100 connections).
+NUMBERED_IN_FLIGHT = 50
 
 # KEYS: the members' channel keys. ARGV: a message per key, a capacity per
 # key, then the time and the expiry (s). Expired messages are discarded
@@ -90,6 +98,53 @@ for i = 1, n do
   end
 end
 return over
+"""
+
+
+# Appended to a numbering script (``realtime.history.NUMBER``: it leaves the
+# event's ``epoch`` and ``offset`` in locals): the numbered room event is
+# added to each member channel of the room's group, in the stock layer's
+# message format, within capacity. KEYS: the numbering's, then the group.
+# ARGV: the numbering's, then group expiry (s), message expiry (s),
+# capacity, the layer's key prefix, the serializer's random prefix, the
+# message type, room, skip user ('' none), the text before the offset, and
+# last how many of ARGV are the numbering's. Returns {epoch, offset, over
+# capacity}.
+_DELIVER_NUMBERED = """
+local n = tonumber(ARGV[#ARGV])
+local group = KEYS[#KEYS]
+local prefix = ARGV[n + 4]
+local t = redis.call('TIME')
+local seconds = tonumber(t[1])
+local now = seconds + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', group, 0, seconds - tonumber(ARGV[n + 1]))
+local keys, channels = {}, {}
+for _, channel in ipairs(redis.call('ZRANGE', group, 0, -1)) do
+  local bang = string.find(channel, '!', 1, true)
+  local key = prefix .. (bang and string.sub(channel, 1, bang) or channel)
+  if channels[key] == nil then
+    channels[key] = {}
+    table.insert(keys, key)
+  end
+  table.insert(channels[key], channel)
+end
+local message = {type = ARGV[n + 6], room = ARGV[n + 7], offset = offset, epoch = epoch,
+  text = ARGV[n + 9] .. string.format('%d', offset) .. ',"epoch":"' .. epoch .. '"}'}
+if ARGV[n + 8] ~= '' then message['skip_user'] = ARGV[n + 8] end
+local expiry = tonumber(ARGV[n + 2])
+local capacity = tonumber(ARGV[n + 3])
+local over = 0
+for _, key in ipairs(keys) do
+  redis.call('ZREMRANGEBYSCORE', key, 0, seconds - expiry)
+  if redis.call('ZCARD', key) < capacity then
+    message['__asgi_channel__'] = channels[key]
+    redis.call('ZADD', key, now, ARGV[n + 5] .. cmsgpack.pack(message))
+    redis.call('EXPIRE', key, expiry)
+  else
+    over = over + 1
+  end
+end
+return {epoch, offset, over}
 """
 
 
@@ -177,6 +232,8 @@ class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]  # ch
         on_recovery(self._nudge_all)
         self._pumps: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
         self._orders: dict[asyncio.AbstractEventLoop, RoomOrder] = {}
+        # Numbered sends in flight per loop, at most (below the pool's size).
+        self._numbering: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         # Process-local channels whose consumer ended (most recent last).
         self._closed: OrderedDict[str, None] = OrderedDict()
         # Each completed recovery (tests and benchmarks wait on it).
@@ -410,6 +467,64 @@ class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]  # ch
             over = await script(keys=keys, args=args)
             if over:
                 log.info("%s of %s channels over capacity in group %s", over, len(keys), group)
+
+    def numbers_room_events(self) -> bool:
+        """Whether ``group_send_numbered`` may be used: one Redis, messages
+        neither encrypted nor with per-channel capacities, in msgpack."""
+        serializer = self._serializer
+        return (
+            self.ring_size == 1
+            and not self.channel_capacity
+            and getattr(serializer, "crypter", None) is None
+            and type(serializer).__name__.startswith("MsgPack")
+        )
+
+    async def group_send_numbered(
+        self,
+        group: str,
+        message: dict[str, Any],
+        numbering: str,
+        keys: list[str],
+        args: list[Any],
+        text_head: str,
+    ) -> tuple[str, int]:
+        """Number a room event (``numbering``, a Lua script that leaves
+        ``epoch`` and ``offset``) and send it to ``group`` in one script:
+        events of one room reach each member channel in offset order, and
+        an event numbered is an event sent. ``message`` has ``type``,
+        ``room`` and ``skip_user``; its ``text`` is ``text_head``, the
+        offset and the epoch (``realtime.history.framed``). Returns the
+        event's epoch and offset."""
+        assert set(message) <= {"type", "room", "skip_user"}, message
+        assert self.require_valid_group_name(group), "Group name not valid"
+        await self._ready()
+        prefix_length = self._serializer.random_prefix_length
+        argv = [
+            *args,
+            self.group_expiry,
+            int(self.expiry),
+            self.capacity,
+            self.prefix,
+            os.urandom(prefix_length) if prefix_length > 0 else b"",
+            message["type"],
+            message["room"],
+            message.get("skip_user") or "",
+            text_head,
+            len(args),
+        ]
+        connection = self.connection(0)
+        script = connection.register_script(numbering + _DELIVER_NUMBERED)
+        slots = self._numbering.get(asyncio.get_running_loop())
+        if slots is None:
+            slots = self._numbering[asyncio.get_running_loop()] = asyncio.Semaphore(NUMBERED_IN_FLIGHT)
+        try:
+            async with slots:
+                epoch, offset, over = await script(keys=[*keys, self._group_key(group)], args=argv)
+        except REDIS_ERRORS as exc:
+            raise RedisUnavailable(self.retry_max) from exc
+        if over:
+            log.info("%s channels over capacity in group %s", over, group)
+        return epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(offset)
 
     def local_memberships(self) -> int:
         return sum(len(channels) for channels in self._memberships.values())

@@ -1,8 +1,9 @@
 """The scaled stack's channel layer on a real Redis (realtime.redis_layer):
-room events reach a process channel in offset order per room even when
-their group sends came in another order (two publishers), a gap that is
-never filled holds nothing back for good, and the group send keeps the
-stock layer's capacity rule."""
+room events are numbered and sent in one script, so that they reach each
+process channel in offset order; events whose group sends came in another
+order are handed on in offset order per room; a gap that is never filled
+holds nothing back for good; the group send keeps the stock layer's
+capacity rule."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from typing import Any, cast
 import pytest
 from django.conf import settings
 
+from realtime import history, push
+from realtime.push import ROOM_EVENT
 from realtime.redis_layer import ResilientRedisChannelLayer
+from realtime.rooms import group_name
 
 pytestmark = pytest.mark.redis_stack
 
@@ -104,3 +108,42 @@ async def test_group_send_reaches_every_member_within_capacity():
             await asyncio.wait_for(channel_layer.receive(general), 0.5)
     finally:
         await channel_layer.flush()
+
+
+async def test_room_events_published_at_once_all_reach_a_process_channel_in_offset_order(monkeypatch):
+    # A layer of its own: no pump of an earlier test pops its queue.
+    channel_layer = layer()
+    monkeypatch.setattr(push, "get_channel_layer", lambda: channel_layer)
+    channel = await channel_layer.new_channel()
+    room = f"application:order-{uuid.uuid4().hex[:8]}"
+    group = group_name(room)
+    await channel_layer.group_add(group, channel)
+    try:
+        # Two hundred publishers at once (realtime.push, as the broadcast
+        # endpoint and the domain apps publish): every one is sent (none
+        # fails for want of a pooled connection), and, numbered and sent in
+        # one step, their events wait in the channel's Redis queue (read
+        # directly, before the pump's reordering) in offset order.
+        await asyncio.gather(
+            *(
+                push.broadcast(room, "application_broadcast", {"n": n, "text": "é"}, skip_user="u1" if n % 2 else None)
+                for n in range(200)
+            )
+        )
+        key = channel_layer.prefix + channel_layer.non_local_name(channel)
+        queued = await channel_layer.connection(0).zrange(key, 0, -1)
+        messages = [channel_layer.deserialize(raw) for raw in queued]
+        assert [m["offset"] for m in messages] == list(range(1, 201))
+        # Each is what the history holds, framed as live events are.
+        store = history.store()
+        recovery = await store.read(room, history.Position(messages[0]["epoch"], 0))
+        for message, entry in zip(messages, recovery.entries, strict=True):
+            assert message["type"] == ROOM_EVENT and message["room"] == room
+            assert message["text"] == history.framed(entry.base, room, entry.offset, recovery.epoch)
+            assert message["epoch"] == recovery.epoch
+            assert message.get("skip_user") == entry.skip_user
+            assert message["__asgi_channel__"] == [channel]
+        assert [m["offset"] for m in await received(channel_layer, channel, 200)] == list(range(1, 201))
+    finally:
+        await channel_layer.flush()
+        await history.store().forget(room)
