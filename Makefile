@@ -74,6 +74,7 @@ bench-peers: bench/peers/node_modules/.installed
 bench: install bench-peers
 	.venv/bin/python bench/realtime.py --peers
 	.venv/bin/python bench/connect_rate.py
+	.venv/bin/python bench/cluster_fanout.py
 	.venv/bin/python bench/socketio_codec.py
 	.venv/bin/python bench/credits.py
 	.venv/bin/python bench/marketdata.py

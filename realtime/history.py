@@ -75,10 +75,16 @@ def new_epoch() -> str:
 
 def framed(base: str, room: str, offset: int, epoch: str, recovered: bool | None = None) -> str:
     """``base`` (an encoded frame) with the room's position in its envelope."""
-    tail = f',"room":{json.dumps(room, ensure_ascii=False)},"offset":{offset},"epoch":"{epoch}"'
+    tail = f'{offset},"epoch":"{epoch}"'
     if recovered is not None:
         tail += ',"recovered":true' if recovered else ',"recovered":false'
-    return f"{base[:-1]}{tail}}}"
+    return f"{framed_head(base, room)}{tail}}}"
+
+
+def framed_head(base: str, room: str) -> str:
+    """What ``framed`` puts before the offset (the Redis layer numbers and
+    frames a room event in one script: ``realtime.redis_layer``)."""
+    return f'{base[:-1]},"room":{json.dumps(room, ensure_ascii=False)},"offset":'
 
 
 # --- embedded stack ------------------------------------------------------------
@@ -185,8 +191,8 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 """
 
 # ARGV: candidate epoch, meta ttl (s), base, skip user ('' none), max length,
-# window (ms). Returns {epoch, offset}.
-_PUBLISH = (
+# window (ms). Leaves the event's ``epoch`` and ``offset`` in locals.
+NUMBER = (
     _ENSURE
     + """
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
@@ -194,9 +200,10 @@ local id = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], '*', 'o', offset, 'b',
 local window = tonumber(ARGV[6])
 redis.call('XTRIM', KEYS[2], 'MINID', tonumber(string.match(id, '^%d+')) - window)
 redis.call('PEXPIRE', KEYS[2], window)
-return {epoch, offset}
 """
 )
+# Returns {epoch, offset}.
+_PUBLISH = NUMBER + "return {epoch, offset}\n"
 
 # ARGV: candidate epoch, meta ttl (s), since epoch ('' none), since offset,
 # upto ('' the top), window (ms), max length.
@@ -246,19 +253,19 @@ class RedisHistory:
         return [lcredis.key("history", room, "meta"), lcredis.key("history", room, "events")]
 
     async def publish(self, room: str, base: str, skip_user: str | None) -> tuple[str, int]:
-        epoch, offset = await lcredis.run_script(
-            _PUBLISH,
-            self._keys(room),
-            [
-                new_epoch(),
-                max(META_TTL_SECONDS, int(settings.LEDGERCORE_HISTORY_SECONDS) + 1),
-                base,
-                skip_user or "",
-                settings.LEDGERCORE_HISTORY_SIZE,
-                int(settings.LEDGERCORE_HISTORY_SECONDS * 1000),
-            ],
-        )
+        epoch, offset = await lcredis.run_script(_PUBLISH, *self.numbering(room, base, skip_user))
         return str(epoch), int(offset)
+
+    def numbering(self, room: str, base: str, skip_user: str | None) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of ``NUMBER`` for an event of ``room``."""
+        return self._keys(room), [
+            new_epoch(),
+            max(META_TTL_SECONDS, int(settings.LEDGERCORE_HISTORY_SECONDS) + 1),
+            base,
+            skip_user or "",
+            settings.LEDGERCORE_HISTORY_SIZE,
+            int(settings.LEDGERCORE_HISTORY_SECONDS * 1000),
+        ]
 
     async def read(self, room: str, since: Position | None = None, upto: int | None = None) -> Recovery:
         reply = await lcredis.run_script(

@@ -11,6 +11,14 @@ it keeps is never abandoned: here a connection it opens lives for
 call when it is unusable or left outside autocommit, and with
 ``CONN_HEALTH_CHECKS`` checks it before reuse (PostgreSQL restarts).
 
+That check is a ``SELECT 1`` round trip before every call, as many round
+trips as the calls' own statements on a connect. On the ORM thread's
+PostgreSQL connection it looks at the socket first: an idle session whose
+socket has nothing to read (PostgreSQL ending a session, as a restart or
+``pg_terminate_backend`` does, sends its error and closes the socket) is
+used without the round trip; anything else (something to read, a session
+not idle) gets Django's ``SELECT 1`` as before.
+
 Other threads keep Django's rule: an HTTP request runs on a thread of its
 own, and a connection kept there would outlive the thread.
 
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import select
 import threading
 import time
 from typing import Any
@@ -76,3 +85,35 @@ def keep_orm_connection(sender: object, connection: Any, **kwargs: object) -> No
     keep = settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS
     if keep and _enabled and on_orm_thread():
         connection.close_at = time.monotonic() + keep
+        if connection.vendor == "postgresql" and not getattr(connection, "_quiet_check", False):
+            _check_quiet_first(connection)
+
+
+def _check_quiet_first(wrapper: Any) -> None:
+    """The wrapper's health check (``is_usable``) passes at once while its
+    session is idle and its socket has nothing to read; otherwise it runs
+    Django's ``SELECT 1``."""
+    full_check = wrapper.is_usable
+
+    def is_usable() -> bool:
+        raw = wrapper.connection
+        if raw is not None and quiet(raw):
+            return True
+        return bool(full_check())
+
+    wrapper.is_usable = is_usable
+    wrapper._quiet_check = True
+
+
+def quiet(raw: Any) -> bool:
+    """Whether a psycopg connection is open, idle (not in a transaction) and
+    has nothing waiting on its socket."""
+    from psycopg import pq  # noqa: PLC0415 - PostgreSQL only
+
+    try:
+        if raw.closed or raw.info.transaction_status != pq.TransactionStatus.IDLE:
+            return False
+        readable, _, _ = select.select([raw.fileno()], [], [], 0)
+    except Exception:  # noqa: BLE001 - any doubt: the full check decides
+        return False
+    return not readable

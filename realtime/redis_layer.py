@@ -25,7 +25,22 @@ connection and channels closes the socket with 1011. This subclass:
   after the outage.
 - ``send`` / ``group_send``: raise ``RedisUnavailable`` at once while the
   process knows Redis is down (callers with a durable outbox retry; others
-  log and drop).
+  log and drop). ``group_send`` takes two round trips (the stock layer's
+  four): the group's members read, then one script adds the message to
+  each of their channels within capacity.
+- room events (``realtime.push``: ``room``, ``epoch`` and ``offset``):
+  ``group_send_numbered`` numbers an event in the room's history and adds
+  it to the room's member channels in one script, so that two publishers
+  (two processes, or two requests of one) cannot interleave between the
+  two steps: each process channel gets the room's events in offset order.
+  A gap seen by a process is otherwise seen by every local member of the
+  room, each holding, waiting and filling it. Events sent otherwise (a
+  layer of several Redis hosts, encrypted messages) still come in the
+  order their ``group_send`` came; the pump hands them on in offset order
+  per room: one that comes before its predecessor is held until the
+  predecessor comes, at most ``REORDER_HOLD_SECONDS`` (then it goes on, and
+  the connection's stream fills the gap from the room's history:
+  ``realtime.streams``).
 """
 
 from __future__ import annotations
@@ -33,8 +48,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections import OrderedDict, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from channels_redis.core import RedisChannelLayer
@@ -51,6 +68,154 @@ log = logging.getLogger(__name__)
 RECONNECT_FIRST_SECONDS = 0.1
 # Messages of this process popped in one round trip, at most.
 RECEIVE_BATCH = 100
+# How long a room event that came before its predecessor waits for it in the
+# pump (below the streams' own GAP_WAIT_SECONDS).
+REORDER_HOLD_SECONDS = 0.1
+# Rooms whose last offset the pump remembers, per event loop (least recent
+# forgotten first).
+REORDER_ROOMS = 10_000
+# Numbered room events sent at once per event loop, at most: the others
+# wait their turn (the connection pool holds at most 100 connections).
+NUMBERED_IN_FLIGHT = 50
+
+# KEYS: the members' channel keys. ARGV: a message per key, a capacity per
+# key, then the time and the expiry (s). Expired messages are discarded
+# first; a channel at capacity does not get the message (as the stock
+# layer). Returns how many were at capacity.
+_GROUP_SEND = """
+local n = #KEYS
+local now = ARGV[2 * n + 1]
+local expiry = tonumber(ARGV[2 * n + 2])
+local oldest = math.floor(tonumber(now)) - expiry
+local over = 0
+for i = 1, n do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, oldest)
+  if redis.call('ZCARD', KEYS[i]) < tonumber(ARGV[n + i]) then
+    redis.call('ZADD', KEYS[i], now, ARGV[i])
+    redis.call('EXPIRE', KEYS[i], expiry)
+  else
+    over = over + 1
+  end
+end
+return over
+"""
+
+
+# Appended to a numbering script (``realtime.history.NUMBER``: it leaves the
+# event's ``epoch`` and ``offset`` in locals): the numbered room event is
+# added to each member channel of the room's group, in the stock layer's
+# message format, within capacity. KEYS: the numbering's, then the group.
+# ARGV: the numbering's, then group expiry (s), message expiry (s),
+# capacity, the layer's key prefix, the serializer's random prefix, the
+# message type, room, skip user ('' none), the text before the offset, and
+# last how many of ARGV are the numbering's. Returns {epoch, offset, over
+# capacity}.
+_DELIVER_NUMBERED = """
+local n = tonumber(ARGV[#ARGV])
+local group = KEYS[#KEYS]
+local prefix = ARGV[n + 4]
+local t = redis.call('TIME')
+local seconds = tonumber(t[1])
+local now = seconds + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', group, 0, seconds - tonumber(ARGV[n + 1]))
+local keys, channels = {}, {}
+for _, channel in ipairs(redis.call('ZRANGE', group, 0, -1)) do
+  local bang = string.find(channel, '!', 1, true)
+  local key = prefix .. (bang and string.sub(channel, 1, bang) or channel)
+  if channels[key] == nil then
+    channels[key] = {}
+    table.insert(keys, key)
+  end
+  table.insert(channels[key], channel)
+end
+local message = {type = ARGV[n + 6], room = ARGV[n + 7], offset = offset, epoch = epoch,
+  text = ARGV[n + 9] .. string.format('%d', offset) .. ',"epoch":"' .. epoch .. '"}'}
+if ARGV[n + 8] ~= '' then message['skip_user'] = ARGV[n + 8] end
+local expiry = tonumber(ARGV[n + 2])
+local capacity = tonumber(ARGV[n + 3])
+local over = 0
+for _, key in ipairs(keys) do
+  redis.call('ZREMRANGEBYSCORE', key, 0, seconds - expiry)
+  if redis.call('ZCARD', key) < capacity then
+    message['__asgi_channel__'] = channels[key]
+    redis.call('ZADD', key, now, ARGV[n + 5] .. cmsgpack.pack(message))
+    redis.call('EXPIRE', key, expiry)
+  else
+    over = over + 1
+  end
+end
+return {epoch, offset, over}
+"""
+
+
+class _RoomOrder:
+    __slots__ = ("epoch", "held", "last", "timer")
+
+    def __init__(self, epoch: str, last: int) -> None:
+        self.epoch = epoch
+        self.last = last
+        # offset -> (channels, message): came before a predecessor
+        self.held: dict[int, tuple[list[str], dict[str, Any]]] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class RoomOrder:
+    """Room events of one event loop's process channel, handed on (``put``)
+    in offset order per room; see the module's docstring."""
+
+    def __init__(self, put: Callable[[list[str], dict[str, Any]], None], hold: float = REORDER_HOLD_SECONDS) -> None:
+        self.put = put
+        self.hold = hold
+        self._rooms: OrderedDict[str, _RoomOrder] = OrderedDict()
+
+    def handle(self, channels: list[str], message: dict[str, Any]) -> None:
+        room, epoch, offset = message.get("room"), message.get("epoch"), message.get("offset")
+        if not isinstance(room, str) or not isinstance(epoch, str) or not isinstance(offset, int):
+            self.put(channels, message)
+            return
+        state = self._rooms.get(room)
+        if state is None or state.epoch != epoch:
+            # A room first seen, or a new epoch: nothing to wait for.
+            if state is not None:
+                self._release(state)
+            self._rooms[room] = _RoomOrder(epoch, offset)
+            self._rooms.move_to_end(room)
+            if len(self._rooms) > REORDER_ROOMS:
+                self._release(self._rooms.popitem(last=False)[1])
+            self.put(channels, message)
+            return
+        self._rooms.move_to_end(room)
+        if offset > state.last + 1:
+            state.held[offset] = (channels, message)
+            if state.timer is None:
+                state.timer = asyncio.get_running_loop().call_later(self.hold, self._expire, room, state)
+            return
+        # The next one (or a late or repeated one, which the streams drop).
+        self.put(channels, message)
+        if offset == state.last + 1:
+            state.last = offset
+            while (waiting := state.held.pop(state.last + 1, None)) is not None:
+                state.last += 1
+                self.put(*waiting)
+            if not state.held and state.timer is not None:
+                state.timer.cancel()
+                state.timer = None
+
+    def _expire(self, room: str, state: _RoomOrder) -> None:
+        """The hold is over: what waits goes on, in order, past the gap."""
+        state.timer = None
+        self._release(state)
+
+    def _release(self, state: _RoomOrder) -> None:
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        for offset in sorted(state.held):
+            self.put(*state.held.pop(offset))
+            state.last = max(state.last, offset)
+
+    def held(self) -> int:
+        return sum(len(state.held) for state in self._rooms.values())
 
 
 class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]  # channels-redis is untyped
@@ -66,6 +231,9 @@ class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]  # ch
         self._nudges: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
         on_recovery(self._nudge_all)
         self._pumps: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
+        self._orders: dict[asyncio.AbstractEventLoop, RoomOrder] = {}
+        # Numbered sends in flight per loop, at most (below the pool's size).
+        self._numbering: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         # Process-local channels whose consumer ended (most recent last).
         self._closed: OrderedDict[str, None] = OrderedDict()
         # Each completed recovery (tests and benchmarks wait on it).
@@ -204,7 +372,13 @@ class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]  # ch
         if pump is None or pump.done():
             self._pumps[loop] = loop.create_task(self._pump(real_channel))
 
+    def _put(self, channels: list[str], message: dict[str, Any]) -> None:
+        for channel in channels:
+            if channel not in self._closed:
+                self.receive_buffer[channel].put_nowait(message)
+
     async def _pump(self, real_channel: str) -> None:
+        order = self._orders[asyncio.get_running_loop()] = RoomOrder(self._put)
         while True:
             try:
                 batch = await self._pop(real_channel)
@@ -220,9 +394,7 @@ class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]  # ch
                     continue
                 # The full channel name travels in the message.
                 target = message.pop("__asgi_channel__", real_channel)
-                for channel in target if isinstance(target, list) else [target]:
-                    if channel not in self._closed:
-                        self.receive_buffer[channel].put_nowait(message)
+                order.handle(target if isinstance(target, list) else [target], message)
 
     async def _pop(self, real_channel: str) -> list[bytes]:
         """The process channel's waiting messages, oldest first (up to
@@ -271,9 +443,88 @@ class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]  # ch
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         await self._ready()
         try:
-            await super().group_send(group, message)
+            await self._group_send(group, message)
         except REDIS_ERRORS as exc:
             raise RedisUnavailable(self.retry_max) from exc
+
+    async def _group_send(self, group: str, message: dict[str, Any]) -> None:
+        """The stock layer's group send in two round trips per Redis host."""
+        assert self.require_valid_group_name(group), "Group name not valid"
+        key = self._group_key(group)
+        connection = self.connection(self.consistent_hash(group))
+        async with connection.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(key, min=0, max=int(time.time()) - self.group_expiry)
+            pipe.zrange(key, 0, -1)
+            _, members = await pipe.execute()
+        if not members:
+            return
+        by_connection, messages, capacities = self._map_channel_keys_to_connection(
+            [member.decode("utf8") for member in members], message
+        )
+        for index, keys in by_connection.items():
+            args = [messages[k] for k in keys] + [capacities[k] for k in keys] + [time.time(), int(self.expiry)]
+            script = self.connection(index).register_script(_GROUP_SEND)
+            over = await script(keys=keys, args=args)
+            if over:
+                log.info("%s of %s channels over capacity in group %s", over, len(keys), group)
+
+    def numbers_room_events(self) -> bool:
+        """Whether ``group_send_numbered`` may be used: one Redis, messages
+        neither encrypted nor with per-channel capacities, in msgpack."""
+        serializer = self._serializer
+        return (
+            self.ring_size == 1
+            and not self.channel_capacity
+            and getattr(serializer, "crypter", None) is None
+            and type(serializer).__name__.startswith("MsgPack")
+        )
+
+    async def group_send_numbered(
+        self,
+        group: str,
+        message: dict[str, Any],
+        numbering: str,
+        keys: list[str],
+        args: list[Any],
+        text_head: str,
+    ) -> tuple[str, int]:
+        """Number a room event (``numbering``, a Lua script that leaves
+        ``epoch`` and ``offset``) and send it to ``group`` in one script:
+        events of one room reach each member channel in offset order, and
+        an event numbered is an event sent. ``message`` has ``type``,
+        ``room`` and ``skip_user``; its ``text`` is ``text_head``, the
+        offset and the epoch (``realtime.history.framed``). Returns the
+        event's epoch and offset."""
+        assert set(message) <= {"type", "room", "skip_user"}, message
+        assert self.require_valid_group_name(group), "Group name not valid"
+        await self._ready()
+        prefix_length = self._serializer.random_prefix_length
+        argv = [
+            *args,
+            self.group_expiry,
+            int(self.expiry),
+            self.capacity,
+            self.prefix,
+            os.urandom(prefix_length) if prefix_length > 0 else b"",
+            message["type"],
+            message["room"],
+            message.get("skip_user") or "",
+            text_head,
+            len(args),
+        ]
+        connection = self.connection(0)
+        script = connection.register_script(numbering + _DELIVER_NUMBERED)
+        slots = self._numbering.get(asyncio.get_running_loop())
+        if slots is None:
+            slots = self._numbering[asyncio.get_running_loop()] = asyncio.Semaphore(NUMBERED_IN_FLIGHT)
+        try:
+            async with slots:
+                epoch, offset, over = await script(keys=[*keys, self._group_key(group)], args=argv)
+        except REDIS_ERRORS as exc:
+            raise RedisUnavailable(self.retry_max) from exc
+        if over:
+            log.info("%s channels over capacity in group %s", over, group)
+        return epoch.decode() if isinstance(epoch, bytes) else str(epoch), int(offset)
 
     def local_memberships(self) -> int:
         return sum(len(channels) for channels in self._memberships.values())

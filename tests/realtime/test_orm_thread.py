@@ -98,6 +98,13 @@ async def test_a_kept_connection_postgresql_terminated_is_replaced_at_the_next_c
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", [kept])
             assert cursor.fetchone()[0] is True
+            # Until the session has ended, as after a restart.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [kept])
+                if cursor.fetchone()[0] == 0:
+                    break
+                time.sleep(0.01)
         connection.close()
 
     await asyncio.to_thread(terminate)
@@ -105,3 +112,37 @@ async def test_a_kept_connection_postgresql_terminated_is_replaced_at_the_next_c
     # answers, and the call does not fail.
     replaced = await database_sync_to_async(backend_pid)()
     assert replaced != kept
+
+
+async def test_a_kept_connection_with_a_quiet_idle_session_is_reused_without_a_select_1(serving, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("the health check runs on PostgreSQL")
+    settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS = 300
+
+    def marked() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid(), 'quiet-check'")
+            return int(cursor.fetchone()[0])
+
+    def open_cursor() -> None:  # where Django runs its health check
+        connection.cursor().close()
+
+    def last_statement(pid: int) -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid])
+            statement = str(cursor.fetchone()[0])
+        connection.close()
+        return statement
+
+    kept = await database_sync_to_async(marked)()
+    await database_sync_to_async(open_cursor)()
+    # The next call found the session idle and its socket quiet: no SELECT 1.
+    assert "quiet-check" in await asyncio.to_thread(last_statement, kept)
+    assert await database_sync_to_async(marked)() == kept
+
+    # A session in a transaction is checked as before.
+    def begin_and_leave() -> None:
+        connection.connection.execute("BEGIN")
+
+    await database_sync_to_async(begin_and_leave)()
+    assert ormthread.quiet(await database_sync_to_async(lambda: connection.connection)()) is False
