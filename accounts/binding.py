@@ -18,7 +18,12 @@ from django.db.models import Field, Model
 from accounts import services
 from accounts.models import Application, Membership, User
 
-FIELDS = ["id", "username", "is_active", "default_application_id"]
+# What the project reads of a bound user on every request (``is_staff``:
+# every HTTP permission check), so that none costs a query of its own; in
+# the model's field order, as ``Model.from_db`` takes them.
+FIELDS = ["id", "username", "is_staff", "is_active", "default_application_id"]
+DEFAULT_APPLICATION = FIELDS.index("default_application_id")
+MEMBER = len(FIELDS)
 
 
 def _column(model: type[Model], name: str) -> str:
@@ -65,18 +70,19 @@ def bind_connection(user_id: str, requested_application: str | None) -> tuple[Us
     with connection.cursor() as cursor:
         cursor.execute(_statement(), [requested_application, user_id])
         row = cursor.fetchone()
-    if row is None or row[3] is None:
+    if row is None or row[DEFAULT_APPLICATION] is None:
         # First sight of this subject (or no default application yet).
         user, application = services.bind(user_id, requested_application)
         return user, application.id
-    user = User.from_db(connection.alias, FIELDS, [row[0], row[1], bool(row[2]), row[3]])
+    values = [bool(value) if name.startswith("is_") else value for name, value in zip(FIELDS, row, strict=False)]
+    user = User.from_db(connection.alias, FIELDS, values)
     if not user.is_active:
         raise services.TenancyError("user is deactivated")
     if requested_application:
-        if not row[4]:
+        if not row[MEMBER]:
             raise services.TenancyError("not a member of that application")
         return user, requested_application
-    return user, row[3]
+    return user, row[DEFAULT_APPLICATION]
 
 
 class AccountsTenancy:

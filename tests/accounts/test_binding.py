@@ -20,8 +20,21 @@ def test_a_known_user_is_bound_to_its_default_application_in_one_query(alice):
         user, application_id = bind_connection(alice.username, None)
     assert len(queries) == 1
     assert (user.pk, user.username, application_id) == (alice.pk, alice.username, alice.default_application_id)
-    # The other fields load on first access, as with .only().
-    assert user.email == alice.email and user.is_staff == alice.is_staff
+    # What every request reads costs no query; the other fields load on
+    # first access, as with .only().
+    with CaptureQueriesContext(connection) as queries:
+        assert (user.is_active, user.is_staff) == (True, alice.is_staff)
+    assert len(queries) == 0
+    assert user.email == alice.email
+
+
+def test_staff_is_read_with_the_user(alice):
+    alice.is_staff = True
+    alice.save()
+    with CaptureQueriesContext(connection) as queries:
+        user, _ = bind_connection(alice.username, None)
+        assert user.is_staff is True
+    assert len(queries) == 1
 
 
 def test_the_port_binds_through_the_statement(alice):
@@ -83,3 +96,9 @@ def test_subjects_and_application_ids_reach_the_statement_as_values(alice):
 def test_an_application_id_with_a_null_character_is_refused_not_sent_to_the_database(alice):
     with pytest.raises(services.TenancyError, match="not a member"):
         bind_connection(alice.username, f"{alice.default_application_id}\x00")
+
+
+def test_the_fields_read_are_in_the_models_order_as_from_db_takes_them():
+    from accounts.binding import FIELDS
+
+    assert FIELDS == [f.attname for f in User._meta.concrete_fields if f.attname in FIELDS]
