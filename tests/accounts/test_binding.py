@@ -101,4 +101,4 @@ def test_an_application_id_with_a_null_character_is_refused_not_sent_to_the_data
 def test_the_fields_read_are_in_the_models_order_as_from_db_takes_them():
     from accounts.binding import FIELDS
 
-    assert FIELDS == [f.attname for f in User._meta.concrete_fields if f.attname in FIELDS]
+    assert [f.attname for f in User._meta.concrete_fields if f.attname in FIELDS] == FIELDS
