@@ -1,7 +1,8 @@
 """Credit events: every ledger entry written gets a durable outbox row in
 the entry's transaction (``write_outbox``, called by the ledger model's
 post_save signal: credits.signals); after commit the entry's events are
-pushed to ``user:<userId>`` and the row is marked delivered.
+pushed to ``user:<userId>`` and the row is marked delivered. A batch's
+events of one user go out in one publish (``realtime.push.broadcast_many``).
 Rows left undelivered (a process died between commit and send, the layer
 failed) are re-sent by the relay (credits.relay) of any server process.
 Delivery is at-least-once; clients dedupe by ``sequence``.
@@ -84,6 +85,8 @@ def write_outbox_many(entries: list[LedgerEntry]) -> None:
 
 
 Outgoing = tuple[int, str, list[tuple[str, dict[str, Any]]]]
+# At most this many events in one publish (a row's events are never split).
+PUBLISH_EVENTS = 500
 
 
 def _load(outbox_ids: list[int]) -> list[Outgoing]:
@@ -93,13 +96,6 @@ def _load(outbox_ids: list[int]) -> list[Outgoing]:
         .order_by("entry__account_id", "entry__sequence")
     )
     return [(row.pk, row.entry.account.user.username, events_for(row.entry)) for row in rows]
-
-
-def _mark(row_pk: int, delivered: bool) -> None:
-    changes: dict[str, Any] = {"attempts": F("attempts") + 1}
-    if delivered:
-        changes["delivered_at"] = timezone.now()
-    OutboxEvent.objects.filter(pk=row_pk).update(**changes)
 
 
 class _Dispatcher:
@@ -186,18 +182,44 @@ def _mark_all(delivered: list[int], failed: list[int]) -> None:
         OutboxEvent.objects.filter(pk__in=failed).update(attempts=F("attempts") + 1)
 
 
+def _publishes(outgoing: list[Outgoing]) -> list[tuple[str, list[Outgoing]]]:
+    """The rows grouped per user (their room), each user's in the order
+    loaded (per account, in sequence order), cut so that one publish
+    carries at most ``PUBLISH_EVENTS`` events (a row is never split)."""
+    per_user: dict[str, list[list[Outgoing]]] = {}
+    sizes: dict[str, int] = {}
+    for row in outgoing:
+        user_id, count = row[1], len(row[2])
+        chunks = per_user.setdefault(user_id, [[]])
+        if chunks[-1] and sizes[user_id] + count > PUBLISH_EVENTS:
+            chunks.append([])
+            sizes[user_id] = 0
+        chunks[-1].append(row)
+        sizes[user_id] = sizes.get(user_id, 0) + count
+    return [(user_id, chunk) for user_id, chunks in per_user.items() for chunk in chunks]
+
+
 async def _send_all(outgoing: list[Outgoing], delivered: list[int], failed: list[int]) -> None:
-    for row_pk, user_id, events in outgoing:
-        try:
-            for event, data in events:
-                await push.send_to_user(user_id, event, data)
-        except NoLocalReceivers:
-            continue  # embedded stack, outside the server process: the server's relay sends it
-        except Exception:
-            log.exception("credit events of outbox row %s not sent; the relay will retry", row_pk)
-            failed.append(row_pk)
+    """Each user's events in one batched publish to their room (realtime.push
+    ``broadcast_many``), in order; a publish's rows count as delivered only
+    once it succeeded. After a failure the user's later rows are left for
+    the relay too, so that a client is not sent an account's later entries
+    before its earlier ones."""
+    given_up: set[str] = set()
+    for user_id, rows in _publishes(outgoing):
+        if user_id in given_up:
             continue
-        delivered.append(row_pk)
+        try:
+            await push.send_many_to_user(user_id, [event for _, _, events in rows for event in events])
+        except NoLocalReceivers:
+            given_up.add(user_id)  # embedded stack, outside the server process: the server's relay sends it
+            continue
+        except Exception:
+            log.exception("credit events of outbox rows %s not sent; the relay will retry", [row[0] for row in rows])
+            failed.extend(row[0] for row in rows)
+            given_up.add(user_id)
+            continue
+        delivered.extend(row[0] for row in rows)
 
 
 def _deliver_with(outbox_ids: list[int], loop: asyncio.AbstractEventLoop) -> int:
@@ -211,18 +233,11 @@ def _deliver_with(outbox_ids: list[int], loop: asyncio.AbstractEventLoop) -> int
 
 async def adeliver(outbox_ids: list[int]) -> int:
     """The same from the event loop (the relay)."""
-    sent = 0
-    for row_pk, user_id, events in await database_sync_to_async(_load)(outbox_ids):
-        try:
-            for event, data in events:
-                await push.send_to_user(user_id, event, data)
-        except Exception:
-            log.exception("credit events of outbox row %s not sent; will retry", row_pk)
-            await database_sync_to_async(_mark)(row_pk, False)
-            continue
-        await database_sync_to_async(_mark)(row_pk, True)
-        sent += 1
-    return sent
+    delivered: list[int] = []
+    failed: list[int] = []
+    await _send_all(await database_sync_to_async(_load)(outbox_ids), delivered, failed)
+    await database_sync_to_async(_mark_all)(delivered, failed)
+    return len(delivered)
 
 
 def pending_ids(older_than_seconds: float, limit: int = 500) -> list[int]:

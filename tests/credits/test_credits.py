@@ -3,26 +3,31 @@ WebSocket, the registry's charging path, durable delivery."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
 import time
 import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.core.management import call_command
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts import services as accounts
 from credits import services
-from credits.events import events_for
+from credits.events import events_for, flush_dispatcher
 from credits.ledger import GENESIS_HASH, entry_hash
 from credits.models import CreditAccount, CreditBlock, EntryKind, LedgerEntry, OutboxEvent, Price
 from credits.reconcile import reconcile_account
+from credits.relay import relay_once
 from credits.services import Actor
+from realtime import redis as lcredis
+from realtime.rooms import group_name
 from tests.factories import UserFactory, funded
 from tests.wsclient import connected, unique
 
@@ -528,4 +533,95 @@ async def test_server_failure_refunds_the_charge(live_server_url, priced_ping, m
     assert balance.balance == 10 and balance.lifetime_spent == 0
     kinds = await database_sync_to_async(lambda: [e.kind for e in entries_of(user, app)])()
     assert kinds == ["grant", "hold", "release"]
+    await client.close()
+
+
+# --- commit-time delivery in batches ----------------------------------------------
+
+
+async def personal_frames(client, user_id: str, count: int, timeout: float = 15.0) -> list[dict]:
+    """The next ``count`` credit events of the user's room (room_resync and
+    other frames skipped)."""
+    found: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(found) < count:
+        frame = await client.recv(timeout=max(deadline - time.monotonic(), 0.01))
+        if frame.get("room") == f"user:{user_id}" and frame["event"] != "room_resync":
+            found.append(frame)
+    return found
+
+
+def grant_many(user, app, count: int) -> list[LedgerEntry]:
+    """``count`` grants committed together: their outbox rows reach the
+    dispatcher at once."""
+    with transaction.atomic():
+        return [services.grant_credits(user.pk, app, 1, reason=f"r{n}", actor=SYSTEM) for n in range(count)]
+
+
+@pytestmark_ws
+async def test_many_entries_of_one_user_reach_the_socket_in_sequence_order_in_few_publishes(
+    live_server_url, monkeypatch
+):
+    user_id = unique("burst")
+    client = await connected(live_server_url, user_id)
+    user = await database_sync_to_async(accounts.get_or_create_user)(user_id)
+    app = client.hello["data"]["applicationId"]
+    # The channel-layer messages to the user's room (the layer itself is real).
+    layer = get_channel_layer()
+    group, send = group_name(f"user:{user_id}"), layer.group_send
+    messages: list[str] = []
+
+    async def counted(name: str, message: dict) -> None:
+        if name == group:
+            messages.append(message["type"])
+        await send(name, message)
+
+    monkeypatch.setattr(layer, "group_send", counted)
+    await database_sync_to_async(grant_many)(user, app, 40)
+    frames = await personal_frames(client, user_id, 80)
+    assert [(f["event"], f["data"]["sequence"]) for f in frames] == [
+        (event, sequence) for sequence in range(1, 41) for event in ("credits_granted", "credit_balance_updated")
+    ]
+    assert [f["data"]["newBalance"] for f in frames[1::2]] == list(range(1, 41))
+    assert [f["offset"] for f in frames] == list(range(frames[0]["offset"], frames[0]["offset"] + 80))
+    assert len({f["epoch"] for f in frames}) == 1
+    # Published together, not one message per event.
+    assert 0 < len(messages) < 40 and "room.events" in messages
+    assert await asyncio.to_thread(flush_dispatcher)
+    undelivered = await database_sync_to_async(
+        lambda: OutboxEvent.objects.filter(entry__account__user=user, delivered_at=None).count()
+    )()
+    assert undelivered == 0
+    await client.nothing(0.3)
+    await client.close()
+
+
+@pytest.mark.redis_stack
+@pytestmark_ws
+async def test_a_failed_batched_publish_leaves_its_rows_to_the_relay(live_server_url):
+    user_id = unique("redisfail")
+    client = await connected(live_server_url, user_id)
+    user = await database_sync_to_async(accounts.get_or_create_user)(user_id)
+    app = client.hello["data"]["applicationId"]
+    # A real Redis error in the history script of the user's room: its key
+    # holds a value of the wrong type.
+    meta = lcredis.key("history", f"user:{user_id}", "meta")
+    await lcredis.command("SET", meta, "not a hash")
+    entries = await database_sync_to_async(grant_many)(user, app, 5)
+    assert await asyncio.to_thread(flush_dispatcher)
+
+    def rows() -> list[tuple[datetime | None, int]]:
+        found = OutboxEvent.objects.filter(entry__in=entries).order_by("entry__sequence")
+        return [(row.delivered_at, row.attempts) for row in found]
+
+    assert await database_sync_to_async(rows)() == [(None, 1)] * 5
+    await client.nothing(0.3)
+
+    await lcredis.command("DEL", meta)
+    await relay_once(older_than_seconds=0)
+    assert all(delivered is not None for delivered, _ in await database_sync_to_async(rows)())
+    frames = await personal_frames(client, user_id, 10)
+    assert [(f["event"], f["data"]["sequence"]) for f in frames] == [
+        (event, sequence) for sequence in range(1, 6) for event in ("credits_granted", "credit_balance_updated")
+    ]
     await client.close()
