@@ -87,6 +87,9 @@ def write_outbox_many(entries: list[LedgerEntry]) -> None:
 Outgoing = tuple[int, str, list[tuple[str, dict[str, Any]]]]
 # At most this many events in one publish (a row's events are never split).
 PUBLISH_EVENTS = 500
+# Publishes to different users' rooms in flight at once (each user's own
+# go one after the other, in order).
+ROOMS_AT_ONCE = 16
 
 
 def _load(outbox_ids: list[int]) -> list[Outgoing]:
@@ -182,7 +185,7 @@ def _mark_all(delivered: list[int], failed: list[int]) -> None:
         OutboxEvent.objects.filter(pk__in=failed).update(attempts=F("attempts") + 1)
 
 
-def _publishes(outgoing: list[Outgoing]) -> list[tuple[str, list[Outgoing]]]:
+def _publishes(outgoing: list[Outgoing]) -> dict[str, list[list[Outgoing]]]:
     """The rows grouped per user (their room), each user's in the order
     loaded (per account, in sequence order), cut so that one publish
     carries at most ``PUBLISH_EVENTS`` events (a row is never split)."""
@@ -196,30 +199,41 @@ def _publishes(outgoing: list[Outgoing]) -> list[tuple[str, list[Outgoing]]]:
             sizes[user_id] = 0
         chunks[-1].append(row)
         sizes[user_id] = sizes.get(user_id, 0) + count
-    return [(user_id, chunk) for user_id, chunks in per_user.items() for chunk in chunks]
+    return per_user
+
+
+async def _send_user(user_id: str, chunks: list[list[Outgoing]], delivered: list[int], failed: list[int]) -> None:
+    """One user's publishes, in order; a publish's rows count as delivered
+    only once it succeeded. After a failure the user's later rows are left
+    for the relay too, so that a client is not sent an account's later
+    entries before its earlier ones."""
+    for rows in chunks:
+        try:
+            await push.send_many_to_user(user_id, [event for _, _, events in rows for event in events])
+        except NoLocalReceivers:
+            return  # embedded stack, outside the server process: the server's relay sends it
+        except Exception:
+            log.exception("credit events of outbox rows %s not sent; the relay will retry", [row[0] for row in rows])
+            failed.extend(row[0] for row in rows)
+            return
+        delivered.extend(row[0] for row in rows)
 
 
 async def _send_all(outgoing: list[Outgoing], delivered: list[int], failed: list[int]) -> None:
     """Each user's events in one batched publish to their room (realtime.push
-    ``broadcast_many``), in order; a publish's rows count as delivered only
-    once it succeeded. After a failure the user's later rows are left for
-    the relay too, so that a client is not sent an account's later entries
-    before its earlier ones."""
-    given_up: set[str] = set()
-    for user_id, rows in _publishes(outgoing):
-        if user_id in given_up:
-            continue
-        try:
-            await push.send_many_to_user(user_id, [event for _, _, events in rows for event in events])
-        except NoLocalReceivers:
-            given_up.add(user_id)  # embedded stack, outside the server process: the server's relay sends it
-            continue
-        except Exception:
-            log.exception("credit events of outbox rows %s not sent; the relay will retry", [row[0] for row in rows])
-            failed.extend(row[0] for row in rows)
-            given_up.add(user_id)
-            continue
-        delivered.extend(row[0] for row in rows)
+    ``broadcast_many``); up to ``ROOMS_AT_ONCE`` users' rooms at a time."""
+    per_user = _publishes(outgoing)
+    if len(per_user) == 1:
+        for user_id, chunks in per_user.items():
+            await _send_user(user_id, chunks, delivered, failed)
+        return
+    slots = asyncio.Semaphore(ROOMS_AT_ONCE)
+
+    async def send(user_id: str, chunks: list[list[Outgoing]]) -> None:
+        async with slots:
+            await _send_user(user_id, chunks, delivered, failed)
+
+    await asyncio.gather(*(send(user_id, chunks) for user_id, chunks in per_user.items()))
 
 
 def _deliver_with(outbox_ids: list[int], loop: asyncio.AbstractEventLoop) -> int:

@@ -596,6 +596,30 @@ async def test_many_entries_of_one_user_reach_the_socket_in_sequence_order_in_fe
     await client.close()
 
 
+@pytestmark_ws
+async def test_entries_of_several_users_committed_together_reach_each_in_order(live_server_url):
+    user_ids = [unique(f"many{n}") for n in range(3)]
+    clients = [await connected(live_server_url, user_id) for user_id in user_ids]
+    users = [await database_sync_to_async(accounts.get_or_create_user)(user_id) for user_id in user_ids]
+    apps = [client.hello["data"]["applicationId"] for client in clients]
+
+    def interleaved() -> None:
+        with transaction.atomic():
+            for n in range(5):
+                for user, app in zip(users, apps, strict=True):
+                    services.grant_credits(user.pk, app, n + 1, reason="r", actor=SYSTEM)
+
+    await database_sync_to_async(interleaved)()
+    for client, user_id in zip(clients, user_ids, strict=True):
+        frames = await personal_frames(client, user_id, 10)
+        assert [(f["event"], f["data"]["sequence"]) for f in frames] == [
+            (event, sequence) for sequence in range(1, 6) for event in ("credits_granted", "credit_balance_updated")
+        ]
+        assert frames[-1]["data"]["newBalance"] == 15
+        await client.nothing(0.2)
+        await client.close()
+
+
 @pytest.mark.redis_stack
 @pytestmark_ws
 async def test_a_failed_batched_publish_leaves_its_rows_to_the_relay(live_server_url):
