@@ -15,8 +15,8 @@ import logging
 import queue
 import threading
 import time
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from channels.db import database_sync_to_async
 from django.db import close_old_connections, connections, transaction
@@ -35,17 +35,43 @@ GRANTED_KINDS = {EntryKind.GRANT, EntryKind.REFUND}
 DEDUCTED_KINDS = {EntryKind.DEDUCTION, EntryKind.EXPIRY}
 
 
-def _ms(entry: LedgerEntry) -> int:
-    return int(entry.created_at.timestamp() * 1000)
+class EntryFacts(NamedTuple):
+    """What an entry's events say about it (read without building models:
+    ``_load``)."""
+
+    pk: int
+    kind: str
+    amount: int
+    spent: int
+    balance_after: int
+    lifetime_earned_after: int
+    lifetime_spent_after: int
+    action: str
+    reason: str
+    sequence: int
+    created_at: datetime
+    application_id: str
+
+
+# EntryFacts' fields, as read through an outbox row.
+_ENTRY_COLUMNS = (
+    *(f"entry__{name}" for name in EntryFacts._fields[:-1]),
+    "entry__account__application_id",
+)
 
 
 def events_for(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
     """The events one entry produces, in order."""
+    values = [getattr(entry, name) for name in EntryFacts._fields[:-1]]
+    return _events(EntryFacts._make([*values, entry.account.application_id]))
+
+
+def _events(entry: EntryFacts) -> list[tuple[str, dict[str, Any]]]:
     common = {
         "newBalance": entry.balance_after,
         "transactionId": str(entry.pk),
-        "timestamp": _ms(entry),
-        "applicationId": entry.account.application_id,
+        "timestamp": int(entry.created_at.timestamp() * 1000),
+        "applicationId": entry.application_id,
         "sequence": entry.sequence,
     }
     events: list[tuple[str, dict[str, Any]]] = []
@@ -58,7 +84,7 @@ def events_for(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
     elif entry.kind == EntryKind.CAPTURE and entry.spent > 0:
         events.append(("credits_deducted", {"amount": entry.spent, "action": entry.action, **common}))
     balance = balance_payload(
-        application_id=entry.account.application_id,
+        application_id=entry.application_id,
         balance=entry.balance_after,
         lifetime_earned=entry.lifetime_earned_after,
         lifetime_spent=entry.lifetime_spent_after,
@@ -95,12 +121,15 @@ ROOMS_AT_ONCE = 16
 
 
 def _load(outbox_ids: list[int]) -> list[Outgoing]:
+    """The undelivered rows among ``outbox_ids`` with their events, per
+    account in sequence order (values, not model instances: the dispatcher
+    shares the process's GIL with the writers)."""
     rows = (
         OutboxEvent.objects.filter(pk__in=outbox_ids, delivered_at__isnull=True)
-        .select_related("entry__account__user")
         .order_by("entry__account_id", "entry__sequence")
+        .values_list("pk", "entry__account__user__username", *_ENTRY_COLUMNS)
     )
-    return [(row.pk, row.entry.account.user.username, events_for(row.entry)) for row in rows]
+    return [(row[0], row[1], _events(EntryFacts._make(row[2:]))) for row in rows]
 
 
 # The dispatcher thread keeps a database connection it opened this long
