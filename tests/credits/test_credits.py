@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from accounts import services as accounts
 from credits import services
-from credits.events import events_for, flush_dispatcher
+from credits.events import PUBLISH_EVENTS, events_for, flush_dispatcher
 from credits.ledger import GENESIS_HASH, entry_hash
 from credits.models import CreditAccount, CreditBlock, EntryKind, LedgerEntry, OutboxEvent, Price
 from credits.reconcile import reconcile_account
@@ -622,7 +622,9 @@ async def test_entries_of_several_users_committed_together_reach_each_in_order(l
 
 @pytest.mark.redis_stack
 @pytestmark_ws
-async def test_a_failed_batched_publish_leaves_its_rows_to_the_relay(live_server_url):
+async def test_a_failed_batched_publish_leaves_its_rows_to_the_relay(live_server_url, monkeypatch, settings):
+    # The server's own relay leaves the rows to the one this test runs.
+    settings.LEDGERCORE_OUTBOX_RETRY_SECONDS = 600
     user_id = unique("redisfail")
     client = await connected(live_server_url, user_id)
     user = await database_sync_to_async(accounts.get_or_create_user)(user_id)
@@ -631,23 +633,38 @@ async def test_a_failed_batched_publish_leaves_its_rows_to_the_relay(live_server
     # holds a value of the wrong type.
     meta = lcredis.key("history", f"user:{user_id}", "meta")
     await lcredis.command("SET", meta, "not a hash")
-    entries = await database_sync_to_async(grant_many)(user, app, 5)
+    count = 300  # more events (600) than one publish carries
+    entries = await database_sync_to_async(grant_many)(user, app, count)
     assert await asyncio.to_thread(flush_dispatcher)
 
     def rows() -> list[tuple[datetime | None, int]]:
         found = OutboxEvent.objects.filter(entry__in=entries).order_by("entry__sequence")
         return [(row.delivered_at, row.attempts) for row in found]
 
-    assert await database_sync_to_async(rows)() == [(None, 1)] * 5
+    assert await database_sync_to_async(rows)() == [(None, 1)] * count
     await client.nothing(0.3)
 
+    # The relay sends them once Redis answers: in sequence order, in as few
+    # publishes as their size allows.
+    layer = get_channel_layer()
+    group, send = group_name(f"user:{user_id}"), layer.group_send
+    messages: list[int] = []
+
+    async def counted(name: str, message: dict) -> None:
+        if name == group:
+            messages.append(len(message["texts"]))
+        await send(name, message)
+
+    monkeypatch.setattr(layer, "group_send", counted)
     await lcredis.command("DEL", meta)
-    await relay_once(older_than_seconds=0)
+    assert await relay_once(older_than_seconds=0) == count
     assert all(delivered is not None for delivered, _ in await database_sync_to_async(rows)())
-    frames = await personal_frames(client, user_id, 10)
+    assert messages == [PUBLISH_EVENTS, 2 * count - PUBLISH_EVENTS]
+    frames = await personal_frames(client, user_id, 2 * count)
     assert [(f["event"], f["data"]["sequence"]) for f in frames] == [
-        (event, sequence) for sequence in range(1, 6) for event in ("credits_granted", "credit_balance_updated")
+        (event, sequence) for sequence in range(1, count + 1) for event in ("credits_granted", "credit_balance_updated")
     ]
+    assert [f["offset"] for f in frames] == list(range(1, 2 * count + 1))
     await client.close()
 
 
