@@ -1,7 +1,8 @@
 """Credit events: every ledger entry written gets a durable outbox row in
 the entry's transaction (``write_outbox``, called by the ledger model's
 post_save signal: credits.signals); after commit the entry's events are
-pushed to ``user:<userId>`` and the row is marked delivered.
+pushed to ``user:<userId>`` and the row is marked delivered. A batch's
+events of one user go out in one publish (``realtime.push.broadcast_many``).
 Rows left undelivered (a process died between commit and send, the layer
 failed) are re-sent by the relay (credits.relay) of any server process.
 Delivery is at-least-once; clients dedupe by ``sequence``.
@@ -13,11 +14,13 @@ import asyncio
 import logging
 import queue
 import threading
-from datetime import timedelta
-from typing import Any
+import time
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 from channels.db import database_sync_to_async
 from django.db import close_old_connections, connections, transaction
+from django.db.backends.signals import connection_created
 from django.db.models import F
 from django.utils import timezone
 
@@ -32,17 +35,43 @@ GRANTED_KINDS = {EntryKind.GRANT, EntryKind.REFUND}
 DEDUCTED_KINDS = {EntryKind.DEDUCTION, EntryKind.EXPIRY}
 
 
-def _ms(entry: LedgerEntry) -> int:
-    return int(entry.created_at.timestamp() * 1000)
+class EntryFacts(NamedTuple):
+    """What an entry's events say about it (read without building models:
+    ``_load``)."""
+
+    pk: int
+    kind: str
+    amount: int
+    spent: int
+    balance_after: int
+    lifetime_earned_after: int
+    lifetime_spent_after: int
+    action: str
+    reason: str
+    sequence: int
+    created_at: datetime
+    application_id: str
+
+
+# EntryFacts' fields, as read through an outbox row.
+_ENTRY_COLUMNS = (
+    *(f"entry__{name}" for name in EntryFacts._fields[:-1]),
+    "entry__account__application_id",
+)
 
 
 def events_for(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
     """The events one entry produces, in order."""
+    values = [getattr(entry, name) for name in EntryFacts._fields[:-1]]
+    return _events(EntryFacts._make([*values, entry.account.application_id]))
+
+
+def _events(entry: EntryFacts) -> list[tuple[str, dict[str, Any]]]:
     common = {
         "newBalance": entry.balance_after,
         "transactionId": str(entry.pk),
-        "timestamp": _ms(entry),
-        "applicationId": entry.account.application_id,
+        "timestamp": int(entry.created_at.timestamp() * 1000),
+        "applicationId": entry.application_id,
         "sequence": entry.sequence,
     }
     events: list[tuple[str, dict[str, Any]]] = []
@@ -55,7 +84,7 @@ def events_for(entry: LedgerEntry) -> list[tuple[str, dict[str, Any]]]:
     elif entry.kind == EntryKind.CAPTURE and entry.spent > 0:
         events.append(("credits_deducted", {"amount": entry.spent, "action": entry.action, **common}))
     balance = balance_payload(
-        application_id=entry.account.application_id,
+        application_id=entry.application_id,
         balance=entry.balance_after,
         lifetime_earned=entry.lifetime_earned_after,
         lifetime_spent=entry.lifetime_spent_after,
@@ -84,22 +113,38 @@ def write_outbox_many(entries: list[LedgerEntry]) -> None:
 
 
 Outgoing = tuple[int, str, list[tuple[str, dict[str, Any]]]]
+# At most this many events in one publish (a row's events are never split).
+PUBLISH_EVENTS = 500
+# Publishes to different users' rooms in flight at once (each user's own
+# go one after the other, in order).
+ROOMS_AT_ONCE = 16
 
 
 def _load(outbox_ids: list[int]) -> list[Outgoing]:
+    """The undelivered rows among ``outbox_ids`` with their events, per
+    account in sequence order (values, not model instances: the dispatcher
+    shares the process's GIL with the writers)."""
     rows = (
         OutboxEvent.objects.filter(pk__in=outbox_ids, delivered_at__isnull=True)
-        .select_related("entry__account__user")
         .order_by("entry__account_id", "entry__sequence")
+        .values_list("pk", "entry__account__user__username", *_ENTRY_COLUMNS)
     )
-    return [(row.pk, row.entry.account.user.username, events_for(row.entry)) for row in rows]
+    return [(row[0], row[1], _events(EntryFacts._make(row[2:]))) for row in rows]
 
 
-def _mark(row_pk: int, delivered: bool) -> None:
-    changes: dict[str, Any] = {"attempts": F("attempts") + 1}
-    if delivered:
-        changes["delivered_at"] = timezone.now()
-    OutboxEvent.objects.filter(pk=row_pk).update(**changes)
+# The dispatcher thread keeps a database connection it opened this long
+# (Django's CONN_MAX_AGE is 0: a new login for every batch otherwise). It
+# lives as long as the process; ``flush`` closes its connections.
+CONNECTION_SECONDS = 60.0
+DISPATCHER_THREAD = "credit-events"
+
+
+def _keep_connection(sender: object, connection: Any, **kwargs: object) -> None:
+    if threading.current_thread().name == DISPATCHER_THREAD:
+        connection.close_at = time.monotonic() + CONNECTION_SECONDS
+
+
+connection_created.connect(_keep_connection, dispatch_uid="credits.events.keep_connection")
 
 
 class _Dispatcher:
@@ -120,7 +165,7 @@ class _Dispatcher:
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._run, name="credit-events", daemon=True)
+                    self._thread = threading.Thread(target=self._run, name=DISPATCHER_THREAD, daemon=True)
                     self._thread.start()
 
     def _run(self) -> None:
@@ -186,18 +231,55 @@ def _mark_all(delivered: list[int], failed: list[int]) -> None:
         OutboxEvent.objects.filter(pk__in=failed).update(attempts=F("attempts") + 1)
 
 
-async def _send_all(outgoing: list[Outgoing], delivered: list[int], failed: list[int]) -> None:
-    for row_pk, user_id, events in outgoing:
+def _publishes(outgoing: list[Outgoing]) -> dict[str, list[list[Outgoing]]]:
+    """The rows grouped per user (their room), each user's in the order
+    loaded (per account, in sequence order), cut so that one publish
+    carries at most ``PUBLISH_EVENTS`` events (a row is never split)."""
+    per_user: dict[str, list[list[Outgoing]]] = {}
+    sizes: dict[str, int] = {}
+    for row in outgoing:
+        user_id, count = row[1], len(row[2])
+        chunks = per_user.setdefault(user_id, [[]])
+        if chunks[-1] and sizes[user_id] + count > PUBLISH_EVENTS:
+            chunks.append([])
+            sizes[user_id] = 0
+        chunks[-1].append(row)
+        sizes[user_id] = sizes.get(user_id, 0) + count
+    return per_user
+
+
+async def _send_user(user_id: str, chunks: list[list[Outgoing]], delivered: list[int], failed: list[int]) -> None:
+    """One user's publishes, in order; a publish's rows count as delivered
+    only once it succeeded. After a failure the user's later rows are left
+    for the relay too, so that a client is not sent an account's later
+    entries before its earlier ones."""
+    for rows in chunks:
         try:
-            for event, data in events:
-                await push.send_to_user(user_id, event, data)
+            await push.send_many_to_user(user_id, [event for _, _, events in rows for event in events])
         except NoLocalReceivers:
-            continue  # embedded stack, outside the server process: the server's relay sends it
+            return  # embedded stack, outside the server process: the server's relay sends it
         except Exception:
-            log.exception("credit events of outbox row %s not sent; the relay will retry", row_pk)
-            failed.append(row_pk)
-            continue
-        delivered.append(row_pk)
+            log.exception("credit events of outbox rows %s not sent; the relay will retry", [row[0] for row in rows])
+            failed.extend(row[0] for row in rows)
+            return
+        delivered.extend(row[0] for row in rows)
+
+
+async def _send_all(outgoing: list[Outgoing], delivered: list[int], failed: list[int]) -> None:
+    """Each user's events in one batched publish to their room (realtime.push
+    ``broadcast_many``); up to ``ROOMS_AT_ONCE`` users' rooms at a time."""
+    per_user = _publishes(outgoing)
+    if len(per_user) == 1:
+        for user_id, chunks in per_user.items():
+            await _send_user(user_id, chunks, delivered, failed)
+        return
+    slots = asyncio.Semaphore(ROOMS_AT_ONCE)
+
+    async def send(user_id: str, chunks: list[list[Outgoing]]) -> None:
+        async with slots:
+            await _send_user(user_id, chunks, delivered, failed)
+
+    await asyncio.gather(*(send(user_id, chunks) for user_id, chunks in per_user.items()))
 
 
 def _deliver_with(outbox_ids: list[int], loop: asyncio.AbstractEventLoop) -> int:
@@ -211,18 +293,11 @@ def _deliver_with(outbox_ids: list[int], loop: asyncio.AbstractEventLoop) -> int
 
 async def adeliver(outbox_ids: list[int]) -> int:
     """The same from the event loop (the relay)."""
-    sent = 0
-    for row_pk, user_id, events in await database_sync_to_async(_load)(outbox_ids):
-        try:
-            for event, data in events:
-                await push.send_to_user(user_id, event, data)
-        except Exception:
-            log.exception("credit events of outbox row %s not sent; will retry", row_pk)
-            await database_sync_to_async(_mark)(row_pk, False)
-            continue
-        await database_sync_to_async(_mark)(row_pk, True)
-        sent += 1
-    return sent
+    delivered: list[int] = []
+    failed: list[int] = []
+    await _send_all(await database_sync_to_async(_load)(outbox_ids), delivered, failed)
+    await database_sync_to_async(_mark_all)(delivered, failed)
+    return len(delivered)
 
 
 def pending_ids(older_than_seconds: float, limit: int = 500) -> list[int]:

@@ -1,7 +1,9 @@
 """Room fan-out once per process, not once per connection.
 
 A room event (``realtime.push.broadcast``) goes to the room's channel-layer
-group. The connections of a server process are not members of that group
+group; so do several events of one room published together
+(``broadcast_many``: one message, unpacked here into its events in order).
+The connections of a server process are not members of that group
 themselves: the process is, once, with one process channel, from its first
 local connection in the room to its last (a reference count per room, its
 group add and discard serialised per room so that a join and a leave racing
@@ -53,7 +55,7 @@ from typing import Any, Protocol
 from channels.layers import get_channel_layer
 
 from realtime import metrics
-from realtime.push import ROOM_EVENT
+from realtime.push import ROOM_EVENT, ROOM_EVENTS, unpack
 from realtime.redis import is_outage
 from realtime.rooms import group_name
 from realtime.transport import SharedFrame, is_closed_error
@@ -300,13 +302,23 @@ class ProcessFanout:
             if message.get("type") == CLOSE_MARKER:
                 await self._closed_marker(message["key"])
                 continue
-            if message.get("type") != ROOM_EVENT:
-                log.warning("room fan-out: unexpected message type %r", message.get("type"))
+            kind = message.get("type")
+            if kind == ROOM_EVENTS:
+                # Several events of a room in one message: each handed over
+                # as if it had come alone, in order.
+                for event in unpack(message):
+                    await self._deliver_one(event)
                 continue
-            try:
-                await self.deliver(message)
-            except Exception:
-                log.exception("room fan-out: an event of %s was not delivered", message.get("room"))
+            if kind != ROOM_EVENT:
+                log.warning("room fan-out: unexpected message type %r", kind)
+                continue
+            await self._deliver_one(message)
+
+    async def _deliver_one(self, message: dict[str, Any]) -> None:
+        try:
+            await self.deliver(message)
+        except Exception:
+            log.exception("room fan-out: an event of %s was not delivered", message.get("room"))
 
     def _room_lock(self, room: str) -> _Held:
         held = self._locks.get(room)

@@ -135,14 +135,24 @@ class MemoryHistory:
         return self.publish_now(room, base, skip_user)
 
     def publish_now(self, room: str, base: str, skip_user: str | None) -> tuple[str, int]:
+        return self.publish_many_now(room, [base], skip_user)
+
+    async def publish_many(self, room: str, bases: list[str], skip_user: str | None) -> tuple[str, int]:
+        return self.publish_many_now(room, bases, skip_user)
+
+    def publish_many_now(self, room: str, bases: list[str], skip_user: str | None) -> tuple[str, int]:
+        """Append ``bases`` in order with consecutive offsets; returns the
+        epoch and the first one's offset."""
         now = time.monotonic()
         with self._lock:
             self._sweep(now)
             state = self._room(room, now)
-            state.top += 1
-            state.entries.append((state.top, now, base, skip_user))
+            first = state.top + 1
+            for base in bases:
+                state.top += 1
+                state.entries.append((state.top, now, base, skip_user))
             self._trim(state, now)
-            return state.epoch, state.top
+            return state.epoch, first
 
     async def read(self, room: str, since: Position | None = None, upto: int | None = None) -> Recovery:
         now = time.monotonic()
@@ -205,6 +215,25 @@ redis.call('PEXPIRE', KEYS[2], window)
 # Returns {epoch, offset}.
 _PUBLISH = NUMBER + "return {epoch, offset}\n"
 
+# ARGV: candidate epoch, meta ttl (s), skip user ('' none), max length,
+# window (ms), then the bases in order. Appends them with consecutive
+# offsets; returns {epoch, the first one's offset}.
+_PUBLISH_MANY = (
+    _ENSURE
+    + """
+local n = #ARGV - 5
+local first = redis.call('HINCRBY', KEYS[1], 'offset', n) - n + 1
+local id
+for i = 1, n do
+  id = redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], '*', 'o', first + i - 1, 'b', ARGV[5 + i], 's', ARGV[3])
+end
+local window = tonumber(ARGV[5])
+redis.call('XTRIM', KEYS[2], 'MINID', tonumber(string.match(id, '^%d+')) - window)
+redis.call('PEXPIRE', KEYS[2], window)
+return {epoch, first}
+"""
+)
+
 # ARGV: candidate epoch, meta ttl (s), since epoch ('' none), since offset,
 # upto ('' the top), window (ms), max length.
 # Returns {epoch, top, state, offset1, base1, skip1, ...}: state -1 when no
@@ -266,6 +295,24 @@ class RedisHistory:
             settings.LEDGERCORE_HISTORY_SIZE,
             int(settings.LEDGERCORE_HISTORY_SECONDS * 1000),
         ]
+
+    async def publish_many(self, room: str, bases: list[str], skip_user: str | None) -> tuple[str, int]:
+        """Append ``bases`` in order with consecutive offsets, in one round
+        trip; returns the epoch and the first one's offset."""
+        assert bases, "nothing to publish"
+        epoch, first = await lcredis.run_script(
+            _PUBLISH_MANY,
+            self._keys(room),
+            [
+                new_epoch(),
+                max(META_TTL_SECONDS, int(settings.LEDGERCORE_HISTORY_SECONDS) + 1),
+                skip_user or "",
+                settings.LEDGERCORE_HISTORY_SIZE,
+                int(settings.LEDGERCORE_HISTORY_SECONDS * 1000),
+                *bases,
+            ],
+        )
+        return str(epoch), int(first)
 
     async def read(self, room: str, since: Position | None = None, upto: int | None = None) -> Recovery:
         reply = await lcredis.run_script(

@@ -58,7 +58,7 @@ STALLS = Counter(
 )
 PUBLISH_SECONDS = Histogram(
     "ledgercore_channel_layer_publish_seconds",
-    "Time to publish one room event: history and channel-layer group send.",
+    "Time to publish a room event (or several of one room together): history and channel-layer group send.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 

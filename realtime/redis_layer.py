@@ -159,6 +159,14 @@ class _RoomOrder:
         self.timer: asyncio.TimerHandle | None = None
 
 
+def _last_offset(offset: int, message: dict[str, Any]) -> int:
+    """The last offset a message carries: several events published together
+    (``realtime.push.broadcast_many``: ``texts``) take consecutive offsets
+    from ``offset``."""
+    texts = message.get("texts")
+    return offset + len(texts) - 1 if isinstance(texts, list) and texts else offset
+
+
 class RoomOrder:
     """Room events of one event loop's process channel, handed on (``put``)
     in offset order per room; see the module's docstring."""
@@ -178,7 +186,7 @@ class RoomOrder:
             # A room first seen, or a new epoch: nothing to wait for.
             if state is not None:
                 self._release(state)
-            self._rooms[room] = _RoomOrder(epoch, offset)
+            self._rooms[room] = _RoomOrder(epoch, _last_offset(offset, message))
             self._rooms.move_to_end(room)
             if len(self._rooms) > REORDER_ROOMS:
                 self._release(self._rooms.popitem(last=False)[1])
@@ -193,9 +201,9 @@ class RoomOrder:
         # The next one (or a late or repeated one, which the streams drop).
         self.put(channels, message)
         if offset == state.last + 1:
-            state.last = offset
+            state.last = _last_offset(offset, message)
             while (waiting := state.held.pop(state.last + 1, None)) is not None:
-                state.last += 1
+                state.last = _last_offset(state.last + 1, waiting[1])
                 self.put(*waiting)
             if not state.held and state.timer is not None:
                 state.timer.cancel()
@@ -211,8 +219,9 @@ class RoomOrder:
             state.timer.cancel()
             state.timer = None
         for offset in sorted(state.held):
-            self.put(*state.held.pop(offset))
-            state.last = max(state.last, offset)
+            channels, message = state.held.pop(offset)
+            self.put(channels, message)
+            state.last = max(state.last, _last_offset(offset, message))
 
     def held(self) -> int:
         return sum(len(state.held) for state in self._rooms.values())

@@ -3,26 +3,31 @@ WebSocket, the registry's charging path, durable delivery."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
 import time
 import uuid
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from django.core.management import call_command
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts import services as accounts
 from credits import services
-from credits.events import events_for
+from credits.events import PUBLISH_EVENTS, events_for, flush_dispatcher
 from credits.ledger import GENESIS_HASH, entry_hash
 from credits.models import CreditAccount, CreditBlock, EntryKind, LedgerEntry, OutboxEvent, Price
 from credits.reconcile import reconcile_account
+from credits.relay import relay_once
 from credits.services import Actor
+from realtime import redis as lcredis
+from realtime.rooms import group_name
 from tests.factories import UserFactory, funded
 from tests.wsclient import connected, unique
 
@@ -529,3 +534,157 @@ async def test_server_failure_refunds_the_charge(live_server_url, priced_ping, m
     kinds = await database_sync_to_async(lambda: [e.kind for e in entries_of(user, app)])()
     assert kinds == ["grant", "hold", "release"]
     await client.close()
+
+
+# --- commit-time delivery in batches ----------------------------------------------
+
+
+async def personal_frames(client, user_id: str, count: int, timeout: float = 15.0) -> list[dict]:
+    """The next ``count`` credit events of the user's room (room_resync and
+    other frames skipped)."""
+    found: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while len(found) < count:
+        frame = await client.recv(timeout=max(deadline - time.monotonic(), 0.01))
+        if frame.get("room") == f"user:{user_id}" and frame["event"] != "room_resync":
+            found.append(frame)
+    return found
+
+
+def grant_many(user, app, count: int) -> list[LedgerEntry]:
+    """``count`` grants committed together: their outbox rows reach the
+    dispatcher at once."""
+    with transaction.atomic():
+        return [services.grant_credits(user.pk, app, 1, reason=f"r{n}", actor=SYSTEM) for n in range(count)]
+
+
+@pytestmark_ws
+async def test_many_entries_of_one_user_reach_the_socket_in_sequence_order_in_few_publishes(
+    live_server_url, monkeypatch
+):
+    user_id = unique("burst")
+    client = await connected(live_server_url, user_id)
+    user = await database_sync_to_async(accounts.get_or_create_user)(user_id)
+    app = client.hello["data"]["applicationId"]
+    # The channel-layer messages to the user's room (the layer itself is real).
+    layer = get_channel_layer()
+    group, send = group_name(f"user:{user_id}"), layer.group_send
+    messages: list[str] = []
+
+    async def counted(name: str, message: dict) -> None:
+        if name == group:
+            messages.append(message["type"])
+        await send(name, message)
+
+    monkeypatch.setattr(layer, "group_send", counted)
+    await database_sync_to_async(grant_many)(user, app, 40)
+    frames = await personal_frames(client, user_id, 80)
+    assert [(f["event"], f["data"]["sequence"]) for f in frames] == [
+        (event, sequence) for sequence in range(1, 41) for event in ("credits_granted", "credit_balance_updated")
+    ]
+    assert [f["data"]["newBalance"] for f in frames[1::2]] == list(range(1, 41))
+    assert [f["offset"] for f in frames] == list(range(frames[0]["offset"], frames[0]["offset"] + 80))
+    assert len({f["epoch"] for f in frames}) == 1
+    # Published together, not one message per event.
+    assert 0 < len(messages) < 40 and "room.events" in messages
+    assert await asyncio.to_thread(flush_dispatcher)
+    undelivered = await database_sync_to_async(
+        lambda: OutboxEvent.objects.filter(entry__account__user=user, delivered_at=None).count()
+    )()
+    assert undelivered == 0
+    await client.nothing(0.3)
+    await client.close()
+
+
+@pytestmark_ws
+async def test_entries_of_several_users_committed_together_reach_each_in_order(live_server_url):
+    user_ids = [unique(f"many{n}") for n in range(3)]
+    clients = [await connected(live_server_url, user_id) for user_id in user_ids]
+    users = [await database_sync_to_async(accounts.get_or_create_user)(user_id) for user_id in user_ids]
+    apps = [client.hello["data"]["applicationId"] for client in clients]
+
+    def interleaved() -> None:
+        with transaction.atomic():
+            for n in range(5):
+                for user, app in zip(users, apps, strict=True):
+                    services.grant_credits(user.pk, app, n + 1, reason="r", actor=SYSTEM)
+
+    await database_sync_to_async(interleaved)()
+    for client, user_id in zip(clients, user_ids, strict=True):
+        frames = await personal_frames(client, user_id, 10)
+        assert [(f["event"], f["data"]["sequence"]) for f in frames] == [
+            (event, sequence) for sequence in range(1, 6) for event in ("credits_granted", "credit_balance_updated")
+        ]
+        assert frames[-1]["data"]["newBalance"] == 15
+        await client.nothing(0.2)
+        await client.close()
+
+
+@pytest.mark.redis_stack
+@pytestmark_ws
+async def test_a_failed_batched_publish_leaves_its_rows_to_the_relay(live_server_url, monkeypatch, settings):
+    # The server's own relay leaves the rows to the one this test runs.
+    settings.LEDGERCORE_OUTBOX_RETRY_SECONDS = 600
+    user_id = unique("redisfail")
+    client = await connected(live_server_url, user_id)
+    user = await database_sync_to_async(accounts.get_or_create_user)(user_id)
+    app = client.hello["data"]["applicationId"]
+    # A real Redis error in the history script of the user's room: its key
+    # holds a value of the wrong type.
+    meta = lcredis.key("history", f"user:{user_id}", "meta")
+    await lcredis.command("SET", meta, "not a hash")
+    count = 300  # more events (600) than one publish carries
+    entries = await database_sync_to_async(grant_many)(user, app, count)
+    assert await asyncio.to_thread(flush_dispatcher)
+
+    def rows() -> list[tuple[datetime | None, int]]:
+        found = OutboxEvent.objects.filter(entry__in=entries).order_by("entry__sequence")
+        return [(row.delivered_at, row.attempts) for row in found]
+
+    assert await database_sync_to_async(rows)() == [(None, 1)] * count
+    await client.nothing(0.3)
+
+    # The relay sends them once Redis answers: in sequence order, in as few
+    # publishes as their size allows.
+    layer = get_channel_layer()
+    group, send = group_name(f"user:{user_id}"), layer.group_send
+    messages: list[int] = []
+
+    async def counted(name: str, message: dict) -> None:
+        if name == group:
+            messages.append(len(message["texts"]))
+        await send(name, message)
+
+    monkeypatch.setattr(layer, "group_send", counted)
+    await lcredis.command("DEL", meta)
+    assert await relay_once(older_than_seconds=0) == count
+    assert all(delivered is not None for delivered, _ in await database_sync_to_async(rows)())
+    assert messages == [PUBLISH_EVENTS, 2 * count - PUBLISH_EVENTS]
+    frames = await personal_frames(client, user_id, 2 * count)
+    assert [(f["event"], f["data"]["sequence"]) for f in frames] == [
+        (event, sequence) for sequence in range(1, count + 1) for event in ("credits_granted", "credit_balance_updated")
+    ]
+    assert [f["offset"] for f in frames] == list(range(1, 2 * count + 1))
+    await client.close()
+
+
+@pytest.mark.redis_stack
+@pytest.mark.django_db(transaction=True)
+def test_the_event_dispatcher_keeps_its_database_connection_between_batches():
+    user, app = new_user("keep")
+
+    def delivered_with_backends() -> set[int]:
+        deadline = time.monotonic() + 15
+        while OutboxEvent.objects.filter(entry__account__user=user, delivered_at=None).exists():
+            assert time.monotonic() < deadline, "the events were not pushed"
+            time.sleep(0.02)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            return {row[0] for row in cursor.fetchall()}
+
+    services.grant_credits(user.pk, app, 5, reason="r", actor=SYSTEM)
+    first = delivered_with_backends()
+    services.grant_credits(user.pk, app, 5, reason="r", actor=SYSTEM)
+    assert delivered_with_backends() == first != set()

@@ -19,6 +19,7 @@ import websockets
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from devtools.rawws import RawWebSocket
 from realtime import lifecycle, push
 from realtime.fanout import fanout
 from realtime.rooms import group_name
@@ -212,3 +213,53 @@ async def test_one_group_member_per_process_across_two_processes(servers):
         assert frame["data"]["data"]["marker"] == 10
         await client.close()
     await eventually(lambda: _group_is(room, 0), timeout=15)
+
+
+def stalls(server: Any) -> float:
+    with urllib.request.urlopen(f"{server.http}/metrics", timeout=10) as response:
+        exposition = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in exposition.splitlines()
+        if line.startswith("ledgercore_outbound_stalls_total ")
+    )
+
+
+@pytest.mark.redis_stack
+async def test_events_published_together_wait_for_a_stalled_socket_in_order(servers):
+    """Batches to a room on a daphne process: a client that reads nothing
+    (a tiny receive buffer) stalls while a thousand events (~300 KB, under
+    its limits) are published in batches of ten; it is not closed, and
+    once it reads it gets every one, in offset order, as a reader did."""
+    a, _ = servers
+    slow_user, reader_user = unique("stall"), unique("reader")
+    application = await make_application(slow_user, reader_user)
+    room = f"application:{application}"
+    reader = await connected(a.url, reader_user)
+    await reader.request("subscribe", {"room": room}, timeout=15)
+    slow = await asyncio.to_thread(RawWebSocket, "127.0.0.1", a.port, f"/ws?token={dev_token(slow_user)}", rcvbuf=4096)
+    await asyncio.to_thread(slow.send_event, "subscribe", {"room": room}, "s")
+    assert (await asyncio.to_thread(slow.reply, "s"))["event"] == "subscribed"
+    before = await asyncio.to_thread(stalls, a)
+    pad = "x" * 200
+    for batch in range(100):
+        events = [("application_broadcast", {**body(room, batch * 10 + n), "pad": pad}) for n in range(10)]
+        await push.broadcast_many(room, events)
+    seen = await broadcasts(reader, room, 1000, timeout=60)
+    assert [f["data"]["data"]["marker"] for f in seen] == list(range(1000))
+    assert await asyncio.to_thread(stalls, a) > before
+
+    def read_all() -> list[dict[str, Any]]:
+        frames: list[dict[str, Any]] = []
+        while len(frames) < 1000:
+            frame = slow.recv_event(timeout=30)
+            if frame["event"] == "application_broadcast":
+                frames.append(frame)
+        return frames
+
+    frames = await asyncio.to_thread(read_all)
+    assert [f["data"]["data"]["marker"] for f in frames] == list(range(1000))
+    assert [f["offset"] for f in frames] == [f["offset"] for f in seen]
+    assert "closing slow consumer" not in a.logs()
+    slow.close()
+    await reader.close()

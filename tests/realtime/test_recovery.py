@@ -505,3 +505,48 @@ async def test_redis_history_gets_a_new_epoch_after_a_restart_without_persistenc
     lost = await store.read(room, history.Position(epoch, 3))
     assert lost.recovered is False and lost.epoch == after[0] and lost.entries == []
     lcredis._states.clear()
+
+
+# --- events published together ------------------------------------------------
+
+
+async def test_events_published_together_get_consecutive_offsets_reach_members_in_order_and_recover(live_server_url):
+    sender, member, late = unique("many"), unique("manyb"), unique("manyc")
+    room = f"application:{await make_application(sender, member, late)}"
+    own = await connected(live_server_url, sender)
+    other = await connected(live_server_url, member)
+    await subscribe(own, room)
+    await subscribe(other, room)
+    (joined,) = await room_events(own, room, 1)  # member's user_joined_room
+    base = joined["offset"]
+    events = [payload(room, n) for n in range(6)]
+
+    # One batch: consecutive offsets, one epoch, every frame in order.
+    await push.broadcast_many(room, events)
+    for client in (own, other):
+        frames = await room_events(client, room, 6)
+        assert markers(frames) == [0, 1, 2, 3, 4, 5]
+        assert [f["offset"] for f in frames] == list(range(base + 1, base + 7))
+        assert {f["epoch"] for f in frames} == {joined["epoch"]}
+        assert {f["room"] for f in frames} == {room}
+        assert frames[0] == {"event": events[0][0], "data": events[0][1], "room": room, **position(frames[0])}
+
+    # Skipping a user: its connections advance past the batch without a gap.
+    await push.broadcast_many(room, [payload(room, "a"), payload(room, "b")], skip_user=sender)
+    await publish(room, "single")
+    (after,) = await room_events(own, room, 1)
+    assert markers([after]) == ["single"] and after["offset"] == base + 9
+    skipped = await room_events(other, room, 3)
+    assert markers(skipped) == ["a", "b", "single"]
+    assert [f["offset"] for f in skipped] == [base + 7, base + 8, base + 9]
+    for client in (own, other):
+        await client.nothing(0.3)
+
+    # Recovered from the history like single events, with the same frames.
+    newcomer = await connected(live_server_url, late)
+    reply = await subscribe(newcomer, room, since=position(joined))
+    assert reply["recovered"] is True and reply["offset"] == base + 9
+    assert await room_events(newcomer, room, 9) == [*frames, *skipped]
+    await newcomer.nothing(0.3)
+    for client in (own, other, newcomer):
+        await client.close()

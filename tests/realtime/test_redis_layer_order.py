@@ -16,7 +16,7 @@ from django.conf import settings
 
 from realtime import history, push
 from realtime.push import ROOM_EVENT
-from realtime.redis_layer import ResilientRedisChannelLayer
+from realtime.redis_layer import ResilientRedisChannelLayer, RoomOrder
 from realtime.rooms import group_name
 
 pytestmark = pytest.mark.redis_stack
@@ -85,6 +85,35 @@ async def test_an_event_after_a_gap_that_is_never_filled_still_comes():
         assert (message["epoch"], message["offset"]) == ("e2", 1)
     finally:
         await channel_layer.flush()
+
+
+async def test_events_published_together_count_as_their_offsets_and_hold_nothing_back():
+    """A ``room.events`` message (``push.broadcast_many``) covers consecutive
+    offsets from its ``offset``: the event after it is the next one, handed
+    on at once, not an early one held back (here a hold that would last
+    30 s)."""
+    handed: list[tuple[str, int]] = []
+    order = RoomOrder(lambda channels, message: handed.append((message["type"], message["offset"])), hold=30)
+    batch = {"type": "room.events", "room": "a", "epoch": "e1", "offset": 2, "texts": ["t2", "t3", "t4"]}
+    order.handle(["c"], event("a", 1))
+    order.handle(["c"], batch)
+    order.handle(["c"], event("a", 5))
+    # A batch first seen in a room, then its successor.
+    order.handle(["c"], {**batch, "room": "b", "offset": 10})
+    order.handle(["c"], event("b", 13))
+    # Held back behind a batch that comes late, then released with it.
+    order.handle(["c"], event("a", 9))
+    order.handle(["c"], {**batch, "offset": 6})
+    assert handed == [
+        ("room.event", 1),
+        ("room.events", 2),
+        ("room.event", 5),
+        ("room.events", 10),
+        ("room.event", 13),
+        ("room.events", 6),
+        ("room.event", 9),
+    ]
+    assert order.held() == 0
 
 
 async def test_group_send_reaches_every_member_within_capacity():

@@ -12,6 +12,8 @@ import urllib.request
 import pytest
 import websockets
 
+from realtime import push
+from socketio_gateway import recovery
 from tests.wsclient import dev_token, unique
 
 
@@ -164,4 +166,18 @@ async def test_throttles_and_charging_as_on_the_native_protocol(live_server_url,
     await ws.send('424["ping",{}]')
     ack = json.loads((await until(ws, "434"))[3:])
     assert ack[0]["event"] == "rate_limit_error" and ack[0]["data"]["retryAfter"] >= 1
+    await ws.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_events_published_together_reach_a_session_in_order_with_their_recovery_offsets(live_server_url):
+    user = unique("siomany")
+    ws = await connect_product(live_server_url, user)
+    await until(ws, '42["connected"')
+    await push.broadcast_many(f"user:{user}", [("batch_marker", {"n": n}) for n in range(5)])
+    packets = [json.loads((await until(ws, '42["batch_marker"'))[2:]) for _ in range(5)]
+    assert [packet[1] for packet in packets] == [{"n": n} for n in range(5)]
+    positions = [recovery.parse_offset(packet[2]) for packet in packets]
+    epoch, first = positions[0]  # type: ignore[misc]
+    assert positions == [(epoch, first + n) for n in range(5)]
     await ws.close()
