@@ -14,13 +14,11 @@ import asyncio
 import logging
 import queue
 import threading
-import time
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from channels.db import database_sync_to_async
 from django.db import close_old_connections, connections, transaction
-from django.db.backends.signals import connection_created
 from django.db.models import F
 from django.utils import timezone
 
@@ -132,21 +130,6 @@ def _load(outbox_ids: list[int]) -> list[Outgoing]:
     return [(row[0], row[1], _events(EntryFacts._make(row[2:]))) for row in rows]
 
 
-# The dispatcher thread keeps a database connection it opened this long
-# (Django's CONN_MAX_AGE is 0: a new login for every batch otherwise). It
-# lives as long as the process; ``flush`` closes its connections.
-CONNECTION_SECONDS = 60.0
-DISPATCHER_THREAD = "credit-events"
-
-
-def _keep_connection(sender: object, connection: Any, **kwargs: object) -> None:
-    if threading.current_thread().name == DISPATCHER_THREAD:
-        connection.close_at = time.monotonic() + CONNECTION_SECONDS
-
-
-connection_created.connect(_keep_connection, dispatch_uid="credits.events.keep_connection")
-
-
 class _Dispatcher:
     """One daemon thread per process with its own event loop (so the channel
     layer's connections are reused) that pushes committed entries' events."""
@@ -165,7 +148,7 @@ class _Dispatcher:
         if self._thread is None or not self._thread.is_alive():
             with self._lock:
                 if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._run, name=DISPATCHER_THREAD, daemon=True)
+                    self._thread = threading.Thread(target=self._run, name="credit-events", daemon=True)
                     self._thread.start()
 
     def _run(self) -> None:

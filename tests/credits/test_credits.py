@@ -666,25 +666,3 @@ async def test_a_failed_batched_publish_leaves_its_rows_to_the_relay(live_server
     ]
     assert [f["offset"] for f in frames] == list(range(1, 2 * count + 1))
     await client.close()
-
-
-@pytest.mark.redis_stack
-@pytest.mark.django_db(transaction=True)
-def test_the_event_dispatcher_keeps_its_database_connection_between_batches():
-    user, app = new_user("keep")
-
-    def delivered_with_backends() -> set[int]:
-        deadline = time.monotonic() + 15
-        while OutboxEvent.objects.filter(entry__account__user=user, delivered_at=None).exists():
-            assert time.monotonic() < deadline, "the events were not pushed"
-            time.sleep(0.02)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            return {row[0] for row in cursor.fetchall()}
-
-    services.grant_credits(user.pk, app, 5, reason="r", actor=SYSTEM)
-    first = delivered_with_backends()
-    services.grant_credits(user.pk, app, 5, reason="r", actor=SYSTEM)
-    assert delivered_with_backends() == first != set()
