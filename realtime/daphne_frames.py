@@ -139,7 +139,7 @@ def _write_now(transport: Any, data: bytes, buffered_write: Any = None) -> None:
         (buffered_write or transport.write)(data[sent:])
 
 
-def harden(protocol: Any, max_message_bytes: int) -> None:
+def harden(protocol: Any, max_message_bytes: int, close_grace: float) -> None:
     """Inbound limits and failure handling of one daphne WebSocket
     connection (autobahn reads these options per connection; they are set
     here, before the handshake is accepted, so they apply to every frame).
@@ -173,6 +173,7 @@ def harden(protocol: Any, max_message_bytes: int) -> None:
             reason = f"message of {total} bytes exceeds the {max_message_bytes}-byte limit"
             log.info("closing the connection of %s with 1009: %s", getattr(protocol, "peer", "?"), reason)
             protocol.wasMaxMessagePayloadSizeExceeded = True
+            protocol.closeHandshakeTimeout = close_grace
             protocol._fail_connection(protocol.CLOSE_STATUS_CODE_MESSAGE_TOO_BIG, reason)
 
     def on_text_or_binary(payload: bytes, is_binary: bool) -> None:

@@ -137,7 +137,11 @@ class CaptureWriter:
             writer = direct_writer(send)
             scope = {**scope, SCOPE_KEY: writer}
             if writer is not None:
-                daphne_frames.harden(writer.protocol, settings.LEDGERCORE_MAX_MESSAGE_BYTES)
+                daphne_frames.harden(
+                    writer.protocol,
+                    settings.LEDGERCORE_MAX_MESSAGE_BYTES,
+                    settings.LEDGERCORE_SLOW_CLOSE_GRACE_SECONDS,
+                )
                 daphne_frames.write_through(writer.protocol)
             send = guarded_send(send, writer.outbound if writer is not None else None)
             try:

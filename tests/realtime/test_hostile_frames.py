@@ -13,7 +13,7 @@ import pytest
 from websockets.exceptions import ConnectionClosedError
 from websockets.sync.client import connect
 
-from tests.rawws import CLOSE, TEXT, RawSocket, daphne  # noqa: F401 - daphne is a fixture
+from tests.rawws import CLOSE, TEXT, RawSocket, close_frame, daphne  # noqa: F401 - daphne is a fixture
 from tests.rawws import frame as ws_frame
 from tests.wsclient import Client, dev_token, unique
 
@@ -104,6 +104,29 @@ def test_message_over_the_transport_maximum_is_closed_with_1009_and_a_reason(dap
     # The process goes on serving.
     with connect(f"{daphne.url}/ws?token={dev_token(unique('next'))}") as ws:
         assert json.loads(ws.recv(timeout=10))["event"] == "connected"
+
+
+def test_a_client_still_sending_an_oversized_message_gets_the_close_frame_not_a_reset(daphne):  # noqa: F811
+    """The client sends a fragmented message over the maximum, then takes
+    longer than autobahn's 1 s close-handshake timeout to finish it and
+    read (a client busy sending, on a loaded machine): it still finds the
+    1009 close frame, and its close reply completes the handshake."""
+    raw = connected(daphne, "slowhuge")
+    size = MAX_MESSAGE + 1
+    step = -(-size // 4)
+    payload = b"x" * size
+    for n, start in enumerate(range(0, size, step)):
+        raw.send(ws_frame(TEXT if n == 0 else 0x0, payload[start : start + step], fin=False))
+    time.sleep(2.5)
+    raw.send(ws_frame(0x0, b"", fin=True))
+    while (got := raw.recv_frame())[0] != CLOSE:
+        pass
+    assert struct.unpack("!H", got[1][:2])[0] == 1009
+    assert f"exceeds the {MAX_MESSAGE}-byte limit" in got[1][2:].decode()
+    raw.send(close_frame(1009))
+    with pytest.raises((EOFError, ConnectionResetError)):  # then the server ends the TCP connection
+        raw.recv_frame()
+    raw.close()
 
 
 def test_sends_to_a_closing_socket_are_dropped_not_raised(daphne):  # noqa: F811
