@@ -17,6 +17,7 @@ from accounts.models import ApiKey, ApiKeyScope
 from accounts.serializers import Broadcast, BroadcastRequest, Failure, Me
 from realtime import push
 from realtime.errors import Unavailable
+from realtime.layers import NoLocalReceivers
 from realtime.protocol import now_ms
 
 MAX_BROADCAST_DATA_BYTES = 16384
@@ -81,6 +82,11 @@ class ApplicationBroadcastView(APIView):
             async_to_sync(push.broadcast)(f"application:{application_id}", "application_broadcast", payload)
         except Unavailable as exc:  # Redis does not answer: nothing was sent
             return Response(exc.payload(), status=status.HTTP_503_SERVICE_UNAVAILABLE, headers=_retry_after(exc))
+        except NoLocalReceivers:
+            # Embedded stack, and this server process has not served a
+            # connection yet: the room has no member to send to. The event
+            # is in the room's history like any other.
+            pass
         return Response(payload, status=status.HTTP_202_ACCEPTED)
 
 
