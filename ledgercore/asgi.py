@@ -4,7 +4,8 @@ import gc
 import os
 
 from django.conf import settings
-from django.core.asgi import get_asgi_application
+
+from ledgercore.http import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ledgercore.settings")
 django_asgi_app = get_asgi_application()
@@ -32,7 +33,7 @@ application = ProtocolTypeRouter(
     {
         # Socket.IO's long-polling requests go to its HTTP consumer, every
         # other request to Django.
-        "http": URLRouter([*socketio_routing.http_urlpatterns(), re_path(r"", django_asgi_app)]),  # type: ignore[arg-type]  # an ASGI app, as channels routes it
+        "http": URLRouter([*socketio_routing.http_urlpatterns(), re_path(r"", django_asgi_app)]),
         # Session auth is for staff browsers (no database hop without a
         # session cookie); token auth is read by the consumer.
         # CaptureWriter sees the server's own send before the session

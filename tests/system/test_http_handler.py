@@ -1,0 +1,152 @@
+"""ledgercore.http: a request's middleware (both halves), its view and the
+``request_started`` / ``request_finished`` receivers (Django's database
+connection checks) all run on one thread, the request's, never on the event
+loop; a streamed body is still sent piece by
+piece over ASGI."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from asgiref.sync import SyncToAsync
+from django.conf import settings
+from django.core.signals import request_finished, request_started
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.test import override_settings
+from django.urls import path
+
+from ledgercore.http import OneHopASGIHandler
+
+seen: list[tuple[str, str, int]] = []
+
+
+def probe(request: HttpRequest, n: int) -> HttpResponse:
+    seen.append((request.path, "view", threading.get_ident()))
+    return HttpResponse(b"ok")
+
+
+async def pieces() -> AsyncIterator[bytes]:
+    for n in range(3):
+        yield f"piece {n};".encode()
+
+
+def streamed(request: HttpRequest) -> StreamingHttpResponse:
+    return StreamingHttpResponse(pieces(), content_type="text/plain")
+
+
+urlpatterns = [path("probe/<int:n>", probe), path("streamed", streamed)]
+
+
+class Recorder:
+    """A middleware written synchronously, as Django's own are."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        seen.append((request.path, "middleware in", threading.get_ident()))
+        response = self.get_response(request)
+        seen.append((request.path, "middleware out", threading.get_ident()))
+        return response
+
+
+def scope(path_: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path_,
+        "raw_path": path_.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }
+
+
+async def call(handler: OneHopASGIHandler, path_: str) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+    requested = False
+    never = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await never.wait()  # the client stays: no http.disconnect
+        raise AssertionError("unreachable")
+
+    async def send(message: Mapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    await handler(scope(path_), receive, send)
+    return sent
+
+
+@override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=[*settings.MIDDLEWARE, f"{__name__}.Recorder"])
+async def test_middleware_view_and_request_signals_run_on_the_request_thread() -> None:
+    seen.clear()
+    current: list[str] = []
+
+    def started(sender: Any, **kwargs: Any) -> None:
+        current.append(kwargs["scope"]["path"])
+        seen.append((current[-1], "request_started", threading.get_ident()))
+
+    def finished(sender: Any, **kwargs: Any) -> None:
+        seen.append((current[-1], "request_finished", threading.get_ident()))
+
+    request_started.connect(started)
+    request_finished.connect(finished)
+    try:
+        handler = OneHopASGIHandler()
+        loop_thread = threading.get_ident()
+        for n in range(3):
+            sent = await call(handler, f"/probe/{n}")
+            assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200, sent
+            assert b"".join(m.get("body", b"") for m in sent[1:]) == b"ok"
+    finally:
+        request_started.disconnect(started)
+        request_finished.disconnect(finished)
+
+    steps = ["request_started", "middleware in", "view", "middleware out", "request_finished"]
+    for n in range(3):
+        mine = [(step, thread) for p, step, thread in seen if p == f"/probe/{n}"]
+        assert [step for step, _ in mine] == steps, seen
+        assert len({thread for _, thread in mine}) == 1, f"request {n} ran on several threads: {mine}"
+        assert mine[0][1] != loop_thread, "Django's synchronous code ran on the event loop"
+
+
+@override_settings(ROOT_URLCONF=__name__)
+async def test_a_streamed_body_is_sent_piece_by_piece() -> None:
+    sent = await call(OneHopASGIHandler(), "/streamed")
+    assert sent[0]["status"] == 200
+    bodies = [m["body"] for m in sent[1:] if m.get("body")]
+    assert bodies == [b"piece 0;", b"piece 1;", b"piece 2;"], sent
+    assert sent[-1]["type"] == "http.response.body" and not sent[-1].get("more_body", False)
+
+
+@override_settings(ROOT_URLCONF=__name__)
+async def test_a_request_crosses_to_its_thread_three_times(monkeypatch: Any) -> None:
+    """request_started, the middleware chain with the view, request_finished:
+    Django's own ASGIHandler crosses twice per middleware and once more for
+    the view (about twenty hops with this project's middleware)."""
+    crossings: list[str] = []
+    original = SyncToAsync.__call__
+
+    async def counted(self: SyncToAsync, *args: Any, **kwargs: Any) -> Any:
+        crossings.append(getattr(self.func, "__qualname__", repr(self.func)))
+        return await original(self, *args, **kwargs)
+
+    handler = OneHopASGIHandler()
+    monkeypatch.setattr(SyncToAsync, "__call__", counted)
+    sent = await call(handler, "/probe/7")
+    assert sent[0]["status"] == 200, sent
+    assert len(settings.MIDDLEWARE) >= 5
+    assert len(crossings) <= 3, crossings
