@@ -76,6 +76,7 @@ bench: install bench-peers
 	.venv/bin/python bench/connect_rate.py
 	.venv/bin/python bench/cluster_fanout.py
 	.venv/bin/python bench/socketio_codec.py
+	.venv/bin/python bench/http_api.py
 	.venv/bin/python bench/credits.py
 	.venv/bin/python bench/marketdata.py
 	.venv/bin/python bench/query.py
