@@ -40,6 +40,7 @@ from bench.realtime import SECRET, SEED_BENCH, token
 from devtools.servers import DaphneProcess, manage, server_environment
 
 APPS = {"project": "ledgercore.asgi:application", "django": "bench.stock_django_app:application"}
+FIGURES = (("p50_ms", "p50 ms, one at a time"), ("p99_ms", "p99 ms"), ("per_s", "requests/s, concurrent"))
 BODY = json.dumps({"message": "bench", "data": {"marker": "x"}})
 
 
@@ -73,7 +74,7 @@ def measure(port: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
         latencies = [one(port, method, path, bearer) for _ in range(args.requests)]
         started = time.perf_counter()
         with ThreadPoolExecutor(args.concurrency) as pool:
-            list(pool.map(lambda _: one(port, method, path, bearer), range(args.requests)))
+            list(pool.map(one, *zip(*[(port, method, path, bearer)] * args.requests, strict=True)))
         results[name] = {
             "p50_ms": statistics.median(latencies),
             "p99_ms": percentile(latencies, 99),
@@ -110,7 +111,7 @@ def main() -> None:
     print(f"\n== {args.stack} stack: {args.requests} requests per kind, median of {args.rounds} rounds ==")
     print(f"{'':34}{'project':>10}{'Django':>10}{'ratio':>8}")
     for kind in runs["project"][0]:
-        for figure, label in (("p50_ms", "p50 ms, one at a time"), ("p99_ms", "p99 ms"), ("per_s", "requests/s, concurrent")):
+        for figure, label in FIGURES:
             ours = statistics.median(r[kind][figure] for r in runs["project"])
             theirs = statistics.median(r[kind][figure] for r in runs["django"])
             print(f"{kind + ' ' + label:34}{ours:>10.1f}{theirs:>10.1f}{ours / theirs:>8.2f}")
