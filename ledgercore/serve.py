@@ -40,6 +40,7 @@ from django.apps import apps
 from django.conf import settings
 from twisted.internet import defer, reactor
 
+from ledgercore import http
 from realtime import daphne_frames, ormthread
 
 logger = logging.getLogger("ledgercore.serve")
@@ -324,6 +325,7 @@ def main(argv: list[str] | None = None) -> None:
         ServeCommandLine().run(sys.argv[1:] if argv is None else argv)
     finally:
         ormthread.close_connections()
+        http.close_request_threads()
     logger.debug("served for %.1f s", time.monotonic() - started)
 
 

@@ -19,8 +19,12 @@ socket has nothing to read (PostgreSQL ending a session, as a restart or
 used without the round trip; anything else (something to read, a session
 not idle) gets Django's ``SELECT 1`` as before.
 
-Other threads keep Django's rule: an HTTP request runs on a thread of its
-own, and a connection kept there would outlive the thread.
+The threads that serve HTTP requests (``ledgercore.http``: a small set of
+long-lived threads, one request at a time each) register with
+``keep_this_thread`` and keep theirs the same way; they close them
+(``close_this_thread``) before they end. Other threads keep Django's rule
+(a connection per request or call), since a connection kept there would
+outlive its thread.
 
 Only in a server process started by ``ledgercore.serve`` (``manage.py
 serve``, ``make run``), which calls ``enable()``: a test process shares the
@@ -79,11 +83,34 @@ def on_orm_thread() -> bool:
     return _orm_thread is not None and threading.current_thread() is _orm_thread
 
 
+_kept_threads: set[int] = set()
+
+
+def keep_this_thread() -> None:
+    """Connections this long-lived thread opens are kept as the ORM
+    thread's are (in a server process)."""
+    _kept_threads.add(threading.get_ident())
+
+
+def close_this_thread() -> None:
+    """Close this thread's connections and stop keeping them (its last
+    call before it ends)."""
+    from django.db import connections  # noqa: PLC0415 - only once the server ran
+
+    _kept_threads.discard(threading.get_ident())
+    connections.close_all()
+
+
+def _keeps() -> bool:
+    return on_orm_thread() or threading.get_ident() in _kept_threads
+
+
 def keep_orm_connection(sender: object, connection: Any, **kwargs: object) -> None:
-    """``connection_created``: a connection the ORM thread opens lives for
-    LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS instead of CONN_MAX_AGE."""
+    """``connection_created``: a connection the ORM thread (or a kept
+    thread) opens lives for LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS instead of
+    CONN_MAX_AGE."""
     keep = settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS
-    if keep and _enabled and on_orm_thread():
+    if keep and _enabled and _keeps():
         connection.close_at = time.monotonic() + keep
         if connection.vendor == "postgresql" and not getattr(connection, "_quiet_check", False):
             _check_quiet_first(connection)

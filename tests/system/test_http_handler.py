@@ -1,8 +1,9 @@
 """ledgercore.http: a request's middleware (both halves), its view and the
 ``request_started`` / ``request_finished`` receivers (Django's database
 connection checks) all run on one thread, the request's, never on the event
-loop; a streamed body is still sent piece by
-piece over ASGI."""
+loop; a streamed body is still sent piece by piece over ASGI; request
+threads are reused one request at a time, and in a server process keep
+their database connection between requests."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+import pytest
 from asgiref.sync import SyncToAsync
 from django.conf import settings
 from django.core.signals import request_finished, request_started
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.test import override_settings
 from django.urls import path
 
-from ledgercore.http import OneHopASGIHandler
+from ledgercore.http import OneHopASGIHandler, RequestThreads
+from realtime import ormthread
 
 seen: list[tuple[str, str, int]] = []
 
@@ -37,7 +41,30 @@ def streamed(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(pieces(), content_type="text/plain")
 
 
-urlpatterns = [path("probe/<int:n>", probe), path("streamed", streamed)]
+barrier = threading.Barrier(2, timeout=10)
+raw_connections: list[Any] = []
+
+
+def meet(request: HttpRequest) -> HttpResponse:
+    """Returns once another request has come here at the same time."""
+    barrier.wait()
+    seen.append((request.path, "view", threading.get_ident()))
+    return HttpResponse(b"met")
+
+
+def query(request: HttpRequest) -> HttpResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    raw_connections.append(connection.connection)
+    return HttpResponse(b"queried")
+
+
+urlpatterns = [
+    path("probe/<int:n>", probe),
+    path("streamed", streamed),
+    path("meet", meet),
+    path("query", query),
+]
 
 
 class Recorder:
@@ -150,3 +177,39 @@ async def test_a_request_crosses_to_its_thread_three_times(monkeypatch: Any) -> 
     assert sent[0]["status"] == 200, sent
     assert len(settings.MIDDLEWARE) >= 5
     assert len(crossings) <= 3, crossings
+
+
+@override_settings(ROOT_URLCONF=__name__)
+async def test_threads_are_reused_one_request_at_a_time() -> None:
+    seen.clear()
+    handler = OneHopASGIHandler(RequestThreads(idle=4))
+    for n in range(4):
+        assert (await call(handler, f"/probe/{n}"))[0]["status"] == 200
+    assert len({thread for _, _, thread in seen}) == 1, "sequential requests did not reuse their thread"
+    # Two requests at once meet in their views: each has a thread of its
+    # own (on one shared thread the first would wait for the second forever).
+    seen.clear()
+    barrier.reset()
+    first, second = await asyncio.gather(call(handler, "/meet"), call(handler, "/meet"))
+    assert first[0]["status"] == second[0]["status"] == 200, (first, second)
+    assert len({thread for _, _, thread in seen}) == 2
+    handler.threads.close()
+
+
+@override_settings(ROOT_URLCONF=__name__)
+@pytest.mark.django_db(transaction=True)
+async def test_a_server_process_keeps_a_request_threads_connection(monkeypatch: Any) -> None:
+    raw_connections.clear()
+    handler = OneHopASGIHandler(RequestThreads(idle=4))
+    for _ in range(3):  # a test process: a connection per request, as Django's rule
+        assert (await call(handler, "/query"))[0]["status"] == 200
+    assert len({id(raw) for raw in raw_connections}) == 3
+    handler.threads.close()
+
+    raw_connections.clear()
+    monkeypatch.setattr(ormthread, "_enabled", True)  # what ledgercore.serve does
+    handler = OneHopASGIHandler(RequestThreads(idle=4))
+    for _ in range(3):
+        assert (await call(handler, "/query"))[0]["status"] == 200
+    assert len({id(raw) for raw in raw_connections}) == 1, "the request thread opened a connection per request"
+    handler.threads.close()  # closes it on its thread
