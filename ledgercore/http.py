@@ -80,11 +80,15 @@ class RequestThreads:
             self.retire(executor)
 
 
+# The process's request threads (``close_request_threads`` at exit).
+request_threads = RequestThreads()
+
+
 class OneHopASGIHandler(ASGIHandler):
-    def __init__(self, threads: RequestThreads | None = None) -> None:
+    def __init__(self, threads: RequestThreads = request_threads) -> None:
         base.BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
-        self.threads = threads or RequestThreads()
+        self.threads = threads
         self._respond = sync_to_async(self._get_response_sync, thread_sensitive=True)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -112,19 +116,13 @@ class OneHopASGIHandler(ASGIHandler):
         return response
 
 
-_handlers: list[OneHopASGIHandler] = []
-
-
 def get_asgi_application() -> Any:
     """``django.core.asgi.get_asgi_application`` with this handler."""
     django.setup(set_prefix=False)
-    handler = OneHopASGIHandler()
-    _handlers.append(handler)
-    return handler
+    return OneHopASGIHandler()
 
 
 def close_request_threads() -> None:
-    """Retire the idle request threads of this process's handlers: their
-    database sessions end before the process does."""
-    for handler in _handlers:
-        handler.threads.close()
+    """Retire the process's idle request threads: their database sessions
+    end before the process does."""
+    request_threads.close()

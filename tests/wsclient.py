@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 import uuid
 from typing import Any
 
@@ -12,6 +13,21 @@ import jwt
 import websockets
 
 DEV_SECRET = "test-dev-secret-that-is-at-least-32-bytes-long"
+
+
+def post_broadcast(http: str, application: str, owner: str, data: dict[str, Any], message: str = "m") -> dict[str, Any]:
+    """POST /api/applications/<application>/broadcast as ``owner`` (a dev
+    token); asserts 202 and returns what was sent."""
+    request = urllib.request.Request(
+        f"{http}/api/applications/{application}/broadcast",
+        data=json.dumps({"message": message, "data": data}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {dev_token(owner)}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 202
+        sent: dict[str, Any] = json.loads(response.read())
+        return sent
 
 
 def dev_token(

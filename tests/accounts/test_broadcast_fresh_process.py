@@ -6,11 +6,10 @@ room works as usual once members connect."""
 from __future__ import annotations
 
 import json
-import urllib.request
 
 from devtools.servers import manage
 from tests.rawws import RawSocket, daphne  # noqa: F401 - daphne is a fixture
-from tests.wsclient import dev_token
+from tests.wsclient import dev_token, post_broadcast
 
 SEED = """
 from accounts import services
@@ -21,28 +20,16 @@ services.add_member(app, services.get_or_create_user("fresh_member"))
 """
 
 
-def post_broadcast(daphne, marker: str) -> tuple[int, dict]:  # noqa: F811 - the fixture's value
-    request = urllib.request.Request(
-        f"{daphne.http}/api/applications/app_fresh/broadcast",
-        data=json.dumps({"message": "hello", "data": {"marker": marker}}).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {dev_token('fresh_owner')}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return response.status, json.loads(response.read())
-
-
 def test_broadcast_before_any_connection_is_accepted_then_reaches_members(daphne):  # noqa: F811
     manage(daphne.env, "shell", "-c", SEED)
-    status, body = post_broadcast(daphne, "before")
-    assert status == 202, body
+    body = post_broadcast(daphne.http, "app_fresh", "fresh_owner", {"marker": "before"}, "hello")
     assert body["applicationId"] == "app_fresh" and body["sentBy"] == "fresh_owner"
 
     raw = RawSocket.connect(daphne.port, dev_token("fresh_member"))
     raw.expect("connected")
     raw.send_text(json.dumps({"event": "subscribe", "data": {"room": "application:app_fresh"}, "id": "s"}))
     raw.expect("subscribed")
-    assert post_broadcast(daphne, "after")[0] == 202
+    post_broadcast(daphne.http, "app_fresh", "fresh_owner", {"marker": "after"}, "hello")
     got = raw.expect("application_broadcast")
     assert got["data"]["data"] == {"marker": "after"}, got
     raw.close()

@@ -13,7 +13,7 @@ import pytest
 from credits.demo import DEMO_PRICES
 from devtools.servers import DaphneProcess, manage
 from tests.stacks import scaled_stack, stack_env
-from tests.wsclient import dev_token
+from tests.wsclient import dev_token, post_broadcast
 
 # The demo users, application, credits and market data; not the demo
 # compliance graph (most of seed_demo's time, and no client test needs it);
@@ -62,15 +62,7 @@ def token() -> str:
 
 def broadcast(server: DaphneProcess, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
     """POST /api/applications/app_demo/broadcast as the demo application's owner."""
-    request = urllib.request.Request(
-        f"{server.http}/api/applications/app_demo/broadcast",
-        data=json.dumps({"message": message, "data": data or {}}).encode(),
-        headers={"Authorization": f"Bearer {dev_token('demo_user')}", "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 202
-        return json.loads(response.read())
+    return post_broadcast(server.http, "app_demo", "demo_user", data or {}, message)
 
 
 def post_trade(server: DaphneProcess, trade_id: int, price: str) -> None:

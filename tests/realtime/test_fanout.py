@@ -8,7 +8,6 @@ order; the process leaves the group with its last member. On one process
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import urllib.request
 from collections.abc import Awaitable, Callable
@@ -24,7 +23,7 @@ from realtime import lifecycle, push
 from realtime.fanout import fanout
 from realtime.rooms import group_name
 from tests.factories import team
-from tests.wsclient import Client, connected, dev_token, unique
+from tests.wsclient import Client, connected, dev_token, post_broadcast, unique
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -169,15 +168,8 @@ async def _group_is(room: str, count: int) -> bool:
 # --- two processes on Redis --------------------------------------------------------
 
 
-def post_broadcast(http: str, application: str, owner: str, marker: int) -> None:
-    request = urllib.request.Request(
-        f"{http}/api/applications/{application}/broadcast",
-        data=json.dumps({"message": "m", "data": {"marker": marker}}).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {dev_token(owner)}"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 202
+def post_marker(http: str, application: str, owner: str, marker: int) -> None:
+    post_broadcast(http, application, owner, {"marker": marker})
 
 
 @pytest.mark.redis_stack
@@ -195,7 +187,7 @@ async def test_one_group_member_per_process_across_two_processes(servers):
     assert await group_members(room) == 2
 
     for n in range(10):
-        await asyncio.to_thread(post_broadcast, (a, b)[n % 2].http, application, owner, n)
+        await asyncio.to_thread(post_marker, (a, b)[n % 2].http, application, owner, n)
     for client in (*on_a, *on_b):
         frames = await broadcasts(client, room, 10, timeout=30)
         assert [f["data"]["data"]["marker"] for f in frames] == list(range(10))
@@ -207,7 +199,7 @@ async def test_one_group_member_per_process_across_two_processes(servers):
     for client in on_a:
         await client.close()
     await eventually(lambda: _group_is(room, 1), timeout=15)
-    await asyncio.to_thread(post_broadcast, a.http, application, owner, 10)
+    await asyncio.to_thread(post_marker, a.http, application, owner, 10)
     for client in on_b:
         (frame,) = await broadcasts(client, room, 1, timeout=30)
         assert frame["data"]["data"]["marker"] == 10
