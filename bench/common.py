@@ -17,6 +17,12 @@ if not os.environ.get("DJANGO_SECRET_KEY"):
     ).stdout.strip()
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], pct: float) -> float:
     """The nearest-rank percentile of ``values`` (nan when empty)."""
     if not values:

@@ -56,13 +56,12 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import node_peers, socketio_path
-from bench.common import add_service_arguments
+from bench.common import add_service_arguments, cpu_seconds
 from devtools.servers import DaphneProcess, manage, server_environment
 
 SECRET = uuid.uuid4().hex + uuid.uuid4().hex
 ROOM = "application:app_bench"
 PAGE = os.sysconf("SC_PAGE_SIZE")
-TICKS = os.sysconf("SC_CLK_TCK")
 
 SEED = """
 from accounts import services
@@ -82,12 +81,6 @@ def token(user_id: str) -> str:
 def rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/statm") as statm:
         return int(statm.read().split()[1]) * PAGE / 2**20
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 class Clients:

@@ -67,7 +67,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import add_service_arguments, percentile  # noqa: E402
+from bench.common import add_service_arguments, cpu_seconds, percentile  # noqa: E402
 from devtools.servers import DaphneProcess, server_environment  # noqa: E402
 
 SECRET = uuid.uuid4().hex + uuid.uuid4().hex
@@ -242,11 +242,6 @@ class Session:
                 cancel_task.cancel()
 
 
-def process_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def role_backends(role: str) -> tuple[int, int]:
     """(active, all) backends of the query role on this database."""
     from django.db import connection
@@ -266,9 +261,9 @@ async def database_stopped(stack: str, server_pid: int, role: str, cancel_sent: 
     from asgiref.sync import sync_to_async
 
     if stack == "embedded":
-        before = process_cpu_seconds(server_pid)
+        before = cpu_seconds(server_pid)
         await asyncio.sleep(0.5)
-        return {"server_cpu_pct_after": (process_cpu_seconds(server_pid) - before) / 0.5 * 100}
+        return {"server_cpu_pct_after": (cpu_seconds(server_pid) - before) / 0.5 * 100}
     backends = sync_to_async(role_backends, thread_sensitive=True)
     while True:
         active, total = await backends(role)
@@ -319,9 +314,9 @@ async def client_runs(
             if fetch["rows"] != args.rows:
                 raise RuntimeError(f"the driver fetched {fetch['rows']} rows, not {args.rows}")
             fetches.append(fetch)
-            server_cpu, client_cpu = process_cpu_seconds(server_pid), time.process_time()
+            server_cpu, client_cpu = cpu_seconds(server_pid), time.process_time()
             run = await session.query(STREAM_SQL)
-            run["server_cpu_s"] = process_cpu_seconds(server_pid) - server_cpu
+            run["server_cpu_s"] = cpu_seconds(server_pid) - server_cpu
             run["client_cpu_s"] = time.process_time() - client_cpu
             if run["event"] != "query_completed" or run["rows"] != args.rows:
                 raise RuntimeError(f"stream ended with {run['event']} {run['data']} after {run['rows']} rows")

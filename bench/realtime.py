@@ -42,7 +42,7 @@ import websockets
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import node_peers, socketio_path
-from bench.common import add_service_arguments, percentile
+from bench.common import add_service_arguments, cpu_seconds, percentile
 from devtools.servers import DaphneProcess, manage, server_environment
 
 SECRET = uuid.uuid4().hex + uuid.uuid4().hex
@@ -117,14 +117,22 @@ def native_broadcast(raw: str, marker: str) -> bool:
 
 
 async def fanout_rounds(
-    subscribers: list[Any], broadcasts: int, trigger: Any, warmup: int, hit: Any = native_broadcast
-) -> dict[str, float]:
+    subscribers: list[Any],
+    broadcasts: int,
+    trigger: Any,
+    warmup: int,
+    hit: Any = native_broadcast,
+    *,
+    pid: int | None = None,
+) -> dict[str, float | None]:
     """Broadcasts to every subscriber; ``hit(frame, marker)`` recognises one
-    (Socket.IO subscribers also get the server's pings, answered)."""
+    (Socket.IO subscribers also get the server's pings, answered). The
+    server's (``pid``, when given) CPU time per counted broadcast: its
+    trigger and its deliveries."""
     latencies: list[float] = []
     firsts: list[float] = []
     delivered = 0
-    busy = 0.0
+    busy = cpu = 0.0
     for n in range(-warmup, broadcasts):
         marker = f"b{n}-{uuid.uuid4().hex[:6]}"
 
@@ -138,9 +146,11 @@ async def fanout_rounds(
 
         waiters = [asyncio.create_task(wait_for(ws)) for ws in subscribers]
         await asyncio.sleep(0)
+        cpu_before = cpu_seconds(pid) if pid else 0.0
         sent = time.perf_counter()
         await trigger(marker)
         finished, pending = await asyncio.wait(waiters, timeout=60)
+        cpu_after = cpu_seconds(pid) if pid else 0.0
         if pending:
             for task in pending:
                 task.cancel()
@@ -149,6 +159,7 @@ async def fanout_rounds(
         if n < 0:
             continue  # warm-up round: first use of the HTTP path, not counted
         busy += max(done) - sent
+        cpu += cpu_after - cpu_before
         firsts.append((min(done) - sent) * 1000)
         delivered += len(done)
         latencies.extend((t - sent) * 1000 for t in done)
@@ -159,6 +170,7 @@ async def fanout_rounds(
         "max_ms": max(latencies),
         # The first delivery of each broadcast, median: the trigger's own path.
         "first_ms": percentile(firsts, 50),
+        "cpu_ms": cpu * 1000 / broadcasts if pid else None,
     }
 
 
@@ -173,13 +185,17 @@ def http_post(url: str, body: dict[str, Any], bearer: str) -> None:
         assert response.status == 202
 
 
-async def measure(url: str, users: list[str], args: argparse.Namespace, endpoint: str | None) -> dict[str, Any]:
+async def measure(
+    url: str, users: list[str], args: argparse.Namespace, endpoint: str | None, pid: int
+) -> dict[str, Any]:
     """Native clients: connect, ping, fan-out. ``endpoint`` is the HTTP
-    broadcast URL; None for the bare app, whose fan-out is asked for in-band."""
+    broadcast URL; None for the bare app, whose fan-out is asked for in-band.
+    ``pid``: the server process, whose CPU time each phase takes is counted."""
     result: dict[str, Any] = {}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds(pid)
     sockets = await open_connections(url, users)
     result["connect_s"] = time.perf_counter() - started
+    result["connect_cpu_ms"] = (cpu_seconds(pid) - cpu) * 1000 / len(sockets)
     # every connection answers: the server really holds them
     await ping_round(sockets, 1)
     result["connections_held"] = len(sockets)
@@ -205,28 +221,36 @@ async def measure(url: str, users: list[str], args: argparse.Namespace, endpoint
         async def trigger(marker: str) -> None:
             await asyncio.to_thread(http_post, endpoint, {"message": "bench", "data": {"marker": marker}}, owner)
 
-    result["fanout"] = await fanout_rounds(subscribers, args.broadcasts, trigger, args.warmup)
+    result["fanout"] = await fanout_rounds(subscribers, args.broadcasts, trigger, args.warmup, pid=pid)
     result["fanout"]["subscribers"] = len(subscribers)
     await asyncio.gather(*(ws.close() for ws in sockets))
     return result
 
 
-async def measure_socketio(url: str, users: list[str], args: argparse.Namespace, endpoint: str) -> dict[str, Any]:
+async def measure_socketio(
+    url: str, users: list[str], args: argparse.Namespace, endpoint: str, pid: int
+) -> dict[str, Any]:
     """Socket.IO clients, each open once the server's ``connected`` event has
     come: connect, then fan-out (broadcasts POSTed to ``endpoint``)."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds(pid)
     sockets = await socketio_path.open_sockets(url, [token(u) for u in users[: args.subscribers]], connected=True)
     connect_s = time.perf_counter() - started
+    connect_cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / len(sockets)
     await socketio_path.subscribe(sockets)
     owner = token("bench_owner")
 
     async def trigger(marker: str) -> None:
         await asyncio.to_thread(http_post, endpoint, {"message": "bench", "data": {"marker": marker}}, owner)
 
-    result = await fanout_rounds(sockets, args.broadcasts, trigger, args.warmup, socketio_path.is_broadcast)
+    result = await fanout_rounds(sockets, args.broadcasts, trigger, args.warmup, socketio_path.is_broadcast, pid=pid)
     result["subscribers"] = len(sockets)
     await asyncio.gather(*(ws.close() for ws in sockets))
-    return {"connect_s": connect_s, "connections_held": len(sockets), "fanout": result}
+    return {
+        "connect_s": connect_s,
+        "connect_cpu_ms": connect_cpu_ms,
+        "connections_held": len(sockets),
+        "fanout": result,
+    }
 
 
 def measure_peer(peer: str, args: argparse.Namespace, users: list[str]) -> dict[str, Any]:
@@ -236,8 +260,8 @@ def measure_peer(peer: str, args: argparse.Namespace, users: list[str]) -> dict[
     url, endpoint = f"ws://127.0.0.1:{port}", f"http://127.0.0.1:{port}/broadcast"
     try:
         if peer == "socketio":
-            return asyncio.run(measure_socketio(url, users, args, endpoint))
-        return asyncio.run(measure(url, users, args, endpoint))
+            return asyncio.run(measure_socketio(url, users, args, endpoint, process.pid))
+        return asyncio.run(measure(url, users, args, endpoint, process.pid))
     finally:
         node_peers.stop(process)
 
@@ -273,13 +297,15 @@ def run_stack(stack: str, args: argparse.Namespace) -> dict[str, Any]:
             ):
                 print(f"  {stack}: measuring {name}", file=sys.stderr, flush=True)
                 server = DaphneProcess(env, Path(tmp) / f"{name}.log", app=app).start()
+                assert server.process is not None
+                pid = server.process.pid
                 endpoint = f"{server.http}/api/applications/app_bench/broadcast"
                 try:
                     if name == "socketio":
-                        results[name] = asyncio.run(measure_socketio(server.url, users, args, endpoint))
+                        results[name] = asyncio.run(measure_socketio(server.url, users, args, endpoint, pid))
                     else:
                         results[name] = asyncio.run(
-                            measure(server.url, users, args, None if name == "baseline" else endpoint)
+                            measure(server.url, users, args, None if name == "baseline" else endpoint, pid)
                         )
                 except Exception:
                     errors = [line for line in server.logs().splitlines() if '"WS' not in line]
@@ -322,8 +348,15 @@ def report(stack: str, results: dict[str, Any], load: tuple[float, float]) -> No
 
 # The peers table: its columns (results key, heading), the project / peer
 # ratios (heading, project key, peer key) and its rows (label, figure, format).
-PEER_COLUMNS = (("ledgercore", "LedgerCore native"), ("socketio", "LedgerCore Socket.IO"))
+PEER_COLUMNS = (
+    ("ledgercore", "LedgerCore native"),
+    ("socketio", "LedgerCore Socket.IO"),
+    # The server's floor: bench/echo_app.py on the same daphne (fan-out asked
+    # for in-band, not by HTTP).
+    ("baseline", "bare app on daphne"),
+)
 PEER_RATIOS = (
+    ("bare app on daphne / ws", "baseline", "node_ws"),
     ("native / ws", "ledgercore", "node_ws"),
     ("native / Node Socket.IO", "ledgercore", "node_socketio"),
     ("Socket.IO / Node Socket.IO", "socketio", "node_socketio"),
@@ -331,10 +364,12 @@ PEER_RATIOS = (
 PEER_ROWS: tuple[tuple[str, Any, str], ...] = (
     ("clients connected", lambda r: r["connections_held"], "{:,.0f}"),
     ("time to connect them (s)", lambda r: r["connect_s"], "{:.2f}"),
+    ("server CPU per connection (ms)", lambda r: r["connect_cpu_ms"], "{:.2f}"),
     ("fan-out deliveries/s", lambda r: r["fanout"]["deliveries_per_s"], "{:,.0f}"),
     ("fan-out p50 (ms)", lambda r: r["fanout"]["p50_ms"], "{:.1f}"),
     ("fan-out p99 (ms)", lambda r: r["fanout"]["p99_ms"], "{:.1f}"),
     ("first delivery, median (ms)", lambda r: r["fanout"]["first_ms"], "{:.1f}"),
+    ("server CPU per broadcast (ms)", lambda r: r["fanout"]["cpu_ms"], "{:.1f}"),
     ("pings/s", lambda r: r["ping"]["pings_per_s"] if "ping" in r else None, "{:,.0f}"),
 )
 
