@@ -13,10 +13,10 @@ first time (the user and its personal application created).
 from __future__ import annotations
 
 from django.db import connection
-from django.db.models import Field, Model
 
 from accounts import services
 from accounts.models import Application, Membership, User
+from accounts.queries import column
 
 # What the project reads of a bound user on every request (``is_staff``:
 # every HTTP permission check), so that none costs a query of its own; in
@@ -26,25 +26,19 @@ DEFAULT_APPLICATION = FIELDS.index("default_application_id")
 MEMBER = len(FIELDS)
 
 
-def _column(model: type[Model], name: str) -> str:
-    field = model._meta.get_field(name)
-    assert isinstance(field, Field) and field.column, f"{model.__name__}.{name} is not a column"
-    return connection.ops.quote_name(field.column)
-
-
 def _statement() -> str:
     q = connection.ops.quote_name
     names = {
         "user": q(User._meta.db_table),
         "membership": q(Membership._meta.db_table),
         "application": q(Application._meta.db_table),
-        "columns": ", ".join(f"u.{_column(User, name.removesuffix('_id'))}" for name in FIELDS),
-        "user_pk": _column(User, "id"),
-        "username": _column(User, "username"),
-        "m_user": _column(Membership, "user"),
-        "m_app": _column(Membership, "application"),
-        "app_pk": _column(Application, "id"),
-        "app_active": _column(Application, "is_active"),
+        "columns": ", ".join(f"u.{column(User, name.removesuffix('_id'))}" for name in FIELDS),
+        "user_pk": column(User, "id"),
+        "username": column(User, "username"),
+        "m_user": column(Membership, "user"),
+        "m_app": column(Membership, "application"),
+        "app_pk": column(Application, "id"),
+        "app_active": column(Application, "is_active"),
     }
     return STATEMENT.format(**names)
 

@@ -6,6 +6,7 @@ import re
 
 from django.db import IntegrityError, transaction
 
+from accounts import queries
 from accounts.models import Application, Membership, User
 from realtime import tenancy
 
@@ -64,12 +65,7 @@ def _choose_default_application(user: User) -> Application:
 
 
 def may_administer(user_pk: int, application_id: str) -> bool:
-    return Membership.objects.filter(
-        user_id=user_pk,
-        application_id=application_id,
-        application__is_active=True,
-        role__in=[Membership.Role.OWNER, Membership.Role.ADMIN],
-    ).exists()
+    return queries.may_administer(user_pk, application_id)
 
 
 def memberships_of(user_pk: int) -> list[dict[str, str]]:
@@ -82,9 +78,7 @@ def memberships_of(user_pk: int) -> list[dict[str, str]]:
 
 
 def is_member(user_pk: int, application_id: str) -> bool:
-    return Membership.objects.filter(
-        user_id=user_pk, application_id=application_id, application__is_active=True
-    ).exists()
+    return queries.is_member(user_pk, application_id)
 
 
 def resolve_application(user: User, requested: str | None) -> Application:

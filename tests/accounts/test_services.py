@@ -37,3 +37,36 @@ def test_resolve_application_honours_membership(alice, outsider):
     with pytest.raises(services.TenancyError):
         services.resolve_application(alice, team.id)
     assert not services.is_member(alice.pk, team.id)
+
+
+@pytest.mark.parametrize(
+    ("role", "member", "administers"),
+    [
+        (Membership.Role.OWNER, True, True),
+        (Membership.Role.ADMIN, True, True),
+        (Membership.Role.MEMBER, True, False),
+        (None, False, False),
+    ],
+)
+def test_membership_checks_follow_the_role_and_the_application_being_active(alice, role, member, administers):
+    team = Application.objects.create(name="team")
+    other = Application.objects.create(name="other")
+    if role is not None:
+        services.add_member(team, alice, role)
+    # A membership elsewhere, with every right, says nothing about this application.
+    services.add_member(other, alice, Membership.Role.OWNER)
+    assert services.is_member(alice.pk, team.id) is member
+    assert services.may_administer(alice.pk, team.id) is administers
+    team.is_active = False
+    team.save()
+    assert services.is_member(alice.pk, team.id) is False
+    assert services.may_administer(alice.pk, team.id) is False
+    assert services.is_member(alice.pk, other.id) is True
+
+
+def test_membership_checks_refuse_ids_that_cannot_exist(alice):
+    # PostgreSQL refuses NUL in a parameter: the answer is no, not an error.
+    assert services.is_member(alice.pk, alice.default_application_id + "\x00") is False
+    assert services.may_administer(alice.pk, alice.default_application_id + "\x00") is False
+    assert services.may_administer(alice.pk, "app_that_does_not_exist") is False
+    assert services.may_administer(alice.pk, alice.default_application_id) is True
