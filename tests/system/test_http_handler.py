@@ -160,10 +160,11 @@ async def test_a_streamed_body_is_sent_piece_by_piece() -> None:
 
 
 @override_settings(ROOT_URLCONF=__name__)
-async def test_a_request_crosses_to_its_thread_three_times(monkeypatch: Any) -> None:
-    """request_started, the middleware chain with the view, request_finished:
-    Django's own ASGIHandler crosses twice per middleware and once more for
-    the view (about twenty hops with this project's middleware)."""
+async def test_a_request_crosses_to_its_thread_twice(monkeypatch: Any) -> None:
+    """request_started with the middleware chain and the view, then
+    request_finished: Django's own ASGIHandler crosses for request_started,
+    twice per middleware and once more for the view (about twenty hops with
+    this project's middleware)."""
     crossings: list[str] = []
     original = SyncToAsync.__call__
 
@@ -176,7 +177,39 @@ async def test_a_request_crosses_to_its_thread_three_times(monkeypatch: Any) -> 
     sent = await call(handler, "/probe/7")
     assert sent[0]["status"] == 200, sent
     assert len(settings.MIDDLEWARE) >= 5
-    assert len(crossings) <= 3, crossings
+    assert len(crossings) <= 2, crossings
+
+
+@override_settings(ROOT_URLCONF=__name__)
+async def test_a_request_django_cannot_read_is_answered_400_and_finished() -> None:
+    finished: list[int] = []
+
+    def on_finished(sender: Any, **kwargs: Any) -> None:
+        finished.append(threading.get_ident())
+
+    request_finished.connect(on_finished)
+    sent: list[dict[str, Any]] = []
+    requested = False
+    never = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await never.wait()  # the client stays: no http.disconnect
+        raise AssertionError("unreachable")
+
+    async def send(message: Mapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    try:
+        # A query string that is not UTF-8: Django cannot make the request.
+        await OneHopASGIHandler()({**scope("/probe/1"), "query_string": b"q=\xff"}, receive, send)
+    finally:
+        request_finished.disconnect(on_finished)
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400, sent
+    assert finished and finished[0] != threading.get_ident(), "request_finished did not run on the request's thread"
 
 
 @override_settings(ROOT_URLCONF=__name__)
