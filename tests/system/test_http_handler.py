@@ -97,7 +97,8 @@ def scope(path_: str) -> dict[str, Any]:
     }
 
 
-async def call(handler: OneHopASGIHandler, path_: str) -> list[dict[str, Any]]:
+async def call(handler: OneHopASGIHandler, path_: str, **overrides: Any) -> list[dict[str, Any]]:
+    """The handler's answer to a GET of ``path_`` (``overrides``: scope keys)."""
     sent: list[dict[str, Any]] = []
     requested = False
     never = asyncio.Event()
@@ -113,7 +114,7 @@ async def call(handler: OneHopASGIHandler, path_: str) -> list[dict[str, Any]]:
     async def send(message: Mapping[str, Any]) -> None:
         sent.append(dict(message))
 
-    await handler(scope(path_), receive, send)
+    await handler({**scope(path_), **overrides}, receive, send)
     return sent
 
 
@@ -188,24 +189,9 @@ async def test_a_request_django_cannot_read_is_answered_400_and_finished() -> No
         finished.append(threading.get_ident())
 
     request_finished.connect(on_finished)
-    sent: list[dict[str, Any]] = []
-    requested = False
-    never = asyncio.Event()
-
-    async def receive() -> dict[str, Any]:
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await never.wait()  # the client stays: no http.disconnect
-        raise AssertionError("unreachable")
-
-    async def send(message: Mapping[str, Any]) -> None:
-        sent.append(dict(message))
-
     try:
         # A query string that is not UTF-8: Django cannot make the request.
-        await OneHopASGIHandler()({**scope("/probe/1"), "query_string": b"q=\xff"}, receive, send)
+        sent = await call(OneHopASGIHandler(), "/probe/1", query_string=b"q=\xff")
     finally:
         request_finished.disconnect(on_finished)
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400, sent
