@@ -282,15 +282,16 @@ def test_an_api_key_runs_queries_in_its_application_charged_to_its_user(live_ser
 def test_beyond_the_concurrency_limit_a_query_is_a_429_with_retry_after(live_server_url, settings):
     settings.LEDGERCORE_QUERY_CHUNK_ROWS = 1
     me = unique("busy")
-    _, app = funded(me, *([1] * 30))
-    QueryLimits.objects.create(application_id=app, max_concurrent=1)
-    sql = "SELECT a.sequence FROM credit_entries a, credit_entries b, credit_entries c, credit_entries d"
-    first = run(live_server_url, me, {"sql": sql}, stream=True)  # held open, unread: it keeps running
+    _, app = funded(me, *([1] * ENTRIES))
+    QueryLimits.objects.create(application_id=app, max_concurrent=1, time_limit_ms=3000)
+    # Runs until its time limit (see LONG_SQL), whether or not its rows are read.
+    first = run(live_server_url, me, {"sql": LONG_SQL}, stream=True)
     assert first.status_code == 200
     second = run(live_server_url, me, {"sql": "SELECT 1"})
     assert second.status_code == 429 and second.json()["code"] == "RATE_LIMITED"
     assert int(second.headers["Retry-After"]) >= 1
     first.close()
+    wait_for_query_threads()
 
 
 # The first 120 rows (more than SQLite's first fetch of 100, and the row it
