@@ -28,8 +28,9 @@ def column(model: type[Model], name: str) -> str:
 
 
 @functools.cache
-def _membership_statement(vendor: str, with_role: bool) -> str:
-    """The statement for ``vendor``'s quoting; with the role as two more parameters."""
+def _membership_statement(vendor: str, roles: int) -> str:
+    """The statement in ``vendor``'s quoting; with ``roles`` more parameters
+    for the roles admitted (none: any role)."""
     q = connection.ops.quote_name
     membership, application = q(Membership._meta.db_table), q(Application._meta.db_table)
     m_user, m_app, m_role = (column(Membership, name) for name in ("user", "application", "role"))
@@ -38,8 +39,8 @@ def _membership_statement(vendor: str, with_role: bool) -> str:
         f"SELECT 1 FROM {membership} m JOIN {application} a ON a.{app_pk} = m.{m_app}"  # noqa: S608 - names from the models
         f" WHERE m.{m_user} = %s AND m.{m_app} = %s AND a.{app_active}"
     )
-    if with_role:
-        sql += f" AND m.{m_role} IN (%s, %s)"
+    if roles:
+        sql += f" AND m.{m_role} IN ({', '.join(['%s'] * roles)})"
     return sql
 
 
@@ -48,7 +49,7 @@ def _exists(user_pk: int, application_id: str, roles: tuple[str, ...] = ()) -> b
         # No application id holds one, and PostgreSQL refuses it in a parameter.
         return False
     with connection.cursor() as cursor:
-        cursor.execute(_membership_statement(connection.vendor, bool(roles)), [user_pk, application_id, *roles])
+        cursor.execute(_membership_statement(connection.vendor, len(roles)), [user_pk, application_id, *roles])
         return cursor.fetchone() is not None
 
 
