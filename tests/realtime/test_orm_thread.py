@@ -8,6 +8,7 @@ import threading
 import time
 from typing import Any
 
+import psycopg
 import pytest
 from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
@@ -119,26 +120,27 @@ async def test_a_kept_connection_with_a_quiet_idle_session_is_reused_without_a_s
         pytest.skip("the health check runs on PostgreSQL")
     settings.LEDGERCORE_ORM_CONN_MAX_AGE_SECONDS = 300
 
-    def marked() -> int:
+    def reused_quietly() -> tuple[int, str, int]:
+        """In one call on the ORM thread, so that no other call of the
+        process (the credits relay) runs a statement in between: a marked
+        statement, then what the start of the next call does (stale
+        connections closed, then the health check as a cursor is opened),
+        then the session's last statement, read from a second session."""
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid(), 'quiet-check'")
-            return int(cursor.fetchone()[0])
-
-    def open_cursor() -> None:  # where Django runs its health check
+            pid = int(cursor.fetchone()[0])
+        connection.close_if_unusable_or_obsolete()
         connection.cursor().close()
+        with psycopg.connect(**connection.get_connection_params()) as other:
+            row = other.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
+        return pid, str(row[0]), connection.connection.info.backend_pid
 
-    def last_statement(pid: int) -> str:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid])
-            statement = str(cursor.fetchone()[0])
-        connection.close()
-        return statement
-
-    kept = await database_sync_to_async(marked)()
-    await database_sync_to_async(open_cursor)()
-    # The next call found the session idle and its socket quiet: no SELECT 1.
-    assert "quiet-check" in await asyncio.to_thread(last_statement, kept)
-    assert await database_sync_to_async(marked)() == kept
+    kept, statement, after = await database_sync_to_async(reused_quietly)()
+    # The health check found the session idle and its socket quiet: no
+    # SELECT 1 ran after the marked statement, and the session is kept.
+    assert connection.settings_dict["CONN_HEALTH_CHECKS"]
+    assert "quiet-check" in statement
+    assert after == kept
 
     # A session in a transaction is checked as before.
     def begin_and_leave() -> None:
