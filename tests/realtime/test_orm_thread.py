@@ -133,6 +133,7 @@ async def test_a_kept_connection_with_a_quiet_idle_session_is_reused_without_a_s
         connection.cursor().close()
         with psycopg.connect(**connection.get_connection_params()) as other:
             row = other.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()
+        assert row is not None, "the session is gone"
         return pid, str(row[0]), connection.connection.info.backend_pid
 
     kept, statement, after = await database_sync_to_async(reused_quietly)()
