@@ -42,6 +42,7 @@ from twisted.internet import defer, reactor
 
 from ledgercore import http
 from realtime import daphne_frames, ormthread
+from realtime.mailbox import Mailbox
 
 logger = logging.getLogger("ledgercore.serve")
 
@@ -88,6 +89,21 @@ class GracefulServer(Server):  # type: ignore[misc]  # daphne is untyped
         self.ports: list[Any] = []
         self.shutting_down = False
         self._forced: asyncio.Event | None = None
+
+    def create_application(self, protocol: Any, scope: dict[str, Any]) -> Mailbox | None:
+        """daphne's, with the connection's input queue a Mailbox (an empty
+        ``asyncio.Queue`` per connection is ~3.5 KiB; see realtime.mailbox):
+        the application instance started for ``protocol``, and its queue."""
+        assert "application_instance" not in self.connections[protocol]
+        input_queue = Mailbox()
+        scope.setdefault("asgi", {"version": "3.0"})
+        instance = self.application(
+            scope=scope, receive=input_queue.get, send=functools.partial(self.handle_reply, protocol)
+        )
+        if protocol not in self.connections:
+            return None
+        self.connections[protocol]["application_instance"] = asyncio.ensure_future(instance)
+        return input_queue
 
     # --- running -----------------------------------------------------------
 

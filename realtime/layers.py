@@ -5,7 +5,9 @@ membership for expiry on each ``receive`` and ``group_send``; a broadcast to a
 room of n connections then costs O(n²) (measured: p99 above 500 ms for 1,000
 subscribers). This subclass keeps the stock layer's semantics but runs that
 housekeeping at most once per second, and sends to group members without one
-task and one deep copy per member.
+task and one deep copy per member. A channel's messages wait in a
+``realtime.mailbox.Mailbox`` instead of an ``asyncio.Queue`` (every
+connection's channel has one while it waits, nearly always empty).
 
 It is also safe to send to from another event loop or thread of the same
 process (a sync admin view, a service called from a worker thread): such
@@ -23,7 +25,10 @@ import time
 from copy import deepcopy
 from typing import Any
 
+from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer
+
+from realtime.mailbox import Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +55,25 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]  # chann
         if self._owner is None:
             self._owner = asyncio.get_running_loop()
 
+    def _mailbox(self, channel: str) -> Mailbox:
+        box: Mailbox | None = self.channels.get(channel)
+        if box is None:
+            box = self.channels[channel] = Mailbox(self.get_capacity(channel))
+        return box
+
     async def receive(self, channel: str) -> dict[str, Any]:
+        """As the stock layer's: the first message of ``channel``."""
         if self._owner is None:
             self._owner = asyncio.get_running_loop()
-        message: dict[str, Any] = await super().receive(channel)
+        self.require_valid_channel_name(channel)
+        self._clean_expired()
+        box = self._mailbox(channel)
+        try:
+            _, message = await box.get()
+        finally:
+            if box.empty() and self.channels.get(channel) is box:
+                del self.channels[channel]
+        assert isinstance(message, dict)
         return message
 
     async def group_add(self, group: str, channel: str) -> None:
@@ -72,9 +92,19 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]  # chann
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         owner = self._owner
         if owner is not None and not owner.is_closed() and owner is not asyncio.get_running_loop():
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(super().send(channel, message), owner))
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._send(channel, message), owner))
             return
-        await super().send(channel, message)
+        await self._send(channel, message)
+
+    async def _send(self, channel: str, message: dict[str, Any]) -> None:
+        """As the stock layer's send."""
+        assert isinstance(message, dict), "message is not a dict"
+        self.require_valid_channel_name(channel)
+        assert "__asgi_channel__" not in message
+        try:
+            self._mailbox(channel).put_nowait((time.time() + self.expiry, deepcopy(message)))
+        except asyncio.QueueFull:
+            raise ChannelFull(channel) from None
 
     def _clean_expired(self) -> None:
         now = time.monotonic()
@@ -99,9 +129,8 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]  # chann
         shared = deepcopy(message)
         deadline = time.time() + self.expiry
         for channel in list(self.groups.get(group, {})):
-            queue = self.channels.setdefault(channel, asyncio.Queue(maxsize=self.get_capacity(channel)))
             try:
-                queue.put_nowait((deadline, shared))
+                self._mailbox(channel).put_nowait((deadline, shared))
             except asyncio.QueueFull:
                 # Same policy as the stock layers: a consumer that stopped
                 # reading loses group messages rather than blocking the room.

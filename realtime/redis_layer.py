@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -60,6 +61,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from realtime.mailbox import Mailbox
 from realtime.redis import REDIS_ERRORS, RedisUnavailable, is_down, on_recovery
 
 log = logging.getLogger(__name__)
@@ -232,6 +234,11 @@ class ResilientRedisChannelLayer(RedisChannelLayer):  # type: ignore[misc]  # ch
 
     def __init__(self, *args: Any, retry_max: float = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Process-local channels' messages (as channels-redis's BoundedQueue:
+        # a full buffer drops its oldest), in mailboxes: see realtime.mailbox.
+        self.receive_buffer: defaultdict[str, Mailbox] = defaultdict(
+            functools.partial(Mailbox, self.capacity, drop_oldest=True)
+        )
         self.retry_max = retry_max
         # group -> this process's channels in it
         self._memberships: defaultdict[str, set[str]] = defaultdict(set)

@@ -23,6 +23,7 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
+from realtime.mailbox import Mailbox
 from realtime.transport import SharedFrame
 from socketio_gateway import links
 from socketio_gateway.packets import (
@@ -63,7 +64,7 @@ class EngineSession:
         self.queue: list[str | bytes] = []  # for the next poll
         self.held: str | None = None  # reply channel of a GET waiting for packets
         self.closed = False
-        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.inbox = Mailbox()
         self.interval = settings.LEDGERCORE_SOCKETIO_PING_INTERVAL_MS / 1000
         self.timeout = settings.LEDGERCORE_SOCKETIO_PING_TIMEOUT_MS / 1000
         self.max_payload = settings.LEDGERCORE_SOCKETIO_MAX_PAYLOAD
