@@ -107,11 +107,34 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]  # chann
             raise ChannelFull(channel) from None
 
     def _clean_expired(self) -> None:
+        """Expired messages and group memberships are removed, as by the
+        stock layer, but a channel whose messages expired stays in its
+        groups. The stock layer takes such a channel for dead and removes it
+        from every group; here the receiver is in this process and alive but
+        behind (the process's fan-out channel during a burst of room events
+        to thousands of sockets), and leaving its groups would silence its
+        rooms for good: every later event, to no one, without an error.
+        What expired is logged; room streams see the gap at their next
+        event and fill it from the room's history."""
         now = time.monotonic()
         if now < self._next_clean:
             return
         self._next_clean = now + self.clean_interval
-        super()._clean_expired()
+        wall = time.time()
+        for channel, box in list(self.channels.items()):
+            expired = 0
+            while not box.empty() and box._queue[0][0] < wall:
+                box.get_nowait()
+                expired += 1
+            if expired:
+                self._dropped(channel, f"expired after {self.expiry} s", expired)
+                if box.empty() and self.channels.get(channel) is box:
+                    del self.channels[channel]
+        timeout = int(wall) - self.group_expiry
+        for members in self.groups.values():
+            for channel, joined in list(members.items()):
+                if joined and joined < timeout:
+                    members.pop(channel, None)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         owner = self._foreign()
@@ -134,19 +157,19 @@ class EmbeddedChannelLayer(InMemoryChannelLayer):  # type: ignore[misc]  # chann
             except asyncio.QueueFull:
                 # Same policy as the stock layers: a consumer that stopped
                 # reading loses group messages rather than blocking the room.
-                self._dropped(channel, group)
+                self._dropped(channel, f"full, to group {group}")
 
-    def _dropped(self, channel: str, group: str) -> None:
+    def _dropped(self, channel: str, why: str, dropped: int = 1) -> None:
         """Log drops at most once per channel per DROP_LOG_INTERVAL (with
         how many): one line per message would flood the log (and the CPU)
         exactly when the process is overloaded."""
         now = time.monotonic()
         count, since = self._drops.get(channel, (0, 0.0))
-        count += 1
+        count += dropped
         if now - since < DROP_LOG_INTERVAL:
             self._drops[channel] = (count, since)
             return
-        log.warning("channel %s is full; dropped %d message(s) to group %s", channel, count, group)
+        log.warning("channel %s is behind; dropped %d message(s): %s", channel, count, why)
         self._drops[channel] = (0, now)
         if len(self._drops) > 10_000:
             self._drops = {c: v for c, v in self._drops.items() if now - v[1] < DROP_LOG_INTERVAL}
