@@ -11,7 +11,10 @@ For each server, one process (daphne as ``make run``; ``node server.mjs``):
 - **Connect**: ``--connections`` clients, ``--batch`` handshakes at a time;
   LedgerCore's are authenticated (a signed token of one of
   ``connections / --tabs-per-user`` users, the server verifies it, knows the user and
-  records presence). Each client reads everything from then on.
+  records presence). Each client reads everything from then on and
+  answers the server's pings but sends none of its own, as a browser: with
+  10,000 sockets in one Python process, the load client reading millions of
+  presence frames would time out its own pings and close (1006).
 - **Subscribe**: every client subscribes to ``application:app_bench``,
   ``--batch`` at a time (LedgerCore tells the room each user who joins:
   ``user_joined_room``, counted as "other frames"; the Node server joins
@@ -187,7 +190,10 @@ async def connect_native(url: str, count: int, batch: int, tabs: int) -> Clients
 
     async def one(index: int) -> Any:
         ws = await websockets.connect(
-            f"{url}/ws?token={token(f'bench_u{index // tabs}')}", max_size=None, open_timeout=120
+            f"{url}/ws?token={token(f'bench_u{index // tabs}')}",
+            max_size=None,
+            open_timeout=120,
+            ping_interval=None,
         )
         hello = json.loads(await asyncio.wait_for(ws.recv(), 120))
         assert hello["event"] == "connected", hello
