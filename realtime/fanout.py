@@ -72,9 +72,12 @@ YIELD_EVERY = 64
 # over them), and by STALLED_BACKLOG_LIMIT in any case.
 BACKLOG_LIMIT = 1000
 STALLED_BACKLOG_LIMIT = 65536
-# A group membership is added again by a later join after this long, so that
-# a room with members never outlives the layer's group expiry (a day).
+# A group membership is added again after this long, by a later join or by
+# the process's refresher, so that a room with members never outlives the
+# layer's group expiry (a day), even when no one joins it for days.
 REFRESH_SECONDS = 3600.0
+# How often the refresher looks for memberships to add again.
+REFRESH_EVERY_SECONDS = REFRESH_SECONDS / 4
 
 
 class Member(Protocol):
@@ -111,6 +114,7 @@ class ProcessFanout:
         self.channel: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._receiver: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
         self._start_lock: asyncio.Lock | None = None
         # room -> its local members (a dict as an ordered set)
         self._members: dict[str, dict[Member, None]] = {}
@@ -269,7 +273,13 @@ class ProcessFanout:
     async def _ensure_started(self) -> Any:
         layer = get_channel_layer()
         loop = asyncio.get_running_loop()
-        if self._loop is loop and self._receiver is not None and not self._receiver.done():
+        if (
+            self._loop is loop
+            and self._receiver is not None
+            and not self._receiver.done()
+            and self._refresher is not None
+            and not self._refresher.done()
+        ):
             return layer
         if self._start_lock is None or self._loop is not loop:
             self._start_lock = asyncio.Lock()
@@ -284,10 +294,42 @@ class ProcessFanout:
                 self._closing.clear()
                 self.channel = await layer.new_channel()
                 self._loop = loop
+                self._receiver = self._refresher = None  # tasks of the old loop
             assert self.channel is not None
             if self._receiver is None or self._receiver.done():
                 self._receiver = loop.create_task(self._receive(layer, self.channel))
+            if self._refresher is None or self._refresher.done():
+                self._refresher = loop.create_task(self._refresh_periodically())
         return layer
+
+    async def refresh(self) -> int:
+        """Add the process channel again to the group of each room it joined
+        REFRESH_SECONDS ago or more and still has members in (the layer
+        ends a membership after its group expiry); returns how many."""
+        layer = get_channel_layer()
+        refreshed = 0
+        for room in list(self._joined):
+            async with self._room_lock(room):
+                joined = self._joined.get(room)
+                if joined is None or not self._members.get(room) or time.monotonic() - joined < REFRESH_SECONDS:
+                    continue
+                self._joined[room] = time.monotonic()
+                await layer.group_add(group_name(room), self.channel)
+                refreshed += 1
+        return refreshed
+
+    async def _refresh_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_EVERY_SECONDS)
+            try:
+                await self.refresh()
+            except Exception:
+                # On an outage the layer keeps the memberships and re-adds them.
+                log.warning(
+                    "room fan-out: group memberships not refreshed; next try in %.0f s",
+                    REFRESH_EVERY_SECONDS,
+                    exc_info=True,
+                )
 
     async def _receive(self, layer: Any, channel: str) -> None:
         while True:

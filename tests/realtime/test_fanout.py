@@ -19,6 +19,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from devtools.rawws import RawWebSocket
+from realtime import fanout as fanout_module
 from realtime import lifecycle, push
 from realtime.fanout import fanout
 from realtime.rooms import group_name
@@ -255,3 +256,49 @@ async def test_events_published_together_wait_for_a_stalled_socket_in_order(serv
     assert "closing slow consumer" not in a.logs()
     slow.close()
     await reader.close()
+
+
+async def test_a_room_whose_members_stay_keeps_its_group_past_the_layers_group_expiry(live_server_url):
+    """No one joins for longer than the layer keeps a group membership: the
+    process's refresher adds its channel again, and the room's events still
+    reach the members who stayed."""
+    user = unique("stay")
+    room = f"application:{await make_application(user)}"
+    client = await connected(live_server_url, user)
+    assert (await client.request("subscribe", {"room": room}, timeout=15))["event"] == "subscribed"
+    layer = get_channel_layer()
+    group = group_name(room)
+
+    async def age_the_membership() -> None:
+        # As if the process had joined the group more than a day ago.
+        fanout._joined[room] -= fanout_module.REFRESH_SECONDS + 1
+        old = int(time.time()) - layer.group_expiry - 10
+        if hasattr(layer, "groups"):  # the in-memory layer
+            layer.groups[group][fanout.channel] = old
+            layer._next_clean = 0.0  # it looks at expiry on its next send
+        else:
+            connection = layer.connection(layer.consistent_hash(group))
+            await connection.zadd(layer._group_key(group), {fanout.channel: old})
+
+    async def aged_then(refresh: bool, marker: int) -> int:
+        await age_the_membership()
+        refreshed = await fanout.refresh() if refresh else 0
+        await push.broadcast(room, "application_broadcast", body(room, marker))
+        return refreshed
+
+    def on_server(work: Awaitable[Any]) -> Awaitable[Any]:
+        # On the server's event loop (the test server runs in a thread).
+        assert fanout._loop is not None
+        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, fanout._loop))  # type: ignore[arg-type]
+
+    assert await on_server(aged_then(refresh=True, marker=1)) == 1
+    (frame,) = await broadcasts(client, room, 1)
+    assert frame["data"]["data"]["marker"] == 1
+    assert await on_server(fanout.refresh()) == 0  # refreshed just now
+
+    # Without the refresh the layer ends the membership at the next send,
+    # and the room's events reach no one.
+    await on_server(aged_then(refresh=False, marker=2))
+    await client.nothing(1.0)
+    assert await group_members(room) == 0
+    await client.close()
