@@ -12,6 +12,10 @@ first time (the user and its personal application created).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
+from typing import Any
+
 from django.db import connection
 
 from accounts import services
@@ -26,7 +30,10 @@ DEFAULT_APPLICATION = FIELDS.index("default_application_id")
 MEMBER = len(FIELDS)
 
 
-def _statement() -> str:
+@functools.cache
+def _statement(vendor: str, requests: int) -> str:
+    """The statement for ``requests`` (subject, application) pairs, in
+    ``vendor``'s quoting: a row per pair whose subject is a user."""
     q = connection.ops.quote_name
     names = {
         "user": q(User._meta.db_table),
@@ -39,16 +46,21 @@ def _statement() -> str:
         "m_app": column(Membership, "application"),
         "app_pk": column(Application, "id"),
         "app_active": column(Application, "is_active"),
+        "values": ", ".join(["(%s, %s)"] * requests),
     }
     return STATEMENT.format(**names)
 
 
-# Names come from the models; the subject and application id are parameters.
+# Names come from the models; the subjects and application ids are parameters.
 STATEMENT = (
-    "SELECT {columns}, EXISTS (SELECT 1 FROM {membership} m JOIN {application} a ON a.{app_pk} = m.{m_app}"
-    " WHERE m.{m_user} = u.{user_pk} AND m.{m_app} = %s AND a.{app_active})"
-    " FROM {user} u WHERE u.{username} = %s"
+    "WITH r(subject, app) AS (VALUES {values})"
+    " SELECT r.subject, r.app, {columns}, EXISTS (SELECT 1 FROM {membership} m"
+    " JOIN {application} a ON a.{app_pk} = m.{m_app}"
+    " WHERE m.{m_user} = u.{user_pk} AND m.{m_app} = r.app AND a.{app_active})"
+    " FROM r JOIN {user} u ON u.{username} = r.subject"
 )
+
+Request = tuple[str, str | None]
 
 
 def bind_connection(user_id: str, requested_application: str | None) -> tuple[User, str]:
@@ -56,27 +68,60 @@ def bind_connection(user_id: str, requested_application: str | None) -> tuple[Us
     if the user is deactivated or not a member of the requested (active)
     application. The user is loaded with FIELDS only (the others load on
     first access, as with ``.only()``)."""
-    if not services.USER_ID_RE.match(user_id):
-        raise services.TenancyError("user id has characters outside [A-Za-z0-9@.+_-]")
-    if requested_application and "\x00" in requested_application:
-        # No application id holds one, and PostgreSQL refuses it in a parameter.
-        raise services.TenancyError("not a member of that application")
+    result = bind_connections([(user_id, requested_application)])[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def bind_connections(requests: Sequence[Request]) -> list[tuple[User, str] | Exception]:
+    """``bind_connection`` for each (subject, requested application), in
+    order, with one statement for all of them: each its result or its
+    TenancyError (or the error of binding a subject seen for the first
+    time). The same user bound twice is two instances."""
+    results: list[tuple[User, str] | Exception | None] = [None] * len(requests)
+    asked: dict[Request, list[int]] = {}
+    for index, (user_id, app) in enumerate(requests):
+        if not services.USER_ID_RE.match(user_id):
+            results[index] = services.TenancyError("user id has characters outside [A-Za-z0-9@.+_-]")
+        elif app and "\x00" in app:
+            # No application id holds one, and PostgreSQL refuses it in a parameter.
+            results[index] = services.TenancyError("not a member of that application")
+        else:
+            asked.setdefault((user_id, app or None), []).append(index)
+    rows = _rows(list(asked)) if asked else {}
+    for (user_id, app), indexes in asked.items():
+        for index in indexes:
+            results[index] = _result(user_id, app, rows.get((user_id, app)))
+    return [result if result is not None else RuntimeError("not bound") for result in results]
+
+
+def _rows(pairs: list[Request]) -> dict[Request, tuple[Any, ...]]:
+    params: list[str | None] = []
+    for user_id, app in pairs:
+        params += [user_id, app]
     with connection.cursor() as cursor:
-        cursor.execute(_statement(), [requested_application, user_id])
-        row = cursor.fetchone()
-    if row is None or row[DEFAULT_APPLICATION] is None:
-        # First sight of this subject (or no default application yet).
-        user, application = services.bind(user_id, requested_application)
-        return user, application.id
-    values = [bool(value) if name.startswith("is_") else value for name, value in zip(FIELDS, row, strict=False)]
-    user = User.from_db(connection.alias, FIELDS, values)
-    if not user.is_active:
-        raise services.TenancyError("user is deactivated")
-    if requested_application:
-        if not row[MEMBER]:
-            raise services.TenancyError("not a member of that application")
-        return user, requested_application
-    return user, row[DEFAULT_APPLICATION]
+        cursor.execute(_statement(connection.vendor, len(pairs)), params)
+        return {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
+
+
+def _result(user_id: str, app: str | None, row: tuple[Any, ...] | None) -> tuple[User, str] | Exception:
+    try:
+        if row is None or row[DEFAULT_APPLICATION] is None:
+            # First sight of this subject (or no default application yet).
+            user, application = services.bind(user_id, app)
+            return user, application.id
+        values = [bool(value) if name.startswith("is_") else value for name, value in zip(FIELDS, row, strict=False)]
+        user = User.from_db(connection.alias, FIELDS, values)
+        if not user.is_active:
+            return services.TenancyError("user is deactivated")
+        if app:
+            if not row[MEMBER]:
+                return services.TenancyError("not a member of that application")
+            return user, app
+        return user, row[DEFAULT_APPLICATION]
+    except services.TenancyError as exc:
+        return exc
 
 
 class AccountsTenancy:
@@ -84,6 +129,9 @@ class AccountsTenancy:
 
     def bind(self, user_id: str, requested_application: str | None) -> tuple[User, str]:
         return bind_connection(user_id, requested_application)
+
+    def bind_many(self, requests: Sequence[Request]) -> list[tuple[User, str] | Exception]:
+        return bind_connections(requests)
 
     def is_member(self, user_pk: int, application_id: str) -> bool:
         return services.is_member(user_pk, application_id)

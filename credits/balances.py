@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import connection
@@ -28,15 +30,38 @@ def _column(name: str) -> str:
 
 
 def get_balance(user_pk: int, application_id: str) -> Balance:
-    # One parameterised statement: every connection reads its balance on the
-    # process's one ORM thread, where the ORM would spend ~0.4 ms building it.
-    columns = ", ".join(_column(name) for name in BALANCE_FIELDS)
-    where = f"{_column('user')} = %s AND {_column('application')} = %s"
-    table = connection.ops.quote_name(CreditAccount._meta.db_table)
+    return get_balances([(user_pk, application_id)])[0]
+
+
+def get_balances(accounts: Sequence[tuple[int, str]]) -> list[Balance]:
+    """The balance of each (user, application), in order, in one statement:
+    every connection reads its balance on the process's one ORM thread (the
+    ORM would spend ~0.4 ms building each), and a connection storm's reads
+    go there together (``realtime.batching``)."""
+    wanted = list(dict.fromkeys(accounts))
+    params: list[int | str] = []
+    for user_pk, application_id in wanted:
+        params += [user_pk, application_id]
     with connection.cursor() as cursor:
-        sql = f"SELECT {columns} FROM {table} WHERE {where}"  # noqa: S608 - names from the model
-        cursor.execute(sql, [user_pk, application_id])
-        row = cursor.fetchone()
-    if row is None:
-        return Balance(application_id, 0, 0, 0, 0)
-    return Balance(application_id, *(int(value) for value in row))
+        cursor.execute(_statement(connection.vendor, len(wanted)), params)
+        rows = {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
+    balances = []
+    for user_pk, application_id in accounts:
+        row = rows.get((user_pk, application_id))
+        values = (int(value) for value in row) if row is not None else (0, 0, 0, 0)
+        balances.append(Balance(application_id, *values))
+    return balances
+
+
+@functools.cache
+def _statement(vendor: str, accounts: int) -> str:
+    """The statement for ``accounts`` (user, application) pairs in
+    ``vendor``'s quoting; names come from the model, ids are parameters."""
+    columns = ", ".join(f"c.{_column(name)}" for name in BALANCE_FIELDS)
+    table = connection.ops.quote_name(CreditAccount._meta.db_table)
+    values = ", ".join(["(%s, %s)"] * accounts)
+    return (
+        f"WITH r(user_pk, app) AS (VALUES {values})"  # noqa: S608 - names from the model
+        f" SELECT r.user_pk, r.app, {columns} FROM r JOIN {table} c"
+        f" ON c.{_column('user')} = r.user_pk AND c.{_column('application')} = r.app"
+    )

@@ -9,9 +9,11 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 
-from credits import services
+from credits import balances, services
+from credits.balances import Balance
 from credits.payloads import BalancePayload, DeductedPayload, GrantedPayload, InsufficientPayload, balance_payload
 from realtime import charging, processes
+from realtime.batching import Batched
 from realtime.context import RequestContext
 from realtime.registry import registry
 
@@ -32,13 +34,13 @@ registry.outbound(
 )
 
 
-# Made once: a wrapper per connection costs more than the call's hop.
-_get_balance = database_sync_to_async(services.get_balance)
+# The opening balances of connections in one hop to the ORM thread.
+_get_balance: Batched[tuple[int, str], Balance] = Batched(balances.get_balances)
 
 
 @registry.on_connect
 async def send_balance(ctx: RequestContext) -> None:
-    balance = await _get_balance(ctx.user_pk, ctx.application_id)
+    balance = await _get_balance((ctx.user_pk, ctx.application_id))
     await ctx.connection.send_event(
         "credit_balance_updated",
         balance_payload(

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -35,6 +34,7 @@ from realtime import (
     tenancy,
     transport,
 )
+from realtime.batching import Batched
 from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, Unauthorized
 from realtime.hops import WithoutConnectionHops
@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_INTERNAL = 1011
 
-# Made once: a wrapper per connection costs more than the call's hop.
-_bind = database_sync_to_async(tenancy.bind)
+# The connections bound in one hop to the ORM thread (realtime.batching).
+_bind: Batched[tuple[str, str | None], tuple[Any, str]] = Batched(tenancy.bind_many)
 
 
 class Refused(Exception):
@@ -164,7 +164,7 @@ class RealtimeConsumer(RequestPipeline, WithoutConnectionHops, AsyncWebsocketCon
                 raise Unauthorized("session authentication is for staff on an allowed origin")
             subject = session_user.username
         try:
-            user, self.application_id = await _bind(subject, requested_app)
+            user, self.application_id = await _bind((subject, requested_app))
         except tenancy.TenancyError as exc:
             raise Unauthorized(str(exc)) from None
         return user

@@ -9,6 +9,7 @@ owns users and applications, which plugs them in at its
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 
@@ -23,6 +24,11 @@ class Tenancy(Protocol):
         member, else its default. Raises TenancyError if it may not."""
         ...
 
+    def bind_many(self, requests: Sequence[tuple[str, str | None]]) -> Sequence[tuple[Any, str] | Exception]:
+        """``bind`` for many (subject, requested application) pairs at once,
+        in order: each its result or its exception (TenancyError)."""
+        ...
+
     def is_member(self, user_pk: int, application_id: str) -> bool:
         """Whether the user belongs to the (active) application."""
         ...
@@ -30,6 +36,9 @@ class Tenancy(Protocol):
 
 class _NotInstalled:
     def bind(self, user_id: str, requested_application: str | None) -> tuple[Any, str]:
+        raise RuntimeError("no tenancy installed: the app owning users calls realtime.tenancy.install() at ready()")
+
+    def bind_many(self, requests: Sequence[tuple[str, str | None]]) -> Sequence[tuple[Any, str] | Exception]:
         raise RuntimeError("no tenancy installed: the app owning users calls realtime.tenancy.install() at ready()")
 
     def is_member(self, user_pk: int, application_id: str) -> bool:
@@ -46,6 +55,10 @@ def install(tenancy: Tenancy) -> None:
 
 def bind(user_id: str, requested_application: str | None) -> tuple[Any, str]:
     return _tenancy.bind(user_id, requested_application)
+
+
+def bind_many(requests: Sequence[tuple[str, str | None]]) -> Sequence[tuple[Any, str] | Exception]:
+    return _tenancy.bind_many(requests)
 
 
 def is_member(user_pk: int, application_id: str) -> bool:

@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts import services
-from accounts.binding import bind_connection
+from accounts.binding import bind_connection, bind_connections
 from accounts.models import Application, Membership, User
 from realtime import tenancy
 
@@ -102,3 +102,45 @@ def test_the_fields_read_are_in_the_models_order_as_from_db_takes_them():
     from accounts.binding import FIELDS
 
     assert [f.attname for f in User._meta.concrete_fields if f.attname in FIELDS] == FIELDS
+
+
+def test_many_connections_are_bound_in_one_statement_each_as_it_would_be_alone(alice, outsider, colleague):
+    team = Application.objects.create(name="team")
+    services.add_member(team, alice)
+    gone = User.objects.create(username="gone", is_active=False, default_application=alice.default_application)
+    requests = [
+        (alice.username, None),
+        (alice.username, team.id),
+        (outsider.username, team.id),
+        (colleague.username, None),
+        (alice.username, None),
+        (gone.username, None),
+        ("has space", None),
+        (alice.username, "app\x00"),
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        results = bind_connections(requests)
+    assert len(queries) == 1
+    alone = []
+    for subject, app in requests:
+        try:
+            alone.append(bind_connection(subject, app))
+        except services.TenancyError as exc:
+            alone.append(exc)
+    assert len(results) == len(requests)
+    for result, expected in zip(results, alone, strict=True):
+        if isinstance(expected, Exception):
+            assert isinstance(result, services.TenancyError) and str(result) == str(expected)
+        else:
+            assert not isinstance(result, Exception)
+            assert (result[0].pk, result[0].username, result[1]) == (expected[0].pk, expected[0].username, expected[1])
+    # The same user twice is two instances: one connection's user is not another's.
+    assert results[0][0] is not results[4][0]  # type: ignore[index]
+
+
+def test_subjects_seen_for_the_first_time_in_a_batch_are_created_once_each(alice):
+    results = bind_connections([("new_one", None), (alice.username, None), ("new_one", None), ("new_two", None)])
+    assert not any(isinstance(result, Exception) for result in results)
+    assert User.objects.filter(username__in=["new_one", "new_two"]).count() == 2
+    assert results[0][0].pk == results[2][0].pk  # type: ignore[index]
+    assert results[1][0].pk == alice.pk  # type: ignore[index]

@@ -16,10 +16,12 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.core.management import call_command
 from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts import services as accounts
 from credits import services
+from credits.balances import get_balances
 from credits.events import PUBLISH_EVENTS, events_for, flush_dispatcher
 from credits.ledger import GENESIS_HASH, entry_hash
 from credits.models import CreditAccount, CreditBlock, EntryKind, LedgerEntry, OutboxEvent, Price
@@ -53,6 +55,25 @@ class TestMovements:
         assert (balance.balance, balance.lifetime_earned, balance.lifetime_spent, balance.sequence) == (70, 100, 30, 2)
         kinds = [(e.kind, e.amount, e.balance_after, e.sequence) for e in entries_of(user, app)]
         assert kinds == [("grant", 100, 100, 1), ("deduction", -30, 70, 2)]
+
+    def test_many_balances_are_read_in_one_statement_each_as_it_would_be_alone(self):
+        (rich, rich_app), (spender, spender_app), (empty, empty_app) = new_user(), new_user(), new_user()
+        services.grant_credits(rich.pk, rich_app, 100, reason="welcome", actor=SYSTEM)
+        services.grant_credits(spender.pk, spender_app, 50, reason="welcome", actor=SYSTEM)
+        services.deduct_credits(spender.pk, spender_app, 20, action="query", actor=Actor.user(spender.username))
+        accounts_read = [(rich.pk, rich_app), (empty.pk, empty_app), (spender.pk, spender_app), (rich.pk, rich_app)]
+        with CaptureQueriesContext(connection) as queries:
+            balances = get_balances(accounts_read)
+        assert len(queries) == 1
+        assert balances == [services.get_balance(user_pk, app) for user_pk, app in accounts_read]
+        assert [(b.application_id, b.balance, b.lifetime_spent, b.sequence) for b in balances] == [
+            (rich_app, 100, 0, 1),
+            (empty_app, 0, 0, 0),
+            (spender_app, 30, 20, 2),
+            (rich_app, 100, 0, 1),
+        ]
+        # An account of another application of the same user is another balance.
+        assert get_balances([(rich.pk, spender_app)])[0].balance == 0
 
     def test_deduction_beyond_balance_is_refused_and_writes_nothing(self):
         user, app = new_user()
