@@ -4,7 +4,9 @@ One client per event loop. Callers queue on a FIFO semaphore sized to the
 connection pool, so that under load requests are served in arrival order
 (the pool's own wait lets newcomers overtake waiters, which starved some
 connections for seconds), and Lua scripts run by SHA (EVALSHA) after their
-first use.
+first use. Script calls are pipelined: those made in the same turn of the
+event loop, or while the pipeline before them is on its way, go together
+(``run_script``).
 
 Redis is reached directly (``REDIS_URL``) or through Sentinel
 (``LEDGERCORE_REDIS_SENTINELS``), which names the current primary on every
@@ -67,11 +69,23 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, (*REDIS_ERRORS, RedisUnavailable))
 
 
+# A script call waiting for the next pipeline: the script, its keys and
+# arguments, and its caller's future.
+_Queued = tuple[AsyncScript, list[str], list[Any], "asyncio.Future[Any]"]
+# Script calls sent in one pipeline at most.
+PIPELINE_MOST = 256
+
+
 @dataclass
 class _LoopState:
     client: aioredis.Redis
     slots: asyncio.Semaphore
     scripts: dict[str, AsyncScript] = field(default_factory=dict)
+    queued: list[_Queued] = field(default_factory=list)
+    sender: asyncio.Task[None] | None = None
+    # Pipelines sent, and the script calls they carried.
+    pipelines: int = 0
+    pipelined: int = 0
 
 
 class _Health:
@@ -196,11 +210,107 @@ async def _call(state: _LoopState, make: Any) -> Any:
 
 
 async def run_script(source: str, keys: list[str], args: list[Any]) -> Any:
+    """Run a Lua script. The script calls made in the same turn of the event
+    loop, or while the pipeline before them is on its way, go to Redis
+    together in one pipeline: one round trip and one pooled connection for
+    a storm's worth of calls (thousands of clients connecting at once, each
+    joining its room and reading its history). Each caller gets its own
+    reply or its own error; an outage fails every call of its pipeline."""
+    _health.check()
     state = _state()
     script = state.scripts.get(source)
     if script is None:
         script = state.scripts[source] = state.client.register_script(source)
-    return await _call(state, lambda: script(keys=keys, args=args))
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    state.queued.append((script, keys, args, future))
+    if state.sender is None or state.sender.done():
+        # Starts on the loop's next turn: this turn's calls join it.
+        state.sender = loop.create_task(_send_queued(state))
+    return await future
+
+
+async def _send_queued(state: _LoopState) -> None:
+    while state.queued:
+        batch = [item for item in state.queued[:PIPELINE_MOST] if not item[3].done()]
+        del state.queued[:PIPELINE_MOST]
+        if batch:
+            try:
+                await _send_pipeline(state, batch)
+            except Exception as exc:  # no caller is left waiting
+                log.exception("a pipeline of Redis scripts failed unexpectedly")
+                _settle(batch, exc)
+            except asyncio.CancelledError:
+                # The loop is shutting down: whoever still waits is told.
+                for _, _, _, future in (*batch, *state.queued):
+                    future.cancel()
+                state.queued.clear()
+                raise
+
+
+async def _send_pipeline(state: _LoopState, batch: list[_Queued]) -> None:
+    try:
+        async with state.slots:
+            # Calls queued before an outage began fail fast too.
+            _health.check()
+            replies = await _pipeline(state, batch)
+    except RedisUnavailable as exc:
+        _settle(batch, exc)
+        return
+    except REDIS_ERRORS as exc:
+        unavailable = _health.failed(exc)
+        unavailable.__cause__ = exc
+        _settle(batch, unavailable)
+        return
+    except Exception as exc:  # noqa: BLE001 - the pipeline failed as a whole: each of its callers is told
+        _settle(batch, exc)
+        return
+    outage = next((reply for reply in replies if isinstance(reply, REDIS_ERRORS)), None)
+    if outage is not None:
+        unavailable = _health.failed(outage)
+        unavailable.__cause__ = outage
+        replies = [unavailable if isinstance(reply, REDIS_ERRORS) else reply for reply in replies]
+    else:
+        _health.succeeded()
+    for (_, _, _, future), reply in zip(batch, replies, strict=True):
+        if future.done():
+            continue  # its caller is gone
+        if isinstance(reply, BaseException):
+            future.set_exception(reply)
+        else:
+            future.set_result(reply)
+
+
+async def _pipeline(state: _LoopState, batch: list[_Queued]) -> list[Any]:
+    """The replies of one pipeline of EVALSHAs, in order, each a value or
+    the exception of that call; a script Redis does not hold (a restart,
+    ``SCRIPT FLUSH``) is loaded and its calls made again on their own."""
+    pipe = state.client.pipeline(transaction=False)
+    for script, keys, args, _ in batch:
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+    replies = list(await pipe.execute(raise_on_error=False))
+    state.pipelines += 1
+    state.pipelined += len(batch)
+    for index, reply in enumerate(replies):
+        if isinstance(reply, redis_errors.NoScriptError):
+            script, keys, args, _ = batch[index]
+            try:
+                replies[index] = await script(keys=keys, args=args)
+            except redis_errors.RedisError as exc:
+                replies[index] = exc
+    return replies
+
+
+def _settle(batch: list[_Queued], exc: BaseException) -> None:
+    for _, _, _, future in batch:
+        if not future.done():
+            future.set_exception(exc)
+
+
+def pipelining() -> tuple[int, int]:
+    """(pipelines sent, script calls they carried) on this event loop."""
+    state = _state()
+    return state.pipelines, state.pipelined
 
 
 async def command(name: str, *args: Any) -> Any:
