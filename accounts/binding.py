@@ -135,3 +135,6 @@ class AccountsTenancy:
 
     def is_member(self, user_pk: int, application_id: str) -> bool:
         return services.is_member(user_pk, application_id)
+
+    def are_members(self, pairs: Sequence[tuple[int, str]]) -> list[bool]:
+        return services.are_members(pairs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from django.db import IntegrityError, transaction
 
@@ -79,6 +80,10 @@ def memberships_of(user_pk: int) -> list[dict[str, str]]:
 
 def is_member(user_pk: int, application_id: str) -> bool:
     return queries.is_member(user_pk, application_id)
+
+
+def are_members(pairs: Sequence[tuple[int, str]]) -> list[bool]:
+    return queries.are_members(pairs)
 
 
 def resolve_application(user: User, requested: str | None) -> Application:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from channels.db import database_sync_to_async
-
 from realtime import tenancy
 from realtime.context import RequestContext
 from realtime.errors import ProtocolError, Unauthorized, ValidationFailed
@@ -126,7 +124,7 @@ async def _authorize_user_room(ctx: RequestContext, user_id: str) -> None:
 
 
 async def _authorize_application_room(ctx: RequestContext, application_id: str) -> None:
-    if not await database_sync_to_async(tenancy.is_member)(ctx.user_pk, application_id):
+    if not await tenancy.is_member_async(ctx.user_pk, application_id):
         raise Unauthorized("not a member of this application", room=f"application:{application_id}")
 
 

@@ -15,7 +15,6 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from realtime import charging, errors, lifecycle, logcontext, metrics, settlement, tenancy
@@ -144,7 +143,7 @@ class RequestPipeline:
     async def _charged(self, ctx: RequestContext, spec: InboundEvent, data: dict[str, Any]) -> str | None:
         requested_app = data.get("applicationId")
         if requested_app and requested_app != self.application_id:
-            if not await database_sync_to_async(tenancy.is_member)(self.user_pk, requested_app):
+            if not await tenancy.is_member_async(self.user_pk, requested_app):
                 await self._send_error(
                     Unauthorized("not a member of that application", applicationId=requested_app),
                     spec.error_event,

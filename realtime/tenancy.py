@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from realtime.batching import Batched
+
 
 class TenancyError(Exception):
     """The user may not act in the requested application."""
@@ -33,6 +35,10 @@ class Tenancy(Protocol):
         """Whether the user belongs to the (active) application."""
         ...
 
+    def are_members(self, pairs: Sequence[tuple[int, str]]) -> Sequence[bool]:
+        """``is_member`` for many (user, application) pairs at once, in order."""
+        ...
+
 
 class _NotInstalled:
     def bind(self, user_id: str, requested_application: str | None) -> tuple[Any, str]:
@@ -42,6 +48,9 @@ class _NotInstalled:
         raise RuntimeError("no tenancy installed: the app owning users calls realtime.tenancy.install() at ready()")
 
     def is_member(self, user_pk: int, application_id: str) -> bool:
+        raise RuntimeError("no tenancy installed: the app owning users calls realtime.tenancy.install() at ready()")
+
+    def are_members(self, pairs: Sequence[tuple[int, str]]) -> Sequence[bool]:
         raise RuntimeError("no tenancy installed: the app owning users calls realtime.tenancy.install() at ready()")
 
 
@@ -63,3 +72,18 @@ def bind_many(requests: Sequence[tuple[str, str | None]]) -> Sequence[tuple[Any,
 
 def is_member(user_pk: int, application_id: str) -> bool:
     return _tenancy.is_member(user_pk, application_id)
+
+
+def _are_members(pairs: Sequence[tuple[int, str]]) -> Sequence[bool]:
+    return _tenancy.are_members(pairs)
+
+
+# The checks of connections that ask together, in one hop to the ORM thread.
+_member_checks: Batched[tuple[int, str], bool] = Batched(_are_members)
+
+
+async def is_member_async(user_pk: int, application_id: str) -> bool:
+    """``is_member`` on the ORM thread, sharing its hop and its statement
+    with the checks asked in the same turn of the event loop (a storm of
+    subscriptions after a reconnect)."""
+    return await _member_checks((user_pk, application_id))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts import services
 from accounts.models import Application, Membership
@@ -70,3 +72,26 @@ def test_membership_checks_refuse_ids_that_cannot_exist(alice):
     assert services.may_administer(alice.pk, alice.default_application_id + "\x00") is False
     assert services.may_administer(alice.pk, "app_that_does_not_exist") is False
     assert services.may_administer(alice.pk, alice.default_application_id) is True
+
+
+def test_many_membership_checks_answer_as_each_alone_in_one_statement(alice, colleague, outsider):
+    closed = Application.objects.create(name="closed")
+    services.add_member(closed, alice)
+    closed.is_active = False
+    closed.save()
+    app = alice.default_application_id
+    pairs = [
+        (alice.pk, app),
+        (outsider.pk, app),
+        (colleague.pk, app),
+        (alice.pk, closed.id),
+        (alice.pk, app + "\x00"),
+        (alice.pk, "app_that_does_not_exist"),
+        (alice.pk, app),
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        answers = services.are_members(pairs)
+    assert len(queries) == 1
+    assert answers == [services.is_member(user_pk, application_id) for user_pk, application_id in pairs]
+    assert answers == [True, False, True, False, False, False, True]
+    assert services.are_members([(alice.pk, app + "\x00")]) == [False]
