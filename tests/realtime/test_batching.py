@@ -11,6 +11,10 @@ import pytest
 
 from realtime.batching import Batched
 
+# The hop is channels' database_sync_to_async, which looks at the ORM
+# thread's database connection before and after each call.
+pytestmark = pytest.mark.django_db
+
 
 class Recorder:
     """A batch function: doubles each number, fails a negative one alone,
