@@ -12,6 +12,7 @@ import random
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +29,20 @@ def dev_token(user_id: str, secret: str) -> str:
     return jwt.encode({"sub": user_id, "iat": now, "nbf": now, "exp": now + 3600}, secret, algorithm="HS256")
 
 
-def grant(env: dict[str, str], users: list[str], grants: int, amount: int) -> None:
-    """Users with ``grants`` grants each (so their credit_entries have that many rows)."""
+def grant(env: dict[str, str], users: list[str], grants: int, amount: int | Mapping[str, int]) -> None:
+    """Users with ``grants`` grants each (so their credit_entries have that
+    many rows) of ``amount``, or of ``amount[user]`` for each user."""
+    amounts = [(name, amount if isinstance(amount, int) else amount[name]) for name in users]
     manage(
         env,
         "shell",
         "-c",
         "from accounts import services as accounts\n"
         "from credits import services as credits\n"
-        f"for name in {users!r}:\n"
+        f"for name, amount in {amounts!r}:\n"
         "    user = accounts.get_or_create_user(name)\n"
         f"    for i in range({grants}):\n"
-        f"        credits.grant_credits(user.pk, user.default_application_id, {amount}, reason=f'grant {{i}}',"
+        "        credits.grant_credits(user.pk, user.default_application_id, amount, reason=f'grant {i}',"
         " actor=credits.Actor.system())\n",
     )
 

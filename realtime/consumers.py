@@ -34,7 +34,6 @@ from realtime import (
     tenancy,
     transport,
 )
-from realtime.batching import Batched
 from realtime.context import RequestContext
 from realtime.errors import Internal, ProtocolError, Unauthorized
 from realtime.hops import WithoutConnectionHops
@@ -50,9 +49,6 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_INTERNAL = 1011
-
-# The connections bound in one hop to the ORM thread (realtime.batching).
-_bind: Batched[tuple[str, str | None], tuple[Any, str]] = Batched(tenancy.bind_many)
 
 
 class Refused(Exception):
@@ -164,7 +160,7 @@ class RealtimeConsumer(RequestPipeline, WithoutConnectionHops, AsyncWebsocketCon
                 raise Unauthorized("session authentication is for staff on an allowed origin")
             subject = session_user.username
         try:
-            user, self.application_id = await _bind((subject, requested_app))
+            user, self.application_id = await tenancy.bind_async(subject, requested_app)
         except tenancy.TenancyError as exc:
             raise Unauthorized(str(exc)) from None
         return user

@@ -70,6 +70,16 @@ def bind_many(requests: Sequence[tuple[str, str | None]]) -> Sequence[tuple[Any,
     return _tenancy.bind_many(requests)
 
 
+# The binds of connections that ask together, in one hop to the ORM thread.
+_binds: Batched[tuple[str, str | None], tuple[Any, str]] = Batched(bind_many)
+
+
+async def bind_async(user_id: str, requested_application: str | None) -> tuple[Any, str]:
+    """``bind`` on the ORM thread, sharing its hop and its statement with
+    the binds asked in the same turn of the event loop (a connection storm)."""
+    return await _binds((user_id, requested_application))
+
+
 def is_member(user_pk: int, application_id: str) -> bool:
     return _tenancy.is_member(user_pk, application_id)
 

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 import websockets
 
+from devtools.chargefaults import grant
 from devtools.pgcluster import PostgresCluster
-from devtools.servers import DaphneProcess, manage, migrated_environment
+from devtools.servers import DaphneProcess, migrated_environment
 from tests.wsclient import DEV_SECRET, dev_token
 
 USERS = [f"storm_{n}" for n in range(20)]
@@ -73,17 +74,7 @@ def test_a_connection_storm_while_postgresql_is_down_is_refused_unavailable_and_
             **ENV,
         ) as env,
     ):
-        manage(
-            env,
-            "shell",
-            "-c",
-            "from accounts import services as accounts\n"
-            "from credits import services as credits\n"
-            f"for name, amount in {[(user, credits_of(user)) for user in USERS]!r}:\n"
-            "    user = accounts.get_or_create_user(name)\n"
-            "    credits.grant_credits(user.pk, user.default_application_id, amount, reason='storm',"
-            " actor=credits.Actor.system())\n",
-        )
+        grant(env, USERS, grants=1, amount={user: credits_of(user) for user in USERS})
         server = DaphneProcess(env, tmp_path / "daphne.log").start()
         try:
             assert_served(asyncio.run(storm(server.url)))
